@@ -1,0 +1,268 @@
+"""Wire protocol v1: topic templates and the typed wave message (docs/PROTOCOL.md is the prose contract).
+
+Everything that crosses MQTT is built or parsed here, so the topic contract lives in one module. Parsing never
+trusts the payload: each failure raises :class:`ProtocolError` with a stable ``reason`` code used as a counter
+label, and the message names the field.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from agent.errors import ProtocolError
+
+__all__ = [
+    "LEAD_SYNONYMS",
+    "PATIENT_ID_PATTERN",
+    "SCHEMA_STATUS",
+    "SCHEMA_WAVE",
+    "PayloadLimits",
+    "Topics",
+    "WaveChunk",
+    "canonical_lead",
+    "decode_wave",
+    "encode_wave",
+]
+
+SCHEMA_WAVE: Final = "ecgcast.wave/1"
+SCHEMA_STATUS: Final = "ecgcast.status/1"
+SCHEMA_PRESENCE: Final = "ecgcast.presence/1"
+
+PATIENT_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+"""Letters, digits, '.', '_' and '-', starting alphanumeric: no '+', '#', '/' or '$' can reach a topic level."""
+
+_STREAM_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+LEAD_SYNONYMS: Final[dict[str, str]] = {
+    "mlii": "II",
+    "ml2": "II",
+    "lead ii": "II",
+    "lead_ii": "II",
+    "ii": "II",
+    "i": "I",
+    "lead i": "I",
+    "mli": "I",
+    "iii": "III",
+    "mliii": "III",
+    "avr": "aVR",
+    "avl": "aVL",
+    "avf": "aVF",
+    **{f"v{n}": f"V{n}" for n in range(1, 7)},
+    **{f"mv{n}": f"V{n}" for n in range(1, 7)},
+    "ecg": "ECG",
+    "ecg1": "ECG1",
+    "ecg2": "ECG2",
+}
+"""Lead names seen in the wild (MIT-BIH 'MLII', Holter 'ECG1', …) mapped to canonical names."""
+
+
+def canonical_lead(name: str) -> str:
+    """Return the canonical lead name, e.g. ``canonical_lead("MLII") == "II"``; unknown names are refused."""
+    key = name.strip().lower()
+    if key not in LEAD_SYNONYMS:
+        raise ProtocolError("unknown_lead", f"lead {name!r} is not a known ECG lead name", field="leads")
+    return LEAD_SYNONYMS[key]
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic templates under one prefix: ``<prefix>/<patient_id>/<kind>``."""
+
+    prefix: str = "ecg/v1"
+
+    def wave(self, patient_id: str) -> str:
+        return f"{self.prefix}/{patient_id}/wave"
+
+    def status(self, patient_id: str) -> str:
+        return f"{self.prefix}/{patient_id}/status"
+
+    def forecast(self, patient_id: str) -> str:
+        return f"{self.prefix}/{patient_id}/forecast"
+
+    def alert(self, patient_id: str) -> str:
+        return f"{self.prefix}/{patient_id}/alert"
+
+    def alert_ack(self, patient_id: str) -> str:
+        return f"{self.prefix}/{patient_id}/alert/ack"
+
+    def presence(self, agent_id: str) -> str:
+        """Retained 'online'/'offline' of one agent; '_agents' cannot be a patient id (ids start alphanumeric)."""
+        return f"{self.prefix}/_agents/{agent_id}/presence"
+
+    @property
+    def wave_subscription(self) -> str:
+        return f"{self.prefix}/+/wave"
+
+    @property
+    def ack_subscription(self) -> str:
+        return f"{self.prefix}/+/alert/ack"
+
+    def patient_of(self, topic: str, kind: str) -> str:
+        """Patient id of ``<prefix>/<patient_id>/<kind>``; raises ProtocolError for anything else."""
+        head = f"{self.prefix}/"
+        tail = f"/{kind}"
+        if not (topic.startswith(head) and topic.endswith(tail)):
+            raise ProtocolError("bad_topic", f"topic {topic!r} is not {head}<patient_id>{tail}")
+        patient_id = topic[len(head) : -len(tail)]
+        if not PATIENT_ID_PATTERN.match(patient_id):
+            raise ProtocolError("bad_patient_id", f"patient id {patient_id!r} in topic is not allowed")
+        return patient_id
+
+
+@dataclass(frozen=True)
+class PayloadLimits:
+    """Bounds a wave message must respect; built from ``ProtocolSettings``."""
+
+    max_payload_bytes: int = 262_144
+    max_samples_per_lead: int = 5000
+    max_leads: int = 12
+    min_fs: float = 100.0
+    max_fs: float = 1000.0
+
+
+@dataclass(frozen=True, eq=False)
+class WaveChunk:
+    """One validated wave message: a contiguous block of samples for every lead of one stream."""
+
+    patient_id: str
+    stream_id: str
+    seq: int
+    t0: float  # device time of the first sample, Unix seconds
+    fs: float  # samples per second per lead
+    leads: tuple[str, ...]  # canonical names, e.g. ("II", "V1")
+    samples: npt.NDArray[np.float32]  # (n_leads, n_samples) in mV; non-finite values kept as NaN
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.samples.shape[1])
+
+
+def _require(obj: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    if name not in obj:
+        raise ProtocolError("missing_field", f"required field {name!r} is absent", field=name)
+    value = obj[name]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ProtocolError("wrong_type", f"{name!r} has type {type(value).__name__}", field=name)
+    return value
+
+
+def _finite(name: str, value: float) -> float:
+    if not math.isfinite(value):
+        raise ProtocolError("bad_value", f"{name!r} must be finite, got {value!r}", field=name)
+    return float(value)
+
+
+def _decode_samples(obj: dict[str, Any], n_leads: int, limits: PayloadLimits) -> npt.NDArray[np.float32]:
+    """Samples as JSON lists (``samples``) or base64 little-endian int16 times ``scale`` (``data_b64``)."""
+    if "data_b64" in obj:
+        data = _require(obj, "data_b64", str)
+        scale = _finite("scale", float(_require(obj, "scale", (int, float))))
+        if scale <= 0:
+            raise ProtocolError("bad_value", f"'scale' must be positive, got {scale}", field="scale")
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except ValueError as exc:
+            raise ProtocolError("bad_encoding", f"data_b64 is not base64: {exc}", field="data_b64") from exc
+        if len(raw) % (2 * n_leads):
+            raise ProtocolError(
+                "bad_shape", "data_b64 length is not a whole number of int16 frames", "data_b64"
+            )
+        ints = np.frombuffer(raw, dtype="<i2").reshape(-1, n_leads).T  # (n_samples, n_leads) -> (n_leads, n)
+        return (ints.astype(np.float32) * np.float32(scale)).copy()
+    lists = _require(obj, "samples", list)
+    if len(lists) != n_leads:
+        raise ProtocolError("bad_shape", f"{len(lists)} sample lists for {n_leads} leads", field="samples")
+    lengths = {len(row) if isinstance(row, list) else -1 for row in lists}
+    if -1 in lengths:
+        raise ProtocolError("wrong_type", "each lead's samples must be a list of numbers", field="samples")
+    if len(lengths) != 1:
+        raise ProtocolError("bad_shape", f"leads have unequal lengths {sorted(lengths)}", field="samples")
+    if lengths.pop() > limits.max_samples_per_lead:
+        raise ProtocolError("too_many_samples", "chunk exceeds max_samples_per_lead", field="samples")
+    try:
+        array = np.array(lists, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise ProtocolError("wrong_type", "samples must be numbers", field="samples") from exc
+    return array.reshape(n_leads, -1)
+
+
+def decode_wave(payload: bytes, limits: PayloadLimits, topic_patient_id: str | None = None) -> WaveChunk:
+    """Parse and validate one wave payload; raise ProtocolError naming the first problem found."""
+    if len(payload) > limits.max_payload_bytes:
+        raise ProtocolError("oversize", f"payload of {len(payload)} bytes exceeds {limits.max_payload_bytes}")
+    try:
+        obj = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError("bad_json", f"payload is not JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise ProtocolError("bad_json", f"payload must be a JSON object, got {type(obj).__name__}")
+    schema = _require(obj, "schema", str)
+    if schema != SCHEMA_WAVE:
+        raise ProtocolError(
+            "unknown_schema", f"schema {schema[:40]!r} is not {SCHEMA_WAVE!r}", field="schema"
+        )
+    patient_id = _require(obj, "patient_id", str)
+    if not PATIENT_ID_PATTERN.match(patient_id):
+        raise ProtocolError("bad_patient_id", f"patient_id {patient_id[:80]!r} is not allowed", "patient_id")
+    if topic_patient_id is not None and patient_id != topic_patient_id:
+        raise ProtocolError(
+            "patient_mismatch", f"payload {patient_id!r} != topic {topic_patient_id!r}", "patient_id"
+        )
+    stream_id = _require(obj, "stream_id", str)
+    if not _STREAM_ID_PATTERN.match(stream_id):
+        raise ProtocolError("bad_value", f"stream_id {stream_id[:80]!r} is not allowed", field="stream_id")
+    seq = _require(obj, "seq", int)
+    if not 0 <= seq < 2**53:
+        raise ProtocolError("bad_value", f"seq {seq} out of range [0, 2^53)", field="seq")
+    t0 = _finite("t0", float(_require(obj, "t0", (int, float))))
+    fs = _finite("fs", float(_require(obj, "fs", (int, float))))
+    if not limits.min_fs <= fs <= limits.max_fs:
+        raise ProtocolError("bad_fs", f"fs {fs} outside [{limits.min_fs}, {limits.max_fs}] Hz", field="fs")
+    units = obj.get("units", "mV")
+    if units != "mV":
+        raise ProtocolError("bad_units", f"units must be 'mV', got {str(units)[:20]!r}", field="units")
+    raw_leads = _require(obj, "leads", list)
+    if not raw_leads or len(raw_leads) > limits.max_leads or not all(isinstance(x, str) for x in raw_leads):
+        raise ProtocolError("bad_leads", f"leads must be 1..{limits.max_leads} names", field="leads")
+    leads = tuple(canonical_lead(x) for x in raw_leads)
+    if len(set(leads)) != len(leads):
+        raise ProtocolError("bad_leads", f"duplicate leads {list(leads)}", field="leads")
+    samples = _decode_samples(obj, len(leads), limits)
+    if samples.shape[1] == 0:
+        raise ProtocolError("bad_shape", "chunk has no samples", field="samples")
+    if samples.shape[1] > limits.max_samples_per_lead:
+        raise ProtocolError("too_many_samples", "chunk exceeds max_samples_per_lead", field="samples")
+    return WaveChunk(patient_id, stream_id, seq, t0, fs, leads, samples)
+
+
+def encode_wave(
+    chunk: WaveChunk, encoding: str = "json", scale: float = 0.001, *, units: str = "mV"
+) -> bytes:
+    """Serialise a chunk: ``json`` lists of floats, or ``b64`` int16 (``scale`` mV per count, default 1 µV)."""
+    body: dict[str, Any] = {
+        "schema": SCHEMA_WAVE,
+        "patient_id": chunk.patient_id,
+        "stream_id": chunk.stream_id,
+        "seq": chunk.seq,
+        "t0": round(chunk.t0, 6),
+        "fs": chunk.fs,
+        "leads": list(chunk.leads),
+        "units": units,
+    }
+    if encoding == "json":
+        body["samples"] = [[round(float(v), 4) for v in row] for row in chunk.samples]
+    elif encoding == "b64":
+        counts = np.clip(np.round(np.nan_to_num(chunk.samples) / scale), -32768, 32767).astype("<i2")
+        body["scale"] = scale
+        body["data_b64"] = base64.b64encode(counts.T.tobytes()).decode("ascii")  # interleaved frames
+    else:
+        raise ValueError(f"encoding must be 'json' or 'b64', got {encoding!r}")
+    return json.dumps(body, separators=(",", ":")).encode()

@@ -1,0 +1,32 @@
+"""ecgcast command line: the one entry point. Each package registers its own subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from agent import cli as agent_cli
+
+COMMAND_GROUPS = (agent_cli,)
+"""Modules exposing ``register(subparsers)``; each subcommand sets ``func(args) -> int``."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python main.py",
+        description="ecgcast: streaming arrhythmia forecasting over MQTT (research demonstration, not a medical device)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in COMMAND_GROUPS:
+        group.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -15,7 +15,7 @@ COMMAND_GROUPS = (agent_cli,)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python main.py",
-        description="ecgcast: streaming arrhythmia forecasting over MQTT (research demonstration, not a medical device)",
+        description="ecgcast: streaming arrhythmia forecasting over MQTT (research demo, not a medical device)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in COMMAND_GROUPS:

@@ -75,9 +75,7 @@ class LocalMosquitto:
         if not Path(binary).exists():
             raise BrokerError("mosquitto is not installed (apt-get install mosquitto)")
         conf = self._write_config()
-        self._proc = subprocess.Popen(
-            [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        self._proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:

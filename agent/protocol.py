@@ -172,9 +172,7 @@ def _decode_samples(obj: dict[str, Any], n_leads: int, limits: PayloadLimits) ->
         except ValueError as exc:
             raise ProtocolError("bad_encoding", f"data_b64 is not base64: {exc}", field="data_b64") from exc
         if len(raw) % (2 * n_leads):
-            raise ProtocolError(
-                "bad_shape", "data_b64 length is not a whole number of int16 frames", "data_b64"
-            )
+            raise ProtocolError("bad_shape", "data_b64 length is not a whole number of int16 frames", "data_b64")
         ints = np.frombuffer(raw, dtype="<i2").reshape(-1, n_leads).T  # (n_samples, n_leads) -> (n_leads, n)
         return (ints.astype(np.float32) * np.float32(scale)).copy()
     lists = _require(obj, "samples", list)
@@ -206,16 +204,12 @@ def decode_wave(payload: bytes, limits: PayloadLimits, topic_patient_id: str | N
         raise ProtocolError("bad_json", f"payload must be a JSON object, got {type(obj).__name__}")
     schema = _require(obj, "schema", str)
     if schema != SCHEMA_WAVE:
-        raise ProtocolError(
-            "unknown_schema", f"schema {schema[:40]!r} is not {SCHEMA_WAVE!r}", field="schema"
-        )
+        raise ProtocolError("unknown_schema", f"schema {schema[:40]!r} is not {SCHEMA_WAVE!r}", field="schema")
     patient_id = _require(obj, "patient_id", str)
     if not PATIENT_ID_PATTERN.match(patient_id):
         raise ProtocolError("bad_patient_id", f"patient_id {patient_id[:80]!r} is not allowed", "patient_id")
     if topic_patient_id is not None and patient_id != topic_patient_id:
-        raise ProtocolError(
-            "patient_mismatch", f"payload {patient_id!r} != topic {topic_patient_id!r}", "patient_id"
-        )
+        raise ProtocolError("patient_mismatch", f"payload {patient_id!r} != topic {topic_patient_id!r}", "patient_id")
     stream_id = _require(obj, "stream_id", str)
     if not _STREAM_ID_PATTERN.match(stream_id):
         raise ProtocolError("bad_value", f"stream_id {stream_id[:80]!r} is not allowed", field="stream_id")
@@ -243,9 +237,7 @@ def decode_wave(payload: bytes, limits: PayloadLimits, topic_patient_id: str | N
     return WaveChunk(patient_id, stream_id, seq, t0, fs, leads, samples)
 
 
-def encode_wave(
-    chunk: WaveChunk, encoding: str = "json", scale: float = 0.001, *, units: str = "mV"
-) -> bytes:
+def encode_wave(chunk: WaveChunk, encoding: str = "json", scale: float = 0.001, *, units: str = "mV") -> bytes:
     """Serialise a chunk: ``json`` lists of floats, or ``b64`` int16 (``scale`` mV per count, default 1 µV)."""
     body: dict[str, Any] = {
         "schema": SCHEMA_WAVE,

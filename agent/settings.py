@@ -45,9 +45,7 @@ class StrictModel(BaseModel):
 
 
 class MqttSettings(StrictModel):
-    url: str = Field(
-        "mqtt://127.0.0.1:1883", description="Broker URL, mqtt:// or mqtts://, optional user:pass@"
-    )
+    url: str = Field("mqtt://127.0.0.1:1883", description="Broker URL, mqtt:// or mqtts://, optional user:pass@")
     username: str | None = Field(None, description="Username; overrides one given in the URL")
     password: str | None = Field(None, description="Password; overrides one given in the URL")
     client_id: str = Field("ecgcast-agent", min_length=1, max_length=64, description="MQTT client id")
@@ -104,12 +102,8 @@ class MqttSettings(StrictModel):
 
 
 class ProtocolSettings(StrictModel):
-    topic_prefix: str = Field(
-        "ecg/v1", pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$", description="Topic prefix"
-    )
-    max_payload_bytes: int = Field(
-        262_144, ge=1024, le=16_777_216, description="Largest accepted wave payload"
-    )
+    topic_prefix: str = Field("ecg/v1", pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$", description="Topic prefix")
+    max_payload_bytes: int = Field(262_144, ge=1024, le=16_777_216, description="Largest accepted wave payload")
     max_samples_per_lead: int = Field(5000, ge=1, le=100_000, description="Largest chunk, samples per lead")
     max_leads: int = Field(12, ge=1, le=16, description="Most leads in one stream")
     min_fs: float = Field(100.0, gt=0, description="Lowest accepted sampling rate, Hz")
@@ -140,9 +134,7 @@ class BufferSettings(StrictModel):
 
 class WindowSettings(StrictModel):
     window_samples: int = Field(256, description="Samples per 1-second encoder window (CAMEL: 256)")
-    mains_hz: Literal[50, 60] | None = Field(
-        50, description="Mains frequency to notch; null disables the notch"
-    )
+    mains_hz: Literal[50, 60] | None = Field(50, description="Mains frequency to notch; null disables the notch")
     notch_q: float = Field(30.0, gt=1, le=200, description="Quality factor of the mains notch")
     highpass_hz: float | None = Field(0.5, gt=0, le=5, description="Causal baseline-wander high-pass corner")
     highpass_order: int = Field(2, ge=1, le=8, description="Butterworth order of the high-pass")
@@ -156,9 +148,7 @@ class WindowSettings(StrictModel):
 
 
 class QualitySettings(StrictModel):
-    flat_ptp_mv: float = Field(
-        0.05, gt=0, description="Peak-to-peak below this over 1 s means lead off/flat line"
-    )
+    flat_ptp_mv: float = Field(0.05, gt=0, description="Peak-to-peak below this over 1 s means lead off/flat line")
     saturation_mv: float = Field(10.0, gt=0, description="|sample| at or beyond this counts as saturated")
     saturation_fraction: float = Field(
         0.05, gt=0, le=1, description="Fraction of a window pinned at its extreme to call it saturated"
@@ -170,9 +160,7 @@ class QualitySettings(StrictModel):
 
 
 class StatusSettings(StrictModel):
-    interval_s: float = Field(
-        5.0, gt=0, le=3600, description="Publish each patient's retained status this often"
-    )
+    interval_s: float = Field(5.0, gt=0, le=3600, description="Publish each patient's retained status this often")
     stale_after_s: float = Field(10.0, gt=0, description="A patient silent this long is reported as stale")
 
 

@@ -1,0 +1,129 @@
+"""The ingest worker thread: queue → per-patient streams → acknowledgements, windows and status messages."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from agent.ingest import Rejection
+from agent.mqtt_client import MqttConnection
+from agent.patient import CompletedWindows, PatientStream, PatientUpdate
+from agent.protocol import Topics
+from agent.sequencer import Delivery
+from agent.settings import Settings
+
+__all__ = ["IngestWorker", "WindowSink"]
+
+log = structlog.get_logger(__name__)
+
+WindowSink = Callable[[CompletedWindows], None]
+_HOUSEKEEPING_S = 0.2
+
+
+class IngestWorker:
+    """Owns every ``PatientStream``; the only thread that mutates ingest state, so no locks are needed."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        connection: MqttConnection,
+        inbox: queue.Queue[Delivery | Rejection],
+        sink: WindowSink,
+    ) -> None:
+        self._settings = settings
+        self._connection = connection
+        self._inbox = inbox
+        self._sink = sink
+        self._topics = Topics(settings.protocol.topic_prefix)
+        self.patients: dict[str, PatientStream] = {}
+        self.rejected: Counter[str] = Counter()
+        self.windows_emitted = 0
+        self._status_due: dict[str, float] = {}
+        self._next_housekeeping = 0.0
+        self._thread = threading.Thread(target=self._run, name="ingest-worker", daemon=True)
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                item = self._inbox.get(timeout=_HOUSEKEEPING_S)
+            except queue.Empty:
+                item = None
+            try:
+                if item is not None:
+                    self.handle(item)
+                self.housekeeping(time.monotonic())
+            except Exception:
+                log.exception("ingest_step_failed", item=type(item).__name__)
+
+    def handle(self, item: Delivery | Rejection) -> None:
+        """Apply one queue item. Public so tests can drive the worker without a thread."""
+        if isinstance(item, Rejection):
+            self.rejected[item.reason] += 1
+            if item.patient_id in self.patients:
+                self.patients[item.patient_id].rejected[item.reason] += 1
+            return
+        pid = item.chunk.patient_id
+        patient = self.patients.get(pid)
+        if patient is None:
+            patient = self.patients[pid] = PatientStream(pid, self._settings)
+            log.info("patient_first_seen", patient_id=pid, stream_id=item.chunk.stream_id)
+        segment_before = patient.segment.index if patient.segment else 0
+        self._finish(patient, patient.accept(item, time.monotonic(), time.time()))
+        if patient.segment and patient.segment.index != segment_before:
+            log.info("segment_started", patient_id=pid, segment=patient.segment.index, reason=patient.segment.reason)
+            self._status_due[pid] = 0.0
+
+    def _finish(self, patient: PatientStream, update: PatientUpdate) -> None:
+        for delivery in update.handled:
+            self._connection.ack(delivery.mid, delivery.qos)
+        if update.windows and patient.segment is not None:
+            self.windows_emitted += len(update.windows)
+            self._sink(CompletedWindows(patient.patient_id, patient.segment.index, update.windows, time.time()))
+
+    def housekeeping(self, now_mono: float) -> None:
+        """Reorder timeouts, retained status messages and idle eviction, at most every 200 ms."""
+        if now_mono < self._next_housekeeping:
+            return
+        self._next_housekeeping = now_mono + _HOUSEKEEPING_S
+        now_wall = time.time()
+        for pid, patient in list(self.patients.items()):
+            self._finish(patient, patient.tick(now_mono))
+            if now_mono - patient.last_seen_mono > self._settings.buffer.idle_evict_s:
+                self._evict(pid, now_wall)
+            elif now_mono >= self._status_due.get(pid, 0.0):
+                self.publish_status(patient, now_wall)
+                self._status_due[pid] = now_mono + self._settings.status.interval_s
+
+    def _evict(self, pid: str, now_wall: float) -> None:
+        status = self.patients.pop(pid).status(now_wall)
+        self._status_due.pop(pid, None)
+        status["state"] = "evicted"
+        self._connection.publish(self._topics.status(pid), json.dumps(status).encode(), qos=1, retain=True)
+        log.info("patient_evicted", patient_id=pid)
+
+    def publish_status(self, patient: PatientStream, now_wall: float) -> None:
+        body = json.dumps(patient.status(now_wall)).encode()
+        self._connection.publish(self._topics.status(patient.patient_id), body, qos=1, retain=True)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "patients": len(self.patients),
+            "rejected": dict(self.rejected),
+            "windows_emitted": self.windows_emitted,
+            "queue_depth": self._inbox.qsize(),
+        }

@@ -1,0 +1,185 @@
+"""The agent's MQTT connection: paho-mqtt 2.x with a persistent session, manual QoS 1 acks, will and birth.
+
+Callback discipline (paho's examples, STYLE.md §3): subscriptions are (re)made in ``on_connect``; a refused
+connection returns without marking us connected; message callbacks registered per topic family do only
+match → decode → enqueue, and catch per message because paho re-raises callback exceptions on its network thread.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from types import TracebackType
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import structlog
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from agent.errors import BrokerError, LifecycleError
+from agent.protocol import SCHEMA_PRESENCE
+from agent.settings import MqttSettings
+
+__all__ = ["ConnectionState", "MessageHandler", "MqttConnection"]
+
+log = structlog.get_logger(__name__)
+
+MessageHandler = Callable[[mqtt.MQTTMessage], None]
+
+
+class ConnectionState(Enum):
+    UNOPENED = "unopened"
+    OPENED = "opened"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class _Subscription:
+    topic_filter: str
+    qos: int
+    handler: MessageHandler
+
+
+def _presence(agent_id: str, state: str) -> bytes:
+    return json.dumps({"schema": SCHEMA_PRESENCE, "agent_id": agent_id, "state": state, "at": time.time()}).encode()
+
+
+class MqttConnection:
+    """One broker connection. ``open()`` returns at once; paho connects and reconnects in its own thread."""
+
+    def __init__(self, settings: MqttSettings, presence_topic: str, agent_id: str, manual_ack: bool = True) -> None:
+        self._settings = settings
+        self._presence_topic = presence_topic
+        self._agent_id = agent_id
+        self._subscriptions: list[_Subscription] = []
+        self._connected = threading.Event()
+        self.state = ConnectionState.UNOPENED
+        self.connects = 0
+        v5 = settings.protocol == "5"
+        self._v5 = v5
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=settings.client_id,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            clean_session=None if v5 else False,
+            manual_ack=manual_ack,
+        )
+        self._configure()
+
+    def _configure(self) -> None:
+        s, c = self._settings, self._client
+        user, password = s.credentials
+        if user is not None:
+            c.username_pw_set(user, password)
+        if s.use_tls:
+            c.tls_set(
+                ca_certs=str(s.tls_ca_file) if s.tls_ca_file else None,
+                certfile=str(s.tls_cert_file) if s.tls_cert_file else None,
+                keyfile=str(s.tls_key_file) if s.tls_key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+            c.tls_insecure_set(s.tls_insecure)
+        c.will_set(self._presence_topic, _presence(self._agent_id, "offline"), qos=1, retain=True)
+        c.reconnect_delay_set(min_delay=max(1, round(s.reconnect_min_s)), max_delay=max(1, round(s.reconnect_max_s)))
+        c.max_queued_messages_set(0)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def subscribe(self, topic_filter: str, handler: MessageHandler, qos: int | None = None) -> None:
+        """Register a topic family; the subscription is (re)made on every connect."""
+        sub = _Subscription(topic_filter, self._settings.qos if qos is None else qos, handler)
+        self._subscriptions.append(sub)
+        self._client.message_callback_add(topic_filter, handler)
+        if self.connected:
+            self._client.subscribe(topic_filter, sub.qos)
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Properties | None
+    ) -> None:
+        if reason.is_failure:
+            log.error("mqtt_connect_refused", reason=str(reason), host=self._settings.host, port=self._settings.port)
+            return
+        self.connects += 1
+        log.info(
+            "mqtt_connected", host=self._settings.host, port=self._settings.port, session_present=flags.session_present
+        )
+        client.publish(self._presence_topic, _presence(self._agent_id, "online"), qos=1, retain=True)
+        for sub in self._subscriptions:
+            client.subscribe(sub.topic_filter, sub.qos)
+        self._connected.set()
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Properties | None
+    ) -> None:
+        self._connected.clear()
+        if self.state is ConnectionState.OPENED:
+            log.warning("mqtt_disconnected", reason=str(reason))
+
+    def open(self) -> MqttConnection:
+        if self.state is not ConnectionState.UNOPENED:
+            raise LifecycleError(f"MqttConnection is {self.state.value}; a closed connection cannot be reopened")
+        props = None
+        if self._v5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self._settings.session_expiry_s
+            props.ReceiveMaximum = self._settings.receive_maximum
+        try:
+            self._client.connect_async(
+                self._settings.host,
+                self._settings.port,
+                keepalive=self._settings.keepalive_s,
+                clean_start=False if self._v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+                properties=props,
+            )
+        except (OSError, ValueError) as exc:
+            raise BrokerError(f"cannot connect to {self._settings.url}: {exc}") from exc
+        self._client.loop_start()
+        self.state = ConnectionState.OPENED
+        return self
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> mqtt.MQTTMessageInfo:
+        if self.state is not ConnectionState.OPENED:
+            raise LifecycleError(f"publish on a {self.state.value} MqttConnection")
+        return self._client.publish(topic, payload, qos=qos, retain=retain)
+
+    def ack(self, mid: int, qos: int) -> None:
+        """Acknowledge a QoS 1/2 message once its content is safely stored (manual-ack mode)."""
+        if qos > 0 and self.state is ConnectionState.OPENED:
+            self._client.ack(mid, qos)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Publish 'offline', disconnect and stop the network thread. Idempotent."""
+        if self.state is not ConnectionState.OPENED:
+            self.state = ConnectionState.CLOSED
+            return
+        if self.connected:
+            info = self._client.publish(self._presence_topic, _presence(self._agent_id, "offline"), qos=1, retain=True)
+            deadline = time.monotonic() + timeout
+            while not info.is_published() and time.monotonic() < deadline and self.connected:
+                time.sleep(0.01)
+        self.state = ConnectionState.CLOSED
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def __enter__(self) -> MqttConnection:
+        return self.open()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from agent.protocol import WaveChunk
 
@@ -27,7 +27,7 @@ class Delivery:
     received_mono: float = 0.0
 
 
-class DropReason(str, Enum):
+class DropReason(StrEnum):
     DUPLICATE = "duplicate"
     LATE = "late"
 

@@ -70,8 +70,17 @@ def resample_window(x: npt.NDArray[np.floating], n_out: int = 256) -> FloatArray
     return np.interp(np.linspace(0.0, n - 1, n_out), np.arange(n), x).astype(np.float32)
 
 
-def assess_window(raw_mv: npt.NDArray[np.floating], fs: float, quality: QualitySettings) -> str | None:
-    """Signal-quality verdict of one raw 1-s window: None when usable, else the reason it is not."""
+def assess_window(
+    raw_mv: npt.NDArray[np.floating],
+    fs: float,
+    quality: QualitySettings,
+    filtered_mv: npt.NDArray[np.floating] | None = None,
+) -> str | None:
+    """Signal-quality verdict of one 1-s window: None when usable, else the reason it is not.
+
+    Flat line and saturation are judged on the raw samples (what the electrode delivered); noise on the filtered
+    ones when given, so that mains hum the notch removes does not count against the lead.
+    """
     ptp = float(np.ptp(raw_mv))
     if ptp < quality.flat_ptp_mv:
         return "leads_off"
@@ -82,8 +91,9 @@ def assess_window(raw_mv: npt.NDArray[np.floating], fs: float, quality: QualityS
     if pinned >= quality.saturation_fraction * len(raw_mv) and pinned > 3:
         return "saturated"
     if fs >= 100:
-        spectrum = np.abs(np.fft.rfft(raw_mv - raw_mv.mean())) ** 2
-        freqs = np.fft.rfftfreq(len(raw_mv), 1.0 / fs)
+        x = raw_mv if filtered_mv is None else filtered_mv
+        spectrum = np.abs(np.fft.rfft(x - x.mean())) ** 2
+        freqs = np.fft.rfftfreq(len(x), 1.0 / fs)
         band = spectrum[(freqs >= 0.5) & (freqs < 40)].sum()
         high = spectrum[freqs >= 40].sum()
         if band <= 0 or high / band > quality.noise_ratio:
@@ -132,7 +142,7 @@ class LeadWindowAssembler:
         filtered = np.concatenate(self._filtered) if self._filtered else np.zeros(0)
         reason = self._defect if complete else "gap"
         if reason is None:
-            reason = assess_window(raw, self.fs, self._quality)
+            reason = assess_window(raw, self.fs, self._quality, filtered)
         samples = resample_window(filtered, self._n_out) if len(filtered) >= 2 else np.zeros(self._n_out, np.float32)
         window = Window(self.lead, self._second, self.t_origin + start / self.fs, samples, reason is None, reason)
         self._raw, self._filtered, self._defect = [], [], None

@@ -1,0 +1,217 @@
+"""The agent against a real (private) mosquitto: ingest, acks, status, bad input, restarts, auth."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from agent.daemon import Agent
+from agent.local_broker import LocalMosquitto
+from agent.protocol import Topics, WaveChunk, encode_wave
+from agent.settings import BufferSettings, MqttSettings, Settings, StatusSettings
+
+FS = 250.0
+TOPICS = Topics("ecg/v1")
+
+
+def agent_settings(url: str, **mqtt: object) -> Settings:
+    return Settings(
+        mqtt=MqttSettings(
+            url=url, client_id=f"agent-{uuid.uuid4().hex[:8]}", reconnect_min_s=0.5, reconnect_max_s=1.0, **mqtt
+        ),
+        status=StatusSettings(interval_s=0.3),
+        buffer=BufferSettings(reorder_timeout_s=0.5),
+    )
+
+
+def publisher(url_port: int, **kwargs: object) -> mqtt.Client:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}", clean_session=False)
+    client.reconnect_delay_set(1, 1)
+    if kwargs.get("user"):
+        client.username_pw_set(str(kwargs["user"]), str(kwargs["password"]))
+    client.connect("127.0.0.1", url_port)
+    client.loop_start()
+    return client
+
+
+def chunk(
+    patient: str, seq: int, n: int = 125, stream: str = "dev-1", leads: tuple[str, ...] = ("II", "V1")
+) -> WaveChunk:
+    t = (np.arange(n) + seq * n) / FS
+    samples = np.vstack([np.sin(2 * np.pi * 1.1 * t + k) for k in range(len(leads))]).astype(np.float32)
+    return WaveChunk(patient, stream, seq, 1_700_000_000.0 + seq * n / FS, FS, leads, samples)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+class StatusWatcher:
+    """Subscribes to every status topic and keeps the latest message per patient."""
+
+    def __init__(self, port: int) -> None:
+        self.latest: dict[str, dict] = {}
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"watch-{uuid.uuid4().hex[:8]}")
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe("ecg/v1/+/status", 1)
+        self.client.loop_start()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.latest[msg.topic.split("/")[2]] = json.loads(msg.payload)
+
+    def get(self, patient: str) -> dict:
+        with self._lock:
+            return self.latest.get(patient, {})
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def running_agent(broker: LocalMosquitto) -> Iterator[Agent]:
+    agent = Agent(agent_settings(broker.url))
+    agent.start()
+    assert agent.connection.wait_connected(10)
+    yield agent
+    agent.stop()
+
+
+def samples_of(agent: Agent, patient: str) -> int:
+    stream = agent.worker.patients.get(patient)
+    return stream.samples_received["II"] if stream else 0
+
+
+def test_chunks_reach_buffer_windows_and_status(broker: LocalMosquitto, running_agent: Agent) -> None:
+    watcher = StatusWatcher(broker.port)
+    pub = publisher(broker.port)
+    for seq in range(8):
+        pub.publish(TOPICS.wave("bed-1"), encode_wave(chunk("bed-1", seq)), qos=1).wait_for_publish(5)
+    wait_for(lambda: samples_of(running_agent, "bed-1") == 1000)
+    patient = running_agent.worker.patients["bed-1"]
+    assert patient.segment is not None and patient.segment.buffer.fill == 1000
+    np.testing.assert_allclose(patient.segment.buffer.latest(125)[0], chunk("bed-1", 7).samples[0], atol=6e-5)
+    batches = [running_agent.windows_ready.get() for _ in range(running_agent.windows_ready.qsize())]
+    windows = [w for batch in batches for w in batch.windows]
+    assert [(w.second, w.lead) for w in windows] == [(s, lead) for s in range(4) for lead in ("II", "V1")]
+    wait_for(lambda: watcher.get("bed-1").get("samples_received", {}).get("II") == 1000)
+    status = watcher.get("bed-1")
+    assert status["samples_received"] == {"II": 1000, "V1": 1000}
+    assert set(status["signal_quality"]) == {"II", "V1"}
+    assert status["buffer_fill_s"] == 4.0
+    pub.loop_stop()
+    watcher.close()
+
+
+def test_malformed_messages_are_rejected_and_other_patients_unharmed(
+    broker: LocalMosquitto, running_agent: Agent
+) -> None:
+    pub = publisher(broker.port)
+    good = [pub.publish(TOPICS.wave("bed-2"), encode_wave(chunk("bed-2", s)), qos=1) for s in range(2)]
+    bad_payloads = {
+        "bad_json": (TOPICS.wave("bed-3"), b"{nope"),
+        "unknown_schema": (TOPICS.wave("bed-3"), encode_wave(chunk("bed-3", 0)).replace(b"wave/1", b"wave/9")),
+        "patient_mismatch": (TOPICS.wave("bed-3"), encode_wave(chunk("bed-2", 0))),
+        "oversize": (TOPICS.wave("bed-3"), b"x" * 300_000),
+        "bad_patient_id": ("ecg/v1/$bad/wave", encode_wave(chunk("bed-3", 0))),
+    }
+    for topic, payload in bad_payloads.values():
+        pub.publish(topic, payload, qos=1).wait_for_publish(5)
+    good += [pub.publish(TOPICS.wave("bed-2"), encode_wave(chunk("bed-2", s)), qos=1) for s in range(2, 4)]
+    for info in good:
+        info.wait_for_publish(5)
+    wait_for(lambda: samples_of(running_agent, "bed-2") == 500)
+    wait_for(lambda: sum(running_agent.worker.rejected.values()) == len(bad_payloads))
+    assert set(running_agent.worker.rejected) == set(bad_payloads)
+    assert "bed-3" not in running_agent.worker.patients
+    assert running_agent.worker.patients["bed-2"].counters["gaps"] == 0
+    pub.loop_stop()
+
+
+def test_duplicates_and_device_restart_are_reported(broker: LocalMosquitto, running_agent: Agent) -> None:
+    pub = publisher(broker.port)
+    for seq in [0, 1, 1, 2]:
+        pub.publish(TOPICS.wave("bed-4"), encode_wave(chunk("bed-4", seq)), qos=1).wait_for_publish(5)
+    pub.publish(TOPICS.wave("bed-4"), encode_wave(chunk("bed-4", 0, stream="dev-2")), qos=1).wait_for_publish(5)
+    wait_for(
+        lambda: (
+            running_agent.worker.patients.get("bed-4") is not None
+            and running_agent.worker.patients["bed-4"].counters["segments"] == 2
+        )
+    )
+    status = running_agent.worker.patients["bed-4"].status(time.time())
+    assert status["duplicates"] == 1
+    assert status["segment_reason"] == "new_stream" and status["stream_id"] == "dev-2"
+    assert status["samples_received"]["II"] == 4 * 125
+    pub.loop_stop()
+
+
+def test_broker_restart_mid_stream_loses_no_acknowledged_sample(broker: LocalMosquitto, running_agent: Agent) -> None:
+    pub = publisher(broker.port)
+    infos = [pub.publish(TOPICS.wave("bed-5"), encode_wave(chunk("bed-5", s)), qos=1) for s in range(20)]
+    for info in infos:
+        info.wait_for_publish(5)
+    broker.restart(down_s=1.0)
+    wait_for(pub.is_connected, timeout=20)
+    # The agent may still be reconnecting: its persistent session makes the broker queue these for it.
+    for s in range(20, 40):
+        pub.publish(TOPICS.wave("bed-5"), encode_wave(chunk("bed-5", s)), qos=1).wait_for_publish(5)
+    wait_for(lambda: samples_of(running_agent, "bed-5") == 40 * 125, timeout=20)
+    patient = running_agent.worker.patients["bed-5"]
+    assert patient.counters["gaps"] == 0 and patient.counters["late"] == 0
+    assert running_agent.connection.connects >= 2
+    pub.loop_stop()
+
+
+def test_hand_written_message_via_mosquitto_pub_is_accepted(broker: LocalMosquitto, running_agent: Agent) -> None:
+    watcher = StatusWatcher(broker.port)
+    payload = (
+        '{"schema":"ecgcast.wave/1","patient_id":"bed-7","stream_id":"monitor-7a","seq":0,'
+        '"t0":1767225600.0,"fs":250,"leads":["II"],"units":"mV","samples":[[0.01,0.02,0.05,0.12,0.30]]}'
+    )
+    subprocess.run(
+        ["mosquitto_pub", "-p", str(broker.port), "-q", "1", "-t", "ecg/v1/bed-7/wave", "-m", payload], check=True
+    )
+    wait_for(lambda: watcher.get("bed-7").get("samples_received") == {"II": 5})
+    assert watcher.get("bed-7")["patient_id"] == "bed-7"
+    watcher.close()
+
+
+def test_username_password_auth() -> None:
+    with LocalMosquitto(users={"agent": "s3cret", "pub": "pw"}) as secured:
+        refused = Agent(agent_settings(secured.url, username="agent", password="wrong"))
+        refused.start()
+        assert not refused.connection.wait_connected(1.5)
+        refused.stop()
+        agent = Agent(agent_settings(f"mqtt://agent:s3cret@127.0.0.1:{secured.port}"))
+        agent.start()
+        assert agent.connection.wait_connected(10)
+        pub = publisher(secured.port, user="pub", password="pw")
+        pub.publish(TOPICS.wave("bed-8"), encode_wave(chunk("bed-8", 0)), qos=1).wait_for_publish(5)
+        wait_for(lambda: samples_of(agent, "bed-8") == 125)
+        pub.loop_stop()
+        agent.stop()
+
+
+def test_subscribes_exactly_the_wave_family(monkeypatch: pytest.MonkeyPatch) -> None:
+    registered: list[str] = []
+    monkeypatch.setattr(mqtt.Client, "message_callback_add", lambda self, sub, cb: registered.append(sub))
+    Agent(agent_settings("mqtt://127.0.0.1:1"))
+    assert registered == ["ecg/v1/+/wave"]

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from agent.errors import ProtocolError
+from agent.protocol import PayloadLimits, Topics, WaveChunk, canonical_lead, decode_wave, encode_wave
+
+LIMITS = PayloadLimits()
+
+
+def wave(**overrides: Any) -> bytes:
+    body: dict[str, Any] = {
+        "schema": "ecgcast.wave/1",
+        "patient_id": "bed-12",
+        "stream_id": "dev-a1",
+        "seq": 7,
+        "t0": 1700000000.25,
+        "fs": 250,
+        "leads": ["MLII", "V1"],
+        "units": "mV",
+        "samples": [[0.1, 0.2, 0.3], [0.0, -0.1, -0.2]],
+    }
+    body.update(overrides)
+    return json.dumps({k: v for k, v in body.items() if v is not ...}).encode()
+
+
+def test_topics_build_and_parse() -> None:
+    topics = Topics("ecg/v1")
+    assert topics.wave("bed-12") == "ecg/v1/bed-12/wave"
+    assert topics.status("bed-12") == "ecg/v1/bed-12/status"
+    assert topics.alert_ack("bed-12") == "ecg/v1/bed-12/alert/ack"
+    assert topics.presence("agent-1") == "ecg/v1/_agents/agent-1/presence"
+    assert topics.wave_subscription == "ecg/v1/+/wave"
+    assert topics.patient_of("ecg/v1/bed-12/wave", "wave") == "bed-12"
+    with pytest.raises(ProtocolError) as info:
+        topics.patient_of("ecg/v1/_agents/wave", "wave")
+    assert info.value.reason == "bad_patient_id"
+    with pytest.raises(ProtocolError, match="bad_topic"):
+        topics.patient_of("other/bed-12/wave", "wave")
+
+
+def test_valid_json_wave_decodes_with_canonical_leads() -> None:
+    chunk = decode_wave(wave(), LIMITS, topic_patient_id="bed-12")
+    assert chunk.leads == ("II", "V1")
+    assert chunk.samples.shape == (2, 3)
+    assert chunk.samples.dtype == np.float32
+    assert chunk.seq == 7 and chunk.fs == 250.0
+
+
+def test_b64_encoding_round_trips_within_one_count() -> None:
+    rng = np.random.default_rng(0)
+    samples = rng.normal(0, 1, (3, 250)).astype(np.float32)
+    chunk = WaveChunk("p1", "s1", 0, 1.0, 250.0, ("I", "II", "V5"), samples)
+    decoded = decode_wave(encode_wave(chunk, "b64", scale=0.001), LIMITS)
+    assert decoded.leads == ("I", "II", "V5")
+    np.testing.assert_allclose(decoded.samples, samples, atol=0.0005 + 1e-6)
+    assert decode_wave(encode_wave(chunk, "json"), LIMITS).samples.shape == (3, 250)
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason", "field"),
+    [
+        (b"{not json", "bad_json", None),
+        (b"[1, 2]", "bad_json", None),
+        (b"\xff\xfe", "bad_json", None),
+        (wave(schema="ecgcast.wave/2"), "unknown_schema", "schema"),
+        (wave(schema=...), "missing_field", "schema"),
+        (wave(seq=...), "missing_field", "seq"),
+        (wave(seq="7"), "wrong_type", "seq"),
+        (wave(seq=True), "wrong_type", "seq"),
+        (wave(seq=-1), "bad_value", "seq"),
+        (wave(t0="now"), "wrong_type", "t0"),
+        (wave(fs=5), "bad_fs", "fs"),
+        (wave(fs=50000), "bad_fs", "fs"),
+        (wave(units="uV"), "bad_units", "units"),
+        (wave(leads=["II"]), "bad_shape", "samples"),
+        (wave(leads=["II", "II"]), "bad_leads", "leads"),
+        (wave(leads=["II", "XYZ"]), "unknown_lead", "leads"),
+        (wave(leads=[]), "bad_leads", "leads"),
+        (wave(samples=[[1, 2, 3], [1, 2]]), "bad_shape", "samples"),
+        (wave(samples=[[1, "a", 3], [1, 2, 3]]), "wrong_type", "samples"),
+        (wave(samples=[[], []]), "bad_shape", "samples"),
+        (wave(samples="abc"), "wrong_type", "samples"),
+        (wave(patient_id="+"), "bad_patient_id", "patient_id"),
+        (wave(patient_id="#"), "bad_patient_id", "patient_id"),
+        (wave(patient_id="a/b"), "bad_patient_id", "patient_id"),
+        (wave(patient_id="other"), "patient_mismatch", "patient_id"),
+        (wave(stream_id="a b"), "bad_value", "stream_id"),
+        (wave(data_b64="!!!", scale=0.001), "bad_encoding", "data_b64"),
+        (wave(data_b64="AAA=", scale=0.001), "bad_shape", "data_b64"),
+        (wave(data_b64="AAAAAA==", scale=0), "bad_value", "scale"),
+        (b" " * 300_000, "oversize", None),
+    ],
+)
+def test_malformed_waves_are_rejected_with_reason_and_field(payload: bytes, reason: str, field: str | None) -> None:
+    with pytest.raises(ProtocolError) as info:
+        decode_wave(payload, LIMITS, topic_patient_id="bed-12")
+    assert info.value.reason == reason
+    assert info.value.field == field
+
+
+def test_too_many_samples_is_rejected() -> None:
+    payload = wave(samples=[[0.0] * 6000, [0.0] * 6000])
+    with pytest.raises(ProtocolError) as info:
+        decode_wave(payload, PayloadLimits(max_payload_bytes=10**6))
+    assert info.value.reason == "too_many_samples"
+
+
+def test_nan_samples_are_kept_for_the_buffer_to_mark_invalid() -> None:
+    payload = wave(samples=[[0.1, float("nan"), 0.3], [0.0, float("inf"), 0.0]])
+    chunk = decode_wave(payload, LIMITS)
+    assert np.isnan(chunk.samples[0, 1]) and np.isinf(chunk.samples[1, 1])
+
+
+def test_lead_synonyms() -> None:
+    assert canonical_lead("MLII") == "II"
+    assert canonical_lead("avf") == "aVF"
+    assert canonical_lead(" v5 ") == "V5"
+    with pytest.raises(ProtocolError, match="unknown_lead"):
+        canonical_lead("Z9")

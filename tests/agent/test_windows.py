@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agent.errors import SignalError
+from agent.settings import QualitySettings, WindowSettings
+from agent.windows import LeadWindowAssembler, assess_window, preprocess_record, resample_window
+
+FS = 250.0
+
+
+def ecg_like(seconds: float, fs: float = FS, seed: int = 0) -> np.ndarray:
+    """Spiky 72 bpm train plus baseline wander and mains hum: enough structure to exercise the filters."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * fs)) / fs
+    beats = np.exp(-(((t % (60 / 72)) - 0.3) ** 2) / (2 * 0.01**2))
+    return beats + 0.4 * np.sin(2 * np.pi * 0.2 * t) + 0.2 * np.sin(2 * np.pi * 50 * t) + rng.normal(0, 0.01, len(t))
+
+
+def stream(x: np.ndarray, chunk_sizes: list[int], fs: float = FS, start: int = 0) -> list:
+    assembler = LeadWindowAssembler("II", fs, 0.0, WindowSettings(), QualitySettings())
+    out, pos = [], 0
+    for n in chunk_sizes:
+        if pos >= len(x):
+            break
+        block = x[pos : pos + n]
+        out += assembler.push(start + pos, block, ~np.isfinite(block))
+        pos += len(block)
+    return out
+
+
+@pytest.mark.parametrize("fs", [128.0, 250.0, 360.0, 500.0, 257.3])
+def test_streaming_equals_offline_for_any_chunking(fs: float) -> None:
+    x = ecg_like(12, fs)
+    rng = np.random.default_rng(1)
+    sizes = list(rng.integers(1, int(fs * 1.7), 200))
+    windows = stream(x, sizes, fs)
+    offline = preprocess_record(x[:, None], fs)
+    complete_seconds = sum(1 for k in range(13) if np.ceil((k + 1) * fs) <= len(x))
+    assert len(windows) == offline.windows.shape[1] == complete_seconds >= 11
+
+    for k, w in enumerate(windows):
+        assert w.second == k
+        np.testing.assert_array_equal(w.samples, offline.windows[0, k])
+        assert w.samples.shape == (256,)
+
+
+def test_filters_remove_mains_and_baseline_wander() -> None:
+    t = np.arange(int(20 * FS)) / FS
+    hum_and_wander = 0.5 * np.sin(2 * np.pi * 50 * t) + 1.0 * np.sin(2 * np.pi * 0.05 * t) + 2.0
+    out = preprocess_record(hum_and_wander[:, None], FS)
+    assert np.abs(out.windows[0, 10:]).max() < 0.05  # after the filters settle, >95% removed
+
+
+def test_gap_marks_partial_second_invalid_and_never_splices() -> None:
+    x = ecg_like(6)
+    assembler = LeadWindowAssembler("II", FS, 0.0, WindowSettings(), QualitySettings())
+    ok = np.zeros(len(x), bool)
+    first = assembler.push(0, x[:375], ok[:375])  # 1.5 s
+    after_gap = assembler.push(1000, x[1000:1500], ok[1000:1500])  # resumes at 4.0 s
+    assert [w.second for w in first] == [0]
+    assert [(w.second, w.valid, w.reason) for w in after_gap] == [(1, False, "gap"), (4, True, None), (5, True, None)]
+
+
+def test_resume_mid_second_after_gap_is_invalid() -> None:
+    x = ecg_like(6)
+    assembler = LeadWindowAssembler("II", FS, 0.0, WindowSettings(), QualitySettings())
+    assembler.push(0, x[:250], np.zeros(250, bool))
+    out = assembler.push(600, x[600:1000], np.zeros(400, bool))
+    assert [(w.second, w.reason) for w in out] == [(2, "gap"), (3, None)]
+
+
+def test_invalid_samples_invalidate_their_window_only() -> None:
+    x = ecg_like(4)
+    x[300] = np.nan
+    windows = stream(x, [100] * 10)
+    assert [w.reason for w in windows] == [None, "invalid_samples", None, None]
+    assert all(np.isfinite(w.samples).all() for w in windows)
+
+
+def test_quality_verdicts() -> None:
+    q = QualitySettings()
+    x = ecg_like(1)[:250]
+    assert assess_window(x, FS, q) is None
+    assert assess_window(np.full(250, 0.3), FS, q) == "leads_off"
+    assert assess_window(np.clip(x * 30, -12, 12), FS, q) == "saturated"
+    noisy = x + np.random.default_rng(0).normal(0, 1.0, 250)
+    assert assess_window(noisy, FS, q) == "noisy"
+
+
+def test_resample_keeps_endpoints() -> None:
+    y = resample_window(np.arange(250, dtype=float))
+    assert y.shape == (256,) and y[0] == 0 and y[-1] == 249
+
+
+def test_preprocess_record_checks_inputs() -> None:
+    with pytest.raises(SignalError, match="p_signal must be 2-D"):
+        preprocess_record(np.zeros(10), FS)
+    with pytest.raises(SignalError, match="fs must be positive"):
+        preprocess_record(np.zeros((10, 1)), 0.0)

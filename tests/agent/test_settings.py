@@ -40,7 +40,7 @@ def test_out_of_range_value_names_key_value_and_reason(tmp_path: Path) -> None:
 def test_bad_url_scheme_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("mqtt:\n  url: http://localhost\n")
-    with pytest.raises(ConfigError, match="mqtt.url.*scheme must be mqtt:// or mqtts://"):
+    with pytest.raises(ConfigError, match=r"mqtt\.url.*scheme must be mqtt:// or mqtts://"):
         load_settings(path, env={})
 
 

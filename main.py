@@ -7,8 +7,9 @@ import sys
 from collections.abc import Sequence
 
 from agent import cli as agent_cli
+from encoder_onnx import cli as encoder_cli
 
-COMMAND_GROUPS = (agent_cli,)
+COMMAND_GROUPS = (agent_cli, encoder_cli)
 """Modules exposing ``register(subparsers)``; each subcommand sets ``func(args) -> int``."""
 
 

@@ -44,6 +44,10 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Sections that live in their own packages import StrictModel from here, so they are imported after it.
+from encoder_onnx.settings import EncoderSettings  # noqa: E402
+
+
 class MqttSettings(StrictModel):
     url: str = Field("mqtt://127.0.0.1:1883", description="Broker URL, mqtt:// or mqtts://, optional user:pass@")
     username: str | None = Field(None, description="Username; overrides one given in the URL")
@@ -181,6 +185,7 @@ class Settings(StrictModel):
     protocol: ProtocolSettings = Field(default_factory=ProtocolSettings)
     buffer: BufferSettings = Field(default_factory=BufferSettings)
     windows: WindowSettings = Field(default_factory=WindowSettings)
+    encoder: EncoderSettings = Field(default_factory=EncoderSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
     status: StatusSettings = Field(default_factory=StatusSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)

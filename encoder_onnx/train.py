@@ -1,0 +1,219 @@
+"""CAMEL stage 1: pretrain the encoder as the encoder half of an autoencoder (MSE reconstruction of 1-s windows).
+
+Reproducible: a dataclass config (typed overrides, unknown keys rejected), seeded batches drawn from
+``np.random.default_rng([seed, step])`` so a resumed run draws the same batches it would have drawn, and
+checkpoints that carry the config; on resume the checkpoint's config wins for everything but ``steps``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import structlog
+import torch
+
+from agent.errors import CheckpointError, ConfigError
+from encoder_onnx.data import DataSpec, WindowSet, load_or_build
+from encoder_onnx.model import ConvAutoencoder, EncoderConfig
+from encoder_onnx.weights import save_encoder_weights
+
+__all__ = ["TrainConfig", "apply_overrides", "evaluate_reconstruction", "train_encoder"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    out_dir: Path = Path("runs/encoder")  # checkpoints, logs, data cache and the final encoder.pt
+    steps: int = 6000  # ~5 epochs of 288k windows at batch 256: the loss has flattened by then (2 CPU cores)
+    batch_size: int = 256  # large enough for stable Adam steps, small enough for ~15 ms/step on 2 cores
+    lr: float = 2e-3  # peak Adam learning rate; the ~90k-parameter autoencoder tolerates a high rate
+    min_lr: float = 1e-4  # floor of the cosine decay
+    warmup_steps: int = 200  # linear warm-up avoids early dead ReLUs in the 4-channel bottleneck
+    weight_decay: float = 0.0  # no decay: reconstruction is under-parameterised, not over-fitting
+    val_fraction: float = 0.1  # last 10% of patients (seeds) held out for validation
+    eval_every: int = 500  # validation MSE cadence (steps)
+    ckpt_every: int = 500  # checkpoint cadence (steps)
+    seed: int = 1337  # torch init and batch sampling
+    threads: int = 2  # torch intra-op threads (the project's machines have 2 cores)
+    workers: int = 2  # processes generating synthetic records
+    only_valid: bool = True  # train on windows the agent judged usable; invalid ones are never forecast on
+    data: DataSpec = field(default_factory=DataSpec)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+
+
+def _coerce(value: str, current: object, key: str) -> object:
+    """Parse a CLI string into the type of the field's current value."""
+    try:
+        if isinstance(current, bool):
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError("expected true/false")
+            return value.lower() in ("true", "1")
+        if isinstance(current, tuple):
+            item_type = type(current[0]) if current else str
+            return tuple(item_type(v) for v in value.split(",") if v)
+        if isinstance(current, Path):
+            return Path(value)
+        return type(current)(value)
+    except ValueError as exc:
+        raise ConfigError(f"override {key}={value!r}: {exc}") from exc
+
+
+def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
+    """Apply ``key=value`` overrides (``data.minutes=2``, ``lr=1e-3``); unknown keys raise ConfigError."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override {item!r} is not key=value")
+        section, _, name = key.rpartition(".")
+        if section not in ("", "data", "encoder"):
+            raise ConfigError(f"unknown config section {section!r} in override {key!r}")
+        target = config if not section else getattr(config, section)
+        names = {f.name for f in fields(target)}
+        if name not in names:
+            raise ConfigError(f"unknown config key {key!r}; known: {sorted(names)}")
+        updated = dataclasses.replace(target, **{name: _coerce(value, getattr(target, name), key)})
+        config = updated if not section else dataclasses.replace(config, **{section: updated})
+    return config
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    # 1) linear warm-up
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    # 2) cosine decay from lr to min_lr over the remaining steps
+    progress = min(1.0, (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps))
+    return config.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (config.lr - config.min_lr)
+
+
+def split_records(data: WindowSet, config: TrainConfig) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Indices of training and validation windows; validation = the last patients (held-out seeds)."""
+    n_val = max(1, round(config.data.n_records * config.val_fraction))
+    is_val = data.record >= config.data.n_records - n_val
+    usable = data.valid if config.only_valid else np.ones(len(data.valid), dtype=bool)
+    return np.flatnonzero(~is_val & usable), np.flatnonzero(is_val & usable)
+
+
+def _config_to_json(config: TrainConfig) -> dict[str, Any]:
+    return json.loads(json.dumps(asdict(config), default=str))
+
+
+def _config_from_json(data: dict[str, Any]) -> TrainConfig:
+    base = TrainConfig()
+    overrides = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            overrides += [f"{key}.{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in value.items()]
+        else:
+            overrides.append(f"{key}={value}")
+    return apply_overrides(base, overrides)
+
+
+def _save_checkpoint(
+    path: Path,
+    model: ConvAutoencoder,
+    opt: torch.optim.Optimizer,
+    step: int,
+    config: TrainConfig,
+    history: list[dict[str, float]],
+) -> None:
+    tmp = path.with_suffix(".tmp")
+    payload = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "step": step,
+        "config": _config_to_json(config),
+        "history": history,
+    }
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def _resume(config: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | None]:
+    """Load ``out_dir/ckpt.pt``; its config is forced back except ``steps`` (so a run can be extended)."""
+    path = config.out_dir / "ckpt.pt"
+    if not path.exists():
+        raise CheckpointError(f"--resume given but no checkpoint at {path}")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    forced = _config_from_json(ckpt["config"])
+    forced = dataclasses.replace(forced, steps=config.steps, out_dir=config.out_dir)
+    if dataclasses.replace(config, out_dir=forced.out_dir) != forced:
+        log.warning("resume_config_forced", detail="checkpoint config overrides the given one (except steps)")
+    return forced, ckpt
+
+
+def batch_mse(model: ConvAutoencoder, x: torch.Tensor) -> torch.Tensor:
+    """Per-window reconstruction MSE in scaled units (mV here): (B, 256) -> (B,)."""
+    recon, target = model(x)
+    return ((recon - target) ** 2).mean(dim=1)
+
+
+@torch.no_grad()
+def evaluate_reconstruction(
+    model: ConvAutoencoder, windows: npt.NDArray[np.float32], batch: int = 4096
+) -> npt.NDArray[np.float64]:
+    """Per-window MSE over ``windows`` (N, 256) -> (N,)."""
+    model.eval()
+    out = [batch_mse(model, torch.from_numpy(windows[i : i + batch])).numpy() for i in range(0, len(windows), batch)]
+    model.train()
+    return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+
+
+def train_encoder(config: TrainConfig, resume: bool = False) -> Path:
+    """Run pretraining; returns the path of the final encoder weights (``out_dir/encoder.pt``)."""
+    from tqdm import tqdm
+
+    ckpt = None
+    if resume:
+        config, ckpt = _resume(config)
+    config.out_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    data = load_or_build(config.data, config.out_dir / "data", config.workers)
+    train_idx, val_idx = split_records(data, config)
+    windows = torch.from_numpy(data.windows)
+    model = ConvAutoencoder(config.encoder)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    start, history = 0, []
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        start, history = int(ckpt["step"]), list(ckpt["history"])
+    log.info("encoder_training", n_train=len(train_idx), n_val=len(val_idx), start=start, steps=config.steps)
+    log_path = config.out_dir / "losses.jsonl"
+    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc="encoder")
+    t0 = time.time()
+    for step in bar:
+        # 1) a seeded batch: the same step always draws the same windows, across resumes
+        idx = np.random.default_rng([config.seed, step]).choice(train_idx, size=config.batch_size)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, config)
+        # 2) one Adam step on the reconstruction MSE
+        loss = batch_mse(model, windows[idx]).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        done = step + 1
+        # 3) validation on held-out patients, and a checkpoint
+        if done % config.eval_every == 0 or done == config.steps:
+            val = float(evaluate_reconstruction(model, data.windows[val_idx]).mean())
+            entry = {"step": done, "train_mse": float(loss.item()), "val_mse": val, "elapsed_s": time.time() - t0}
+            history.append(entry)
+            with log_path.open("a") as fh:
+                fh.write(json.dumps(entry) + "\n")
+            log.info("encoder_eval", **entry)
+        if done % config.ckpt_every == 0 or done == config.steps:
+            _save_checkpoint(config.out_dir / "ckpt.pt", model, opt, done, config, history)
+    weights = config.out_dir / "encoder.pt"
+    meta = {"train_config": _config_to_json(config), "history": history, "synthetic_data": True}
+    save_encoder_weights(weights, model.enc, meta)
+    return weights

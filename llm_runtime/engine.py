@@ -1,0 +1,112 @@
+"""Composition: settings -> backbone + ECG-LM + runner, and scored results -> validated forecast objects."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+import torch
+
+from agent.errors import ConfigError
+from llm_runtime.backbones import Backbone, load_backbone
+from llm_runtime.checkpoints import load_adapter, load_camel_checkpoint
+from llm_runtime.forecast import Forecast, parse_explanation, probabilities_by_horizon, summarise
+from llm_runtime.model import EcgLanguageModel, EcgLmConfig
+from llm_runtime.prompts import CHAT_FORMATS, PromptBook, questions_for
+from llm_runtime.runner import ModelRunner, RunnerConfig, ScoreRequest
+from llm_runtime.settings import LlmSettings
+
+__all__ = ["ForecastEngine", "resolve_device"]
+
+log = structlog.get_logger(__name__)
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_UNTRAINED_SEED = 0  # the untrained projector and special tokens are a fixed function of this seed
+
+
+def resolve_device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("llm.device: cuda requested but torch sees no CUDA device")
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
+def _ecg_model(backbone: Backbone, settings: LlmSettings) -> tuple[EcgLanguageModel, str, str]:
+    """The ECG-LM on ``backbone`` and a label (what ECG weights it carries) for the model id and version."""
+    if settings.camel_checkpoint is not None:
+        model, _ = load_camel_checkpoint(backbone.lm, settings.camel_checkpoint)
+        return model, f"CAMEL checkpoint {settings.camel_checkpoint.name}", "camel"
+    if settings.adapter_dir is not None:
+        model, meta = load_adapter(backbone.lm, settings.adapter_dir)
+        return model, f"adapter {settings.adapter_dir.name}", str(meta.get("version", "unversioned"))
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(_UNTRAINED_SEED)
+        model = EcgLanguageModel(backbone.lm, EcgLmConfig(hidden_size=backbone.lm.config.hidden_size))
+    finally:
+        torch.random.set_rng_state(state)
+    return model, "UNTRAINED ECG adapter (random projector, LoRA at zero): forecasts carry no information", "untrained"
+
+
+@dataclass(frozen=True)
+class ForecastEngine:
+    """A runner plus what the forecast object needs to say about the model."""
+
+    runner: ModelRunner
+    settings: LlmSettings
+    model_id: str
+    model_version: str
+
+    @staticmethod
+    def load(settings: LlmSettings, rebuild: str = "background") -> ForecastEngine:
+        if settings.num_threads:
+            torch.set_num_threads(settings.num_threads)
+        device = resolve_device(settings.device)
+        backbone = load_backbone(
+            settings.backbone, settings.backbones_file, settings.cache_dir, _DTYPES[settings.dtype]
+        )
+        model, label, version = _ecg_model(backbone, settings)
+        model = model.to(device=device, dtype=_DTYPES[settings.dtype])
+        prompts = PromptBook(
+            backbone.tokenizer, CHAT_FORMATS[backbone.chat], settings.leads, questions_for(settings.horizons_s)
+        )
+        config = RunnerConfig(settings.layout, settings.window_s, settings.slack_s, rebuild)  # type: ignore[arg-type]
+        runner = ModelRunner(model, prompts, config)
+        model_id = f"{backbone.model_id} + {label}; layout {settings.layout}"
+        log.info("forecast_engine_ready", model_id=model_id, device=str(device), dtype=settings.dtype)
+        return ForecastEngine(runner, settings, model_id, f"{backbone.model_version}/{version}")
+
+    def forecast(self, requests: Sequence[ScoreRequest], explain: bool = False) -> list[Forecast]:
+        """Score every patient in one batch; with ``explain``, add a generated rationale per patient."""
+        start = time.perf_counter()
+        scored = self.runner.score(requests)
+        batch_ms = (time.perf_counter() - start) * 1000
+        questions = self.runner.prompts.questions
+        out = []
+        for request, result in zip(requests, scored, strict=True):
+            rhythm, onset = probabilities_by_horizon(questions, result.probs)
+            explanation, note, extra_ms = None, None, 0.0
+            if explain:
+                t0 = time.perf_counter()
+                generation = self.runner.explain(request, summarise(rhythm, onset), self.settings.explain_max_tokens)
+                explanation, note = parse_explanation(generation.text, generation.stopped)
+                extra_ms = (time.perf_counter() - t0) * 1000
+            out.append(
+                Forecast(
+                    patient_id=request.patient_id,
+                    t_forecast=float(result.t_end_s + 1),
+                    window_s=result.window_s,
+                    horizons_s=tuple(self.settings.horizons_s),
+                    rhythm_probs=rhythm,
+                    onset_probs=onset,
+                    explanation=explanation,
+                    explanation_note=note,
+                    model_id=self.model_id,
+                    model_version=self.model_version,
+                    latency_ms=round(batch_ms + extra_ms, 2),
+                )
+            )
+        return out

@@ -1,0 +1,294 @@
+"""ModelRunner: owns the ECG-LM and one KV cache per patient; scores answer options and writes rationales.
+
+Streaming layout: ``extend`` runs only the newest second's tokens on top of the patient's cache. The cache covers
+between ``window_s`` and ``window_s + slack_s`` seconds: when it passes the upper bound, a new cache over the
+last ``window_s`` seconds is prefilled in the background (one worker thread) while forecasts keep using the old
+one; when it is ready, the seconds that arrived meanwhile are appended and it replaces the old cache. So a
+forecast never waits for a full prefill. With ``rebuild="inline"`` the rebuild runs synchronously (tests).
+
+CAMEL layout: nothing is cached (a new second shifts every later lead); ``score`` runs the full sequence.
+``score(..., prefill=True)`` does the same for the streaming layout: the reference the cache must match.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Literal
+
+import structlog
+import torch
+from transformers.cache_utils import DynamicCache
+
+from agent.errors import LifecycleError, ModelError
+from llm_runtime.layout import Layout, TokenMeta
+from llm_runtime.model import EcgLanguageModel
+from llm_runtime.packing import SequenceBuilder, camel_block, streaming_close, streaming_header, streaming_second
+from llm_runtime.prompts import PromptBook
+from llm_runtime.scoring import KeyValues, OptionTarget, ScoreRow, cache_layers, run_rows
+
+__all__ = ["Generation", "ModelRunner", "RunnerConfig", "ScoreRequest", "ScoreResult"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    layout: Layout = "streaming"
+    window_s: int = 300  # seconds of ECG a forecast reads (ECGForecastBench's w = 300 s)
+    slack_s: int = 60  # the cache may grow this far past the window before a rebuild is started
+    rebuild: Literal["background", "inline"] = "background"
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    patient_id: str
+    evidence: str  # measured evidence as prompt text (deterministic measurements)
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    patient_id: str
+    t_end_s: int  # last second in the window
+    window_s: int  # seconds actually read
+    probs: tuple[dict[str, float], ...]  # per question (PromptBook order): option key -> probability
+    option_logprobs: tuple[tuple[torch.Tensor, ...], ...]  # per question, per option: (n_tokens,) log-probs
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    token_ids: tuple[int, ...]
+    stopped: bool  # True when a stop token ended it, False when max_new_tokens did
+
+
+@dataclass
+class _Prefix:
+    """A patient's cached ECG prefix: the decoder cache and the metadata of its tokens."""
+
+    cache: DynamicCache
+    meta: TokenMeta  # (1, L)
+    first_second: int
+    last_second: int
+
+
+@dataclass
+class _Patient:
+    seconds: deque[tuple[int, torch.Tensor]] = field(default_factory=deque)  # (t, (n_leads, 64)), oldest first
+    prefix: _Prefix | None = None
+    rebuild: Future[_Prefix] | None = None
+
+
+class ModelRunner:
+    """Per-patient streaming state plus the batched ``score`` and the on-demand ``explain``.
+
+    A context manager: ``close()`` stops the rebuild worker and frees every cache; it is idempotent.
+    """
+
+    def __init__(self, model: EcgLanguageModel, prompts: PromptBook, config: RunnerConfig) -> None:
+        self.model = model.eval()
+        self.prompts = prompts
+        self.config = config
+        self._patients: dict[str, _Patient] = {}
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kv-rebuild")
+        self._closed = False
+
+    def __enter__(self) -> ModelRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._patients.clear()
+            self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LifecycleError("ModelRunner is closed; build a new one")
+
+    @property
+    def patient_ids(self) -> tuple[str, ...]:
+        return tuple(self._patients)
+
+    def cached_seconds(self, patient_id: str) -> int:
+        prefix = self._patients[patient_id].prefix
+        return 0 if prefix is None else prefix.last_second - prefix.first_second + 1
+
+    # --- streaming state -------------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def extend(self, patient_id: str, second_embeddings: torch.Tensor, t: int) -> None:
+        """Append second ``t`` of one patient: (n_leads, 64) encoder embeddings, leads in ``prompts.leads`` order."""
+        self._check_open()
+        if second_embeddings.shape != (len(self.prompts.leads), self.model.config.ecg_dim):
+            raise ModelError(
+                f"patient {patient_id}: second {t} must be (n_leads={len(self.prompts.leads)}, "
+                f"{self.model.config.ecg_dim}), got {tuple(second_embeddings.shape)}"
+            )
+        state = self._patients.setdefault(patient_id, _Patient())
+        if state.seconds and t <= state.seconds[-1][0]:
+            raise ModelError(f"patient {patient_id}: second {t} is not after {state.seconds[-1][0]}")
+        state.seconds.append((t, second_embeddings.detach().to("cpu", torch.float32)))
+        while state.seconds[-1][0] - state.seconds[0][0] >= self.config.window_s + self.config.slack_s:
+            state.seconds.popleft()
+        if self.config.layout == "streaming":
+            self._extend_streaming(state, second_embeddings, t)
+
+    def _extend_streaming(self, state: _Patient, second_embeddings: torch.Tensor, t: int) -> None:
+        self._adopt_rebuild(state)
+        if state.prefix is None:
+            state.prefix = self._prefill(list(state.seconds))
+        else:
+            self._append_second(state.prefix, second_embeddings, t)
+        too_long = state.prefix.last_second - state.prefix.first_second + 1 > self.config.window_s + self.config.slack_s
+        if too_long and state.rebuild is None:
+            recent = list(state.seconds)[-self.config.window_s :]
+            if self.config.rebuild == "inline":
+                state.prefix = self._prefill(recent)
+            else:
+                state.rebuild = self._pool.submit(self._prefill, recent)
+                log.debug("kv_rebuild_started", first_second=recent[0][0], last_second=recent[-1][0])
+
+    def _adopt_rebuild(self, state: _Patient) -> None:
+        """Swap in a finished background rebuild after appending the seconds that arrived while it ran."""
+        if state.rebuild is None or not state.rebuild.done():
+            return
+        fresh = state.rebuild.result()
+        state.rebuild = None
+        for t, emb in state.seconds:
+            if t > fresh.last_second:
+                self._append_second(fresh, emb, t)
+        state.prefix = fresh
+
+    def finish(self, finished_patient_ids: Sequence[str]) -> None:
+        """Free the caches of patients that left (discharged, evicted, leads off for good)."""
+        for patient_id in finished_patient_ids:
+            state = self._patients.pop(patient_id, None)
+            if state is not None and state.rebuild is not None:
+                state.rebuild.cancel()
+
+    @torch.inference_mode()
+    def _prefill(self, seconds: Sequence[tuple[int, torch.Tensor]]) -> _Prefix:
+        """Head text + block header + ``seconds`` in one forward pass into a fresh cache."""
+        builder = SequenceBuilder(ecg_dim=self.model.config.ecg_dim).text(self.prompts.head)
+        streaming_header(builder, self.prompts.leads)
+        for t, emb in seconds:
+            streaming_second(builder, emb, t)
+        packed = builder.build()
+        cache = DynamicCache()
+        self.model.decode(self.model.embed(packed), packed.meta, packed.meta, cache)
+        first = seconds[0][0] if seconds else 0
+        last = seconds[-1][0] if seconds else -1
+        return _Prefix(cache, packed.meta, first, last)
+
+    def _append_second(self, prefix: _Prefix, second_embeddings: torch.Tensor, t: int) -> None:
+        builder = SequenceBuilder(start_pos=prefix.meta.length, ecg_dim=self.model.config.ecg_dim)
+        streaming_second(builder, second_embeddings.to(torch.float32), t)
+        packed = builder.build()
+        keys = prefix.meta.cat(packed.meta)
+        self.model.decode(self.model.embed(packed), packed.meta, keys, prefix.cache)
+        prefix.meta = keys
+        prefix.last_second = t
+
+    # --- scoring ---------------------------------------------------------------------------------------------
+
+    def _window(self, patient_id: str) -> list[tuple[int, torch.Tensor]]:
+        """The seconds a forecast reads: the last ``window_s`` (CAMEL), or exactly those in the streaming cache,
+        so that a full prefill is the reference for the cached path."""
+        state = self._patients.get(patient_id)
+        if state is None or not state.seconds:
+            raise ModelError(f"patient {patient_id}: no ECG seconds yet")
+        if state.prefix is not None:
+            return [(t, emb) for t, emb in state.seconds if t >= state.prefix.first_second]
+        return list(state.seconds)[-self.config.window_s :]
+
+    def _row_start(self, patient_id: str, prefill: bool) -> tuple[SequenceBuilder, KeyValues | None, TokenMeta, int]:
+        """Builder for the part to run now, positioned after the cached prefix (if one is used)."""
+        ecg_dim = self.model.config.ecg_dim
+        state = self._patients[patient_id]
+        if self.config.layout == "streaming" and not prefill:
+            self._adopt_rebuild(state)
+            if state.prefix is None:
+                raise ModelError(f"patient {patient_id}: no ECG seconds yet")
+            prefix = state.prefix
+            seconds = prefix.last_second - prefix.first_second + 1
+            builder = SequenceBuilder(start_pos=prefix.meta.length, ecg_dim=ecg_dim)
+            streaming_close(builder, self.prompts.leads)
+            return builder, cache_layers(prefix.cache), prefix.meta, seconds
+        window = self._window(patient_id)
+        builder = SequenceBuilder(ecg_dim=ecg_dim).text(self.prompts.head)
+        if self.config.layout == "camel":
+            ecg = torch.stack([emb for _, emb in window], dim=1)  # T x (n_leads, 64) -> (n_leads, T, 64)
+            camel_block(builder, ecg, self.prompts.leads, first_second=window[0][0])
+        else:
+            streaming_header(builder, self.prompts.leads)
+            for t, emb in window:
+                streaming_second(builder, emb, t)
+            streaming_close(builder, self.prompts.leads)
+        return builder, None, TokenMeta.of([], [], []), len(window)
+
+    def _score_row(self, request: ScoreRequest, prefill: bool) -> tuple[ScoreRow, int, int]:
+        builder, kv, meta, n_seconds = self._row_start(request.patient_id, prefill)
+        t_end = self._patients[request.patient_id].seconds[-1][0]
+        builder.text(self.prompts.context(n_seconds, t_end, request.evidence))
+        targets: list[OptionTarget] = []
+        for qi, question in enumerate(self.prompts.questions):
+            builder.branch(qi).text(self.prompts.answer_prefix(qi))
+            question_end = len(builder)
+            for oi, option_text in enumerate(question.option_texts):
+                ids = self.prompts.ids(option_text)
+                start = len(builder)
+                builder.branch(qi, oi).text(ids)
+                predictors = (question_end - 1, *range(start, start + len(ids) - 1))
+                targets.append(OptionTarget(qi, oi, predictors, tuple(ids)))
+        return ScoreRow(kv, meta, builder.build(), tuple(targets)), t_end, n_seconds
+
+    @torch.inference_mode()
+    def score(self, requests: Sequence[ScoreRequest], prefill: bool = False) -> list[ScoreResult]:
+        """Probabilities of every answer option for every question, one forward pass for the whole batch.
+
+        An option's score is the sum of its tokens' log-probabilities; a softmax over a question's options turns
+        the scores into probabilities that sum to 1.
+        """
+        self._check_open()
+        built = [self._score_row(r, prefill) for r in requests]
+        logprobs = run_rows(self.model, [row for row, _, _ in built])
+        results = []
+        for request, (row, t_end, n_seconds), per_option in zip(requests, built, logprobs, strict=True):
+            probs, grouped = [], []
+            for qi, question in enumerate(self.prompts.questions):
+                opts = [lp for target, lp in zip(row.options, per_option, strict=True) if target.question == qi]
+                p = torch.softmax(torch.stack([lp.sum() for lp in opts]), dim=0)
+                probs.append({key: float(v) for key, v in zip(question.options, p, strict=True)})
+                grouped.append(tuple(opts))
+            results.append(ScoreResult(request.patient_id, t_end, n_seconds, tuple(probs), tuple(grouped)))
+        return results
+
+    # --- explanation -----------------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def explain(self, request: ScoreRequest, scored_summary: str, max_new_tokens: int = 64) -> Generation:
+        """Greedy rationale on top of the patient's cache (copied, never modified), stopping at end-of-turn."""
+        self._check_open()
+        builder, kv, meta, n_seconds = self._row_start(request.patient_id, prefill=False)
+        t_end = self._patients[request.patient_id].seconds[-1][0]
+        builder.text(self.prompts.explain_context(n_seconds, t_end, request.evidence, scored_summary))
+        packed = builder.build()
+        cache = DynamicCache(ddp_cache_data=kv) if kv else DynamicCache()
+        keys = meta.cat(packed.meta)
+        hidden = self.model.decode(self.model.embed(packed), packed.meta, keys, cache)
+        generated: list[int] = []
+        for _ in range(max_new_tokens):
+            token = int(self.model.logits(hidden[0, -1]).argmax())
+            if token in self.prompts.stop_ids:
+                return Generation(self.prompts.tokenizer.decode(generated), tuple(generated), True)
+            generated.append(token)
+            step = SequenceBuilder(start_pos=int(keys.pos.max()) + 1).text([token]).build()
+            keys = keys.cat(step.meta)
+            hidden = self.model.decode(self.model.embed(step), step.meta, keys, cache)
+        return Generation(self.prompts.tokenizer.decode(generated), tuple(generated), False)

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 
 from agent import cli as agent_cli
 from encoder_onnx import cli as encoder_cli
+from llm_runtime import cli as llm_cli
 
-COMMAND_GROUPS = (agent_cli, encoder_cli)
+COMMAND_GROUPS = (agent_cli, encoder_cli, llm_cli)
 """Modules exposing ``register(subparsers)``; each subcommand sets ``func(args) -> int``."""
 
 

@@ -46,6 +46,7 @@ class StrictModel(BaseModel):
 
 # Sections that live in their own packages import StrictModel from here, so they are imported after it.
 from encoder_onnx.settings import EncoderSettings  # noqa: E402
+from llm_runtime.settings import LlmSettings  # noqa: E402
 
 
 class MqttSettings(StrictModel):
@@ -186,6 +187,7 @@ class Settings(StrictModel):
     buffer: BufferSettings = Field(default_factory=BufferSettings)
     windows: WindowSettings = Field(default_factory=WindowSettings)
     encoder: EncoderSettings = Field(default_factory=EncoderSettings)
+    llm: LlmSettings = Field(default_factory=LlmSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
     status: StatusSettings = Field(default_factory=StatusSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)

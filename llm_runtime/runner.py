@@ -140,10 +140,10 @@ class ModelRunner:
             self._extend_streaming(state, second_embeddings, t)
 
     def _extend_streaming(self, state: _Patient, second_embeddings: torch.Tensor, t: int) -> None:
-        self._adopt_rebuild(state)
+        self._adopt_rebuild(state)  # a finished rebuild catches up to every stored second, ``t`` included
         if state.prefix is None:
             state.prefix = self._prefill(list(state.seconds))
-        else:
+        elif state.prefix.last_second < t:
             self._append_second(state.prefix, second_embeddings, t)
         too_long = state.prefix.last_second - state.prefix.first_second + 1 > self.config.window_s + self.config.slack_s
         if too_long and state.rebuild is None:
@@ -210,7 +210,9 @@ class ModelRunner:
     def _row_start(self, patient_id: str, prefill: bool) -> tuple[SequenceBuilder, KeyValues | None, TokenMeta, int]:
         """Builder for the part to run now, positioned after the cached prefix (if one is used)."""
         ecg_dim = self.model.config.ecg_dim
-        state = self._patients[patient_id]
+        state = self._patients.get(patient_id)
+        if state is None:
+            raise ModelError(f"patient {patient_id}: no ECG seconds yet")
         if self.config.layout == "streaming" and not prefill:
             self._adopt_rebuild(state)
             if state.prefix is None:

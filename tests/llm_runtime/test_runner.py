@@ -1,0 +1,158 @@
+"""The streaming cache against full forward passes, batching, cache hygiene and the runner's lifecycle."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from agent.errors import LifecycleError, ModelError
+from llm_runtime.backbones import Backbone
+from llm_runtime.runner import ModelRunner, RunnerConfig, ScoreRequest
+
+ATOL = 1e-4
+
+
+def feed(runner: ModelRunner, patient_id: str, seconds: torch.Tensor, first: int = 0) -> None:
+    for i in range(seconds.shape[0]):
+        runner.extend(patient_id, seconds[i], first + i)
+
+
+def all_logprobs(result: object) -> torch.Tensor:
+    return torch.cat([lp for question in result.option_logprobs for lp in question])  # type: ignore[attr-defined]
+
+
+def test_incremental_equals_full_forward(
+    streaming_runner: ModelRunner, ecg_seconds: Callable[..., torch.Tensor]
+) -> None:
+    feed(streaming_runner, "p1", ecg_seconds(9))
+    request = [ScoreRequest("p1", "HR 72 bpm; RR mean 830 ms")]
+    cached = streaming_runner.score(request)[0]
+    full = streaming_runner.score(request, prefill=True)[0]
+    assert cached.window_s == full.window_s == 9
+    torch.testing.assert_close(all_logprobs(cached), all_logprobs(full), atol=ATOL, rtol=0)
+
+
+def test_hidden_states_of_incremental_cache_equal_prefill(
+    streaming_runner: ModelRunner, ecg_seconds: Callable[..., torch.Tensor]
+) -> None:
+    """Second by second, the cached keys equal those of one prefill over the same seconds."""
+    seconds = ecg_seconds(6)
+    feed(streaming_runner, "p1", seconds)
+    incremental = streaming_runner._patients["p1"].prefix
+    assert incremental is not None
+    prefill = streaming_runner._prefill(list(streaming_runner._patients["p1"].seconds))
+    for a, b in zip(incremental.cache.layers, prefill.cache.layers, strict=True):
+        torch.testing.assert_close(a.keys, b.keys, atol=ATOL, rtol=0)
+        torch.testing.assert_close(a.values, b.values, atol=ATOL, rtol=0)
+
+
+def test_window_slide_rebuilds_and_stays_exact(
+    streaming_runner: ModelRunner, ecg_seconds: Callable[..., torch.Tensor]
+) -> None:
+    """window 12 + slack 4: at 17 seconds the cache is rebuilt over the last 12, and keeps matching a prefill."""
+    feed(streaming_runner, "p1", ecg_seconds(30))
+    assert 12 <= streaming_runner.cached_seconds("p1") <= 16
+    request = [ScoreRequest("p1", "HR 90 bpm")]
+    cached, full = streaming_runner.score(request)[0], streaming_runner.score(request, prefill=True)[0]
+    assert cached.t_end_s == 29
+    torch.testing.assert_close(all_logprobs(cached), all_logprobs(full), atol=ATOL, rtol=0)
+
+
+def test_background_rebuild_is_adopted(
+    tiny: Backbone, ecg_seconds: Callable[..., torch.Tensor], make_runner: Callable[..., ModelRunner]
+) -> None:
+    config = RunnerConfig(layout="streaming", window_s=8, slack_s=2, rebuild="background")
+    with make_runner(tiny, config) as runner:
+        seconds = ecg_seconds(40)
+        feed(runner, "p1", seconds[:11])  # passes 10: a rebuild over the last 8 starts
+        assert runner._patients["p1"].rebuild is not None
+        deadline = time.monotonic() + 30
+        while not runner._patients["p1"].rebuild.done() and time.monotonic() < deadline:  # type: ignore[union-attr]
+            time.sleep(0.01)
+        feed(runner, "p1", seconds[11:13], first=11)  # adopts the rebuild, appends what came meanwhile
+        assert runner._patients["p1"].rebuild is None
+        assert runner.cached_seconds("p1") == 10  # 8 rebuilt + 2 appended
+        request = [ScoreRequest("p1", "HR 60")]
+        torch.testing.assert_close(
+            all_logprobs(runner.score(request)[0]),
+            all_logprobs(runner.score(request, prefill=True)[0]),
+            atol=ATOL,
+            rtol=0,
+        )
+
+
+def test_batch_equals_single_and_probabilities_sum_to_one(
+    streaming_runner: ModelRunner, ecg_seconds: Callable[..., torch.Tensor]
+) -> None:
+    feed(streaming_runner, "short", ecg_seconds(3, seed=1))
+    feed(streaming_runner, "long", ecg_seconds(8, seed=2), first=100)
+    requests = [ScoreRequest("short", "HR 150 bpm, irregular"), ScoreRequest("long", "HR 60 bpm")]
+    batch = streaming_runner.score(requests)
+    for request, batched in zip(requests, batch, strict=True):
+        alone = streaming_runner.score([request])[0]
+        torch.testing.assert_close(all_logprobs(batched), all_logprobs(alone), atol=ATOL, rtol=0)
+        assert len(batched.probs) == 4  # rhythm + three onset questions at one horizon
+        for probs in batched.probs:
+            assert sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
+            assert all(0 < p < 1 for p in probs.values())
+    assert set(batch[0].probs[0]) == {"sinus", "af", "flutter", "vt"}
+    assert set(batch[0].probs[1]) == {"yes", "no"}
+
+
+def test_scoring_and_explaining_leave_the_cache_untouched(
+    streaming_runner: ModelRunner, ecg_seconds: Callable[..., torch.Tensor]
+) -> None:
+    feed(streaming_runner, "p1", ecg_seconds(5))
+    prefix = streaming_runner._patients["p1"].prefix
+    assert prefix is not None
+    before = [layer.keys.clone() for layer in prefix.cache.layers]
+    length = prefix.meta.length
+    streaming_runner.score([ScoreRequest("p1", "HR 80")])
+    streaming_runner.explain(ScoreRequest("p1", "HR 80"), "sinus likely", max_new_tokens=3)
+    assert prefix.meta.length == length
+    for old, layer in zip(before, prefix.cache.layers, strict=True):
+        assert torch.equal(old, layer.keys)
+
+
+def test_camel_layout_scores_from_stored_seconds(
+    tiny: Backbone, ecg_seconds: Callable[..., torch.Tensor], make_runner: Callable[..., ModelRunner]
+) -> None:
+    with make_runner(tiny, RunnerConfig(layout="camel", window_s=6, slack_s=2)) as runner:
+        feed(runner, "p1", ecg_seconds(10))
+        assert runner.cached_seconds("p1") == 0  # nothing cached in CAMEL's layout
+        result = runner.score([ScoreRequest("p1", "HR 70")])[0]
+        assert result.window_s == 6
+        assert sum(result.probs[0].values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_generation_stops_at_limit_or_stop_token(
+    streaming_runner: ModelRunner, ecg_seconds: Callable[..., torch.Tensor]
+) -> None:
+    feed(streaming_runner, "p1", ecg_seconds(4))
+    request = ScoreRequest("p1", "HR 80")
+    limited = streaming_runner.explain(request, "sinus likely", max_new_tokens=5)
+    assert len(limited.token_ids) == 5 and not limited.stopped
+    first = limited.token_ids[0]
+    streaming_runner.prompts.__dict__["stop_ids"] = frozenset({first})  # make the first greedy token a stop token
+    stopped = streaming_runner.explain(request, "sinus likely", max_new_tokens=5)
+    assert stopped.stopped and stopped.token_ids == ()
+
+
+def test_input_checks_and_lifecycle(tiny: Backbone, make_runner: Callable[..., ModelRunner]) -> None:
+    runner = make_runner(tiny, RunnerConfig(window_s=10, slack_s=2, rebuild="inline"))
+    with pytest.raises(ModelError, match="n_leads=2"):
+        runner.extend("p1", torch.zeros(3, 64), 0)
+    runner.extend("p1", torch.zeros(2, 64), 5)
+    with pytest.raises(ModelError, match="not after"):
+        runner.extend("p1", torch.zeros(2, 64), 5)
+    with pytest.raises(ModelError, match="no ECG seconds"):
+        runner.score([ScoreRequest("nobody", "")])
+    runner.finish(["p1"])
+    assert runner.patient_ids == ()
+    runner.close()
+    runner.close()
+    with pytest.raises(LifecycleError):
+        runner.extend("p1", torch.zeros(2, 64), 6)

@@ -1,0 +1,247 @@
+"""Rhythm measurements of one strip: rate, RR variability, ectopy counts, QRS width and how much was measurable."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from agent.errors import ProtocolError, SignalError
+from agent.protocol import canonical_lead
+
+from ._beats import BeatFeatures, beat_features, label_beats
+from ._checks import check_fs, check_p_signal, check_sig
+from ._qrs import detect_qrs_in_mask
+from ._quality import run_bounds, usable_mask
+
+__all__ = ["LeadAnalysis", "Measurements", "analyse_lead", "analyse_leads", "best_lead", "measure", "measure_leads"]
+
+MIN_RR_FOR_RATE = 2  # fewer RR intervals than this give no rate, rather than a rate from one interval
+
+
+@dataclass(frozen=True)
+class Measurements:
+    """Deterministic evidence for one lead of one strip. ``None`` means "not measurable here", never zero."""
+
+    lead: str
+    fs: float
+    duration_s: float
+    usable_fraction: float  # share of samples that were finite, not flat, not saturated
+    n_beats: int
+    hr_bpm: float | None  # 60000 / mean RR over all beats (the ventricular rate)
+    rr_mean_ms: float | None
+    rr_sd_ms: float | None
+    rr_cv: float | None  # rr_sd_ms / rr_mean_ms over all RR intervals, ectopic ones included
+    rmssd_ms: float | None  # root mean square of successive differences of normal-to-normal (NN) intervals
+    pnn50: float | None  # share of successive NN differences over 50 ms
+    rr_irregularity: float | None  # normalised RMSSD = rmssd_ms / mean NN; AF typically > 0.1, sinus < 0.06
+    pac_count: int
+    pvc_count: int
+    couplet_count: int  # runs of exactly two ventricular beats
+    ventricular_run_count: int  # runs of three or more ventricular beats (non-sustained or sustained VT)
+    longest_ventricular_run: int  # beats in the longest run of consecutive ventricular beats; 0 if none
+    qrs_width_ms: float | None  # median QRS width of the normal beats
+    qrs_similarity: float | None  # median correlation of beats with the dominant QRS: a beat-level quality index
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict of every field."""
+        return dataclasses.asdict(self)
+
+    def as_prompt_text(self) -> str:
+        """One compact line for an LM prompt or an alert, e.g. ``Lead II, 60 s: HR 78 bpm; RR mean 769 ms, …``."""
+        head = f"Lead {self.lead}, {self.duration_s:.0f} s"
+        usable = f"usable {100 * self.usable_fraction:.0f}%"
+        if self.hr_bpm is None:
+            return f"{head}: cannot assess: signal quality ({usable}, {self.n_beats} beats)"
+        return (
+            f"{head}: HR {self.hr_bpm:.0f} bpm; RR mean {_fmt(self.rr_mean_ms, '.0f')} ms, CV {_fmt(self.rr_cv, '.2f')}"
+            f", RMSSD {_fmt(self.rmssd_ms, '.0f')} ms, irregularity {_fmt(self.rr_irregularity, '.2f')}"
+            f"; PAC {self.pac_count}, PVC {self.pvc_count}, couplets {self.couplet_count}"
+            f"; longest V-run {self.longest_ventricular_run}; QRS {_fmt(self.qrs_width_ms, '.0f')} ms; {usable}"
+        )
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def measure(sig_mv: npt.ArrayLike, fs: float, *, lead: str = "II") -> Measurements:
+    """Measure rate, RR variability, ectopy and QRS width on one lead.
+
+    Parameters
+    ----------
+    sig_mv : array_like, shape (sig_len,)
+        One lead in mV; NaN, flat (lead-off) and saturated stretches are excluded and reported in
+        ``usable_fraction``.
+    fs : float
+        Sampling rate in Hz.
+    lead : str, default "II"
+        Lead name (any synonym :func:`agent.protocol.canonical_lead` knows); stored in canonical form.
+
+    Returns
+    -------
+    Measurements
+        Frozen dataclass; see its fields, :meth:`Measurements.as_prompt_text` and :meth:`Measurements.as_dict`.
+
+    Raises
+    ------
+    agent.errors.SignalError
+        On a signal that is not 1-D real numbers, an empty one, a bad ``fs`` or an unknown ``lead``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from agent.measurements import measure
+    >>> fs = 250.0
+    >>> t = np.arange(int(30 * fs)) / fs
+    >>> sig_mv = sum(np.exp(-(((t - b) / 0.012) ** 2)) for b in np.arange(0.4, 30, 0.8))  # 75 bpm
+    >>> m = measure(sig_mv, fs, lead="II")
+    >>> round(m.hr_bpm), m.pvc_count, m.usable_fraction
+    (75, 0, 1.0)
+    >>> measure(np.zeros(7500), fs).as_prompt_text()
+    'Lead II, 30 s: cannot assess: signal quality (usable 0%, 0 beats)'
+    """
+    sig = check_sig(sig_mv)
+    fs = check_fs(fs)
+    return analyse_lead(sig, fs, _canonical(lead)).measurements
+
+
+@dataclass(frozen=True)
+class LeadAnalysis:
+    """Everything derived from one lead: the summary plus the beats it was computed from."""
+
+    measurements: Measurements
+    r_peaks: npt.NDArray[np.int64]  # (n_beats,) sample indices
+    symbols: npt.NDArray[np.str_]  # (n_beats,) 'N' | 'A' | 'V'
+    features: BeatFeatures
+
+
+def analyse_lead(sig_mv: npt.NDArray[np.float64], fs: float, lead: str) -> LeadAnalysis:
+    """Detect, classify and summarise one checked lead."""
+    usable = usable_mask(sig_mv, fs)
+    r_peaks = detect_qrs_in_mask(sig_mv, fs, usable)
+    features = beat_features(sig_mv, fs, r_peaks, usable)
+    symbols = label_beats(features)
+    rr = features.rr_prev_ms[np.isfinite(features.rr_prev_ms)]
+    rate = _rate_stats(rr)
+    nn = _nn_stats(features.rr_prev_ms, symbols)
+    runs = _ventricular_runs(symbols, features.rr_prev_ms)
+    normal = symbols == "N"
+    m = Measurements(
+        lead=lead,
+        fs=fs,
+        duration_s=sig_mv.size / fs,
+        usable_fraction=float(usable.mean()),
+        n_beats=int(r_peaks.size),
+        **rate,
+        **nn,
+        pac_count=int((symbols == "A").sum()),
+        pvc_count=int((symbols == "V").sum()),
+        couplet_count=int((runs == 2).sum()),
+        ventricular_run_count=int((runs >= 3).sum()),
+        longest_ventricular_run=int(runs.max()) if runs.size else 0,
+        qrs_width_ms=_nanmedian(features.qrs_width_ms[normal]),
+        qrs_similarity=_nanmedian(features.template_corr),
+    )
+    return LeadAnalysis(measurements=m, r_peaks=r_peaks, symbols=symbols, features=features)
+
+
+def _rate_stats(rr_ms: npt.NDArray[np.float64]) -> dict[str, float | None]:
+    if rr_ms.size < MIN_RR_FOR_RATE:
+        return {"hr_bpm": None, "rr_mean_ms": None, "rr_sd_ms": None, "rr_cv": None}
+    mean, sd = float(rr_ms.mean()), float(rr_ms.std(ddof=1))
+    return {"hr_bpm": 60000.0 / mean, "rr_mean_ms": mean, "rr_sd_ms": sd, "rr_cv": sd / mean}
+
+
+def _nn_stats(rr_prev_ms: npt.NDArray[np.float64], symbols: npt.NDArray[np.str_]) -> dict[str, float | None]:
+    """RMSSD, pNN50 and normalised RMSSD over successive normal-to-normal intervals (ectopy excluded, as in HRV)."""
+    is_nn = np.concatenate(([False], (symbols[1:] == "N") & (symbols[:-1] == "N"))) & np.isfinite(rr_prev_ms)
+    successive = is_nn[1:] & is_nn[:-1]
+    diffs = np.diff(rr_prev_ms)[successive]
+    if diffs.size < MIN_RR_FOR_RATE:
+        return {"rmssd_ms": None, "pnn50": None, "rr_irregularity": None}
+    rmssd = float(np.sqrt(np.mean(diffs**2)))
+    return {
+        "rmssd_ms": rmssd,
+        "pnn50": float(np.mean(np.abs(diffs) > 50.0)),
+        "rr_irregularity": rmssd / float(rr_prev_ms[is_nn].mean()),
+    }
+
+
+def _ventricular_runs(symbols: npt.NDArray[np.str_], rr_prev_ms: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+    """Lengths of runs of consecutive 'V' beats; an unusable gap between two beats ends a run."""
+    gaps = np.flatnonzero(~np.isfinite(rr_prev_ms[1:])) + 1  # beat i starts a new stretch
+    mask = np.insert(symbols == "V", gaps, False)  # a False between stretches splits runs
+    bounds = run_bounds(mask)
+    return (bounds[:, 1] - bounds[:, 0]).astype(np.int64)
+
+
+def _nanmedian(values: npt.NDArray[np.float64]) -> float | None:
+    finite = values[np.isfinite(values)]
+    return float(np.median(finite)) if finite.size else None
+
+
+def _canonical(lead: str) -> str:
+    if not isinstance(lead, str) or not lead.strip():
+        raise SignalError(f"lead must be a non-empty lead name, got {lead!r}")
+    try:
+        return canonical_lead(lead)
+    except ProtocolError as exc:
+        raise SignalError(f"lead {lead!r} is not a known ECG lead name") from exc
+
+
+def measure_leads(p_signal: npt.ArrayLike, fs: float, sig_name: list[str] | tuple[str, ...]) -> Measurements:
+    """Measure every lead and return the measurements of the best-quality one (its name is in ``.lead``).
+
+    Quality is ``usable_fraction × qrs_similarity``: a lead that is off scores low on the first, a lead whose
+    detections are noise scores low on the second (its "beats" do not resemble each other). Ties keep the
+    earlier lead in ``sig_name`` order.
+
+    Parameters
+    ----------
+    p_signal : array_like, shape (sig_len, n_sig)
+        Physical signals in mV, wfdb layout.
+    fs : float
+        Sampling rate in Hz.
+    sig_name : sequence of str, length n_sig
+        Lead names of the columns.
+
+    Returns
+    -------
+    Measurements
+        Those of the chosen lead.
+
+    Raises
+    ------
+    agent.errors.SignalError
+        If ``p_signal`` is not 2-D, is empty, disagrees with ``sig_name``, or ``fs`` or a lead name is bad.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from agent.measurements import measure_leads
+    >>> fs = 250.0
+    >>> t = np.arange(int(30 * fs)) / fs
+    >>> ii = sum(np.exp(-(((t - b) / 0.012) ** 2)) for b in np.arange(0.4, 30, 0.8))
+    >>> p_signal = np.stack([np.zeros_like(ii), ii], axis=1)  # V1 is off, II is fine
+    >>> measure_leads(p_signal, fs, ["V1", "II"]).lead
+    'II'
+    """
+    signals = check_p_signal(p_signal, sig_name)
+    fs = check_fs(fs)
+    analyses = analyse_leads(signals, fs, [_canonical(name) for name in sig_name])
+    return analyses[best_lead(analyses)].measurements
+
+
+def analyse_leads(signals: npt.NDArray[np.float64], fs: float, names: list[str]) -> list[LeadAnalysis]:
+    """:func:`analyse_lead` on every column of a checked ``(sig_len, n_sig)`` array."""
+    return [analyse_lead(signals[:, i], fs, name) for i, name in enumerate(names)]
+
+
+def best_lead(analyses: list[LeadAnalysis]) -> int:
+    """Index of the lead with the highest ``usable_fraction × qrs_similarity`` (first one on ties)."""
+    scores = [a.measurements.usable_fraction * max(a.measurements.qrs_similarity or 0.0, 0.0) for a in analyses]
+    return int(np.argmax(scores))

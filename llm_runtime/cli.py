@@ -113,8 +113,7 @@ def _run(args: argparse.Namespace) -> Forecast:
     patient_id = args.patient_id or record_name
     first_second = int(args.at) - embeddings.shape[1]
     with engine.runner:
-        for i in range(embeddings.shape[1]):
-            engine.runner.extend(patient_id, embeddings[:, i], first_second + i)
+        engine.runner.prime(patient_id, embeddings.permute(1, 0, 2), first_second)  # (L, T, 64) -> (T, L, 64)
         return engine.forecast([ScoreRequest(patient_id, evidence)], explain=not args.no_explain)[0]
 
 

@@ -139,6 +139,20 @@ class ModelRunner:
         if self.config.layout == "streaming":
             self._extend_streaming(state, second_embeddings, t)
 
+    @torch.inference_mode()
+    def prime(self, patient_id: str, seconds: torch.Tensor, first_second: int) -> None:
+        """Start (or restart) a patient from a stored window in one prefill: (T, n_leads, 64), seconds
+        ``first_second`` … ``first_second + T - 1``. For a record replayed offline or an agent restart; the live
+        path is ``extend``."""
+        self._check_open()
+        self.finish([patient_id])
+        window = seconds[-(self.config.window_s + self.config.slack_s - 1) :].detach().to("cpu", torch.float32)
+        first = first_second + seconds.shape[0] - window.shape[0]
+        state = self._patients.setdefault(patient_id, _Patient())
+        state.seconds.extend((first + i, window[i]) for i in range(window.shape[0]))
+        if self.config.layout == "streaming":
+            state.prefix = self._prefill(list(state.seconds)[-self.config.window_s :])
+
     def _extend_streaming(self, state: _Patient, second_embeddings: torch.Tensor, t: int) -> None:
         self._adopt_rebuild(state)  # a finished rebuild catches up to every stored second, ``t`` included
         if state.prefix is None:

@@ -32,14 +32,15 @@ def make_model(seed: int = 0) -> EcgLanguageModel:
     return model.eval()
 
 
-def make_runner(backbone: Backbone, config: RunnerConfig, horizons: tuple[int, ...] = (60,)) -> ModelRunner:
+def make_runner(config: RunnerConfig, horizons: tuple[int, ...] = (60,)) -> ModelRunner:
+    backbone = load_backbone("tiny-random")
     prompts = PromptBook(backbone.tokenizer, CHAT_FORMATS["gemma"], LEADS, questions_for(horizons))
     return ModelRunner(make_model(), prompts, config)
 
 
 @pytest.fixture
 def streaming_runner(tiny: Backbone) -> Iterator[ModelRunner]:
-    with make_runner(tiny, RunnerConfig(layout="streaming", window_s=12, slack_s=4, rebuild="inline")) as runner:
+    with make_runner(RunnerConfig(layout="streaming", window_s=12, slack_s=4, rebuild="inline")) as runner:
         yield runner
 
 

@@ -29,10 +29,8 @@ def brute_force(meta: TokenMeta, sliding_window: int | None) -> torch.Tensor:
             if kind[k] == TokenKind.PAD:
                 continue
             on_branch = question[k] in (-1, question[q]) and option[k] in (-1, option[q])
-            if kind[q] == TokenKind.ECG and kind[k] == TokenKind.ECG:
-                ordered = sec[k] <= sec[q]
-            else:
-                ordered = k <= q  # sequence order: causal
+            both_ecg = kind[q] == TokenKind.ECG and kind[k] == TokenKind.ECG
+            ordered = sec[k] <= sec[q] if both_ecg else k <= q  # ECG: by second; otherwise sequence order
             near = sliding_window is None or pos[q] - pos[k] < sliding_window
             out[0, q, k] = on_branch and ordered and near
     return out

@@ -65,7 +65,7 @@ def test_background_rebuild_is_adopted(
     tiny: Backbone, ecg_seconds: Callable[..., torch.Tensor], make_runner: Callable[..., ModelRunner]
 ) -> None:
     config = RunnerConfig(layout="streaming", window_s=8, slack_s=2, rebuild="background")
-    with make_runner(tiny, config) as runner:
+    with make_runner(config) as runner:
         seconds = ecg_seconds(40)
         feed(runner, "p1", seconds[:11])  # passes 10: a rebuild over the last 8 starts
         assert runner._patients["p1"].rebuild is not None
@@ -120,7 +120,7 @@ def test_scoring_and_explaining_leave_the_cache_untouched(
 def test_camel_layout_scores_from_stored_seconds(
     tiny: Backbone, ecg_seconds: Callable[..., torch.Tensor], make_runner: Callable[..., ModelRunner]
 ) -> None:
-    with make_runner(tiny, RunnerConfig(layout="camel", window_s=6, slack_s=2)) as runner:
+    with make_runner(RunnerConfig(layout="camel", window_s=6, slack_s=2)) as runner:
         feed(runner, "p1", ecg_seconds(10))
         assert runner.cached_seconds("p1") == 0  # nothing cached in CAMEL's layout
         result = runner.score([ScoreRequest("p1", "HR 70")])[0]
@@ -142,7 +142,7 @@ def test_generation_stops_at_limit_or_stop_token(
 
 
 def test_input_checks_and_lifecycle(tiny: Backbone, make_runner: Callable[..., ModelRunner]) -> None:
-    runner = make_runner(tiny, RunnerConfig(window_s=10, slack_s=2, rebuild="inline"))
+    runner = make_runner(RunnerConfig(window_s=10, slack_s=2, rebuild="inline"))
     with pytest.raises(ModelError, match="n_leads=2"):
         runner.extend("p1", torch.zeros(3, 64), 0)
     runner.extend("p1", torch.zeros(2, 64), 5)
@@ -156,3 +156,19 @@ def test_input_checks_and_lifecycle(tiny: Backbone, make_runner: Callable[..., M
     runner.close()
     with pytest.raises(LifecycleError):
         runner.extend("p1", torch.zeros(2, 64), 6)
+
+
+def test_prime_equals_second_by_second_feeding(
+    make_runner: Callable[..., ModelRunner], ecg_seconds: Callable[..., torch.Tensor]
+) -> None:
+    config = RunnerConfig(layout="streaming", window_s=6, slack_s=3, rebuild="inline")
+    seconds = ecg_seconds(6)
+    with make_runner(config) as fed, make_runner(config) as primed:
+        feed(fed, "p1", seconds, first=40)
+        primed.prime("p1", seconds, first_second=40)
+        request = [ScoreRequest("p1", "HR 75")]
+        a, b = fed.score(request)[0], primed.score(request)[0]
+        assert a.t_end_s == b.t_end_s == 45
+        torch.testing.assert_close(all_logprobs(a), all_logprobs(b), atol=ATOL, rtol=0)
+        primed.extend("p1", seconds[0], 46)  # extends normally afterwards
+        assert primed.cached_seconds("p1") == 7

@@ -12,7 +12,7 @@ from agent.protocol import SCHEMA_STATUS
 from agent.ring_buffer import RingBuffer
 from agent.sequencer import Decision, Delivery, Drop, Placement, SegmentStart, Sequencer
 from agent.settings import Settings
-from agent.windows import LeadWindowAssembler, Window
+from agent.windows import Window, WindowAssembler
 
 __all__ = ["CompletedWindows", "PatientStream", "PatientUpdate"]
 
@@ -43,7 +43,7 @@ class _Segment:
     leads: tuple[str, ...]
     t_origin: float
     buffer: RingBuffer
-    assemblers: list[LeadWindowAssembler]
+    assembler: WindowAssembler
 
 
 class PatientStream:
@@ -69,12 +69,9 @@ class PatientStream:
     def _start_segment(self, start: SegmentStart) -> None:
         chunk_fs, leads = start.fs, start.leads
         capacity = max(1, round(self._settings.buffer.minutes * 60 * chunk_fs))
-        assemblers = [
-            LeadWindowAssembler(lead, chunk_fs, start.t_origin, self._settings.windows, self._settings.quality)
-            for lead in leads
-        ]
+        assembler = WindowAssembler(leads, chunk_fs, start.t_origin, self._settings.windows, self._settings.quality)
         self.segment = _Segment(
-            start.segment, start.reason, chunk_fs, leads, start.t_origin, RingBuffer(len(leads), capacity), assemblers
+            start.segment, start.reason, chunk_fs, leads, start.t_origin, RingBuffer(len(leads), capacity), assembler
         )
         self._quality = {lead: deque(maxlen=self._settings.quality.verdict_seconds) for lead in leads}
         self.counters["segments"] += 1
@@ -96,11 +93,12 @@ class PatientStream:
             self.events.append({"event": "gap", "seq": chunk.seq, "samples": placement.gap_samples})
         if placement.clock_jump:
             self.counters["clock_jumps"] += 1
-        per_lead = [a.push(placement.start_index, samples[i], invalid[i]) for i, a in enumerate(seg.assemblers)]
-        for lead, produced in zip(seg.leads, per_lead, strict=True):
+        produced = seg.assembler.push(placement.start_index, samples, invalid)
+        for lead in seg.leads:
             self.samples_received[lead] += chunk.n_samples
-            self._quality[lead].extend(w.reason for w in produced)
-        update.windows += [w for group in zip(*per_lead, strict=False) for w in group]
+        for window in produced:
+            self._quality[window.lead].append(window.reason)
+        update.windows += produced
         self.counters["chunks"] += 1
         self.last_seq = chunk.seq
         update.handled.append(placement.delivery)

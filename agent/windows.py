@@ -9,6 +9,7 @@ streaming give the same windows.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -20,9 +21,9 @@ from agent.errors import SignalError
 from agent.settings import QualitySettings, WindowSettings
 
 __all__ = [
-    "LeadWindowAssembler",
     "PreprocessedRecord",
     "Window",
+    "WindowAssembler",
     "assess_window",
     "design_filter",
     "preprocess_record",
@@ -44,10 +45,12 @@ class Window:
     reason: str | None  # why not valid: "gap", "invalid_samples", "leads_off", "saturated", "noisy"
 
 
+@functools.lru_cache(maxsize=64)
 def design_filter(fs: float, settings: WindowSettings) -> npt.NDArray[np.float64] | None:
     """Second-order sections of the causal pre-filter for ``fs``; None when nothing is to be filtered.
 
-    The notch is skipped when mains is too close to Nyquist to be meaningful at this rate.
+    The notch is skipped when mains is too close to Nyquist to be meaningful at this rate. Designs are cached:
+    every patient at the same rate shares one array, which nothing writes to.
     """
     sections = []
     if settings.mains_hz is not None and settings.mains_hz < 0.45 * fs:
@@ -55,19 +58,29 @@ def design_filter(fs: float, settings: WindowSettings) -> npt.NDArray[np.float64
         sections.append(sps.tf2sos(b, a))
     if settings.highpass_hz is not None:
         sections.append(sps.butter(settings.highpass_order, settings.highpass_hz, "highpass", fs=fs, output="sos"))
-    return np.vstack(sections) if sections else None
+    if not sections:
+        return None
+    return np.vstack(sections)
 
 
 def resample_window(x: npt.NDArray[np.floating], n_out: int = 256) -> FloatArray:
-    """Linearly resample one window to ``n_out`` samples, first and last samples kept (CAMEL's tokeniser).
+    """Linearly resample windows along the last axis to ``n_out`` samples, first and last kept (CAMEL's tokeniser).
 
     Examples
     --------
     >>> resample_window(np.array([0.0, 1.0, 2.0]), 5).tolist()
     [0.0, 0.5, 1.0, 1.5, 2.0]
     """
-    n = len(x)
-    return np.interp(np.linspace(0.0, n - 1, n_out), np.arange(n), x).astype(np.float32)
+    left, right, frac = _interp_plan(x.shape[-1], n_out)
+    return (x[..., left] * (1.0 - frac) + x[..., right] * frac).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=256)
+def _interp_plan(n: int, n_out: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Neighbour indexes and weights of linear resampling from ``n`` to ``n_out`` points (few distinct n)."""
+    pos = np.linspace(0.0, n - 1, n_out)
+    left = np.minimum(pos.astype(np.int64), max(n - 2, 0))
+    return left, np.minimum(left + 1, n - 1), pos - left
 
 
 def assess_window(
@@ -75,130 +88,163 @@ def assess_window(
     fs: float,
     quality: QualitySettings,
     filtered_mv: npt.NDArray[np.floating] | None = None,
-) -> str | None:
-    """Signal-quality verdict of one 1-s window: None when usable, else the reason it is not.
+) -> list[str | None]:
+    """Signal-quality verdict of 1-s windows ``(n_leads, n)``: per lead None when usable, else why not.
 
     Flat line and saturation are judged on the raw samples (what the electrode delivered); noise on the filtered
     ones when given, so that mains hum the notch removes does not count against the lead.
     """
-    ptp = float(np.ptp(raw_mv))
-    if ptp < quality.flat_ptp_mv:
-        return "leads_off"
-    peak = float(np.max(np.abs(raw_mv)))
-    if peak >= quality.saturation_mv:
-        return "saturated"
-    pinned = max(np.count_nonzero(raw_mv == raw_mv.max()), np.count_nonzero(raw_mv == raw_mv.min()))
-    if pinned >= quality.saturation_fraction * len(raw_mv) and pinned > 3:
-        return "saturated"
+    raw = np.atleast_2d(raw_mv)
+    x = raw if filtered_mv is None else np.atleast_2d(filtered_mv)
+    ptp = np.ptp(raw, axis=-1)
+    peak = np.max(np.abs(raw), axis=-1)
+    pinned = np.maximum(
+        np.count_nonzero(raw == raw.max(axis=-1, keepdims=True), axis=-1),
+        np.count_nonzero(raw == raw.min(axis=-1, keepdims=True), axis=-1),
+    )
+    noisy = np.zeros(len(raw), bool)
     if fs >= 100:
-        x = raw_mv if filtered_mv is None else filtered_mv
-        spectrum = np.abs(np.fft.rfft(x - x.mean())) ** 2
-        freqs = np.fft.rfftfreq(len(x), 1.0 / fs)
-        band = spectrum[(freqs >= 0.5) & (freqs < 40)].sum()
-        high = spectrum[freqs >= 40].sum()
-        if band <= 0 or high / band > quality.noise_ratio:
-            return "noisy"
-    return None
+        spectrum = np.abs(np.fft.rfft(x, axis=-1)) ** 2  # the DC bin is outside both bands: no need to detrend
+        freqs = np.fft.rfftfreq(x.shape[-1], 1.0 / fs)
+        band = spectrum[:, (freqs >= 0.5) & (freqs < 40)].sum(axis=-1)
+        high = spectrum[:, freqs >= 40].sum(axis=-1)
+        noisy = (band <= 0) | (high > quality.noise_ratio * band)
+    saturated = (peak >= quality.saturation_mv) | (
+        (pinned >= quality.saturation_fraction * raw.shape[-1]) & (pinned > 3)
+    )
+    reasons: list[str | None] = []
+    for i in range(len(raw)):
+        if ptp[i] < quality.flat_ptp_mv:
+            reasons.append("leads_off")
+        elif saturated[i]:
+            reasons.append("saturated")
+        elif noisy[i]:
+            reasons.append("noisy")
+        else:
+            reasons.append(None)
+    return reasons
 
 
-class LeadWindowAssembler:
-    """Streaming pre-filter and 1-s windowing for one lead of one segment.
+class WindowAssembler:
+    """Streaming pre-filter and 1-s windowing for all leads of one patient's segment (one shared sample clock).
 
-    ``push`` takes consecutive blocks placed on the segment's sample clock. A jump in ``start_index`` is a gap:
-    the partial second before it is emitted as invalid and the filter restarts, so unrelated samples are never
-    spliced into one window.
+    ``push`` takes consecutive blocks ``(n_leads, n)`` placed on the segment's sample clock. A jump in
+    ``start_index`` is a gap: the partial second before it is emitted as invalid and the filters restart, so
+    unrelated samples are never spliced into one window. All leads are filtered in one call: the per-call cost
+    of scipy dominates at these block sizes.
     """
 
     def __init__(
-        self, lead: str, fs: float, t_origin: float, windows: WindowSettings, quality: QualitySettings
+        self, leads: tuple[str, ...], fs: float, t_origin: float, windows: WindowSettings, quality: QualitySettings
     ) -> None:
-        self.lead = lead
+        self.leads = leads
         self.fs = fs
         self.t_origin = t_origin
         self._n_out = windows.window_samples
         self._quality = quality
         self._sos = design_filter(fs, windows)
-        self._zi: npt.NDArray[np.float64] | None = None
+        n_sections = 0 if self._sos is None else len(self._sos)
+        self._zi = np.zeros((n_sections, len(leads), 2))
+        self._zi_unit = sps.sosfilt_zi(self._sos) if self._sos is not None else np.zeros((0, 2))
+        self._needs_init = np.ones(len(leads), bool)
         self._next_index = 0
         self._second = 0
         self._raw: list[npt.NDArray[np.float64]] = []
         self._filtered: list[npt.NDArray[np.float64]] = []
-        self._defect: str | None = None
+        self._defect: list[str | None] = [None] * len(leads)
 
     def _bounds(self, second: int) -> tuple[int, int]:
         return math.ceil(second * self.fs), math.ceil((second + 1) * self.fs)
 
+    def _init_state(self, lead: int, first_sample: float) -> None:
+        """Start lead's filter in steady state for its first sample, so a DC offset makes no transient."""
+        self._zi[:, lead, :] = self._zi_unit * first_sample
+        self._needs_init[lead] = False
+
     def _filter(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Filter a block of all leads with carried state."""
         if self._sos is None:
             return x
-        if self._zi is None:
-            self._zi = sps.sosfilt_zi(self._sos) * x[0]
-        y, self._zi = sps.sosfilt(self._sos, x, zi=self._zi)
+        for lead in np.flatnonzero(self._needs_init):
+            self._init_state(int(lead), float(x[lead, 0]))
+        y, self._zi = sps.sosfilt(self._sos, x, axis=-1, zi=self._zi)
         return np.asarray(y)
 
-    def _emit(self, complete: bool) -> Window:
+    def _filter_lead_runs(self, x: npt.NDArray[np.float64], bad: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
+        """Slow path for blocks with invalid samples: per lead, restart the filter after each invalid run."""
+        y = np.zeros_like(x)
+        for lead in range(len(x)):
+            if not bad[lead].any():
+                y[lead] = self._filter_one(lead, x[lead])
+                continue
+            self._defect[lead] = "invalid_samples"
+            edges = np.flatnonzero(np.diff(bad[lead].astype(np.int8))) + 1
+            for part in np.split(np.arange(x.shape[1]), edges):
+                if bad[lead, part[0]]:
+                    self._needs_init[lead] = True
+                else:
+                    y[lead, part] = self._filter_one(lead, x[lead, part])
+        return y
+
+    def _filter_one(self, lead: int, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        if self._sos is None:
+            return x
+        if self._needs_init[lead]:
+            self._init_state(lead, float(x[0]))
+        y, self._zi[:, lead, :] = sps.sosfilt(self._sos, x, zi=self._zi[:, lead, :])
+        return np.asarray(y)
+
+    def _emit(self, complete: bool) -> list[Window]:
         start, _ = self._bounds(self._second)
-        raw = np.concatenate(self._raw) if self._raw else np.zeros(0)
-        filtered = np.concatenate(self._filtered) if self._filtered else np.zeros(0)
-        reason = self._defect if complete else "gap"
-        if reason is None:
-            reason = assess_window(raw, self.fs, self._quality, filtered)
-        samples = resample_window(filtered, self._n_out) if len(filtered) >= 2 else np.zeros(self._n_out, np.float32)
-        window = Window(self.lead, self._second, self.t_origin + start / self.fs, samples, reason is None, reason)
-        self._raw, self._filtered, self._defect = [], [], None
-        return window
+        raw = np.concatenate(self._raw, axis=1)
+        filtered = np.concatenate(self._filtered, axis=1)
+        measured = assess_window(raw, self.fs, self._quality, filtered) if complete else [None] * len(self.leads)
+        reasons = [d or m if complete else "gap" for d, m in zip(self._defect, measured, strict=True)]
+        if filtered.shape[1] >= 2:
+            samples = resample_window(filtered, self._n_out)
+        else:
+            samples = np.zeros((len(self.leads), self._n_out), np.float32)
+        t_start = self.t_origin + start / self.fs
+        self._raw, self._filtered, self._defect = [], [], [None] * len(self.leads)
+        return [
+            Window(lead, self._second, t_start, samples[i], reasons[i] is None, reasons[i])
+            for i, lead in enumerate(self.leads)
+        ]
 
     def _gap_to(self, start_index: int) -> list[Window]:
-        """Close the partial second before a gap and restart the filter at ``start_index``."""
-        out = [self._emit(complete=False)] if self._raw else []
-        self._zi = None
+        """Close the partial second before a gap and restart the filters at ``start_index``."""
+        out = self._emit(complete=False) if self._raw else []
+        self._needs_init[:] = True
         self._second = math.floor(start_index / self.fs)
         while math.ceil(self._second * self.fs) > start_index:
             self._second -= 1
         first, _ = self._bounds(self._second)
         if start_index > first:
-            self._defect = "gap"
+            self._defect = ["gap"] * len(self.leads)
         self._next_index = start_index
         return out
-
-    def _feed_run(self, x: npt.NDArray[np.float64], bad: npt.NDArray[np.bool_]) -> None:
-        """Filter one block, restarting the filter after every run of invalid samples."""
-        y = np.zeros_like(x)
-        edges = np.flatnonzero(np.diff(bad.astype(np.int8))) + 1
-        for part in np.split(np.arange(len(x)), edges):
-            if not len(part):
-                continue
-            if bad[part[0]]:
-                self._zi = None
-                self._defect = "invalid_samples"
-            else:
-                y[part] = self._filter(x[part])
-        self._raw.append(x)
-        self._filtered.append(y)
 
     def push(
         self, start_index: int, block_mv: npt.NDArray[np.floating], invalid: npt.NDArray[np.bool_]
     ) -> list[Window]:
-        """Add samples starting at ``start_index``; return the windows this block completed, in order."""
+        """Add ``(n_leads, n)`` samples starting at ``start_index``; return completed windows (second, then lead)."""
         out: list[Window] = []
         if start_index != self._next_index:
             if start_index < self._next_index:
-                raise SignalError(f"lead {self.lead}: start_index {start_index} < expected {self._next_index}")
+                raise SignalError(f"start_index {start_index} < expected {self._next_index}")
             out += self._gap_to(start_index)
         x = np.asarray(block_mv, dtype=np.float64)
-        pos = 0
-        while pos < len(x):
+        pos, n = 0, x.shape[1]
+        while pos < n:
             _, end = self._bounds(self._second)
-            take = min(end - (self._next_index), len(x) - pos)
-            if invalid[pos : pos + take].any():
-                self._feed_run(x[pos : pos + take], invalid[pos : pos + take])
-            else:
-                self._raw.append(x[pos : pos + take])
-                self._filtered.append(self._filter(x[pos : pos + take]))
+            take = min(end - self._next_index, n - pos)
+            part, bad = x[:, pos : pos + take], invalid[:, pos : pos + take]
+            self._raw.append(part)
+            self._filtered.append(self._filter_lead_runs(part, bad) if bad.any() else self._filter(part))
             pos += take
             self._next_index += take
             if self._next_index == end:
-                out.append(self._emit(complete=True))
+                out += self._emit(complete=True)
                 self._second += 1
         return out
 
@@ -235,14 +281,12 @@ def preprocess_record(
         raise SignalError(f"fs must be positive, got {fs}")
     windows = windows or WindowSettings()
     quality = quality or QualitySettings()
-    names = sig_name or [f"lead{i}" for i in range(p_signal.shape[1])]
-    per_lead = []
-    for i, name in enumerate(names):
-        assembler = LeadWindowAssembler(name, fs, 0.0, windows, quality)
-        column = np.asarray(p_signal[:, i], dtype=np.float64)
-        per_lead.append(assembler.push(0, column, ~np.isfinite(column)))
-    n_seconds = min(len(w) for w in per_lead)
-    stacked = np.stack([[w.samples for w in lead[:n_seconds]] for lead in per_lead]).astype(np.float32)
-    valid = np.array([[w.valid for w in lead[:n_seconds]] for lead in per_lead], dtype=bool)
-    reasons = [[w.reason for w in lead[:n_seconds]] for lead in per_lead]
-    return PreprocessedRecord(stacked.reshape(len(names), n_seconds, windows.window_samples), valid, reasons)
+    names = tuple(sig_name or [f"lead{i}" for i in range(p_signal.shape[1])])
+    x = np.asarray(p_signal, dtype=np.float64).T  # (sig_len, n_sig) -> (n_sig, sig_len)
+    produced = WindowAssembler(names, fs, 0.0, windows, quality).push(0, x, ~np.isfinite(x))
+    n_sig, n_seconds = len(names), len(produced) // len(names)
+    grid = [[produced[s * n_sig + i] for s in range(n_seconds)] for i in range(n_sig)]  # [lead][second]
+    stacked = np.array([[w.samples for w in lead] for lead in grid], dtype=np.float32)
+    valid = np.array([[w.valid for w in lead] for lead in grid], dtype=bool)
+    reasons = [[w.reason for w in lead] for lead in grid]
+    return PreprocessedRecord(stacked.reshape(n_sig, n_seconds, windows.window_samples), valid, reasons)

@@ -5,7 +5,7 @@ import pytest
 
 from agent.errors import SignalError
 from agent.settings import QualitySettings, WindowSettings
-from agent.windows import LeadWindowAssembler, assess_window, preprocess_record, resample_window
+from agent.windows import WindowAssembler, assess_window, preprocess_record, resample_window
 
 FS = 250.0
 
@@ -19,13 +19,13 @@ def ecg_like(seconds: float, fs: float = FS, seed: int = 0) -> np.ndarray:
 
 
 def stream(x: np.ndarray, chunk_sizes: list[int], fs: float = FS, start: int = 0) -> list:
-    assembler = LeadWindowAssembler("II", fs, 0.0, WindowSettings(), QualitySettings())
+    assembler = WindowAssembler(("II",), fs, 0.0, WindowSettings(), QualitySettings())
     out, pos = [], 0
     for n in chunk_sizes:
         if pos >= len(x):
             break
         block = x[pos : pos + n]
-        out += assembler.push(start + pos, block, ~np.isfinite(block))
+        out += assembler.push(start + pos, block[None], ~np.isfinite(block[None]))
         pos += len(block)
     return out
 
@@ -55,19 +55,19 @@ def test_filters_remove_mains_and_baseline_wander() -> None:
 
 def test_gap_marks_partial_second_invalid_and_never_splices() -> None:
     x = ecg_like(6)
-    assembler = LeadWindowAssembler("II", FS, 0.0, WindowSettings(), QualitySettings())
-    ok = np.zeros(len(x), bool)
-    first = assembler.push(0, x[:375], ok[:375])  # 1.5 s
-    after_gap = assembler.push(1000, x[1000:1500], ok[1000:1500])  # resumes at 4.0 s
+    assembler = WindowAssembler(("II",), FS, 0.0, WindowSettings(), QualitySettings())
+    ok = np.zeros((1, len(x)), bool)
+    first = assembler.push(0, x[None, :375], ok[:, :375])  # 1.5 s
+    after_gap = assembler.push(1000, x[None, 1000:1500], ok[:, 1000:1500])  # resumes at 4.0 s
     assert [w.second for w in first] == [0]
     assert [(w.second, w.valid, w.reason) for w in after_gap] == [(1, False, "gap"), (4, True, None), (5, True, None)]
 
 
 def test_resume_mid_second_after_gap_is_invalid() -> None:
     x = ecg_like(6)
-    assembler = LeadWindowAssembler("II", FS, 0.0, WindowSettings(), QualitySettings())
-    assembler.push(0, x[:250], np.zeros(250, bool))
-    out = assembler.push(600, x[600:1000], np.zeros(400, bool))
+    assembler = WindowAssembler(("II",), FS, 0.0, WindowSettings(), QualitySettings())
+    assembler.push(0, x[None, :250], np.zeros((1, 250), bool))
+    out = assembler.push(600, x[None, 600:1000], np.zeros((1, 400), bool))
     assert [(w.second, w.reason) for w in out] == [(2, "gap"), (3, None)]
 
 
@@ -79,14 +79,29 @@ def test_invalid_samples_invalidate_their_window_only() -> None:
     assert all(np.isfinite(w.samples).all() for w in windows)
 
 
+def test_invalid_samples_on_one_lead_leave_the_other_lead_identical() -> None:
+    x = ecg_like(4)
+    both = np.vstack([x, x])
+    both[0, 300:320] = np.nan
+    assembler = WindowAssembler(("II", "V1"), FS, 0.0, WindowSettings(), QualitySettings())
+    out = [
+        w
+        for k in range(0, 1000, 100)
+        for w in assembler.push(k, both[:, k : k + 100], ~np.isfinite(both[:, k : k + 100]))
+    ]
+    reference = preprocess_record(x[:, None], FS)
+    v1 = [w for w in out if w.lead == "V1"]
+    assert [w.reason for w in out if w.lead == "II"] == [None, "invalid_samples", None, None]
+    for k, w in enumerate(v1):
+        np.testing.assert_array_equal(w.samples, reference.windows[0, k])
+
+
 def test_quality_verdicts() -> None:
     q = QualitySettings()
     x = ecg_like(1)[:250]
-    assert assess_window(x, FS, q) is None
-    assert assess_window(np.full(250, 0.3), FS, q) == "leads_off"
-    assert assess_window(np.clip(x * 30, -12, 12), FS, q) == "saturated"
     noisy = x + np.random.default_rng(0).normal(0, 1.0, 250)
-    assert assess_window(noisy, FS, q) == "noisy"
+    leads = np.vstack([x, np.full(250, 0.3), np.clip(x * 30, -12, 12), noisy])
+    assert assess_window(leads, FS, q) == [None, "leads_off", "saturated", "noisy"]
 
 
 def test_resample_keeps_endpoints() -> None:

@@ -1,0 +1,220 @@
+"""Ingest benchmark: how many 2-lead 250 Hz patients one agent process takes in real time.
+
+Two measurements, each side by side with a bare paho subscriber that only counts messages (the ceiling):
+
+1. drain rate: M chunks are queued in a private mosquitto for a persistent session, then the consumer connects
+   and we time how fast it empties the queue (the publisher cannot be the bottleneck);
+2. real time: N patients each publish one 1-s chunk per second (staggered) from a separate process for D seconds;
+   we report the share of chunks handled and p50/p99 latency from publish to window-ready (agent) or to receipt
+   (bare subscriber).
+
+Usage: python bench/ingest_bench.py [--patients 250 500 1000] [--seconds 20] [--drain 20000] [--encoding b64]
+Writes bench/results/ingest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import platform
+import queue
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from agent.daemon import Agent
+from agent.local_broker import LocalMosquitto
+from agent.logs import configure_logging
+from agent.patient import CompletedWindows
+from agent.protocol import Topics, WaveChunk, encode_wave
+from agent.settings import MqttSettings, Settings
+
+FS = 250.0
+TOPICS = Topics("ecg/v1")
+
+
+def _payload(patient: str, seq: int, t0: float, encoding: str, samples: np.ndarray) -> bytes:
+    return encode_wave(WaveChunk(patient, "bench", seq, t0, FS, ("II", "V1"), samples), encoding)
+
+
+def _samples() -> np.ndarray:
+    t = np.arange(int(FS)) / FS
+    return np.vstack([np.sin(2 * np.pi * 1.2 * t), 0.5 * np.sin(2 * np.pi * 1.2 * t + 1)]).astype(np.float32)
+
+
+def publish_realtime(port: int, patients: int, seconds: float, encoding: str, start_at: float) -> None:
+    """Separate process: every patient publishes its previous second at t0 + 1 s, phases spread over the second."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{uuid.uuid4().hex[:6]}")
+    client.max_inflight_messages_set(2000)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    samples = _samples()
+    phases = np.arange(patients) / patients
+    events = sorted((start_at + s + phases[p], p, s) for s in range(int(seconds)) for p in range(patients))
+    for due, p, s in events:
+        delay = due - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        t0 = due - 1.0
+        client.publish(TOPICS.wave(f"p{p:05d}"), _payload(f"p{p:05d}", s, t0, encoding, samples), qos=1)
+    time.sleep(2)
+    client.loop_stop()
+    client.disconnect()
+
+
+def preload(port: int, client_id: str, messages: int, encoding: str) -> None:
+    """Create a persistent session for ``client_id`` and queue ``messages`` chunks for it."""
+    session = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    session.connect("127.0.0.1", port, clean_start=True, properties=props)
+    session.loop_start()
+    session.subscribe("ecg/v1/+/wave", 1)
+    time.sleep(0.5)
+    session.disconnect()
+    session.loop_stop()
+    pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{client_id}-pub")
+    pub.max_inflight_messages_set(1000)
+    pub.connect("127.0.0.1", port)
+    pub.loop_start()
+    samples = _samples()
+    n_patients = 500
+    infos = []
+    for i in range(messages):
+        p, s = i % n_patients, i // n_patients
+        infos.append(
+            pub.publish(TOPICS.wave(f"d{p:05d}"), _payload(f"d{p:05d}", s, 1.7e9 + s, encoding, samples), qos=1)
+        )
+    for info in infos:
+        info.wait_for_publish(60)
+    pub.loop_stop()
+    pub.disconnect()
+
+
+def bare_subscriber(port: int, client_id: str, expected: int, timeout: float, stamp: bool) -> dict[str, float]:
+    """paho with auto-ack, doing nothing with messages but counting them (and, if asked, their latency)."""
+    got = {"n": 0, "first": 0.0, "last": 0.0}
+    lat: list[float] = []
+    done = threading.Event()
+
+    def on_message(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        now = time.time()
+        got["n"] += 1
+        got["first"] = got["first"] or now
+        got["last"] = now
+        if stamp:
+            t0 = float(msg.payload.split(b'"t0":', 1)[1].split(b",", 1)[0])
+            lat.append(now - (t0 + 1.0))
+        if got["n"] >= expected:
+            done.set()
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client.on_message = on_message
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    props.ReceiveMaximum = 1000
+    client.on_connect = lambda c, u, f, rc, p: c.subscribe("ecg/v1/+/wave", 1)
+    client.connect("127.0.0.1", port, clean_start=False, properties=props)
+    client.loop_start()
+    done.wait(timeout)
+    client.loop_stop()
+    client.disconnect()
+    return _summary(got, lat)
+
+
+def _summary(got: dict[str, float], lat: list[float]) -> dict[str, float]:
+    span = max(got["last"] - got["first"], 1e-9)
+    out = {"messages": got["n"], "seconds": round(span, 3), "msgs_per_s": round(got["n"] / span, 1)}
+    if lat:
+        out |= {
+            "p50_ms": round(1000 * float(np.percentile(lat, 50)), 1),
+            "p99_ms": round(1000 * float(np.percentile(lat, 99)), 1),
+        }
+    return out
+
+
+def agent_consumer(port: int, client_id: str, expected_windows: int, timeout: float, stamp: bool) -> dict[str, float]:
+    """The real agent (ingest → sequencer → ring buffer → filters → windows), timing windows as they are ready."""
+    got = {"n": 0, "first": 0.0, "last": 0.0}
+    lat: list[float] = []
+    done = threading.Event()
+
+    def sink(batch: CompletedWindows) -> None:
+        got["n"] += len(batch.windows) // 2
+        got["first"] = got["first"] or batch.ready_wall
+        got["last"] = batch.ready_wall
+        if stamp:
+            lat.append(batch.ready_wall - (batch.windows[-1].t_start + 1.0))
+        if got["n"] >= expected_windows:
+            done.set()
+
+    settings = Settings(mqtt=MqttSettings(url=f"mqtt://127.0.0.1:{port}", client_id=client_id, receive_maximum=1000))
+    agent = Agent(settings, sink=sink)
+    agent.start()
+    done.wait(timeout)
+    agent.stop()
+    return _summary(got, lat)
+
+
+def run_drain(messages: int, encoding: str) -> dict[str, dict[str, float]]:
+    out = {}
+    for name, consumer in (("bare_paho", bare_subscriber), ("agent", agent_consumer)):
+        with LocalMosquitto(persistence=False) as broker:
+            cid = f"drain-{name}"
+            preload(broker.port, cid, messages, encoding)
+            out[name] = consumer(broker.port, cid, messages, timeout=600, stamp=False)
+            print(f"drain {name:9s}: {out[name]}")
+    out["ratio_agent_to_bare"] = {"msgs_per_s": round(out["agent"]["msgs_per_s"] / out["bare_paho"]["msgs_per_s"], 3)}
+    return out
+
+
+def run_realtime(patients: int, seconds: float, encoding: str) -> dict[str, dict[str, float]]:
+    out = {}
+    expected = int(patients * seconds)
+    for name, consumer in (("bare_paho", bare_subscriber), ("agent", agent_consumer)):
+        with LocalMosquitto(persistence=False) as broker:
+            start_at = time.time() + 3.0
+            proc = mp.get_context("spawn").Process(
+                target=publish_realtime, args=(broker.port, patients, seconds, encoding, start_at)
+            )
+            proc.start()
+            result = consumer(broker.port, f"rt-{name}-{uuid.uuid4().hex[:4]}", expected, seconds + 15, True)
+            proc.join(30)
+            result["offered"] = expected
+            result["handled_fraction"] = round(result["messages"] / expected, 4)
+            out[name] = result
+            print(f"realtime {patients:5d} patients {name:9s}: {result}")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--patients", type=int, nargs="+", default=[250, 500, 1000])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--drain", type=int, default=20000, help="chunks queued for the drain-rate test")
+    parser.add_argument("--encoding", choices=["b64", "json"], default="b64")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/ingest.json"))
+    args = parser.parse_args()
+    configure_logging("warning", "console")
+    results = {
+        "data": "synthetic 2-lead 250 Hz sine chunks, 1 s per message",
+        "encoding": args.encoding,
+        "machine": {"cpus": mp.cpu_count(), "python": platform.python_version(), "processor": platform.machine()},
+        "drain": run_drain(args.drain, args.encoding),
+        "realtime": {str(n): run_realtime(n, args.seconds, args.encoding) for n in args.patients},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -18,7 +18,6 @@ import argparse
 import json
 import multiprocessing as mp
 import platform
-import queue
 import threading
 import time
 import uuid

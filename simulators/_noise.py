@@ -11,7 +11,6 @@ from typing import Final, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import signal as sps
 
 from agent.errors import SignalError
 
@@ -44,6 +43,8 @@ NOISE_LEVELS: Final[dict[str, NoiseProfile]] = {
 
 def _band_noise(rng: np.random.Generator, n: int, fs: float, low_hz: float, high_hz: float) -> npt.NDArray[np.float64]:
     """Unit-RMS Gaussian noise band-limited to [low_hz, high_hz] (clipped below Nyquist)."""
+    from scipy import signal as sps  # imported here: scipy.signal costs ~1 s, and `main.py --help` must stay fast
+
     high = min(high_hz, 0.45 * fs)
     sos = sps.butter(4, [low_hz, high], btype="bandpass", fs=fs, output="sos")
     noise = sps.sosfilt(sos, rng.normal(size=n))

@@ -202,7 +202,7 @@ def _write(items: Iterable[_Item], out: Path, meta: dict[str, Any], seed: int, p
         for shard_no, start in enumerate(range(0, len(items), per_shard)):
             shard = f"shard_{shard_no:03d}.npz"
             batch = items[start : start + per_shard]
-            arrays = {f"{it.record_id}__signal_uv": it.signal_uv for it in batch}
+            arrays: dict[str, npt.NDArray[Any]] = {f"{it.record_id}__signal_uv": it.signal_uv for it in batch}
             arrays |= {f"{it.record_id}__unusable": np.packbits(it.unusable) for it in batch}
             np.savez_compressed(out / "shards" / shard, **arrays)  # type: ignore[arg-type]
             for it in batch:
@@ -260,7 +260,7 @@ def build_from_spec(name: str, out: Path, workers: int = 2) -> Path:
     ]
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
         items: Iterator[_Item] = pool.map(_synthetic_item, jobs, chunksize=2)
-        meta = {"spec": asdict(spec), "generator_version": GENERATOR_VERSION, "source": "synthetic"}
+        meta: dict[str, Any] = {"spec": asdict(spec), "generator_version": GENERATOR_VERSION, "source": "synthetic"}
         meta |= {"split_fractions": list(spec.split_fractions), "classes": list(RHYTHM_CLASSES)}
         return _write(items, out, meta, spec.seed, spec.records_per_shard)
 
@@ -278,7 +278,12 @@ def build_from_records(
     items = [_item(rec, patient_of(rec.record_name), "all", stride_s) for rec in read_directory(directory)]
     if not items:
         raise SignalError(f"no WFDB records under {directory}")
-    meta = {"source": f"wfdb:{directory}", "seed": seed, "stride_s": stride_s, "split_fractions": list(fractions)}
+    meta: dict[str, Any] = {
+        "source": f"wfdb:{directory}",
+        "seed": seed,
+        "stride_s": stride_s,
+        "split_fractions": list(fractions),
+    }
     meta["classes"] = list(RHYTHM_CLASSES)
     return _write(items, out, meta, seed, per_shard=16)
 
@@ -304,5 +309,5 @@ class BenchDataset:
         shard = self._shards.setdefault(row["shard"], np.load(self.root / "shards" / row["shard"]))
         fs = float(self.meta["records"][row["record_id"]]["fs"])
         anchor, width = float(row["anchor_s"]), float(row["window_s"])
-        signal = shard[f"{row['record_id']}__signal_uv"]
+        signal: npt.NDArray[np.int16] = shard[f"{row['record_id']}__signal_uv"]
         return (signal[:, round((anchor - width) * fs) : round(anchor * fs)] / _UV_PER_MV).astype(np.float32)

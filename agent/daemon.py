@@ -36,7 +36,7 @@ class Agent:
     def __init__(self, settings: Settings, sink: WindowSink | None = None) -> None:
         self.settings = settings
         self.topics = Topics(settings.protocol.topic_prefix)
-        self.inbox: queue.Queue[Delivery | Rejection] = queue.Queue(maxsize=max(10_000, settings.mqtt.receive_maximum))
+        self.inbox: queue.Queue[Delivery | Rejection] = queue.Queue(maxsize=settings.mqtt.receive_maximum)
         self.connection = MqttConnection(settings.mqtt, self.topics.presence(settings.agent_id), settings.agent_id)
         self.ingest = WaveIngest(self.connection, self.topics, _limits(settings), self.inbox, settings.mqtt.qos)
         self.windows_ready: queue.Queue[CompletedWindows] = queue.Queue(maxsize=100_000)

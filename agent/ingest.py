@@ -74,9 +74,12 @@ class WaveIngest:
         except ProtocolError as exc:
             self._reject(message, patient_id, exc)
             return
+        delivery = Delivery(chunk, message.mid, message.qos, time.monotonic())
         try:
-            self._out.put_nowait(Delivery(chunk, message.mid, message.qos, time.monotonic()))
+            self._out.put_nowait(delivery)
         except queue.Full:
-            # Not acknowledged: the broker keeps it in flight and redelivers it after a reconnect.
+            # Backpressure: block paho's network thread, so it stops reading the socket and TCP pushes back on the
+            # broker. Broker-side flow control alone is not enough (mosquitto 2 exceeds the receive maximum
+            # once acks flow), and dropping an accepted QoS 1 message is not an option.
             self.queue_full += 1
-            log.error("ingest_queue_full", patient_id=patient_id, seq=chunk.seq)
+            self._out.put(delivery)

@@ -74,6 +74,7 @@ def preload(port: int, client_id: str, messages: int, encoding: str) -> None:
     session = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = 3600
+    props.ReceiveMaximum = 1000  # mosquitto keeps the flow-control limit of the connect that created the session
     session.connect("127.0.0.1", port, clean_start=True, properties=props)
     session.loop_start()
     session.subscribe("ecg/v1/+/wave", 1)

@@ -13,34 +13,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ._match import match_beats
 from ._metrics import LeadAnalysis
 
 __all__ = ["BEAT_CLASSES", "BeatScore", "match_beats", "score_beats", "true_rate_bpm"]
 
 BEAT_CLASSES = ("N", "A", "V")
-
-
-def match_beats(
-    ref_sample: npt.NDArray[np.int64], test_sample: npt.NDArray[np.int64], tol: int
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Pair each reference beat with the nearest detection within ``tol`` samples, one-to-one.
-
-    Returns the indices into ``ref_sample`` and ``test_sample`` of the matched pairs. With ``tol`` under half the
-    refractory period (e.g. 50 ms) no detection can be nearest to two reference beats that are both real.
-    """
-    if ref_sample.size == 0 or test_sample.size == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty
-    right = np.clip(np.searchsorted(test_sample, ref_sample), 1, test_sample.size - 1)
-    left = right - 1
-    take_left = np.abs(ref_sample - test_sample[left]) <= np.abs(test_sample[right] - ref_sample)
-    nearest = np.where(take_left, left, right)
-    if test_sample.size == 1:
-        nearest = np.zeros_like(ref_sample)
-    close = np.abs(test_sample[nearest] - ref_sample) <= tol
-    ref_idx = np.flatnonzero(close)
-    test_idx, first = np.unique(nearest[close], return_index=True)
-    return ref_idx[first].astype(np.int64), test_idx.astype(np.int64)
 
 
 @dataclass(frozen=True)

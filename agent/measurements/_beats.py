@@ -41,9 +41,7 @@ class ClassifierConfig:
     compensatory_ratio: float = 1.85  # RR before + after ≥ 1.85 local RR: a (near-)full compensatory pause
     reference_beats: int = 41  # window of the local median RR: wide enough that a 15-beat atrial run stays premature
     context_beats: int = 17  # window of the local irregularity: short enough to follow AF onset within ~15 s
-    irregular_index: float = (
-        0.07  # median |ΔRR| / RR above this: irregularly irregular (synthetic sinus 99th pct 0.055, AF 5th pct 0.084)
-    )
+    irregular_index: float = 0.07  # median calm |ΔRR| / RR above this: irregularly irregular (AF-like)
 
 
 @dataclass(frozen=True)
@@ -54,6 +52,8 @@ class BeatFeatures:
     template_corr: npt.NDArray[np.float64]  # best-lag correlation with the dominant QRS template
     rr_prev_ms: npt.NDArray[np.float64]  # RR interval ending at this beat (NaN for the first, or across a gap)
     rr_next_ms: npt.NDArray[np.float64]  # RR interval starting at this beat
+    qrs_amp_mv: npt.NDArray[np.float64]  # peak-to-peak within ±qrs_halfwidth of R
+    pre_qrs_amp_mv: npt.NDArray[np.float64]  # peak-to-peak 250–100 ms before R: P wave, f-waves, noise
     dominant_width_ms: float  # QRS width of the dominant template
 
 
@@ -122,9 +122,13 @@ def beat_features(
     dom_width = float(_qrs_widths(template[None, :], fs)[0] * 1000.0 / fs) if np.isfinite(template).all() else np.nan
     rr_ms = np.diff(r_peaks) * 1000.0 / fs
     rr_ms = np.where(_same_segment(usable, r_peaks), rr_ms, np.nan)
+    qrs = windows[:, lag : lag + 2 * half + 1]
+    pre = _windows(loc, r_peaks - round(0.175 * fs), round(0.075 * fs))
     return BeatFeatures(
         qrs_width_ms=widths_ms,
         template_corr=corr,
+        qrs_amp_mv=qrs.max(axis=1) - qrs.min(axis=1),
+        pre_qrs_amp_mv=pre.max(axis=1) - pre.min(axis=1),
         rr_prev_ms=np.concatenate(([np.nan], rr_ms)),
         rr_next_ms=np.concatenate((rr_ms, [np.nan])),
         dominant_width_ms=dom_width,
@@ -239,12 +243,26 @@ def label_beats(features: BeatFeatures, config: ClassifierConfig | None = None) 
     ref_rr = _local_median(supra_rr, cfg.reference_beats)
     premature = features.rr_prev_ms < cfg.premature_ratio * ref_rr
     compensated = (features.rr_prev_ms + features.rr_next_ms) >= cfg.compensatory_ratio * ref_rr
-    irregular = _local_irregularity(supra_rr, ref_rr, cfg.context_beats) > cfg.irregular_index
+    irregular = _local_irregularity(supra_rr, ref_rr, cfg) > cfg.irregular_index
     timing_says_v = premature & compensated & ~irregular & (corr < cfg.loose_corr) & (width > dom)
     ventricular = odd_shape | (measurable & timing_says_v)
     labels[ventricular] = "V"
-    labels[~ventricular & premature & ~irregular] = "A"
+    labels[_atrial_premature(features.rr_prev_ms / ref_rr, premature & ~ventricular & ~irregular, ventricular)] = "A"
     return labels
+
+
+def _atrial_premature(
+    rr_ratio: npt.NDArray[np.float64], candidate: npt.NDArray[np.bool_], ventricular: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.bool_]:
+    """PACs among premature narrow candidates: the interval before must be a settled one (0.85–1.15 of the local
+    RR), or end in a PVC's pause, or belong to the same atrial run. In AF the interval before a short one is
+    random, which removes most of the false PACs the irregularity test lets through at an onset.
+    """
+    settled = (rr_ratio >= 0.85) & (rr_ratio <= 1.15)
+    pac = np.zeros(candidate.shape, dtype=bool)
+    for i in np.flatnonzero(candidate):
+        pac[i] = i > 0 and bool(settled[i - 1] or ventricular[i - 1] or pac[i - 1])
+    return pac
 
 
 def _local_median(values: npt.NDArray[np.float64], size: int) -> npt.NDArray[np.float64]:
@@ -257,8 +275,37 @@ def _local_median(values: npt.NDArray[np.float64], size: int) -> npt.NDArray[np.
 
 
 def _local_irregularity(
-    rr_ms: npt.NDArray[np.float64], ref_rr: npt.NDArray[np.float64], size: int
+    supra_rr_ms: npt.NDArray[np.float64], ref_rr: npt.NDArray[np.float64], cfg: ClassifierConfig
 ) -> npt.NDArray[np.float64]:
-    """Running median of |ΔRR| / local RR: ~0.02–0.06 in sinus even with sparse ectopy, ~0.15–0.3 in AF."""
-    delta = np.abs(np.diff(rr_ms, prepend=np.nan)) / ref_rr
-    return _local_median(delta, size)
+    """Running median of |ΔRR| / local RR over the *calm* intervals: neither premature nor just after one.
+
+    Dropping each premature interval and the pause after it removes what ectopy adds, so sinus with dense PACs
+    stays regular (~0.02–0.06), while in AF the intervals that are left still jump about (~0.15–0.3).
+    """
+    premature = supra_rr_ms < cfg.premature_ratio * ref_rr
+    after = np.concatenate(([False], premature[:-1]))
+    calm = np.where(premature | after, np.nan, supra_rr_ms)
+    delta = np.abs(np.diff(calm, prepend=np.nan)) / ref_rr
+    local = _nan_running_median(delta, cfg.context_beats)
+    wider = _nan_running_median(delta, 4 * cfg.context_beats)  # e.g. inside ventricular bigeminy
+    centred = np.where(np.isfinite(local), local, wider)
+    # Also look ahead (the window that starts at the beat), so the first beats of AF are not judged by the
+    # sinus rhythm before them.
+    half = cfg.context_beats // 2
+    ahead = np.concatenate((local[half:], np.full(min(half, local.size), np.nan)))[: local.size]
+    return np.fmax(centred, np.where(np.isfinite(ahead), ahead, centred))
+
+
+def _nan_running_median(values: npt.NDArray[np.float64], size: int) -> npt.NDArray[np.float64]:
+    """Centred running median over the finite entries of each window; +inf where a window has none.
+
+    +inf, because a stretch in which every interval is premature or a pause cannot be called regular.
+    """
+    half = size // 2
+    padded = np.concatenate((np.full(half, np.nan), values, np.full(half, np.nan)))
+    windows = np.sort(np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1), axis=1)  # NaN sort last
+    count = np.isfinite(windows).sum(axis=1)
+    rows = np.arange(values.size)
+    lo = windows[rows, np.maximum(count - 1, 0) // 2]
+    hi = windows[rows, np.maximum(count, 1) // 2]
+    return np.where(count > 0, (lo + hi) / 2.0, np.inf)

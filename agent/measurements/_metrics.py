@@ -14,6 +14,7 @@ from agent.protocol import canonical_lead
 
 from ._beats import BeatFeatures, beat_features, label_beats
 from ._checks import check_fs, check_p_signal, check_sig
+from ._match import match_beats
 from ._qrs import detect_qrs_in_mask
 from ._quality import run_bounds, usable_mask
 
@@ -44,7 +45,8 @@ class Measurements:
     ventricular_run_count: int  # runs of three or more ventricular beats (non-sustained or sustained VT)
     longest_ventricular_run: int  # beats in the longest run of consecutive ventricular beats; 0 if none
     qrs_width_ms: float | None  # median QRS width of the normal beats
-    qrs_similarity: float | None  # median correlation of beats with the dominant QRS: a beat-level quality index
+    qrs_similarity: float | None  # median correlation of beats with the normal QRS: a beat-level quality index
+    qrs_snr: float | None  # median QRS peak-to-peak / median peak-to-peak 250–100 ms before R (P, f-waves, noise)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict of every field."""
@@ -145,6 +147,7 @@ def analyse_lead(sig_mv: npt.NDArray[np.float64], fs: float, lead: str) -> LeadA
         longest_ventricular_run=int(runs.max()) if runs.size else 0,
         qrs_width_ms=_nanmedian(features.qrs_width_ms[normal]),
         qrs_similarity=_nanmedian(features.template_corr),
+        qrs_snr=_ratio(_nanmedian(features.qrs_amp_mv), _nanmedian(features.pre_qrs_amp_mv)),
     )
     return LeadAnalysis(measurements=m, r_peaks=r_peaks, symbols=symbols, features=features)
 
@@ -184,6 +187,10 @@ def _nanmedian(values: npt.NDArray[np.float64]) -> float | None:
     return float(np.median(finite)) if finite.size else None
 
 
+def _ratio(num: float | None, den: float | None) -> float | None:
+    return None if num is None or den is None or den <= 0 else num / den
+
+
 def _canonical(lead: str) -> str:
     if not isinstance(lead, str) or not lead.strip():
         raise SignalError(f"lead must be a non-empty lead name, got {lead!r}")
@@ -196,9 +203,10 @@ def _canonical(lead: str) -> str:
 def measure_leads(p_signal: npt.ArrayLike, fs: float, sig_name: list[str] | tuple[str, ...]) -> Measurements:
     """Measure every lead and return the measurements of the best-quality one (its name is in ``.lead``).
 
-    Quality is ``usable_fraction × qrs_similarity``: a lead that is off scores low on the first, a lead whose
-    detections are noise scores low on the second (its "beats" do not resemble each other). Ties keep the
-    earlier lead in ``sig_name`` order.
+    Quality is ``usable_fraction × qrs_similarity × coverage × clarity``: a lead that is off scores low on the
+    first, a lead whose detections are noise on the second (its "beats" do not resemble each other), a lead that
+    misses beats the other leads see on the third, and a lead where P/f-waves or noise rival the QRS on the fourth.
+    Ties keep the earlier lead in ``sig_name`` order.
 
     Parameters
     ----------
@@ -241,7 +249,22 @@ def analyse_leads(signals: npt.NDArray[np.float64], fs: float, names: list[str])
     return [analyse_lead(signals[:, i], fs, name) for i, name in enumerate(names)]
 
 
-def best_lead(analyses: list[LeadAnalysis]) -> int:
-    """Index of the lead with the highest ``usable_fraction × qrs_similarity`` (first one on ties)."""
-    scores = [a.measurements.usable_fraction * max(a.measurements.qrs_similarity or 0.0, 0.0) for a in analyses]
+def best_lead(analyses: list[LeadAnalysis], tol_s: float = 0.050, clear_snr: float = 4.0) -> int:
+    """Index of the lead with the best quality score (first one on ties); see :func:`measure_leads`.
+
+    ``coverage`` is the share of all beats seen on any lead (merged within ``tol_s``) that this lead detected: an
+    ectopic focus can project almost orthogonally to one lead, whose few beats then all look alike (high
+    similarity) while it silently misses every PVC. ``clarity`` is ``qrs_snr / clear_snr`` capped at 1: a lead
+    where fibrillatory waves or noise rival the QRS produces false beats that coverage would otherwise reward.
+    """
+    fs = analyses[0].measurements.fs
+    tol = max(1, round(tol_s * fs))
+    every = np.sort(np.concatenate([a.r_peaks for a in analyses]))
+    union = every[np.concatenate(([True], np.diff(every) > tol))] if every.size else every
+    scores = []
+    for a in analyses:
+        coverage = match_beats(union, a.r_peaks, tol)[0].size / union.size if union.size else 0.0
+        m = a.measurements
+        clarity = min(1.0, (m.qrs_snr or 0.0) / clear_snr)
+        scores.append(m.usable_fraction * max(m.qrs_similarity or 0.0, 0.0) * coverage * clarity)
     return int(np.argmax(scores))

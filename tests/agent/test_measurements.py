@@ -13,7 +13,8 @@ import pytest
 import agent.measurements as am
 from agent.errors import SignalError
 from agent.measurements import classify_beats, detect_qrs, measure, measure_leads
-from agent.measurements._accuracy import match_beats, score_beats, true_rate_bpm
+from agent.measurements._accuracy import score_beats, true_rate_bpm
+from agent.measurements._match import match_beats
 from agent.measurements._metrics import LeadAnalysis, analyse_lead
 from simulators.records import AnnotatedRecord
 from simulators.scenarios import generate_scenario

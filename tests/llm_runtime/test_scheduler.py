@@ -1,0 +1,70 @@
+"""ForecastScheduler needs no model: hand-made readiness and RunnerOutputs drive its state transitions."""
+
+from __future__ import annotations
+
+from llm_runtime.scheduler import ForecastScheduler, PatientPhase, Readiness, RunnerOutput, SchedulerSettings
+
+
+def scheduler(**overrides: float) -> ForecastScheduler:
+    base = {"cadence_s": 60.0, "min_seconds": 30, "min_valid_fraction": 0.7, "max_batch": 2, "max_stretch": 4.0}
+    return ForecastScheduler(SchedulerSettings(**{**base, **overrides}))
+
+
+def test_warm_up_then_active_then_forecast_on_cadence() -> None:
+    s = scheduler()
+    s.observe([Readiness("p1", 10, 1.0)], now=0.0)
+    assert s.phase("p1") is PatientPhase.WARMING_UP
+    assert s.schedule(0.0).patient_ids == []
+    s.observe([Readiness("p1", 40, 1.0)], now=30.0)
+    assert s.phase("p1") is PatientPhase.ACTIVE
+    batch = s.schedule(30.0)
+    assert batch.patient_ids == ["p1"] and batch.stretch == 1.0
+    s.update(RunnerOutput(["p1"], {"p1": 0.1}, elapsed_s=0.5), now=31.0)
+    assert s.schedule(60.0).patient_ids == []
+    assert s.schedule(91.0).patient_ids == ["p1"]
+
+
+def test_poor_signal_is_reported_as_cannot_assess_not_skipped() -> None:
+    s = scheduler()
+    s.observe([Readiness("p1", 100, 0.2)], now=0.0)
+    batch = s.schedule(0.0)
+    assert s.phase("p1") is PatientPhase.LEADS_OFF
+    assert batch.patient_ids == [] and batch.cannot_assess == ["p1"]
+    assert s.schedule(1.0).cannot_assess == []  # reported once per cadence, not every tick
+
+
+def test_batch_is_capped_and_ordered_by_risk() -> None:
+    s = scheduler()
+    s.observe([Readiness(p, 100, 1.0) for p in ("a", "b", "c")], now=0.0)
+    s.update(RunnerOutput(["a", "b", "c"], {"a": 0.1, "b": 0.9, "c": 0.5}, elapsed_s=0.3), now=0.0)
+    batch = s.schedule(1000.0)
+    assert batch.patient_ids == ["b", "c"]
+
+
+def test_falling_behind_stretches_low_risk_cadence_but_not_high_risk() -> None:
+    s = scheduler(cadence_s=10.0, utilisation=0.5, high_risk=0.5)
+    s.observe([Readiness(p, 100, 1.0) for p in ("low", "high")], now=0.0)
+    s.update(RunnerOutput(["low", "high"], {"low": 0.1, "high": 0.8}, elapsed_s=8.0), now=0.0)
+    # 2 patients x 4 s each = 8 s of model time per 10 s cadence, budget 5 s: stretch 1.6
+    assert abs(s.stretch - 1.6) < 1e-9
+    assert s.summary()["degraded"] is True
+    assert s.schedule(10.0).patient_ids == ["high"]
+    assert s.schedule(16.0).patient_ids == ["high", "low"]
+    assert s.capacity() == 1
+
+
+def test_stretch_is_capped() -> None:
+    s = scheduler(cadence_s=1.0, max_stretch=3.0)
+    s.observe([Readiness("p", 100, 1.0)], now=0.0)
+    s.update(RunnerOutput(["p"], {"p": 0.0}, elapsed_s=100.0), now=0.0)
+    assert s.stretch == 3.0
+
+
+def test_eviction_is_reported_once_and_late_results_are_dropped() -> None:
+    s = scheduler()
+    s.observe([Readiness("p1", 100, 1.0)], now=0.0)
+    s.evict("p1")
+    assert s.schedule(0.0).finished_patient_ids == ["p1"]
+    assert s.schedule(1.0).finished_patient_ids == []
+    s.update(RunnerOutput(["p1"], {"p1": 0.9}, elapsed_s=1.0), now=2.0)
+    assert s.phase("p1") is PatientPhase.EVICTED

@@ -1,0 +1,54 @@
+"""Forecast alerts: policy, lifecycle, explanations, acknowledgements and durable history (docs/ALERTS.md).
+
+A forecast alert is an advisory: it predicts an arrhythmia, it never reports a present life-threatening rhythm.
+:class:`AlertPolicy` decides (pure, no I/O); :class:`AlertService` stamps time, stores in SQLite and publishes
+``ecgcast.alert/1`` lifecycle messages (``new`` / ``update`` / ``end``) on ``<prefix>/<patient_id>/alert``.
+"""
+
+from __future__ import annotations
+
+from ._ack import decode_ack
+from ._evidence import Evidence, build_evidence, quality_problem
+from ._explain import check_rationale
+from ._model import SCHEMA_ALERT, SCHEMA_ALERT_ACK, Ack, Alert, AlertEvent, AlertWindow, Transition, ihe_codes
+from ._policy import (
+    AckReceived,
+    AlertPolicy,
+    CannotAssess,
+    ForecastSeen,
+    PatientAlerts,
+    PatientResolved,
+    TimerTick,
+    Track,
+)
+from ._service import AlertService
+from ._store import AlertStore
+from .settings import AlertSettings, PolicySettings
+
+__all__ = [
+    "SCHEMA_ALERT",
+    "SCHEMA_ALERT_ACK",
+    "Ack",
+    "AckReceived",
+    "Alert",
+    "AlertEvent",
+    "AlertPolicy",
+    "AlertService",
+    "AlertSettings",
+    "AlertStore",
+    "AlertWindow",
+    "CannotAssess",
+    "Evidence",
+    "ForecastSeen",
+    "PatientAlerts",
+    "PatientResolved",
+    "PolicySettings",
+    "TimerTick",
+    "Track",
+    "Transition",
+    "build_evidence",
+    "check_rationale",
+    "decode_ack",
+    "ihe_codes",
+    "quality_problem",
+]

@@ -1,0 +1,120 @@
+"""Alert explanations: short, plain, and true.
+
+The text is composed deterministically from the forecast numbers and the measured evidence. The language model's
+rationale is appended only when the forecast validated (it is a ``Forecast``) and the rationale does not contradict
+the numbers it was given: a heart rate more than 10 bpm from the measured one, another arrhythmia named, the
+forecast negated, or "no ectopy" while ectopy was counted all drop it, and the alert says so in ``rationale_note``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from ._evidence import Evidence
+
+__all__ = ["RHYTHM_NAMES", "Explanation", "cannot_assess_text", "check_rationale", "forecast_text"]
+
+RHYTHM_NAMES: Final[dict[str, str]] = {
+    "af": "atrial fibrillation",
+    "flutter": "atrial flutter",
+    "vt": "ventricular tachycardia",
+}
+HR_TOLERANCE_BPM: Final = 10.0
+
+_RHYTHM_MENTIONS: Final[dict[str, re.Pattern[str]]] = {
+    "af": re.compile(r"\b(atrial fibrillation|a-?fib|af)\b", re.IGNORECASE),
+    "flutter": re.compile(r"\b(atrial flutter|flutter|afl)\b", re.IGNORECASE),
+    "vt": re.compile(r"\b(ventricular tachycardia|v-?tach|vt)\b", re.IGNORECASE),
+}
+_HR_MENTION: Final = re.compile(
+    r"(\d{2,3}(?:\.\d+)?)\s*(?:bpm|beats per minute|beats/min)|heart rate (?:of |is |at |was |around )?(\d{2,3})",
+    re.IGNORECASE,
+)
+_NEGATION: Final = re.compile(r"\b(unlikely|no (?:sign|evidence|risk)|not (?:expected|likely)|low risk)\b", re.I)
+_NO_ECTOPY: Final = re.compile(r"\bno (?:ectop\w*|pvcs?|pacs?|premature)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    text: str
+    rationale_note: str | None  # why the LM rationale is absent, when it is
+
+
+def _horizon(horizon_s: int) -> str:
+    return f"{horizon_s // 60} min" if horizon_s % 60 == 0 else f"{horizon_s} s"
+
+
+def _rate(now: float | None, before: float | None, name: str) -> str:
+    if now is None:
+        return f"{name} n/a"
+    text = f"{name} {now:.1f}/min"
+    return f"{text} (before {before:.1f}/min)" if before is not None else text
+
+
+def evidence_text(evidence: Evidence) -> str:
+    """One sentence of measured evidence, e.g. ``Measured on lead II over the last 60 s: HR 96 bpm (+14), …``."""
+    parts = []
+    if evidence.hr_bpm is not None:
+        trend = f" ({evidence.hr_change_bpm:+.0f} vs before)" if evidence.hr_change_bpm is not None else ""
+        parts.append(f"HR {evidence.hr_bpm:.0f} bpm{trend}")
+    else:
+        parts.append("HR not measurable")
+    if evidence.rr_irregularity is not None:
+        parts.append(f"RR irregularity {evidence.rr_irregularity:.2f}")
+    parts.append(_rate(evidence.pac_per_min, evidence.pac_per_min_before, "PAC"))
+    parts.append(_rate(evidence.pvc_per_min, evidence.pvc_per_min_before, "PVC"))
+    if evidence.ventricular_runs or evidence.couplets:
+        parts.append(
+            f"{evidence.couplets} couplets, {evidence.ventricular_runs} ventricular runs "
+            f"(longest {evidence.longest_ventricular_run} beats)"
+        )
+    else:
+        parts.append("no ventricular runs")
+    quality = ", ".join(f"{lead} {v.replace('_', ' ')}" for lead, v in sorted(evidence.signal_quality.items()))
+    parts.append(f"signal quality: {quality or 'not reported'}")
+    where = f"lead {evidence.lead}" if evidence.lead else "no lead"
+    return f"Measured on {where} over the last {evidence.window_s:.0f} s: " + "; ".join(parts) + "."
+
+
+def check_rationale(rationale: str, arrhythmia: str, evidence: Evidence) -> str | None:
+    """Why ``rationale`` contradicts the numbers and must be dropped; None when it may be shown."""
+    for match in _HR_MENTION.finditer(rationale):
+        stated = float(match.group(1) or match.group(2))
+        if evidence.hr_bpm is None or abs(stated - evidence.hr_bpm) > HR_TOLERANCE_BPM:
+            measured = "not measurable" if evidence.hr_bpm is None else f"{evidence.hr_bpm:.0f} bpm"
+            return f"rationale states HR {stated:.0f} bpm, measured {measured}"
+    others = [name for name, pattern in _RHYTHM_MENTIONS.items() if name != arrhythmia and pattern.search(rationale)]
+    if others:
+        return f"rationale names {', '.join(RHYTHM_NAMES[n] for n in others)}, forecast is {RHYTHM_NAMES[arrhythmia]}"
+    if _NEGATION.search(rationale):
+        return "rationale negates the forecast"
+    ectopy = (evidence.pac_per_min or 0.0) + (evidence.pvc_per_min or 0.0)
+    if ectopy > 0 and _NO_ECTOPY.search(rationale):
+        return "rationale denies ectopy that was measured"
+    return None
+
+
+def forecast_text(
+    arrhythmia: str, horizon_s: int, probability: float, threshold: float, evidence: Evidence, rationale: str | None
+) -> Explanation:
+    """The explanation of a forecast alert; the LM rationale is appended only if it passes :func:`check_rationale`."""
+    head = (
+        f"Forecast advisory (a prediction, not a present rhythm): {RHYTHM_NAMES[arrhythmia]} may begin within "
+        f"{_horizon(horizon_s)} (model onset probability {probability:.2f}, alert threshold {threshold:.2f})."
+    )
+    text = f"{head} {evidence_text(evidence)}"
+    if rationale is None:
+        return Explanation(text, "no model rationale was generated")
+    problem = check_rationale(rationale, arrhythmia, evidence)
+    if problem is not None:
+        return Explanation(text, f"model rationale dropped: {problem}")
+    return Explanation(f"{text} Model rationale: {rationale.strip()}", None)
+
+
+def cannot_assess_text(problem: str, evidence: Evidence) -> str:
+    return (
+        f"Cannot assess: signal quality ({problem}). Arrhythmia forecasts are suppressed until the signal "
+        f"recovers; this is not a negative result. {evidence_text(evidence)}"
+    )

@@ -1,0 +1,356 @@
+"""The alert policy: a pure function from (previous patient state, observation) to (new state, lifecycle events).
+
+No MQTT, no SQLite, no clock: the service feeds observations stamped with the time and persists and publishes what
+comes back, so every rule (threshold, k-of-n persistence, hysteresis, quality suppression, de-duplication,
+re-notification, escalation, acknowledgement) is tested by calling :meth:`AlertPolicy.decide` directly.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, assert_never
+
+from agent.errors import ProtocolError
+
+from ._evidence import Evidence, quality_problem
+from ._explain import cannot_assess_text, forecast_text
+from ._model import Ack, Alert, AlertEvent, AlertWindow
+from .settings import ARRHYTHMIAS, PRIORITY_ORDER, AlertSettings, ArrhythmiaPolicy, PolicySettings
+
+if TYPE_CHECKING:  # annotations only: importing it at run time pulls in transformers
+    from llm_runtime.forecast import Forecast
+
+__all__ = [
+    "CANNOT_ASSESS",
+    "AckReceived",
+    "AlertPolicy",
+    "CannotAssess",
+    "ForecastSeen",
+    "Observation",
+    "PatientAlerts",
+    "PatientResolved",
+    "TimerTick",
+    "Track",
+]
+
+CANNOT_ASSESS = "cannot_assess"  # track key of the signal-quality alert, beside af / flutter / vt
+
+
+@dataclass(frozen=True)
+class Track:
+    """Policy memory for one patient and one arrhythmia (or the signal-quality track)."""
+
+    recent: tuple[bool, ...] = ()  # positivity of the last persistence_n assessable forecasts, newest last
+    margins: tuple[float, ...] = ()  # strictly rising margins above threshold since the last escalation
+    below: int = 0  # consecutive forecasts under the clearing level while active
+    alert: Alert | None = None  # the one active alert of this track (de-duplication)
+
+
+@dataclass(frozen=True)
+class PatientAlerts:
+    """Everything the policy remembers about one patient."""
+
+    patient_id: str
+    tracks: Mapping[str, Track] = field(default_factory=dict)
+
+    def track(self, key: str) -> Track:
+        return self.tracks.get(key, Track())
+
+    def with_track(self, key: str, track: Track) -> PatientAlerts:
+        return replace(self, tracks={**self.tracks, key: track})
+
+    def active(self) -> list[Alert]:
+        return [t.alert for t in self.tracks.values() if t.alert is not None]
+
+    @classmethod
+    def from_active(cls, patient_id: str, alerts: Iterable[Alert]) -> PatientAlerts:
+        """State after a restart: the stored active alerts, with empty persistence windows."""
+        return cls(patient_id, {a.key: Track(alert=a) for a in alerts})
+
+
+@dataclass(frozen=True)
+class ForecastSeen:
+    at: float  # wall-clock seconds
+    forecast: Forecast
+    evidence: Evidence
+
+
+@dataclass(frozen=True)
+class CannotAssess:
+    at: float
+    evidence: Evidence
+    problem: str | None = None  # plain-words reason; derived from the evidence when None
+
+
+@dataclass(frozen=True)
+class TimerTick:
+    at: float
+
+
+@dataclass(frozen=True)
+class AckReceived:
+    at: float
+    ack: Ack
+
+
+@dataclass(frozen=True)
+class PatientResolved:
+    """The patient left monitoring (discharged, stream evicted): every active alert is resolved."""
+
+    at: float
+    reason: str
+
+
+Observation = ForecastSeen | CannotAssess | TimerTick | AckReceived | PatientResolved
+Decision = tuple[PatientAlerts, list[AlertEvent]]
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """One forecast seen through one arrhythmia's thresholds."""
+
+    horizon_s: int  # most urgent horizon over threshold, else the one with the largest margin
+    probability: float
+    threshold: float
+    margin: float  # max over horizons of probability minus threshold
+    positive: bool  # some horizon at or over its threshold
+    clearing: bool  # every horizon under its threshold minus the hysteresis
+
+
+def _read(forecast: Forecast, arrhythmia: str, policy: ArrhythmiaPolicy, hysteresis: float) -> _Reading:
+    rows = [(h, forecast.onset_probs[h][arrhythmia], policy.threshold(h)) for h in sorted(forecast.horizons_s)]
+    over = [row for row in rows if row[1] >= row[2]]
+    h, p, t = over[0] if over else max(rows, key=lambda row: row[1] - row[2])
+    return _Reading(
+        horizon_s=h,
+        probability=p,
+        threshold=t,
+        margin=max(p_ - t_ for _, p_, t_ in rows),
+        positive=bool(over),
+        clearing=all(p_ < t_ - hysteresis for _, p_, t_ in rows),
+    )
+
+
+class AlertPolicy:
+    """Turns observations into alert lifecycle events. ``new_id`` is injectable so tests get stable ids."""
+
+    def __init__(self, settings: AlertSettings, new_id: Callable[[], str] | None = None) -> None:
+        self._settings = settings
+        self._new_id = new_id or (lambda: uuid.uuid4().hex)
+        self._per_patient: dict[str, PolicySettings] = {}
+
+    def for_patient(self, patient_id: str) -> PolicySettings:
+        if patient_id not in self._per_patient:
+            self._per_patient[patient_id] = self._settings.for_patient(patient_id)
+        return self._per_patient[patient_id]
+
+    def decide(self, prev: PatientAlerts, obs: Observation) -> Decision:
+        """New state and the lifecycle events to publish (in order). Raises ProtocolError for an invalid ack."""
+        match obs:
+            case ForecastSeen():
+                return self._forecast(prev, obs)
+            case CannotAssess():
+                problem = obs.problem or quality_problem(obs.evidence, self.for_patient(prev.patient_id).quality)
+                return self._cannot_assess(prev, obs.at, obs.evidence, problem or "scheduler reported insufficient")
+            case TimerTick():
+                return self._renotify(prev, obs.at)
+            case AckReceived():
+                return self._acknowledge(prev, obs)
+            case PatientResolved():
+                return self._resolve_all(prev, obs.at, obs.reason)
+            case _:
+                assert_never(obs)
+
+    # -- forecasts -------------------------------------------------------------------------------------------------
+
+    def _forecast(self, prev: PatientAlerts, obs: ForecastSeen) -> Decision:
+        policy = self.for_patient(prev.patient_id)
+        problem = quality_problem(obs.evidence, policy.quality)
+        if problem is not None:
+            return self._cannot_assess(prev, obs.at, obs.evidence, problem)  # suppressed, never a silent negative
+        state, events = prev, list[AlertEvent]()
+        quality_alert = prev.track(CANNOT_ASSESS).alert
+        if quality_alert is not None:
+            ended = quality_alert.transition(obs.at, "cleared", "signal quality recovered", ended_at=obs.at)
+            state = state.with_track(CANNOT_ASSESS, Track())
+            events.append(AlertEvent("end", quality_alert, ended, "cleared"))
+        for arrhythmia in ARRHYTHMIAS:
+            if not policy.arrhythmia(arrhythmia).enabled:
+                continue
+            track, new_events = self._step(state.track(arrhythmia), arrhythmia, policy, obs)
+            state = state.with_track(arrhythmia, track)
+            events.extend(new_events)
+        return state, events
+
+    def _step(
+        self, track: Track, arrhythmia: str, policy: PolicySettings, obs: ForecastSeen
+    ) -> tuple[Track, list[AlertEvent]]:
+        reading = _read(obs.forecast, arrhythmia, policy.arrhythmia(arrhythmia), policy.hysteresis)
+        if track.alert is None:
+            recent = (*track.recent, reading.positive)[-policy.persistence_n :]
+            if reading.positive and sum(recent) >= policy.persistence_k:
+                alert = self._raise(arrhythmia, policy, reading, obs)
+                return Track(margins=(reading.margin,), alert=alert), [AlertEvent("new", None, alert, "raised")]
+            return replace(track, recent=recent), []
+        below = track.below + 1 if reading.clearing else 0
+        refreshed = self._refresh(track.alert, reading, obs)
+        if below >= policy.clear_after:
+            ended = refreshed.transition(obs.at, "cleared", "risk fell below the clearing level", ended_at=obs.at)
+            return Track(), [AlertEvent("end", track.alert, ended, "cleared")]
+        margins = _rising(track.margins, reading)
+        escalated = self._escalate(refreshed, margins, policy, obs.at)
+        if escalated is not None:
+            return Track(margins=(reading.margin,), alert=escalated), [
+                AlertEvent("update", track.alert, escalated, "escalated")
+            ]
+        return Track(margins=margins, below=below, alert=refreshed), []
+
+    def _raise(self, arrhythmia: str, policy: PolicySettings, reading: _Reading, obs: ForecastSeen) -> Alert:
+        f = obs.forecast
+        explanation = forecast_text(
+            arrhythmia, reading.horizon_s, reading.probability, reading.threshold, obs.evidence, f.explanation
+        )
+        priority = policy.arrhythmia(arrhythmia).priority
+        alert = Alert(
+            alert_id=self._new_id(),
+            patient_id=f.patient_id,
+            state="raised",
+            priority=priority,
+            kind="forecast",
+            arrhythmia=arrhythmia,
+            horizon_s=reading.horizon_s,
+            probability=reading.probability,
+            threshold=reading.threshold,
+            explanation=explanation.text,
+            rationale_note=explanation.rationale_note,
+            evidence=obs.evidence.as_dict(),
+            window=AlertWindow(start_s=f.t_forecast - f.window_s, end_s=f.t_forecast),
+            model_id=f.model_id,
+            model_version=f.model_version,
+            raised_at=obs.at,
+            updated_at=obs.at,
+            last_notified_at=obs.at,
+        )
+        return alert.transition(obs.at, "raised", "raised")
+
+    def _refresh(self, alert: Alert, reading: _Reading, obs: ForecastSeen) -> Alert:
+        """The alert with this forecast's numbers and evidence; not a lifecycle step, so no transition."""
+        assert alert.arrhythmia is not None
+        f = obs.forecast
+        explanation = forecast_text(
+            alert.arrhythmia, reading.horizon_s, reading.probability, reading.threshold, obs.evidence, f.explanation
+        )
+        return alert.model_copy(
+            update={
+                "horizon_s": reading.horizon_s,
+                "probability": reading.probability,
+                "threshold": reading.threshold,
+                "explanation": explanation.text,
+                "rationale_note": explanation.rationale_note,
+                "evidence": obs.evidence.as_dict(),
+                "window": AlertWindow(start_s=f.t_forecast - f.window_s, end_s=f.t_forecast),
+                "model_id": f.model_id,
+                "model_version": f.model_version,
+                "updated_at": obs.at,
+            }
+        )
+
+    def _escalate(self, alert: Alert, margins: tuple[float, ...], policy: PolicySettings, at: float) -> Alert | None:
+        """One priority level up when risk rose over the configured run of forecasts; the ack is withdrawn."""
+        rule = policy.escalation
+        ceiling = PRIORITY_ORDER.index(policy.arrhythmia(alert.arrhythmia or "").max_priority)
+        level = PRIORITY_ORDER.index(alert.priority)
+        if len(margins) < rule.rising_forecasts or margins[-1] - margins[0] < rule.min_rise or level >= ceiling:
+            return None
+        return alert.transition(
+            at,
+            "raised",
+            "escalated",
+            priority=PRIORITY_ORDER[level + 1],
+            acknowledged_by=None,
+            acknowledged_at=None,
+            last_notified_at=at,
+        )
+
+    # -- signal quality ---------------------------------------------------------------------------------------------
+
+    def _cannot_assess(self, prev: PatientAlerts, at: float, evidence: Evidence, problem: str) -> Decision:
+        """One 'cannot assess: signal quality' alert per patient; forecast tracks are left as they are."""
+        current = prev.track(CANNOT_ASSESS).alert
+        text = cannot_assess_text(problem, evidence)
+        if current is not None:
+            refreshed = current.model_copy(
+                update={"explanation": text, "evidence": evidence.as_dict(), "updated_at": at}
+            )
+            return prev.with_track(CANNOT_ASSESS, Track(alert=refreshed)), []
+        window = None
+        if evidence.t_end_s is not None:
+            window = AlertWindow(start_s=evidence.t_end_s - evidence.window_s, end_s=evidence.t_end_s)
+        alert = Alert(
+            alert_id=self._new_id(),
+            patient_id=prev.patient_id,
+            state="raised",
+            priority=self.for_patient(prev.patient_id).quality.priority,
+            kind="cannot_assess",
+            explanation=text,
+            evidence=evidence.as_dict(),
+            window=window,
+            raised_at=at,
+            updated_at=at,
+            last_notified_at=at,
+        ).transition(at, "raised", "raised")
+        return prev.with_track(CANNOT_ASSESS, Track(alert=alert)), [AlertEvent("new", None, alert, "raised")]
+
+    # -- timers, acknowledgements, resolution --------------------------------------------------------------------------
+
+    def _renotify(self, prev: PatientAlerts, at: float) -> Decision:
+        policy = self.for_patient(prev.patient_id)
+        state, events = prev, list[AlertEvent]()
+        for key, track in prev.tracks.items():
+            alert = track.alert
+            if alert is None or alert.state != "raised" or alert.renotified >= policy.max_renotify:
+                continue
+            if at - alert.last_notified_at < policy.renotify_after_s:
+                continue
+            again = alert.transition(at, "raised", "renotified", renotified=alert.renotified + 1, last_notified_at=at)
+            state = state.with_track(key, replace(track, alert=again))
+            events.append(AlertEvent("update", alert, again, "renotified"))
+        return state, events
+
+    def _acknowledge(self, prev: PatientAlerts, obs: AckReceived) -> Decision:
+        for key, track in prev.tracks.items():
+            alert = track.alert
+            if alert is None or alert.alert_id != obs.ack.alert_id:
+                continue
+            if alert.state == "acknowledged":
+                return prev, []  # a redelivered or second ack changes nothing
+            acked = alert.transition(
+                obs.at,
+                "acknowledged",
+                "acknowledged",
+                by=obs.ack.by,
+                acknowledged_by=obs.ack.by,
+                acknowledged_at=obs.at,
+            )
+            return prev.with_track(key, replace(track, alert=acked)), [
+                AlertEvent("update", alert, acked, "acknowledged")
+            ]
+        raise ProtocolError("unknown_alert", f"no active alert {obs.ack.alert_id!r} for patient {prev.patient_id!r}")
+
+    def _resolve_all(self, prev: PatientAlerts, at: float, reason: str) -> Decision:
+        events = []
+        for alert in prev.active():
+            ended = alert.transition(at, "resolved", reason, ended_at=at)
+            events.append(AlertEvent("end", alert, ended, "resolved"))
+        return PatientAlerts(prev.patient_id), events
+
+
+def _rising(margins: tuple[float, ...], reading: _Reading) -> tuple[float, ...]:
+    """Extend the run of strictly rising margins, or restart it at this forecast."""
+    if not reading.positive:
+        return ()
+    if margins and reading.margin > margins[-1]:
+        return (*margins, reading.margin)
+    return (reading.margin,)

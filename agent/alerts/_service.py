@@ -1,0 +1,177 @@
+"""The alert service: runs the policy, keeps the store in step, and publishes lifecycle messages.
+
+Thin on purpose: every decision is :meth:`AlertPolicy.decide`; this class stamps observations with the clock,
+serialises patients' state behind one lock (forecast, ack and timer paths may be different threads), saves what
+changed before publishing it (a crash after saving re-publishes nothing twice and loses nothing), and sends each event
+to ``<prefix>/<patient_id>/alert`` at QoS 1, not retained.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import structlog
+
+from agent.errors import BrokerError, LifecycleError, ProtocolError
+from agent.protocol import Topics
+
+from ._evidence import Evidence
+from ._model import Ack, Alert, AlertEvent
+from ._policy import (
+    AckReceived,
+    AlertPolicy,
+    CannotAssess,
+    ForecastSeen,
+    Observation,
+    PatientAlerts,
+    PatientResolved,
+    TimerTick,
+)
+from ._store import AlertStore
+from .settings import AlertSettings
+
+if TYPE_CHECKING:  # annotations only: importing it at run time pulls in transformers
+    from llm_runtime.forecast import Forecast
+
+__all__ = ["ALERT_QOS", "AlertService", "Publish"]
+
+log = structlog.get_logger(__name__)
+
+Publish = Callable[[str, bytes, int, bool], None]  # (topic, payload, qos, retain)
+ALERT_QOS = 1
+
+
+class AlertService:
+    """Alert lifecycle for every patient of this agent. Use as a context manager or call :meth:`close`."""
+
+    def __init__(
+        self,
+        settings: AlertSettings,
+        store_path: Path | str | None,
+        publish: Publish,
+        topics: Topics,
+        clock: Callable[[], float] = time.time,
+        new_id: Callable[[], str] | None = None,
+    ) -> None:
+        """Open the store and reload active alerts, so a restart neither loses them nor raises them again."""
+        self._policy = AlertPolicy(settings, new_id)
+        self._store = AlertStore(settings.store_path if store_path is None else store_path)
+        self._publish = publish
+        self._topics = topics
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._closed = False
+        self._patients: dict[str, PatientAlerts] = {}
+        by_patient: dict[str, list[Alert]] = {}
+        for alert in self._store.active():
+            by_patient.setdefault(alert.patient_id, []).append(alert)
+        for patient_id, alerts in by_patient.items():
+            self._patients[patient_id] = PatientAlerts.from_active(patient_id, alerts)
+        log.info("alerts_reloaded", patients=len(by_patient), active=sum(map(len, by_patient.values())))
+
+    def __enter__(self) -> AlertService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def on_forecast(self, patient_id: str, forecast: Forecast, evidence: Evidence) -> list[AlertEvent]:
+        """Feed one validated forecast; returns the lifecycle events published (often none)."""
+        if forecast.patient_id != patient_id:
+            raise ProtocolError("wrong_patient", f"forecast for {forecast.patient_id!r} fed as {patient_id!r}")
+        return self._apply(patient_id, ForecastSeen(self._clock(), forecast, evidence))
+
+    def on_cannot_assess(self, patient_id: str, evidence: Evidence, problem: str | None = None) -> list[AlertEvent]:
+        """The scheduler found the signal too poor to forecast: publish 'cannot assess', never a silent negative."""
+        return self._apply(patient_id, CannotAssess(self._clock(), evidence, problem))
+
+    def tick(self, now: float | None = None) -> list[AlertEvent]:
+        """Re-notification timers for every patient (call about once a second)."""
+        at = self._clock() if now is None else now
+        with self._lock:
+            patients = list(self._patients)
+        events: list[AlertEvent] = []
+        for patient_id in patients:
+            events.extend(self._apply(patient_id, TimerTick(at)))
+        return events
+
+    def acknowledge(self, ack: Ack) -> Alert:
+        """Apply a decoded ack; returns the alert after it. Raises ProtocolError(reason) for an invalid one."""
+        with self._lock:
+            self._check_open()
+            stored = self._store.get(ack.alert_id)
+        if stored is None:
+            raise ProtocolError("unknown_alert", f"no alert {ack.alert_id!r}", "alert_id")
+        if stored.patient_id != ack.patient_id:
+            raise ProtocolError("wrong_patient", f"alert {ack.alert_id!r} belongs to another patient", "alert_id")
+        if not stored.active:
+            raise ProtocolError("already_ended", f"alert {ack.alert_id!r} is already {stored.state}", "alert_id")
+        at = ack.at if ack.at is not None else self._clock()
+        self._apply(ack.patient_id, AckReceived(at, ack))
+        return next(a for a in self.active(ack.patient_id) if a.alert_id == ack.alert_id)
+
+    def resolve_patient(self, patient_id: str, reason: str) -> list[AlertEvent]:
+        """End every active alert of a patient who left monitoring (discharge, stream evicted)."""
+        return self._apply(patient_id, PatientResolved(self._clock(), reason))
+
+    def active(self, patient_id: str) -> list[Alert]:
+        with self._lock:
+            state = self._patients.get(patient_id)
+            return state.active() if state else []
+
+    def history(self, patient_id: str, limit: int = 50) -> list[Alert]:
+        """A patient's stored alerts, newest first."""
+        with self._lock:
+            self._check_open()
+            return self._store.history(patient_id, limit)
+
+    def close(self) -> None:
+        """Idempotent; the service refuses work afterwards."""
+        with self._lock:
+            self._closed = True
+            self._store.close()
+
+    def _apply(self, patient_id: str, obs: Observation) -> list[AlertEvent]:
+        with self._lock:
+            self._check_open()
+            prev = self._patients.get(patient_id) or PatientAlerts(patient_id)
+            state, events = self._policy.decide(prev, obs)
+            self._store.save(_changed(prev, state, events))
+            self._patients[patient_id] = state
+            for event in events:
+                self._send(event)
+        return events
+
+    def _send(self, event: AlertEvent) -> None:
+        after = event.after
+        log.info(
+            "alert_event",
+            patient_id=after.patient_id,
+            alert_id=after.alert_id,
+            type=event.type,
+            reason=event.reason,
+            state=after.state,
+            priority=after.priority,
+            arrhythmia=after.arrhythmia,
+        )
+        try:
+            self._publish(self._topics.alert(after.patient_id), event.payload(), ALERT_QOS, False)
+        except (BrokerError, OSError) as exc:  # stored already: history and re-notification still hold
+            log.error("alert_publish_failed", patient_id=after.patient_id, alert_id=after.alert_id, error=str(exc))
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LifecycleError("alert service is closed")
+
+
+def _changed(prev: PatientAlerts, state: PatientAlerts, events: list[AlertEvent]) -> list[Alert]:
+    """Alerts whose row must be rewritten: every event's ``after`` and every silently refreshed active alert."""
+    rows = {e.after.alert_id: e.after for e in events}
+    for key, track in state.tracks.items():
+        if track.alert is not None and track.alert is not prev.track(key).alert:
+            rows[track.alert.alert_id] = track.alert
+    return list(rows.values())

@@ -1,0 +1,113 @@
+"""Durable alert history in SQLite, so a restart neither loses nor repeats active alerts.
+
+One row per alert holding its latest JSON (with the full transition history inside). WAL mode lets a reader (the
+history query of a status page) run beside the writer; the connection is shared across threads and every call is
+serialised by one lock, because the ack path and the forecast path may run on different threads.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable
+from enum import Enum
+from pathlib import Path
+
+import structlog
+
+from agent.errors import LifecycleError
+
+from ._model import ACTIVE_STATES, Alert
+
+__all__ = ["AlertStore"]
+
+log = structlog.get_logger(__name__)
+
+SCHEMA_VERSION = 1
+_DDL = """
+CREATE TABLE IF NOT EXISTS alerts (
+    alert_id   TEXT PRIMARY KEY,
+    patient_id TEXT NOT NULL,
+    state      TEXT NOT NULL,
+    raised_at  REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    body       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_patient ON alerts (patient_id, raised_at);
+CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state);
+"""
+_ACTIVE = f"state IN ({', '.join(repr(s) for s in ACTIVE_STATES)})"
+
+
+class StoreState(Enum):
+    OPENED = "opened"
+    CLOSED = "closed"
+
+
+class AlertStore:
+    """SQLite-backed alert rows. ``path`` ':memory:' keeps nothing across instances (tests of the policy only)."""
+
+    def __init__(self, path: Path | str) -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
+        self._db.executescript(_DDL)
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        elif version != SCHEMA_VERSION:
+            self._db.close()
+            raise LifecycleError(f"alert store {path} has schema version {version}, expected {SCHEMA_VERSION}")
+        self._state = StoreState.OPENED
+        self.path = path
+        log.info("alert_store_opened", path=str(path))
+
+    def save(self, alerts: Iterable[Alert]) -> None:
+        """Insert or replace each alert's row, all in one transaction."""
+        rows = [(a.alert_id, a.patient_id, a.state, a.raised_at, a.updated_at, a.model_dump_json()) for a in alerts]
+        if not rows:
+            return
+        with self._lock:
+            self._check_open()
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany("INSERT OR REPLACE INTO alerts VALUES (?, ?, ?, ?, ?, ?)", rows)
+            except sqlite3.Error:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def get(self, alert_id: str) -> Alert | None:
+        rows = self._query("SELECT body FROM alerts WHERE alert_id = ?", (alert_id,))
+        return rows[0] if rows else None
+
+    def active(self) -> list[Alert]:
+        """Every active (raised or acknowledged) alert of every patient, oldest first."""
+        return self._query(f"SELECT body FROM alerts WHERE {_ACTIVE} ORDER BY raised_at", ())
+
+    def history(self, patient_id: str, limit: int) -> list[Alert]:
+        """A patient's alerts, newest raised first, active and ended."""
+        return self._query(
+            "SELECT body FROM alerts WHERE patient_id = ? ORDER BY raised_at DESC, rowid DESC LIMIT ?",
+            (patient_id, limit),
+        )
+
+    def close(self) -> None:
+        """Idempotent."""
+        with self._lock:
+            if self._state is StoreState.OPENED:
+                self._db.close()
+                self._state = StoreState.CLOSED
+
+    def _query(self, sql: str, params: tuple[object, ...]) -> list[Alert]:
+        with self._lock:
+            self._check_open()
+            rows = self._db.execute(sql, params).fetchall()
+        return [Alert.model_validate_json(body) for (body,) in rows]
+
+    def _check_open(self) -> None:
+        if self._state is StoreState.CLOSED:
+            raise LifecycleError(f"alert store {self.path} is closed")

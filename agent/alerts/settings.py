@@ -1,0 +1,163 @@
+"""The ``alerts`` config section: this unit's alert policy, per-patient overrides, and where history is kept.
+
+Why per-patient overrides are plain mappings merged onto the unit defaults: a clinician changes one or two keys for
+one patient (a lower AF threshold after cardiac surgery); the merged result is validated as a full policy at
+start-up, so a bad override fails with ``alerts.patients.<id>`` in the message, like every other config error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from agent.config_base import StrictModel
+from agent.protocol import PATIENT_ID_PATTERN
+
+__all__ = ["AlertSettings", "ArrhythmiaPolicy", "EscalationSettings", "PolicySettings", "Priority", "QualityGate"]
+
+Priority = Literal["low", "medium", "high"]
+PRIORITY_ORDER: tuple[Priority, ...] = ("low", "medium", "high")
+ARRHYTHMIAS: tuple[str, ...] = ("af", "flutter", "vt")  # the keys of Forecast.onset_probs
+
+
+class ArrhythmiaPolicy(StrictModel):
+    """Thresholds and priorities for one forecast arrhythmia (af, flutter or vt)."""
+
+    enabled: bool = Field(True, description="Raise forecast alerts for this arrhythmia at all")
+    raise_at: float = Field(0.5, gt=0, le=1, description="Onset probability at or above which a forecast is positive")
+    raise_at_by_horizon: dict[int, float] = Field(
+        default_factory=dict, description="Horizon (s) -> threshold, overriding raise_at for that horizon"
+    )
+    priority: Priority = Field("low", description="Priority when raised (forecasts are advisories)")
+    max_priority: Priority = Field("medium", description="Highest priority escalation may reach")
+
+    @field_validator("raise_at_by_horizon")
+    @classmethod
+    def _valid_horizons(cls, value: dict[int, float]) -> dict[int, float]:
+        bad = {h: p for h, p in value.items() if h <= 0 or not 0 < p <= 1}
+        if bad:
+            raise ValueError(f"horizons must be positive seconds and thresholds in (0, 1], got {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _priority_order(self) -> ArrhythmiaPolicy:
+        if PRIORITY_ORDER.index(self.max_priority) < PRIORITY_ORDER.index(self.priority):
+            raise ValueError(f"max_priority {self.max_priority!r} is below priority {self.priority!r}")
+        return self
+
+    def threshold(self, horizon_s: int) -> float:
+        return self.raise_at_by_horizon.get(horizon_s, self.raise_at)
+
+
+class EscalationSettings(StrictModel):
+    """When a raised alert's risk keeps rising, its priority goes up one level (at most to max_priority)."""
+
+    rising_forecasts: int = Field(
+        3, ge=2, le=20, description="Consecutive positive forecasts whose margin above threshold strictly rises"
+    )
+    min_rise: float = Field(0.1, gt=0, le=1, description="Total rise of the margin over those forecasts")
+
+
+class QualityGate(StrictModel):
+    """When the signal is too poor to judge, forecasts are suppressed and 'cannot assess' is published instead."""
+
+    acceptable_verdicts: tuple[str, ...] = Field(
+        ("good",), min_length=1, description="Per-lead ingest verdicts that count as assessable"
+    )
+    min_good_leads: int = Field(1, ge=1, le=12, description="Leads with an acceptable verdict needed to assess")
+    min_usable_fraction: float = Field(
+        0.5, ge=0, le=1, description="Share of the measured strip that must be usable (not flat, saturated, missing)"
+    )
+    priority: Priority = Field("low", description="Priority of the 'cannot assess: signal quality' alert")
+
+    @field_validator("acceptable_verdicts")
+    @classmethod
+    def _known_verdicts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        known = {"good", "noisy", "leads_off", "saturated", "gap", "invalid_samples", "unknown"}
+        bad = sorted(set(value) - known)
+        if bad:
+            raise ValueError(f"unknown verdicts {bad}; known: {sorted(known)}")
+        return value
+
+
+class PolicySettings(StrictModel):
+    """One unit's alert policy; a patient's effective policy is this with that patient's overrides merged in."""
+
+    af: ArrhythmiaPolicy = Field(default_factory=ArrhythmiaPolicy, description="Atrial fibrillation onset")
+    flutter: ArrhythmiaPolicy = Field(default_factory=ArrhythmiaPolicy, description="Atrial flutter onset")
+    vt: ArrhythmiaPolicy = Field(
+        default_factory=lambda: ArrhythmiaPolicy.model_validate(
+            {"raise_at": 0.4, "priority": "medium", "max_priority": "high"}
+        ),
+        description="Ventricular tachycardia onset",
+    )
+    persistence_k: int = Field(2, ge=1, le=20, description="Positive forecasts needed among the last n to raise")
+    persistence_n: int = Field(3, ge=1, le=20, description="Forecasts looked back over for persistence")
+    hysteresis: float = Field(
+        0.15, ge=0, lt=1, description="Clearing needs every horizon below its threshold minus this"
+    )
+    clear_after: int = Field(2, ge=1, le=20, description="Consecutive forecasts below the clearing level to clear")
+    renotify_after_s: float = Field(
+        300.0, gt=0, le=86_400, description="Re-publish an unacknowledged alert after this many seconds"
+    )
+    max_renotify: int = Field(6, ge=0, le=1000, description="Re-notifications of one alert at most; 0 disables")
+    escalation: EscalationSettings = Field(default_factory=EscalationSettings)
+    quality: QualityGate = Field(default_factory=QualityGate)
+
+    @model_validator(mode="after")
+    def _k_of_n(self) -> PolicySettings:
+        if self.persistence_k > self.persistence_n:
+            raise ValueError(f"persistence_k ({self.persistence_k}) exceeds persistence_n ({self.persistence_n})")
+        for name in ARRHYTHMIAS:
+            policy = self.arrhythmia(name)
+            lowest = min((policy.raise_at, *policy.raise_at_by_horizon.values()))
+            if lowest <= self.hysteresis:
+                raise ValueError(
+                    f"{name}: a threshold of {lowest} minus hysteresis {self.hysteresis} could never clear"
+                )
+        return self
+
+    def arrhythmia(self, name: str) -> ArrhythmiaPolicy:
+        policy: ArrhythmiaPolicy = getattr(self, name)
+        return policy
+
+
+class AlertSettings(StrictModel):
+    store_path: Path = Field(
+        Path("var/alerts.sqlite3"), description="SQLite alert history; relative paths are under the working dir"
+    )
+    defaults: PolicySettings = Field(default_factory=PolicySettings, description="This unit's policy")
+    patients: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Patient id -> keys of `defaults` to override for that patient"
+    )
+
+    @model_validator(mode="after")
+    def _overrides_validate(self) -> AlertSettings:
+        for patient_id in self.patients:
+            if not PATIENT_ID_PATTERN.match(patient_id):
+                raise ValueError(f"alerts.patients: {patient_id!r} is not a valid patient id")
+            try:
+                self.for_patient(patient_id)
+            except ValueError as exc:
+                raise ValueError(f"alerts.patients.{patient_id}: {exc}") from exc
+        return self
+
+    def for_patient(self, patient_id: str) -> PolicySettings:
+        """The unit defaults with this patient's overrides merged in (validated as a whole)."""
+        override = self.patients.get(patient_id)
+        if not override:
+            return self.defaults
+        merged = _deep_merge(self.defaults.model_dump(), override)
+        return PolicySettings.model_validate(merged)
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

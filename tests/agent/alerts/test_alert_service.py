@@ -1,0 +1,189 @@
+"""AlertService: published message schema, SQLite persistence across restarts, acknowledgements."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alert_builders import evidence, forecast
+
+from agent.alerts import SCHEMA_ALERT, Ack, AlertService, AlertSettings, decode_ack
+from agent.errors import LifecycleError, ProtocolError
+from agent.protocol import Topics
+
+
+@dataclass
+class Wire:
+    """Collects what the service publishes: (topic, decoded JSON, qos, retain)."""
+
+    sent: list[tuple[str, dict[str, Any], int, bool]] = field(default_factory=list)
+
+    def __call__(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        self.sent.append((topic, json.loads(payload), qos, retain))
+
+    def messages(self) -> list[dict[str, Any]]:
+        return [m for _, m, _, _ in self.sent]
+
+
+@dataclass
+class Clock:
+    now: float = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def open_service(path: Path, wire: Wire, clock: Clock, **defaults: Any) -> AlertService:
+    settings = AlertSettings.model_validate({"store_path": str(path), "defaults": defaults})
+    return AlertService(settings, None, wire, Topics("ecg/v1"), clock=clock)
+
+
+def raise_af(service: AlertService, clock: Clock) -> str:
+    for p in (0.7, 0.8):
+        clock.now += 10
+        service.on_forecast("P001", forecast(af=p), evidence())
+    (alert,) = service.active("P001")
+    return alert.alert_id
+
+
+ALERT_KEYS = {
+    "alert_id", "patient_id", "state", "priority", "kind", "arrhythmia", "horizon_s", "probability", "threshold",
+    "explanation", "rationale_note", "evidence", "window", "model_id", "model_version", "raised_at", "updated_at",
+    "acknowledged_by", "acknowledged_at", "ended_at", "renotified", "last_notified_at", "history", "ihe",
+}  # fmt: skip
+EVIDENCE_KEYS = {
+    "lead", "window_s", "t_end_s", "hr_bpm", "hr_change_bpm", "rr_irregularity", "rr_cv", "pac_per_min",
+    "pac_per_min_before", "pvc_per_min", "pvc_per_min_before", "couplets", "ventricular_runs",
+    "longest_ventricular_run", "usable_fraction", "signal_quality",
+}  # fmt: skip
+
+
+def test_published_message_schema(tmp_path: Path) -> None:
+    wire, clock = Wire(), Clock()
+    with open_service(tmp_path / "a.sqlite3", wire, clock) as service:
+        raise_af(service, clock)
+    ((topic, message, qos, retain),) = wire.sent
+    assert (topic, qos, retain) == ("ecg/v1/P001/alert", 1, False)
+    assert set(message) == {"schema", "type", "reason", "before", "after"}
+    assert (message["schema"], message["type"], message["before"]) == (SCHEMA_ALERT, "new", None)
+    after = message["after"]
+    assert set(after) == ALERT_KEYS
+    assert set(after["evidence"]) == EVIDENCE_KEYS
+    assert after["window"] == {"start_s": 300.0, "end_s": 600.0}
+    assert (after["model_id"], after["model_version"]) == ("ecgcast-test", "0.0-test")
+    assert after["ihe"] == {"priority": "PL", "source": "SA"}
+    assert after["history"] == [{"at": clock.now, "state": "raised", "priority": "low", "reason": "raised", "by": None}]
+
+
+def test_restart_keeps_active_alerts_and_does_not_repeat_them(tmp_path: Path) -> None:
+    path, clock = tmp_path / "var" / "alerts.sqlite3", Clock()
+    first = Wire()
+    with open_service(path, first, clock) as service:
+        alert_id = raise_af(service, clock)
+        service.acknowledge(Ack("P001", alert_id, "nurse.kim", None))
+    second = Wire()
+    with open_service(path, second, clock) as service:
+        (alert,) = service.active("P001")
+        assert (alert.alert_id, alert.state, alert.acknowledged_by) == (alert_id, "acknowledged", "nurse.kim")
+        for _ in range(3):
+            clock.now += 10
+            service.on_forecast("P001", forecast(af=0.8), evidence())
+        assert second.sent == []  # no second "new" for an alert already raised
+        assert [a.alert_id for a in service.active("P001")] == [alert_id]
+        for _ in range(2):
+            clock.now += 10
+            service.on_forecast("P001", forecast(af=0.05), evidence())
+        assert [(m["type"], m["after"]["state"]) for m in second.messages()] == [("end", "cleared")]
+        history = service.history("P001", 10)
+        assert [(a.alert_id, a.state) for a in history] == [(alert_id, "cleared")]
+        assert [t.reason for t in history[0].history] == [
+            "raised",
+            "acknowledged",
+            "risk fell below the clearing level",
+        ]
+
+
+def test_store_is_wal_sqlite(tmp_path: Path) -> None:
+    path, clock = tmp_path / "a.sqlite3", Clock()
+    with open_service(path, Wire(), clock) as service:
+        raise_af(service, clock)
+        db = sqlite3.connect(path)
+        try:
+            assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert db.execute("SELECT count(*) FROM alerts WHERE state = 'raised'").fetchone()[0] == 1
+        finally:
+            db.close()
+
+
+def test_ack_from_the_wire_changes_state(tmp_path: Path) -> None:
+    wire, clock = Wire(), Clock()
+    with open_service(tmp_path / "a.sqlite3", wire, clock) as service:
+        alert_id = raise_af(service, clock)
+        payload = json.dumps({"schema": "ecgcast.alert_ack/1", "alert_id": alert_id, "by": "nurse.kim"}).encode()
+        clock.now += 5
+        alert = service.acknowledge(decode_ack(payload, "P001"))
+        assert (alert.state, alert.acknowledged_by, alert.acknowledged_at) == ("acknowledged", "nurse.kim", clock.now)
+        last = wire.messages()[-1]
+        assert (last["type"], last["reason"], last["before"]["state"], last["after"]["state"]) == (
+            "update",
+            "acknowledged",
+            "raised",
+            "acknowledged",
+        )
+
+
+def test_invalid_acks_are_rejected_with_reasons(tmp_path: Path) -> None:
+    wire, clock = Wire(), Clock()
+    with open_service(tmp_path / "a.sqlite3", wire, clock, clear_after=1) as service:
+        alert_id = raise_af(service, clock)
+        with pytest.raises(ProtocolError) as info:
+            service.acknowledge(Ack("P001", "no-such-alert", "x", None))
+        assert info.value.reason == "unknown_alert"
+        with pytest.raises(ProtocolError) as info:
+            service.acknowledge(Ack("P002", alert_id, "x", None))
+        assert info.value.reason == "wrong_patient"
+        service.on_forecast("P001", forecast(af=0.01), evidence())  # clears
+        with pytest.raises(ProtocolError) as info:
+            service.acknowledge(Ack("P001", alert_id, "x", None))
+        assert info.value.reason == "already_ended"
+
+
+def test_tick_renotifies_unacknowledged(tmp_path: Path) -> None:
+    wire, clock = Wire(), Clock()
+    with open_service(tmp_path / "a.sqlite3", wire, clock, renotify_after_s=120) as service:
+        raise_af(service, clock)
+        assert service.tick(clock.now + 60) == []
+        (event,) = service.tick(clock.now + 121)
+        assert (event.reason, event.after.renotified) == ("renotified", 1)
+        assert wire.messages()[-1]["after"]["renotified"] == 1
+
+
+def test_cannot_assess_is_published(tmp_path: Path) -> None:
+    wire, clock = Wire(), Clock()
+    with open_service(tmp_path / "a.sqlite3", wire, clock) as service:
+        service.on_cannot_assess("P001", evidence(hr_bpm=None, signal_quality={"II": "leads_off"}))
+        ((topic, message, _, _),) = wire.sent
+        assert topic == "ecg/v1/P001/alert"
+        assert message["after"]["kind"] == "cannot_assess"
+        assert message["after"]["ihe"] == {"priority": "PL", "source": "ST"}
+        assert message["after"]["explanation"].startswith("Cannot assess: signal quality")
+
+
+def test_forecast_for_another_patient_is_refused(tmp_path: Path) -> None:
+    with (
+        open_service(tmp_path / "a.sqlite3", Wire(), Clock()) as service,
+        pytest.raises(ProtocolError, match="wrong_patient"),
+    ):
+        service.on_forecast("P002", forecast(), evidence())
+
+
+def test_closed_service_refuses_work(tmp_path: Path) -> None:
+    service = open_service(tmp_path / "a.sqlite3", Wire(), Clock())
+    service.close()
+    service.close()  # idempotent
+    with pytest.raises(LifecycleError):
+        service.on_forecast("P001", forecast(), evidence())

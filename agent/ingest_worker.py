@@ -8,8 +8,11 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import structlog
 
 from agent.ingest import Rejection
@@ -19,7 +22,7 @@ from agent.protocol import Topics
 from agent.sequencer import Delivery
 from agent.settings import Settings
 
-__all__ = ["IngestWorker", "WindowSink"]
+__all__ = ["IngestWorker", "SignalSnapshot", "WindowSink"]
 
 log = structlog.get_logger(__name__)
 
@@ -27,8 +30,24 @@ WindowSink = Callable[[CompletedWindows], None]
 _HOUSEKEEPING_S = 0.2
 
 
+@dataclass(frozen=True, eq=False)
+class SignalSnapshot:
+    """A copy of a patient's newest samples and signal-quality verdicts, for measurements off the ingest thread."""
+
+    patient_id: str
+    segment: int
+    fs: float
+    leads: tuple[str, ...]
+    p_signal: npt.NDArray[np.float32]  # (sig_len, n_sig) mV, NaN where nothing valid was received
+    quality: dict[str, str]  # lead -> verdict
+    status: dict[str, Any]
+
+
 class IngestWorker:
-    """Owns every ``PatientStream``; the only thread that mutates ingest state, so no locks are needed."""
+    """Owns every ``PatientStream``; the only thread that mutates ingest state.
+
+    ``lock`` is held while a chunk is applied, so the model worker can take consistent snapshots.
+    """
 
     def __init__(
         self,
@@ -47,6 +66,9 @@ class IngestWorker:
         self.windows_emitted = 0
         self._status_due: dict[str, float] = {}
         self._next_housekeeping = 0.0
+        self.lock = threading.Lock()
+        self.evicted: list[str] = []  # patients dropped since the model worker last looked
+        self.extra_status: Callable[[str], dict[str, Any]] | None = None  # fields other stages add to status
         self._thread = threading.Thread(target=self._run, name="ingest-worker", daemon=True)
         self._stop = threading.Event()
 
@@ -64,9 +86,10 @@ class IngestWorker:
             except queue.Empty:
                 item = None
             try:
-                if item is not None:
-                    self.handle(item)
-                self.housekeeping(time.monotonic())
+                with self.lock:
+                    if item is not None:
+                        self.handle(item)
+                    self.housekeeping(time.monotonic())
             except Exception:
                 log.exception("ingest_step_failed", item=type(item).__name__)
 
@@ -112,12 +135,16 @@ class IngestWorker:
     def _evict(self, pid: str, now_wall: float) -> None:
         status = self.patients.pop(pid).status(now_wall)
         self._status_due.pop(pid, None)
+        self.evicted.append(pid)
         status["state"] = "evicted"
         self._connection.publish(self._topics.status(pid), json.dumps(status).encode(), qos=1, retain=True)
         log.info("patient_evicted", patient_id=pid)
 
     def publish_status(self, patient: PatientStream, now_wall: float) -> None:
-        body = json.dumps(patient.status(now_wall)).encode()
+        status = patient.status(now_wall)
+        if self.extra_status is not None:
+            status.update(self.extra_status(patient.patient_id))
+        body = json.dumps(status).encode()
         self._connection.publish(self._topics.status(patient.patient_id), body, qos=1, retain=True)
 
     def summary(self) -> dict[str, Any]:
@@ -127,3 +154,21 @@ class IngestWorker:
             "windows_emitted": self.windows_emitted,
             "queue_depth": self._inbox.qsize(),
         }
+
+    def snapshot(self, patient_id: str, seconds: float) -> SignalSnapshot | None:
+        """Copy the newest ``seconds`` of a patient's current segment (None for an unknown patient)."""
+        with self.lock:
+            patient = self.patients.get(patient_id)
+            if patient is None or patient.segment is None:
+                return None
+            seg = patient.segment
+            block = seg.buffer.latest(round(seconds * seg.fs))  # (n_sig, n) copy
+            quality = {lead: patient.lead_verdict(lead) for lead in seg.leads}
+            return SignalSnapshot(
+                patient_id, seg.index, seg.fs, seg.leads, block.T.copy(), quality, patient.status(time.time())
+            )
+
+    def take_evicted(self) -> list[str]:
+        with self.lock:
+            evicted, self.evicted = self.evicted, []
+        return evicted

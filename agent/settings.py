@@ -14,13 +14,19 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
+from agent.alerts.settings import AlertSettings
+from agent.config_base import StrictModel
 from agent.errors import ConfigError
+from encoder_onnx.settings import EncoderSettings
+from llm_runtime.scheduler import SchedulerSettings
+from llm_runtime.settings import LlmSettings
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
     "BufferSettings",
+    "HttpSettings",
     "LoggingSettings",
     "MqttSettings",
     "ProtocolSettings",
@@ -36,17 +42,6 @@ DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "defau
 ENV_MQTT_URL = "ECGCAST_MQTT_URL"
 ENV_MQTT_USERNAME = "ECGCAST_MQTT_USERNAME"
 ENV_MQTT_PASSWORD = "ECGCAST_MQTT_PASSWORD"
-
-
-class StrictModel(BaseModel):
-    """Base of every config section: unknown keys are errors, objects are immutable after validation."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# Sections that live in their own packages import StrictModel from here, so they are imported after it.
-from encoder_onnx.settings import EncoderSettings  # noqa: E402
-from llm_runtime.settings import LlmSettings  # noqa: E402
 
 
 class MqttSettings(StrictModel):
@@ -169,6 +164,15 @@ class StatusSettings(StrictModel):
     stale_after_s: float = Field(10.0, gt=0, description="A patient silent this long is reported as stale")
 
 
+class HttpSettings(StrictModel):
+    host: str = Field("127.0.0.1", description="Bind address of /healthz, /readyz, /metrics (loopback by default)")
+    port: int = Field(8088, ge=0, le=65535, description="HTTP port; 0 disables the server")
+    max_ingest_lag_s: float = Field(5.0, gt=0, description="/readyz fails when the ingest queue is older than this")
+    max_forecast_lag_s: float = Field(
+        300.0, gt=0, description="/readyz fails when an active patient's forecast is this overdue"
+    )
+
+
 class LoggingSettings(StrictModel):
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest level logged")
     format: Literal["auto", "json", "console"] = Field(
@@ -188,8 +192,11 @@ class Settings(StrictModel):
     windows: WindowSettings = Field(default_factory=WindowSettings)
     encoder: EncoderSettings = Field(default_factory=EncoderSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
+    forecast: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
     status: StatusSettings = Field(default_factory=StatusSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
 

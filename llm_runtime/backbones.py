@@ -25,7 +25,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from agent.errors import ConfigError, ModelError
-from agent.settings import StrictModel
+from agent.config_base import StrictModel
 from llm_runtime.tiny_tokenizer import build_tiny_tokenizer
 
 __all__ = [

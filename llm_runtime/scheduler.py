@@ -16,7 +16,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from agent.settings import StrictModel
+from agent.config_base import StrictModel
 
 __all__ = [
     "ForecastBatch",

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from agent.settings import StrictModel
+from agent.config_base import StrictModel
 
 __all__ = ["LlmSettings"]
 

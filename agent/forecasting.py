@@ -1,0 +1,247 @@
+"""The model worker: one thread that encodes completed windows, keeps each patient's LM cache current, and runs
+scheduled forecasts. Ingest never waits for it; it reads ingest state only through snapshots.
+
+One thread for encoder and LM on purpose: both are CPU-bound and share the same cores, and a single owner of the
+encoder rings and the per-patient KV caches needs no locks.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import structlog
+import torch
+
+from agent.ingest_worker import IngestWorker, SignalSnapshot
+from agent.measurements import Measurements, measure_leads
+from agent.patient import CompletedWindows
+from agent.protocol import Topics
+from encoder_onnx.stage import EncoderStage, encode_ready
+from llm_runtime.engine import ForecastEngine
+from llm_runtime.forecast import Forecast
+from llm_runtime.runner import ScoreRequest
+from llm_runtime.scheduler import ForecastScheduler, Readiness, RunnerOutput
+
+__all__ = ["AlertSink", "ModelWorker"]
+
+log = structlog.get_logger(__name__)
+
+Publish = Callable[[str, bytes, int, bool], Any]
+
+
+class AlertSink(Protocol):
+    """What the model worker tells the alert service (agent.alerts.AlertService implements it)."""
+
+    def on_forecast(self, patient_id: str, forecast: Forecast, evidence: Any) -> Any: ...
+    def on_cannot_assess(self, patient_id: str, evidence: Any) -> Any: ...
+    def tick(self, now: float) -> Any: ...
+
+
+EvidenceBuilder = Callable[[Measurements, Measurements | None, dict[str, str], float], Any]
+
+
+@dataclass
+class _Feed:
+    """How far a patient's LM cache has been fed from its embedding ring."""
+
+    segment: int
+    last_second: int = -1
+
+
+@dataclass(frozen=True)
+class _Measured:
+    snapshot: SignalSnapshot | None
+    recent: Measurements | None
+    evidence: Any
+
+    def prompt_text(self) -> str:
+        """The measured evidence as the prompt carries it (the same text training used)."""
+        return self.recent.as_prompt_text() if self.recent else "no measurements available"
+
+
+@dataclass
+class ModelStats:
+    forecasts: int = 0
+    cannot_assess: int = 0
+    seconds_fed: int = 0
+    last_forecast_ms: float = 0.0
+    forecast_errors: int = 0
+    last_latency: dict[str, float] = field(default_factory=dict)
+
+
+class ModelWorker:
+    """Encoder ticks, cache feeding and the forecast loop. ``step()`` is the whole algorithm."""
+
+    def __init__(
+        self,
+        windows_ready: queue.Queue[CompletedWindows],
+        stage: EncoderStage,
+        engine: ForecastEngine,
+        scheduler: ForecastScheduler,
+        ingest: IngestWorker,
+        publish: Publish,
+        topics: Topics,
+        alerts: AlertSink | None = None,
+        evidence: EvidenceBuilder | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ready = windows_ready
+        self.stage = stage
+        self.engine = engine
+        self.scheduler = scheduler
+        self._ingest = ingest
+        self._publish = publish
+        self._topics = topics
+        self._alerts = alerts
+        self._evidence = evidence
+        self._clock = clock
+        self._leads = tuple(lead.lower() for lead in engine.settings.leads)
+        self._feeds: dict[str, _Feed] = {}
+        self.stats = ModelStats()
+        self.loaded = True
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="model-worker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop after the step in flight (a forecast batch is never cut in half)."""
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.step()
+            except Exception:
+                log.exception("model_step_failed", patients=len(self.stage.patients))
+                time.sleep(0.5)
+
+    def step(self) -> None:
+        """1 encode, 2 feed caches, 3 observe, 4 schedule, 5 free, 6 cannot-assess, 7 forecast, 8 timers."""
+        encode_ready(self._ready, self.stage, timeout_s=0.2)  # 1
+        self._feed_new_seconds()  # 2
+        now = self._clock()
+        self.scheduler.observe(self._readiness(), now)  # 3
+        batch = self.scheduler.schedule(now)  # 4
+        self._forget(batch.finished_patient_ids + self._ingest.take_evicted())  # 5
+        for pid in batch.cannot_assess:  # 6
+            self._report_cannot_assess(pid)
+        if batch.patient_ids:  # 7
+            self.scheduler.update(self._forecast(batch.patient_ids), self._clock())
+        if self._alerts is not None:  # 8
+            self._alerts.tick(time.time())
+
+    # --- 2: the streaming cache follows the embedding ring ------------------------------------------------
+
+    def _lead_rows(self, leads: tuple[str, ...]) -> list[int | None]:
+        lower = [lead.lower() for lead in leads]
+        return [lower.index(lead) if lead in lower else None for lead in self._leads]
+
+    def _feed_new_seconds(self) -> None:
+        runner = self.engine.runner
+        for pid, state in self.stage.patients.items():
+            feed = self._feeds.get(pid)
+            if feed is None or feed.segment != state.segment:
+                runner.finish([pid])
+                feed = self._feeds[pid] = _Feed(state.segment, max(-1, state.ring.newest_second - self._window_s()))
+            n_new = state.ring.newest_second - feed.last_second
+            if n_new <= 0:
+                continue
+            window = state.ring.window(n_new)  # (n_leads, T, 64), zeros where not valid
+            seconds = np.zeros((window.embeddings.shape[1], len(self._leads), state.ring.dim), np.float32)
+            for i, row in enumerate(self._lead_rows(state.leads)):
+                if row is not None:
+                    seconds[:, i] = window.embeddings[row]  # (T, 64) into (T, n_lm_leads, 64); missing leads stay 0
+            first = state.ring.newest_second - seconds.shape[0] + 1
+            for k in range(seconds.shape[0]):
+                runner.extend(pid, torch.from_numpy(seconds[k]), first + k)
+            self.stats.seconds_fed += seconds.shape[0]
+            feed.last_second = state.ring.newest_second
+
+    def _window_s(self) -> int:
+        return int(self.engine.settings.window_s)
+
+    # --- 3..7 --------------------------------------------------------------------------------------------
+
+    def _readiness(self) -> list[Readiness]:
+        out = []
+        for pid, state in self.stage.patients.items():
+            window = state.ring.window(self._window_s())
+            rows = [r for r in self._lead_rows(state.leads) if r is not None]
+            valid = window.valid[rows].mean() if rows and window.valid.size else 0.0
+            valid *= len(rows) / len(self._leads)  # a lead the model needs but the patient lacks counts invalid
+            out.append(Readiness(pid, state.ring.embedded_seconds(), float(valid)))
+        return out
+
+    def _forget(self, patient_ids: list[str]) -> None:
+        if not patient_ids:
+            return
+        self.engine.runner.finish(patient_ids)
+        for pid in patient_ids:
+            self._feeds.pop(pid, None)
+            self.stage.forget(pid)
+            self.scheduler.evict(pid)
+
+    def _measure(self, pid: str) -> _Measured:
+        """Measured evidence over the forecast window, with the previous window for trends."""
+        window = self._window_s()
+        snap = self._ingest.snapshot(pid, 2 * window)
+        if snap is None or snap.p_signal.shape[0] < snap.fs:
+            return _Measured(snap, None, None)
+        n = round(window * snap.fs)
+        recent = measure_leads(snap.p_signal[-n:], snap.fs, list(snap.leads))
+        earlier = None
+        if snap.p_signal.shape[0] >= 2 * n:
+            earlier = measure_leads(snap.p_signal[-2 * n : -n], snap.fs, list(snap.leads))
+        evidence = self._evidence(recent, earlier, snap.quality, float(window)) if self._evidence else None
+        return _Measured(snap, recent, evidence)
+
+    def _report_cannot_assess(self, pid: str) -> None:
+        self.stats.cannot_assess += 1
+        log.info("forecast_cannot_assess", patient_id=pid)
+        if self._alerts is not None:
+            self._alerts.on_cannot_assess(pid, self._measure(pid).evidence)
+
+    def _forecast(self, patient_ids: list[str]) -> RunnerOutput:
+        start = time.perf_counter()
+        measured = {pid: self._measure(pid) for pid in patient_ids}
+        requests = [ScoreRequest(pid, measured[pid].prompt_text()) for pid in patient_ids]
+        try:
+            forecasts = self.engine.forecast(requests)
+        except Exception:
+            self.stats.forecast_errors += 1
+            log.exception("forecast_failed", patients=patient_ids, cached=[self._feeds.get(p) for p in patient_ids])
+            raise
+        risks = {}
+        for forecast in forecasts:
+            pid = forecast.patient_id
+            self._publish_forecast(forecast, measured[pid].snapshot)
+            risks[pid] = max(p for per_h in forecast.onset_probs.values() for p in per_h.values())
+            if self._alerts is not None:
+                self._alerts.on_forecast(pid, forecast, measured[pid].evidence)
+        elapsed = time.perf_counter() - start
+        self.stats.forecasts += len(forecasts)
+        self.stats.last_forecast_ms = round(1000 * elapsed, 1)
+        log.info("forecast_batch", patients=len(forecasts), elapsed_ms=self.stats.last_forecast_ms)
+        return RunnerOutput(patient_ids, risks, elapsed)
+
+    def _publish_forecast(self, forecast: Forecast, snap: SignalSnapshot | None) -> None:
+        body: dict[str, Any] = json.loads(forecast.to_json())
+        state = self.stage.patients.get(forecast.patient_id)
+        if state is not None:
+            t = state.ring.window(forecast.window_s).t_start
+            finite = t[np.isfinite(t)]
+            if finite.size:
+                body["window"] = {"start": float(finite[0]), "end": float(finite[-1]) + 1.0, "segment": state.segment}
+        body["published_at"] = time.time()
+        body["signal_quality"] = snap.quality if snap else {}
+        self._publish(self._topics.forecast(forecast.patient_id), json.dumps(body).encode(), 1, True)

@@ -1,26 +1,42 @@
-"""The agent daemon: wires the stages in data-path order and runs until SIGINT/SIGTERM."""
+"""The agent daemon: the composition root. It wires the stages in data-path order and runs until SIGINT/SIGTERM.
+
+ingest (MQTT callback) → ingest worker (sequencer, ring buffer, windows) → model worker (encoder, LM caches,
+scheduler, forecasts) → alert service (policy, store, MQTT alerts); acknowledgements come back through the
+alert worker. Every stage is built and typed here; none creates another.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import queue
 import signal
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
+import paho.mqtt.client as mqtt
 import structlog
 
+from agent.alerts import Ack, AlertService, build_evidence, decode_ack
+from agent.errors import ProtocolError
 from agent.ingest import Rejection, WaveIngest
 from agent.ingest_worker import IngestWorker, WindowSink
 from agent.logs import configure_logging
 from agent.mqtt_client import MqttConnection
+from agent.observability import AgentMetrics, HealthServer, MetricsSnapshot, Readiness
 from agent.patient import CompletedWindows
 from agent.protocol import PayloadLimits, Topics
 from agent.sequencer import Delivery
 from agent.settings import Settings
 
-__all__ = ["Agent", "run_daemon"]
+if TYPE_CHECKING:
+    from agent.forecasting import ModelWorker
+
+__all__ = ["Agent", "AlertWorker", "run_daemon"]
 
 log = structlog.get_logger(__name__)
 
@@ -30,17 +46,111 @@ def _limits(settings: Settings) -> PayloadLimits:
     return PayloadLimits(p.max_payload_bytes, p.max_samples_per_lead, p.max_leads, p.min_fs, p.max_fs)
 
 
-class Agent:
-    """Composition of the running stages: MQTT connection → ingest → ingest worker → window sink."""
+class AlertWorker:
+    """Applies acknowledgements and runs re-notification timers off the MQTT thread, about once a second."""
 
-    def __init__(self, settings: Settings, sink: WindowSink | None = None) -> None:
+    def __init__(self, service: AlertService, acks: queue.Queue[Ack]) -> None:
+        self.service = service
+        self._acks = acks
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="alert-worker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                ack = self._acks.get(timeout=1.0)
+            except queue.Empty:
+                ack = None
+            try:
+                if ack is not None:
+                    alert = self.service.acknowledge(ack)
+                    log.info("alert_acknowledged", patient_id=alert.patient_id, alert_id=alert.alert_id, by=ack.by)
+                self.service.tick()
+            except ProtocolError as exc:
+                log.warning(
+                    "ack_rejected", reason=exc.reason, detail=exc.detail, alert_id=getattr(ack, "alert_id", None)
+                )
+            except Exception:
+                log.exception("alert_step_failed")
+
+
+class Agent:
+    """All running stages of one agent process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sink: WindowSink | None = None,
+        *,
+        with_model: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        alert_store: Path | None = None,
+    ) -> None:
         self.settings = settings
         self.topics = Topics(settings.protocol.topic_prefix)
+        self.metrics = AgentMetrics(self.metrics_snapshot)
         self.inbox: queue.Queue[Delivery | Rejection] = queue.Queue(maxsize=settings.mqtt.receive_maximum)
         self.connection = MqttConnection(settings.mqtt, self.topics.presence(settings.agent_id), settings.agent_id)
         self.ingest = WaveIngest(self.connection, self.topics, _limits(settings), self.inbox, settings.mqtt.qos)
         self.windows_ready: queue.Queue[CompletedWindows] = queue.Queue(maxsize=100_000)
         self.worker = IngestWorker(settings, self.connection, self.inbox, sink or self._enqueue_windows)
+        self.acks: queue.Queue[Ack] = queue.Queue(maxsize=1000)
+        self.alerts: AlertService | None = None
+        self.alert_worker: AlertWorker | None = None
+        self.model: ModelWorker | None = None
+        if with_model:
+            self._build_model_stages(clock, alert_store)
+        self.health: HealthServer | None = None
+        if settings.http.port:
+            self.health = HealthServer(settings.http.host, settings.http.port, self.metrics, self.readiness)
+
+    def _build_model_stages(self, clock: Callable[[], float], alert_store: Path | None) -> None:
+        """Encoder → LM → scheduler → alerts. Loading happens here, before we subscribe, so a bad model fails fast."""
+        from agent.forecasting import ModelWorker
+        from encoder_onnx.export import ensure_onnx
+        from encoder_onnx.runtime import EncoderRuntime
+        from encoder_onnx.stage import EncoderStage
+        from llm_runtime.engine import ForecastEngine
+        from llm_runtime.scheduler import ForecastScheduler
+
+        s = self.settings
+        runtime = EncoderRuntime(ensure_onnx(s.encoder), s.encoder)
+        stage = EncoderStage(runtime, capacity_s=round(s.buffer.minutes * 60))
+        engine = ForecastEngine.load(s.llm)
+        publish = self._publish
+        self.alerts = AlertService(s.alerts, alert_store, publish, self.topics)
+        self.alert_worker = AlertWorker(self.alerts, self.acks)
+        self.model = ModelWorker(
+            self.windows_ready,
+            stage,
+            engine,
+            ForecastScheduler(s.forecast),
+            self.worker,
+            publish,
+            self.topics,
+            alerts=self.alerts,
+            evidence=build_evidence,
+            clock=clock,
+        )
+        self.worker.extra_status = self._model_status
+        self.connection.subscribe(self.topics.ack_subscription, self.on_ack)
+
+    def _model_status(self, patient_id: str) -> dict[str, object]:
+        assert self.model is not None
+        return {
+            **self.model.stage.status_fields(patient_id),
+            "forecast_phase": self.model.scheduler.phase(patient_id).value,
+        }
+
+    def _publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        self.connection.publish(topic, payload, qos=qos, retain=retain)
 
     def _enqueue_windows(self, completed: CompletedWindows) -> None:
         try:
@@ -48,25 +158,103 @@ class Agent:
         except queue.Full:
             log.error("windows_queue_full", patient_id=completed.patient_id)
 
+    def on_ack(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        """MQTT callback: validate and enqueue; the alert worker applies it."""
+        try:
+            patient_id = self.topics.patient_of(message.topic, "alert/ack")
+            self.acks.put_nowait(decode_ack(message.payload, patient_id))
+        except ProtocolError as exc:
+            log.warning(
+                "ack_rejected", reason=exc.reason, field=exc.field, detail=exc.detail[:200], topic=message.topic[:200]
+            )
+        except queue.Full:
+            log.error("ack_queue_full", topic=message.topic[:200])
+        finally:
+            self.connection.ack(message.mid, message.qos)
+
     def start(self) -> None:
+        if self.health is not None:
+            self.health.start()
         self.worker.start()
+        if self.model is not None and self.alert_worker is not None:
+            self.model.start()
+            self.alert_worker.start()
         self.connection.open()
         log.info("agent_started", agent_id=self.settings.agent_id, broker=self.settings.mqtt.url.split("@")[-1])
 
     def stop(self) -> None:
-        """Reverse order with bounded joins: stop taking messages, drain the worker, close the connection."""
+        """Reverse order with bounded joins: intake, ingest, model (finishes its batch), alerts, offline, HTTP."""
         self.worker.stop(timeout=5.0)
+        if self.model is not None:
+            self.model.stop(timeout=60.0)
+        if self.alert_worker is not None:
+            self.alert_worker.stop()
+        if self.alerts is not None:
+            self.alerts.close()
         self.connection.close()
+        if self.health is not None:
+            self.health.close()
         log.info("agent_stopped", **self.worker.summary())
 
+    def readiness(self) -> Readiness:
+        checks: dict[str, object] = {"broker_connected": self.connection.connected}
+        checks["model_loaded"] = self.model is None or self.model.loaded
+        checks["ingest_queue"] = self.inbox.qsize()
+        checks["windows_queue"] = self.windows_ready.qsize()
+        ok = bool(checks["broker_connected"]) and bool(checks["model_loaded"])
+        ok = ok and self.inbox.qsize() < self.inbox.maxsize
+        if self.model is not None:
+            summary = self.model.scheduler.summary()
+            checks["forecast"] = summary
+            ok = ok and float(str(summary["stretch"])) < self.settings.forecast.max_stretch
+        return Readiness(ok, checks)
+
+    def metrics_snapshot(self) -> MetricsSnapshot:
+        summary = self.worker.summary()
+        snap = MetricsSnapshot(
+            messages=self.worker.accepted,
+            rejects=dict(summary["rejected"]),
+            patients=int(summary["patients"]),
+            ingest_queue=self.inbox.qsize(),
+            windows_queue=self.windows_ready.qsize(),
+        )
+        if self.model is None:
+            return snap
+        stats = self.model.stats
+        return dataclasses.replace(
+            snap,
+            windows_encoded=self.model.stage.windows_encoded,
+            forecasts=stats.forecasts,
+            cannot_assess=stats.cannot_assess,
+            forecast_errors=stats.forecast_errors,
+            last_batch_ms=stats.last_forecast_ms,
+            cadence_stretch=self.model.scheduler.stretch,
+            alerts_by_state=self._alerts_by_state(),
+        )
+
+    def _alerts_by_state(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        if self.alerts is not None:
+            for pid in list(self.worker.patients):
+                for alert in self.alerts.active(pid):
+                    counts[str(alert.state)] = counts.get(str(alert.state), 0) + 1
+        return counts
+
     def publish_summary(self) -> None:
-        body = {"schema": "ecgcast.agent_status/1", "agent_id": self.settings.agent_id, "at": time.time()}
+        body: dict[str, object] = {
+            "schema": "ecgcast.agent_status/1",
+            "agent_id": self.settings.agent_id,
+            "at": time.time(),
+        }
         body.update(self.worker.summary())
+        if self.model is not None:
+            body["forecast"] = self.model.scheduler.summary()
         topic = f"{self.settings.protocol.topic_prefix}/_agents/{self.settings.agent_id}/status"
         self.connection.publish(topic, json.dumps(body).encode(), qos=1, retain=True)
 
 
 def run_daemon(settings: Settings, log_format: str | None = None) -> int:
+    """``python main.py run``: build, start, wait for SIGINT/SIGTERM, stop gracefully."""
     configure_logging(settings.logging.level, log_format or settings.logging.format)  # type: ignore[arg-type]
     stop = threading.Event()
 
@@ -78,19 +266,8 @@ def run_daemon(settings: Settings, log_format: str | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     agent = Agent(settings)
     agent.start()
-    drain = threading.Thread(target=_drain_windows, args=(agent, stop), name="window-drain", daemon=True)
-    drain.start()
     while not stop.wait(settings.status.interval_s):
         if agent.connection.connected:
             agent.publish_summary()
     agent.stop()
     return 0
-
-
-def _drain_windows(agent: Agent, stop: threading.Event) -> None:
-    """Until the encoder stage is wired in, completed windows are counted and dropped here."""
-    while not stop.is_set():
-        try:
-            agent.windows_ready.get(timeout=0.5)
-        except queue.Empty:
-            continue

@@ -41,10 +41,9 @@ class AlertSink(Protocol):
 
     def on_forecast(self, patient_id: str, forecast: Forecast, evidence: Any) -> Any: ...
     def on_cannot_assess(self, patient_id: str, evidence: Any) -> Any: ...
-    def tick(self, now: float) -> Any: ...
 
 
-EvidenceBuilder = Callable[[Measurements, Measurements | None, dict[str, str], float], Any]
+EvidenceBuilder = Callable[[Measurements | None, Measurements | None, dict[str, str], float], Any]
 
 
 @dataclass
@@ -126,7 +125,7 @@ class ModelWorker:
                 time.sleep(0.5)
 
     def step(self) -> None:
-        """1 encode, 2 feed caches, 3 observe, 4 schedule, 5 free, 6 cannot-assess, 7 forecast, 8 timers."""
+        """1 encode, 2 feed caches, 3 observe, 4 schedule, 5 free, 6 cannot-assess, 7 forecast."""
         encode_ready(self._ready, self.stage, timeout_s=0.2)  # 1
         self._feed_new_seconds()  # 2
         now = self._clock()
@@ -137,8 +136,6 @@ class ModelWorker:
             self._report_cannot_assess(pid)
         if batch.patient_ids:  # 7
             self.scheduler.update(self._forecast(batch.patient_ids), self._clock())
-        if self._alerts is not None:  # 8
-            self._alerts.tick(time.time())
 
     # --- 2: the streaming cache follows the embedding ring ------------------------------------------------
 
@@ -195,14 +192,14 @@ class ModelWorker:
         """Measured evidence over the forecast window, with the previous window for trends."""
         window = self._window_s()
         snap = self._ingest.snapshot(pid, 2 * window)
-        if snap is None or snap.p_signal.shape[0] < snap.fs:
-            return _Measured(snap, None, None)
-        n = round(window * snap.fs)
-        recent = measure_leads(snap.p_signal[-n:], snap.fs, list(snap.leads))
-        earlier = None
-        if snap.p_signal.shape[0] >= 2 * n:
-            earlier = measure_leads(snap.p_signal[-2 * n : -n], snap.fs, list(snap.leads))
-        evidence = self._evidence(recent, earlier, snap.quality, float(window)) if self._evidence else None
+        recent = earlier = None
+        if snap is not None and snap.p_signal.shape[0] >= snap.fs:
+            n = round(window * snap.fs)
+            recent = measure_leads(snap.p_signal[-n:], snap.fs, list(snap.leads))
+            if snap.p_signal.shape[0] >= 2 * n:
+                earlier = measure_leads(snap.p_signal[-2 * n : -n], snap.fs, list(snap.leads))
+        quality = snap.quality if snap is not None else {}
+        evidence = self._evidence(recent, earlier, quality, float(window)) if self._evidence else None
         return _Measured(snap, recent, evidence)
 
     def _report_cannot_assess(self, pid: str) -> None:

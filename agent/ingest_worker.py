@@ -64,6 +64,7 @@ class IngestWorker:
         self.patients: dict[str, PatientStream] = {}
         self.rejected: Counter[str] = Counter()
         self.windows_emitted = 0
+        self.accepted = 0  # valid wave messages handed to a patient stream
         self._status_due: dict[str, float] = {}
         self._next_housekeeping = 0.0
         self.lock = threading.Lock()
@@ -100,6 +101,7 @@ class IngestWorker:
             if item.patient_id in self.patients:
                 self.patients[item.patient_id].rejected[item.reason] += 1
             return
+        self.accepted += 1
         pid = item.chunk.patient_id
         patient = self.patients.get(pid)
         if patient is None:

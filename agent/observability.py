@@ -9,42 +9,76 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["AgentMetrics", "HealthServer", "Readiness"]
+__all__ = ["AgentMetrics", "HealthServer", "MetricsSnapshot", "Readiness"]
 
 log = structlog.get_logger(__name__)
 
 
-class AgentMetrics:
-    """Every metric the agent exports, in one registry."""
+@dataclass(frozen=True)
+class MetricsSnapshot:
+    """Counts read from the workers at scrape time (the workers own them; nothing is double-counted here)."""
 
-    def __init__(self) -> None:
+    messages: int
+    rejects: dict[str, int]
+    patients: int
+    ingest_queue: int
+    windows_queue: int
+    windows_encoded: int = 0
+    forecasts: int = 0
+    cannot_assess: int = 0
+    forecast_errors: int = 0
+    last_batch_ms: float = 0.0
+    cadence_stretch: float = 1.0
+    alerts_by_state: dict[str, int] = field(default_factory=dict)
+
+
+class AgentMetrics:
+    """A registry whose one collector turns a fresh ``MetricsSnapshot`` into Prometheus families per scrape."""
+
+    def __init__(self, snapshot: Callable[[], MetricsSnapshot]) -> None:
         self.registry = CollectorRegistry()
-        r = self.registry
-        self.messages = Counter("ecgcast_wave_messages", "Wave messages accepted", registry=r)
-        self.rejects = Counter("ecgcast_wave_rejects", "Wave messages rejected", ["reason"], registry=r)
-        self.patients = Gauge("ecgcast_patients", "Patients with ingest state", registry=r)
-        self.windows_encoded = Counter("ecgcast_windows_encoded", "Lead-second windows encoded", registry=r)
-        self.forecasts = Counter("ecgcast_forecasts", "Forecasts published", registry=r)
-        self.cannot_assess = Counter("ecgcast_cannot_assess", "Due forecasts refused for signal quality", registry=r)
-        self.model_latency = Histogram(
-            "ecgcast_forecast_batch_seconds",
-            "Wall time of one forecast batch",
-            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
-            registry=r,
-        )
-        self.alerts = Gauge("ecgcast_alerts", "Alerts by state", ["state"], registry=r)
-        self.ingest_queue = Gauge("ecgcast_ingest_queue_depth", "Chunks waiting for the ingest worker", registry=r)
-        self.windows_queue = Gauge("ecgcast_windows_queue_depth", "Window batches waiting for the encoder", registry=r)
-        self.cadence_stretch = Gauge("ecgcast_cadence_stretch", "Forecast cadence stretch (1 = on time)", registry=r)
+        self._snapshot = snapshot
+        self.registry.register(self)  # type: ignore[arg-type]
+
+    def describe(self) -> list[Metric]:
+        return []  # families are built at scrape time; declaring none keeps registration cheap
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._snapshot()
+        for name, doc, value in (
+            ("ecgcast_wave_messages", "Wave messages accepted", snap.messages),
+            ("ecgcast_windows_encoded", "Lead-second windows encoded", snap.windows_encoded),
+            ("ecgcast_forecasts", "Forecasts published", snap.forecasts),
+            ("ecgcast_cannot_assess", "Due forecasts refused for signal quality", snap.cannot_assess),
+            ("ecgcast_forecast_errors", "Forecast batches that failed", snap.forecast_errors),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
+        rejects = CounterMetricFamily("ecgcast_wave_rejects", "Wave messages rejected", labels=["reason"])
+        for reason, count in sorted(snap.rejects.items()):
+            rejects.add_metric([reason], count)
+        yield rejects
+        for name, doc, gauge in (
+            ("ecgcast_patients", "Patients with ingest state", snap.patients),
+            ("ecgcast_ingest_queue_depth", "Chunks waiting for the ingest worker", snap.ingest_queue),
+            ("ecgcast_windows_queue_depth", "Window batches waiting for the encoder", snap.windows_queue),
+            ("ecgcast_forecast_batch_ms", "Wall time of the last forecast batch", snap.last_batch_ms),
+            ("ecgcast_cadence_stretch", "Forecast cadence stretch (1 = on time)", snap.cadence_stretch),
+        ):
+            yield GaugeMetricFamily(name, doc, value=gauge)
+        alerts = GaugeMetricFamily("ecgcast_alerts", "Alerts by state", labels=["state"])
+        for state, count in sorted(snap.alerts_by_state.items()):
+            alerts.add_metric([state], count)
+        yield alerts
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from agent.local_broker import LocalMosquitto
 from agent.logs import configure_logging
 from agent.patient import CompletedWindows
 from agent.protocol import Topics, WaveChunk, encode_wave
-from agent.settings import MqttSettings, Settings
+from agent.settings import HttpSettings, MqttSettings, Settings
 
 FS = 250.0
 TOPICS = Topics("ecg/v1")
@@ -156,8 +156,11 @@ def agent_consumer(port: int, client_id: str, expected_windows: int, timeout: fl
         if got["n"] >= expected_windows:
             done.set()
 
-    settings = Settings(mqtt=MqttSettings(url=f"mqtt://127.0.0.1:{port}", client_id=client_id, receive_maximum=1000))
-    agent = Agent(settings, sink=sink)
+    settings = Settings(
+        mqtt=MqttSettings(url=f"mqtt://127.0.0.1:{port}", client_id=client_id, receive_maximum=1000),
+        http=HttpSettings(port=0),
+    )
+    agent = Agent(settings, sink=sink, with_model=False)
     agent.start()
     done.wait(timeout)
     agent.stop()

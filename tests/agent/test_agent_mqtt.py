@@ -17,7 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from agent.daemon import Agent
 from agent.local_broker import LocalMosquitto
 from agent.protocol import Topics, WaveChunk, encode_wave
-from agent.settings import BufferSettings, MqttSettings, Settings, StatusSettings
+from agent.settings import BufferSettings, HttpSettings, MqttSettings, Settings, StatusSettings
 
 FS = 250.0
 TOPICS = Topics("ecg/v1")
@@ -30,6 +30,7 @@ def agent_settings(url: str, **mqtt: object) -> Settings:
         ),
         status=StatusSettings(interval_s=0.3),
         buffer=BufferSettings(reorder_timeout_s=0.5),
+        http=HttpSettings(port=0),
     )
 
 
@@ -87,7 +88,7 @@ class StatusWatcher:
 
 @pytest.fixture
 def running_agent(broker: LocalMosquitto) -> Iterator[Agent]:
-    agent = Agent(agent_settings(broker.url))
+    agent = Agent(with_model=False, settings=agent_settings(broker.url))
     agent.start()
     assert agent.connection.wait_connected(10)
     yield agent
@@ -196,11 +197,11 @@ def test_hand_written_message_via_mosquitto_pub_is_accepted(broker: LocalMosquit
 
 def test_username_password_auth() -> None:
     with LocalMosquitto(users={"agent": "s3cret", "pub": "pw"}) as secured:
-        refused = Agent(agent_settings(secured.url, username="agent", password="wrong"))
+        refused = Agent(with_model=False, settings=agent_settings(secured.url, username="agent", password="wrong"))
         refused.start()
         assert not refused.connection.wait_connected(1.5)
         refused.stop()
-        agent = Agent(agent_settings(f"mqtt://agent:s3cret@127.0.0.1:{secured.port}"))
+        agent = Agent(with_model=False, settings=agent_settings(f"mqtt://agent:s3cret@127.0.0.1:{secured.port}"))
         agent.start()
         assert agent.connection.wait_connected(10)
         pub = publisher(secured.port, user="pub", password="pw")
@@ -213,5 +214,5 @@ def test_username_password_auth() -> None:
 def test_subscribes_exactly_the_wave_family(monkeypatch: pytest.MonkeyPatch) -> None:
     registered: list[str] = []
     monkeypatch.setattr(mqtt.Client, "message_callback_add", lambda self, sub, cb: registered.append(sub))
-    Agent(agent_settings("mqtt://127.0.0.1:1"))
+    Agent(with_model=False, settings=agent_settings("mqtt://127.0.0.1:1"))
     assert registered == ["ecg/v1/+/wave"]

@@ -12,10 +12,6 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# agent.settings composes every config section, this one included, and imports encoder_onnx.settings right after
-# defining StrictModel; importing it first lets any encoder_onnx module be the first import of a process.
-import agent.settings  # noqa: F401
-
 _EXPORTS = {
     "EmbeddingRing": "encoder_onnx.embedding_ring",
     "EmbeddingWindow": "encoder_onnx.embedding_ring",

@@ -1,0 +1,93 @@
+"""``python main.py train lm`` (curriculum stages 2-5) and ``python main.py train lm-eval`` (held-out metrics).
+
+Heavy imports (torch, transformers) happen inside the handlers so ``python main.py --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from agent.errors import EcgcastError
+from encoder_onnx.cli import train_subparsers
+
+__all__ = ["register"]
+
+DEFAULT_CURRICULUM = Path("config/train/curriculum.yaml")
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    stages = train_subparsers(sub)
+    lm = stages.add_parser("lm", help="train the ECG-LM adapter through curriculum stages 2-5 (CAMEL)")
+    lm.add_argument("--config", type=Path, default=DEFAULT_CURRICULUM, help="curriculum YAML listing stage files")
+    lm.add_argument("--out", type=Path, help="run directory (default runs/<name>)")
+    lm.add_argument("--resume", action="store_true", help="continue OUT from its checkpoint; its config is forced")
+    lm.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="run override")
+    lm.add_argument("--max-steps", type=int, help="stop (with a checkpoint) after this many steps in this call")
+    lm.add_argument("--ship", type=Path, help="copy the final adapter here (e.g. models/forecaster)")
+    lm.set_defaults(func=cmd_train_lm)
+
+    ev = stages.add_parser("lm-eval", help="held-out metrics per stage: an adapter next to the zero-shot backbone")
+    ev.add_argument("--run", type=Path, required=True, help="run directory (its config and held-out splits)")
+    ev.add_argument("--adapter", type=Path, help="adapter directory (default RUN/adapter)")
+    ev.add_argument("--limit", type=int, default=60, help="held-out samples per stage")
+    ev.add_argument("--out", type=Path, help="JSON results (default RUN/eval.json)")
+    ev.set_defaults(func=cmd_eval_lm)
+
+
+def _device(choice: str) -> object:
+    from llm_runtime.engine import resolve_device
+
+    return resolve_device(choice)
+
+
+def cmd_train_lm(args: argparse.Namespace) -> int:
+    import torch
+
+    from training.config import load_curriculum
+    from training.loop import Trainer
+
+    try:
+        if args.resume:
+            if args.out is None:
+                raise EcgcastError("--resume needs --out (the run directory)")
+            run, stages = Trainer.saved_config(args.out)
+        else:
+            run, stages = load_curriculum(args.config, args.overrides)
+        out = args.out or Path("runs") / run.name
+        device = _device(run.device)
+        if device.type == "cpu":  # type: ignore[attr-defined]
+            torch.set_num_threads(run.num_threads)
+        trainer = Trainer(run, stages, out, device)  # type: ignore[arg-type]
+        finished = trainer.train(resume=args.resume, max_steps=args.max_steps)
+    except EcgcastError as exc:
+        print(f"train lm failed: {exc}", file=sys.stderr)
+        return 2
+    if not finished:
+        print(f"stopped after --max-steps; resume with: python main.py train lm --resume --out {out}")
+        return 0
+    if args.ship:
+        from training.ship import ship_adapter
+
+        ship_adapter(trainer.paths.adapter(), args.ship)
+    print(f"adapter: {trainer.paths.adapter()}")
+    return 0
+
+
+def cmd_eval_lm(args: argparse.Namespace) -> int:
+    import torch
+
+    from training.evaluate import evaluate_run
+
+    try:
+        result = evaluate_run(args.run, args.adapter or args.run / "adapter", args.limit)
+    except EcgcastError as exc:
+        print(f"train lm-eval failed: {exc}", file=sys.stderr)
+        return 2
+    out = args.out or args.run / "eval.json"
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(result["summary"], indent=2))
+    del torch
+    return 0

@@ -9,8 +9,8 @@ Prompt shape (Gemma turn markers; ``[...]`` is the ECG block, ``{...}`` differs 
     ...
     Continuous ECG, one token per lead-second, leads {II, V1}:
     [ECG block]
-    Window: {300} s ending at t = {600} s.
-    Measured evidence: {heart rate ..., RR ..., ectopy ..., signal quality ...}<end_of_turn>
+    {300} s.
+    Evidence: {heart rate ..., RR ..., ectopy ..., signal quality ...}<end_of_turn>
     <start_of_turn>model
     Q{k}:{option}
 
@@ -119,22 +119,19 @@ class PromptBook:
             f"Continuous ECG, one token per lead-second, leads {names}:\n"
         )
 
-    def context(self, window_s: int, t_end_s: int, evidence: str) -> list[int]:
-        """After the ECG block: the window, the measured evidence (deterministic measurements, never the LM's),
-        and the model turn that the answers continue."""
-        return self.ids(
-            f"\nWindow: {window_s} s ending at t = {t_end_s} s.\nMeasured evidence: {evidence.strip()}"
-            f"{self.chat.turn_end}{self.chat.model_start}"
-        )
+    def context(self, window_s: int, evidence: str) -> list[int]:
+        """After the ECG block: its length, the measured evidence (deterministic measurements, never the LM's),
+        and the model turn that the answers continue. Kept short: these tokens are paid at every forecast."""
+        return self.ids(f"\n{window_s} s.\nEvidence: {evidence.strip()}{self.chat.turn_end}{self.chat.model_start}")
 
     def answer_prefix(self, index: int) -> list[int]:
         """Branch opener of question ``index`` (0-based): "Q1:"."""
         return self.ids(f"Q{index + 1}:")
 
-    def explain_context(self, window_s: int, t_end_s: int, evidence: str, scored_summary: str) -> list[int]:
+    def explain_context(self, window_s: int, evidence: str, scored_summary: str) -> list[int]:
         """After the ECG block, for the free-text rationale: evidence, the scored result, the request."""
         return self.ids(
-            f"\nWindow: {window_s} s ending at t = {t_end_s} s.\nMeasured evidence: {evidence.strip()}\n"
+            f"\n{window_s} s.\nEvidence: {evidence.strip()}\n"
             f"Scored forecast: {scored_summary}\nIn one or two sentences, explain this forecast for a nurse, "
             f"citing the measured evidence.{self.chat.turn_end}{self.chat.model_start}"
         )

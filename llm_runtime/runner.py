@@ -251,7 +251,7 @@ class ModelRunner:
     def _score_row(self, request: ScoreRequest, prefill: bool) -> tuple[ScoreRow, int, int]:
         builder, kv, meta, n_seconds = self._row_start(request.patient_id, prefill)
         t_end = self._patients[request.patient_id].seconds[-1][0]
-        builder.text(self.prompts.context(n_seconds, t_end, request.evidence))
+        builder.text(self.prompts.context(n_seconds, request.evidence))
         targets: list[OptionTarget] = []
         for qi, question in enumerate(self.prompts.questions):
             builder.branch(qi).text(self.prompts.answer_prefix(qi))
@@ -292,8 +292,7 @@ class ModelRunner:
         """Greedy rationale on top of the patient's cache (copied, never modified), stopping at end-of-turn."""
         self._check_open()
         builder, kv, meta, n_seconds = self._row_start(request.patient_id, prefill=False)
-        t_end = self._patients[request.patient_id].seconds[-1][0]
-        builder.text(self.prompts.explain_context(n_seconds, t_end, request.evidence, scored_summary))
+        builder.text(self.prompts.explain_context(n_seconds, request.evidence, scored_summary))
         packed = builder.build()
         cache = DynamicCache(ddp_cache_data=kv) if kv else DynamicCache()
         keys = meta.cat(packed.meta)

@@ -16,7 +16,7 @@ from agent.errors import SignalError
 
 __all__ = ["NOISE_LEVELS", "NoiseLevel", "NoiseProfile", "add_noise"]
 
-NoiseLevel = Literal["none", "low", "medium", "high"]
+NoiseLevel = Literal["none", "ambient", "low", "medium", "high"]
 
 SATURATION_MV: Final = 5.0  # amplifier rail of the simulated front end
 
@@ -35,6 +35,7 @@ class NoiseProfile:
 
 NOISE_LEVELS: Final[dict[str, NoiseProfile]] = {
     "none": NoiseProfile(0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
+    "ambient": NoiseProfile(0.08, 0.01, 0.005, 0.0, 0.0, 0.0),  # "low" without artifact events: realism checks
     "low": NoiseProfile(0.08, 0.01, 0.005, 2.0, 0.5, 0.3),
     "medium": NoiseProfile(0.2, 0.03, 0.02, 6.0, 2.0, 1.0),
     "high": NoiseProfile(0.4, 0.06, 0.05, 20.0, 6.0, 3.0),

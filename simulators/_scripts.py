@@ -16,7 +16,7 @@ import numpy as np
 
 from simulators._beats import Segment
 
-__all__ = ["SCRIPTS", "Script"]
+__all__ = ["RHYTHM_PRESETS", "SCRIPTS", "RhythmPreset", "Script"]
 
 
 @dataclass(frozen=True)
@@ -184,3 +184,30 @@ SCRIPTS: Final[dict[str, Callable[[np.random.Generator, float], Script]]] = {
     "sinus_ectopy": _sinus_ectopy,
     "sinus_tachy_exertion": _sinus_tachy_exertion,
 }
+
+
+@dataclass(frozen=True)
+class RhythmPreset:
+    """A single-rhythm strip with the values the realism check expects to measure back."""
+
+    segment: Segment
+    hr_bpm: float  # expected ventricular rate
+    irregular: bool  # irregularly irregular RR (AF) or ectopy-driven irregularity
+    qrs: Literal["narrow", "wide", "mixed"]  # wide: ventricular origin (QRS >= 120 ms); mixed: bigeminy
+    p_waves: bool | None  # discrete P waves before (most) QRS complexes; None: not checked (flutter, bigeminy)
+
+
+RHYTHM_PRESETS: Final[dict[str, RhythmPreset]] = {
+    "sinus": RhythmPreset(Segment("sinus", 0.0, (72.0, 72.0)), 72.0, False, "narrow", True),
+    "sinus_brady": RhythmPreset(Segment("sinus", 0.0, (50.0, 50.0)), 50.0, False, "narrow", True),
+    "sinus_tachy": RhythmPreset(Segment("sinus", 0.0, (125.0, 125.0)), 125.0, False, "narrow", True),
+    "sinus_pac": RhythmPreset(Segment("sinus", 0.0, (72.0, 72.0), pac_burden=(0.15, 0.15)), 72.0, True, "narrow", True),
+    "bigeminy": RhythmPreset(Segment("sinus", 0.0, (70.0, 70.0), pattern="bigeminy"), 70.0, True, "mixed", None),
+    "af": RhythmPreset(
+        Segment("af", 0.0, (110.0, 110.0), irregularity=0.22, atrial_amp_mv=0.1), 110.0, True, "narrow", False
+    ),
+    "flutter_2to1": RhythmPreset(Segment("flutter", 0.0, (0, 0), conduction=(2,)), 150.0, False, "narrow", None),
+    "flutter_4to1": RhythmPreset(Segment("flutter", 0.0, (0, 0), conduction=(4,)), 75.0, False, "narrow", None),
+    "vt": RhythmPreset(Segment("vt", 0.0, (170.0, 170.0)), 170.0, False, "wide", False),
+}
+"""Fixed (not randomised) rhythm strips: the realism table and the rhythm plot use these."""

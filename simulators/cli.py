@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sim.add_argument("--seed", type=int, default=0, help="patient i uses seed + i")
     sim.add_argument("--fs", type=float, default=250.0, help="sampling rate, 128-1000 Hz")
     sim.add_argument("--leads", default="II,V1", help="comma-separated leads (I, II, III, aVR, aVL, aVF, V1-V6)")
-    sim.add_argument("--noise", choices=["none", "low", "medium", "high"], default="low")
+    sim.add_argument("--noise", choices=["none", "ambient", "low", "medium", "high"], default="low")
     sim.add_argument("--mains-hz", type=float, choices=[50.0, 60.0], default=50.0)
     sim.add_argument("--plot", type=Path, metavar="PNG", help="draw a labelled strip of each rhythm and exit")
     _add_publish_args(sim)
@@ -206,10 +206,10 @@ def cmd_build_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_realism(args: argparse.Namespace) -> int:
-    from simulators.realism import markdown_table, measure_all, write_table
+    from simulators.realism import markdown_table, measure_all, reference_qrs_ms, write_table
 
     rows = measure_all(seconds=args.seconds)
-    table = markdown_table(rows)
+    table = markdown_table(rows, reference_qrs_ms())
     print(table)
     if args.write_docs:
         write_table(args.write_docs, table)

@@ -12,7 +12,8 @@ labels unchanged.
 from __future__ import annotations
 
 import zlib
-from typing import Final
+from dataclasses import replace
+from typing import Any, Final
 
 import numpy as np
 
@@ -22,10 +23,17 @@ from simulators._beats import BeatSequence, RateModulator, build_beats
 from simulators._morphology import PatientMorphology, lead_matrix
 from simulators._noise import NOISE_LEVELS, add_noise
 from simulators._render import Canvas, render_atrial, render_beats
-from simulators._scripts import SCRIPTS, Script
+from simulators._scripts import RHYTHM_PRESETS, SCRIPTS, Script
 from simulators.records import AnnotatedRecord, BeatAnnotations, RhythmSegment
 
-__all__ = ["GENERATOR_VERSION", "SCENARIO_NAMES", "SyntheticRecord", "generate_scenario"]
+__all__ = [
+    "GENERATOR_VERSION",
+    "RHYTHM_PRESETS",
+    "SCENARIO_NAMES",
+    "SyntheticRecord",
+    "generate_rhythm",
+    "generate_scenario",
+]
 
 GENERATOR_VERSION: Final = "1"
 """Bumped whenever the same (name, seed, ...) would produce different samples or labels."""
@@ -93,15 +101,51 @@ def generate_scenario(
     mains_hz : powerline frequency of the hum (50 or 60).
     """
     _check_inputs(name, minutes, fs, noise, mains_hz)
-    lead_mat = lead_matrix(leads)
-    sig_name = [str(x) for x in _canonical(leads)]
-    sig_len = round(minutes * 60.0 * fs)
-    duration_s = sig_len / fs
     streams = np.random.SeedSequence([seed, zlib.crc32(name.encode())]).spawn(5)
-    rng_morph, rng_script, rng_beats, rng_render, rng_noise = (np.random.default_rng(s) for s in streams)
+    rng_script = np.random.default_rng(streams[1])
+    sig_len = round(minutes * 60.0 * fs)
+    script = SCRIPTS[name](rng_script, sig_len / fs)
+    return _synthesize(
+        f"{name}_{seed:06d}", script, streams, sig_len, fs, leads, noise, mains_hz, {"scenario": name, "seed": seed}
+    )
 
+
+def generate_rhythm(
+    preset: str,
+    seconds: float = 60.0,
+    seed: int = 0,
+    fs: float = 250.0,
+    leads: tuple[str, ...] = ("II",),
+    noise: str = "low",
+) -> AnnotatedRecord:
+    """One fixed rhythm (see ``RHYTHM_PRESETS``: sinus, af, flutter_2to1, vt, ...) for plots and realism checks."""
+    if preset not in RHYTHM_PRESETS:
+        raise SignalError(f"rhythm preset {preset!r} unknown; choose from {sorted(RHYTHM_PRESETS)}")
+    _check_inputs("sinus_stable", seconds / 60.0, fs, noise, 50.0)
+    spec = RHYTHM_PRESETS[preset]
+    script = Script([replace(spec.segment, duration_s=seconds + 5.0)], spec.hr_bpm)
+    streams = np.random.SeedSequence([seed, zlib.crc32(preset.encode())]).spawn(5)
+    meta = {"rhythm_preset": preset, "seed": seed}
+    return _synthesize(f"{preset}_{seed:06d}", script, streams, round(seconds * fs), fs, leads, noise, 50.0, meta)
+
+
+def _synthesize(
+    record_name: str,
+    script: Script,
+    streams: list[np.random.SeedSequence],
+    sig_len: int,
+    fs: float,
+    leads: tuple[str, ...],
+    noise: str,
+    mains_hz: float,
+    meta: dict[str, Any],
+) -> AnnotatedRecord:
+    """Script -> beats -> waves -> noise -> labelled record; each stage draws from its own child stream."""
+    lead_mat = lead_matrix(leads)
+    sig_name = _canonical(leads)
+    duration_s = sig_len / fs
+    rng_morph, _, rng_beats, rng_render, rng_noise = (np.random.default_rng(s) for s in streams)
     morph = PatientMorphology.random(rng_morph)
-    script = SCRIPTS[name](rng_script, duration_s)
     hrv = RateModulator(rng_beats, duration_s + 60.0)
     seq = build_beats(script.segments, float(rng_beats.uniform(0.2, 0.8)), rng_beats, hrv)
 
@@ -116,8 +160,7 @@ def generate_scenario(
 
     beats = BeatAnnotations(np.rint(time_s[keep] * fs).astype(np.int64), seq.symbols[keep])
     meta = {
-        "scenario": name,
-        "seed": seed,
+        **meta,
         "generator_version": GENERATOR_VERSION,
         "noise": noise,
         "mains_hz": mains_hz,
@@ -126,7 +169,7 @@ def generate_scenario(
         **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in script.meta.items()},
     }
     return AnnotatedRecord(
-        record_name=f"{name}_{seed:06d}",
+        record_name=record_name,
         fs=float(fs),
         sig_name=sig_name,
         p_signal=noisy.astype(np.float32),

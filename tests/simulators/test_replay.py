@@ -7,6 +7,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -21,6 +22,7 @@ from main import main
 from simulators.faults import MALFORMED_EXPECTED, FaultPlan, Publish, device_actions
 from simulators.publisher import MqttPublisher, replay_actions
 from simulators.scenarios import generate_scenario
+from simulators.wfdb_io import write_record
 
 
 class Subscriber:
@@ -127,3 +129,19 @@ def test_simulate_command_publishes_every_patient(broker: LocalMosquitto, subscr
     by_patient = Counter(c.patient_id for c in chunks)
     assert by_patient == {"sim-0001": 24, "sim-0002": 24}
     assert {c.leads for c in chunks} == {("II", "V1")}
+
+
+def test_replay_command_publishes_a_wfdb_record(broker: LocalMosquitto, subscriber: Subscriber, tmp_path: Path) -> None:
+    rec = generate_scenario("flutter_onset", seed=2, minutes=0.25, fs=360.0, leads=("II", "V5"))
+    path = write_record(rec, tmp_path)
+    assert main(["replay", str(path), "--speed", "0", "--url", broker.url, "--chunk-s", "0.25", "--no-progress"]) == 0
+    chunks, reasons = _decoded(subscriber.wait_for(60))
+    assert not reasons and len(chunks) == 60
+    assert {c.patient_id for c in chunks} == {rec.record_name}
+    assert [c.seq for c in chunks] == list(range(60)) and chunks[0].fs == 360.0
+
+
+def test_plot_draws_every_rhythm(tmp_path: Path) -> None:
+    out = tmp_path / "strips.png"
+    assert main(["simulate", "--plot", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 50_000

@@ -85,6 +85,7 @@ def _embeddings(settings: Settings, segment: npt.NDArray[np.float32], fs: float,
 def _run(args: argparse.Namespace) -> Forecast:
     import torch
 
+    from agent.logs import configure_logging
     from agent.measurements import measure_leads
     from agent.settings import load_settings
     from llm_runtime.engine import ForecastEngine
@@ -92,6 +93,7 @@ def _run(args: argparse.Namespace) -> Forecast:
     from llm_runtime.settings import LlmSettings
 
     settings = load_settings(args.config)
+    configure_logging(settings.logging.level, settings.logging.format)  # to stderr: stdout carries the forecast
     overrides = {
         "window_s": args.window,
         "horizons_s": tuple(args.horizon) if args.horizon else None,

@@ -189,7 +189,7 @@ def markdown_table(rows: list[RealismRow], ref_qrs_ms: float) -> str:
             f"| {preset.qrs} | {row.qrs_ms:.0f} | {_asked_p(preset)} | {row.p_fraction:.0%} "
             f"| {row.n_beats} | {'ok' if not problems else '; '.join(problems)} |"
         )
-    note = f"\nReference QRS (neurokit2 `ecg_simulate`, 72/min, same pipeline): {ref_qrs_ms:.0f} ms."
+    note = f"\nReference QRS (neurokit2 `ecg_simulate`, 72/min, same width rule): {ref_qrs_ms:.0f} ms."
     return "\n".join(lines) + "\n" + note
 
 

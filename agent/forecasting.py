@@ -114,7 +114,8 @@ class ModelWorker:
     def stop(self, timeout: float = 30.0) -> None:
         """Stop after the step in flight (a forecast batch is never cut in half)."""
         self._stop.set()
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -1,0 +1,197 @@
+"""The whole agent through a private broker with the tiny random backbone: forecasts, cannot-assess alerts,
+acknowledgement, restart persistence, and SIGTERM. (Forecast *quality* needs the trained model: see the demo.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+
+from agent.daemon import Agent
+from agent.local_broker import LocalMosquitto
+from agent.protocol import Topics, WaveChunk, encode_wave
+from agent.settings import Settings
+from simulators.scenarios import generate_scenario
+
+FS = 250.0
+TOPICS = Topics("ecg/v1")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def encoder_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random (untrained) encoder weights: the pipeline, not the accuracy, is under test here."""
+    import torch
+
+    from encoder_onnx.model import ConvEncoder, EncoderConfig
+    from encoder_onnx.weights import save_encoder_weights
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("encoder") / "encoder.pt"
+    save_encoder_weights(path, ConvEncoder(EncoderConfig()), {"note": "random weights for tests"})
+    return path
+
+
+def settings_dict(url: str, encoder: Path, store: Path) -> dict:
+    return {
+        "agent_id": "agent-e2e",
+        "mqtt": {
+            "url": url,
+            "client_id": f"agent-{uuid.uuid4().hex[:6]}",
+            "reconnect_min_s": 0.5,
+            "reconnect_max_s": 1,
+        },
+        "status": {"interval_s": 0.5},
+        "encoder": {"weights_path": str(encoder), "onnx_path": str(encoder.with_suffix(".onnx"))},
+        "llm": {"backbone": "tiny-random", "window_s": 20, "slack_s": 10, "horizons_s": [60], "num_threads": 1},
+        "forecast": {"cadence_s": 3.0, "min_seconds": 10},
+        "alerts": {"store_path": str(store)},
+        "http": {"port": 0},
+    }
+
+
+class Collector:
+    """Subscribes to everything under the prefix and keeps messages per topic kind."""
+
+    def __init__(self, port: int) -> None:
+        self.messages: list[tuple[str, dict]] = []
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"col-{uuid.uuid4().hex[:6]}")
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe("ecg/v1/#", 1)
+        self.client.loop_start()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic.endswith("/wave"):
+            return
+        with self._lock:
+            self.messages.append((msg.topic, json.loads(msg.payload)))
+
+    def of(self, patient: str, kind: str) -> list[dict]:
+        with self._lock:
+            return [body for topic, body in self.messages if topic == f"ecg/v1/{patient}/{kind}"]
+
+    def publish(self, topic: str, body: dict) -> None:
+        self.client.publish(topic, json.dumps(body).encode(), qos=1).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def publish_record(client: mqtt.Client, patient: str, p_signal: np.ndarray, t0: float) -> None:
+    """Publish a record in 1-s chunks as fast as the broker takes them (accelerated replay)."""
+    for k in range(p_signal.shape[0] // int(FS)):
+        block = p_signal[k * int(FS) : (k + 1) * int(FS)].T.astype(np.float32)
+        chunk = WaveChunk(patient, "dev-1", k, t0 + k, FS, ("II", "V1"), block)
+        client.publish(TOPICS.wave(patient), encode_wave(chunk, "b64"), qos=1).wait_for_publish(5)
+
+
+@pytest.fixture
+def streams(broker: LocalMosquitto) -> Iterator[mqtt.Client]:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:6]}")
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    yield client
+    client.loop_stop()
+    client.disconnect()
+
+
+@pytest.mark.e2e
+def test_forecasts_cannot_assess_ack_and_restart(
+    broker: LocalMosquitto, streams: mqtt.Client, encoder_weights: Path, tmp_path: Path
+) -> None:
+    settings = Settings.model_validate(settings_dict(broker.url, encoder_weights, tmp_path / "alerts.sqlite3"))
+    collector = Collector(broker.port)
+    agent = Agent(settings)
+    agent.start()
+    try:
+        sinus = generate_scenario("sinus_stable", seed=3, minutes=0.75, fs=FS, leads=("II", "V1"), noise="low")
+        publish_record(streams, "bed-1", sinus.p_signal, t0=1.7e9)
+        flat = np.full((int(45 * FS), 2), 0.2, np.float32)
+        publish_record(streams, "bed-2", flat, t0=1.7e9)
+
+        wait_for(lambda: bool(collector.of("bed-1", "forecast")))
+        forecast = collector.of("bed-1", "forecast")[-1]
+        assert forecast["schema"] == "ecgcast.forecast/1"
+        assert set(forecast["rhythm_probs"]["60"]) == {"sinus", "af", "flutter", "vt"}
+        assert abs(sum(forecast["rhythm_probs"]["60"].values()) - 1) < 1e-3
+        assert forecast["window"]["end"] > forecast["window"]["start"]
+        assert "UNTRAINED" in forecast["model_id"]
+
+        wait_for(lambda: any(m["after"]["kind"] == "cannot_assess" for m in collector.of("bed-2", "alert")))
+        alert = next(m["after"] for m in collector.of("bed-2", "alert") if m["type"] == "new")
+        assert alert["state"] == "raised" and alert["patient_id"] == "bed-2"
+        assert "signal quality" in alert["explanation"]
+        assert not any(m["after"]["kind"] == "cannot_assess" for m in collector.of("bed-1", "alert"))
+
+        ack = {"schema": "ecgcast.alert_ack/1", "alert_id": alert["alert_id"], "by": "nurse.jones"}
+        collector.publish(TOPICS.alert_ack("bed-2"), ack)
+        wait_for(lambda: any(m["after"]["state"] == "acknowledged" for m in collector.of("bed-2", "alert")))
+        status = collector.of("bed-1", "status")[-1]
+        assert status["embedded_seconds"] >= 10 and status["forecast_phase"] == "active"
+    finally:
+        agent.stop()
+
+    new_before = sum(1 for m in collector.of("bed-2", "alert") if m["type"] == "new")
+    restarted = Agent(settings)
+    try:
+        assert restarted.alerts is not None
+        assert [a.state for a in restarted.alerts.active("bed-2")] == ["acknowledged"]
+    finally:
+        restarted.stop()
+    assert sum(1 for m in collector.of("bed-2", "alert") if m["type"] == "new") == new_before
+    collector.close()
+
+
+@pytest.mark.e2e
+def test_sigterm_shuts_down_cleanly_and_publishes_offline(
+    broker: LocalMosquitto, encoder_weights: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "agent.yaml"
+    config.write_text(yaml.safe_dump(settings_dict(broker.url, encoder_weights, tmp_path / "alerts.sqlite3")))
+    collector = Collector(broker.port)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    log_path = tmp_path / "agent.log"
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "main.py"), "run", "--config", str(config), "--log-format", "json"],
+            cwd=ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        presence = "ecg/v1/_agents/agent-e2e/presence"
+        wait_for(lambda: any(t == presence and b["state"] == "online" for t, b in collector.messages), 180)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log_path.read_text()[-2000:]
+        assert '"event": "agent_stopped"' in log_path.read_text()
+        wait_for(lambda: [b["state"] for t, b in collector.messages if t == presence][-1] == "offline", 10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        collector.close()

@@ -46,6 +46,7 @@ def _record_row(rec: Any, analysis: LeadAnalysis, chosen: bool) -> dict[str, Any
     score = score_beats(analysis, rec.beats.sample, rec.beats.symbol, rec.unusable)
     m = analysis.measurements
     usable_ref = ~rec.unusable[rec.beats.sample]
+    usable_test = ~rec.unusable[analysis.r_peaks]
     true_hr = true_rate_bpm(rec.beats.sample, rec.fs, rec.unusable)
     return {
         "scenario": rec.meta["scenario"],
@@ -59,8 +60,10 @@ def _record_row(rec: Any, analysis: LeadAnalysis, chosen: bool) -> dict[str, Any
         "hr_bpm": None if m.hr_bpm is None else round(m.hr_bpm, 2),
         "pac_true": int(np.sum(rec.beats.symbol[usable_ref] == "A")),
         "pac_count": m.pac_count,
+        "pac_count_outside_artifacts": int(np.sum(analysis.symbols[usable_test] == "A")),
         "pvc_true": int(np.sum(rec.beats.symbol[usable_ref] == "V")),
         "pvc_count": m.pvc_count,
+        "pvc_count_outside_artifacts": int(np.sum(analysis.symbols[usable_test] == "V")),
         "longest_v_run_true": _longest_run(rec.beats.symbol),
         "longest_v_run": m.longest_ventricular_run,
         "qrs_width_ms": m.qrs_width_ms,
@@ -78,6 +81,21 @@ def _score_record(rec: Any) -> tuple[list[dict[str, Any]], float]:
     return [_record_row(rec, a, i == chosen) for i, a in enumerate(analyses)], elapsed
 
 
+_COUNT_KEYS = (
+    "pac_true",
+    "pac_count",
+    "pac_count_outside_artifacts",
+    "pvc_true",
+    "pvc_count",
+    "pvc_count_outside_artifacts",
+)
+
+
+def _median(values: list[float | None]) -> float | None:
+    finite = [v for v in values if v is not None]
+    return float(np.median(finite)) if finite else None
+
+
 def _summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Pooled Se/PPV and confusion, mean |HR error| and count totals over a group of rows."""
     tp = sum(r["true_positives"] for r in rows)
@@ -93,8 +111,9 @@ def _summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "confusion": confusion,
         "hr_abs_err_bpm_mean": round(float(np.mean(hr_err)), 2) if hr_err else None,
         "hr_abs_err_bpm_max": round(float(np.max(hr_err)), 2) if hr_err else None,
-        **{key: sum(r[key] for r in rows) for key in ("pac_true", "pac_count", "pvc_true", "pvc_count")},
+        **{key: sum(r[key] for r in rows) for key in _COUNT_KEYS},
         "longest_v_run_exact": sum(r["longest_v_run"] == r["longest_v_run_true"] for r in rows),
+        "qrs_width_ms_median": _median([r["qrs_width_ms"] for r in rows]),
     }
 
 

@@ -159,6 +159,26 @@ def test_measure_leads_picks_the_usable_lead() -> None:
     assert measure_leads(rec.p_signal, FS, ["MLII", "V1"]).lead in ("II", "V1")
 
 
+def test_measure_leads_prefers_the_lead_that_sees_every_beat() -> None:
+    beats_s = np.arange(0.5, 60.0, 0.8)
+    wide_s = beats_s[5::6] + 0.45  # premature wide beats ...
+    narrow = _spikes(FS, 60.0, beats_s)
+    sees_all = narrow + 1.2 * _spikes(FS, 60.0, wide_s, width_s=0.04)
+    misses_wide = narrow  # ... that project to nothing on this lead
+    m = measure_leads(np.stack([misses_wide, sees_all], axis=1), FS, ["II", "V5"])
+    assert m.lead == "V5"
+    assert m.pvc_count == wide_s.size
+
+
+def test_measure_leads_avoids_a_lead_where_waves_rival_the_qrs() -> None:
+    t = np.arange(int(60 * FS)) / FS
+    beats_s = np.arange(0.5, 60.0, 0.8)
+    clean = _spikes(FS, 60.0, beats_s)
+    fibrillating = 0.4 * clean + 0.3 * np.sin(2 * np.pi * 6.0 * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.3 * t))
+    m = measure_leads(np.stack([fibrillating, clean], axis=1), FS, ["V1", "II"])
+    assert m.lead == "II"
+
+
 # --- outputs -------------------------------------------------------------------------------------------------------
 
 

@@ -6,10 +6,8 @@ Heavy imports (torch, onnx) happen inside the handlers so ``python main.py --hel
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +97,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_train_encoder(args: argparse.Namespace) -> int:
     import shutil
 
-    from encoder_onnx.train import TrainConfig, apply_overrides, train_encoder
+    from encoder_onnx.evaluate import evaluate_run, markdown_report
+    from encoder_onnx.train import TrainConfig, apply_overrides, resumed_config, train_encoder
 
     try:
         config = apply_overrides(TrainConfig(), args.overrides)
@@ -108,7 +107,9 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
         if args.out is not None:
             config = apply_overrides(config, [f"out_dir={args.out}"])
         weights = config.out_dir / "encoder.pt" if args.eval_only else train_encoder(config, resume=args.resume)
-        report = evaluate_run(weights, config)
+        if args.eval_only:
+            config = resumed_config(config)
+        report = markdown_report(evaluate_run(config, shlex.join(["python", "main.py", *sys.argv[1:]])))
     except EcgcastError as exc:
         print(f"train encoder failed: {exc}", file=sys.stderr)
         return 1
@@ -118,63 +119,3 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
         print(f"copied {weights} -> {target}")
     print(report)
     return 0
-
-
-def evaluate_run(weights: Path, config: object) -> str:
-    """Held-out reconstruction and probe tables for a run; writes OUT/eval.json and returns a markdown summary."""
-    import torch
-
-    from encoder_onnx.data import load_or_build
-    from encoder_onnx.evaluate import probe_report, reconstruction_table
-    from encoder_onnx.model import ConvAutoencoder, ConvEncoder
-    from encoder_onnx.train import TrainConfig, split_records
-
-    assert isinstance(config, TrainConfig)
-    torch.set_num_threads(config.threads)
-    data = load_or_build(config.data, config.out_dir / "data", config.workers)
-    train_idx, val_idx = split_records(data, config)
-    ckpt = torch.load(config.out_dir / "ckpt.pt", map_location="cpu", weights_only=False)
-    model = ConvAutoencoder(config.encoder)
-    model.load_state_dict(ckpt["model"])
-    recon = reconstruction_table(model, data, val_idx)
-    probes = probe_report(model.enc, data, train_idx, val_idx)
-    torch.manual_seed(config.seed)
-    baseline = probe_report(ConvEncoder(config.encoder), data, train_idx, val_idx)
-    result = {
-        "weights": str(weights),
-        "reconstruction": recon,
-        "probes": [asdict(p) for p in probes],
-        "probes_random_init": [asdict(p) for p in baseline],
-        "n_train_windows": len(train_idx),
-        "n_val_windows": len(val_idx),
-        "data": "synthetic scenarios (held-out seeds)",
-        "command": shlex.join(sys.argv),
-    }
-    (config.out_dir / "eval.json").write_text(json.dumps(result, indent=2))
-    return _markdown(result)
-
-
-def _markdown(result: dict[str, object]) -> str:
-    recon = result["reconstruction"]
-    assert isinstance(recon, dict)
-    lines = ["| group | value | windows | MSE (mV²) | relative MSE |", "|---|---|---|---|---|"]
-    o = recon["overall"]
-    lines.append(f"| all | - | {o['n']} | {o['mse']:.5f} | {o['rel_mse']:.3f} |")
-    for group, key in (("rhythm", "by_rhythm"), ("noise", "by_noise")):
-        for value, row in recon[key].items():
-            lines.append(f"| {group} | `{value}` | {row['n']} | {row['mse']:.5f} | {row['rel_mse']:.3f} |")
-    lines += [
-        "",
-        "| task | features | encoder | classes | n test | accuracy | macro-F1 | chance acc | chance F1 |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, key in (("pretrained", "probes"), ("random init", "probes_random_init")):
-        probes = result[key]
-        assert isinstance(probes, list)
-        for p in probes:
-            lines.append(
-                f"| {p['task']} | {p['features']} | {name} | {', '.join(p['classes'])} | {p['n_test']} | "
-                f"{p['accuracy']:.3f} | {p['macro_f1']:.3f} | {p['chance_accuracy']:.3f} | "
-                f"{p['chance_macro_f1']:.3f} |"
-            )
-    return "\n".join(lines)

@@ -5,20 +5,36 @@ All numbers come from the synthetic scenario generator (held-out seeds) and say 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
-from encoder_onnx.data import WindowSet
+from encoder_onnx.data import WindowSet, load_or_build
 from encoder_onnx.model import ConvAutoencoder, ConvEncoder
+from encoder_onnx.train import TrainConfig, evaluate_reconstruction, split_records
 
-__all__ = ["ProbeResult", "embed", "linear_probe", "probe_report", "reconstruction_table"]
+__all__ = [
+    "RHYTHM_CLASSES",
+    "ProbeResult",
+    "embed",
+    "evaluate_run",
+    "linear_probe",
+    "markdown_report",
+    "probe_report",
+    "reconstruction_table",
+]
 
 BLOCK_S = 10
-"""Seconds pooled per example in the block-level rhythm probe (single seconds hold one or two beats)."""
+"""Seconds pooled per example in the block-level rhythm probe (a single second holds one or two beats)."""
+
+RHYTHM_CLASSES = {"(N": "sinus", "(SBR": "sinus", "(ST": "sinus", "(AFIB": "AF", "(AFL": "AFL", "(VT": "VT"}
+"""The forecast classes. Bigeminy/trigeminy ('(B', '(T') and atrial runs ('(SVTA') are left out of the rhythm probe:
+they are ectopy patterns over sinus, which the beat-type probe covers."""
 
 
 @dataclass(frozen=True)
@@ -29,9 +45,11 @@ class ProbeResult:
     n_test: int
     classes: list[str]
     accuracy: float
+    balanced_accuracy: float
     macro_f1: float
     chance_accuracy: float  # always predicting the majority training class
-    chance_macro_f1: float  # that same constant predictor's macro-F1 on the test set
+    chance_balanced_accuracy: float  # 1 / number of classes
+    chance_macro_f1: float  # the majority predictor's macro-F1 on the test set
 
 
 @torch.no_grad()
@@ -43,85 +61,82 @@ def embed(encoder: ConvEncoder, windows: npt.NDArray[np.float32], batch: int = 8
 
 
 def reconstruction_table(model: ConvAutoencoder, data: WindowSet, idx: npt.NDArray[np.int64]) -> dict[str, Any]:
-    """Held-out reconstruction MSE (mV²) overall, per rhythm and per noise level, with window counts."""
-    from encoder_onnx.train import evaluate_reconstruction
+    """Held-out reconstruction MSE (mV²) overall, per rhythm and per noise level, with window counts.
 
+    ``rel_mse`` is the error energy over the (clipped) signal energy of the same windows.
+    """
     mse = evaluate_reconstruction(model, data.windows[idx])
-    power = (np.clip(data.windows[idx], -model.enc.config.clip_mv, model.enc.config.clip_mv) ** 2).mean(axis=1)
+    clip = model.enc.config.clip_mv
+    power = (np.clip(data.windows[idx], -clip, clip) ** 2).mean(axis=1)
 
-    def group(labels: npt.NDArray[np.str_]) -> dict[str, dict[str, float]]:
+    def row(mask: npt.NDArray[np.bool_]) -> dict[str, float]:
         return {
-            str(v): {
-                "mse": float(mse[labels == v].mean()),
-                "n": int((labels == v).sum()),
-                "rel_mse": float(mse[labels == v].sum() / max(power[labels == v].sum(), 1e-12)),
-            }
-            for v in np.unique(labels)
+            "mse": float(mse[mask].mean()),
+            "n": int(mask.sum()),
+            "rel_mse": float(mse[mask].sum() / power[mask].sum()),
         }
 
-    return {
-        "overall": {"mse": float(mse.mean()), "n": len(idx), "rel_mse": float(mse.sum() / power.sum())},
-        "by_rhythm": group(data.rhythm[idx]),
-        "by_noise": group(data.noise[idx]),
-    }
+    def group(labels: npt.NDArray[np.str_]) -> dict[str, dict[str, float]]:
+        return {str(v): row(labels == v) for v in np.unique(labels)}
 
-
-def _fit_predict(
-    x_train: npt.NDArray[np.float32], y_train: npt.NDArray[np.str_], x_test: npt.NDArray[np.float32]
-) -> npt.NDArray[np.str_]:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced"))
-    clf.fit(x_train, y_train)
-    return np.asarray(clf.predict(x_test))
+    everything = np.ones(len(idx), dtype=bool)
+    return {"overall": row(everything), "by_rhythm": group(data.rhythm[idx]), "by_noise": group(data.noise[idx])}
 
 
 def linear_probe(
     task: str,
     features: str,
-    x_train: npt.NDArray[np.float32],
-    y_train: npt.NDArray[np.str_],
-    x_test: npt.NDArray[np.float32],
-    y_test: npt.NDArray[np.str_],
+    train: tuple[npt.NDArray[np.float32], npt.NDArray[np.str_]],
+    test: tuple[npt.NDArray[np.float32], npt.NDArray[np.str_]],
 ) -> ProbeResult:
-    """Logistic regression on frozen features; reports accuracy and macro-F1 against a majority-class predictor."""
-    from sklearn.metrics import accuracy_score, f1_score
+    """Class-balanced logistic regression on frozen features, scored against a majority-class predictor."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
+    (x_train, y_train), (x_test, y_test) = train, test
     classes = sorted(set(y_train.tolist()) & set(y_test.tolist()))
     keep_train, keep_test = np.isin(y_train, classes), np.isin(y_test, classes)
     x_train, y_train, x_test, y_test = x_train[keep_train], y_train[keep_train], x_test[keep_test], y_test[keep_test]
-    pred = _fit_predict(x_train, y_train, x_test)
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced"))
+    pred = np.asarray(clf.fit(x_train, y_train).predict(x_test))
     values, counts = np.unique(y_train, return_counts=True)
     majority = np.full(len(y_test), values[np.argmax(counts)])
     return ProbeResult(
-        task,
-        features,
-        len(y_train),
-        len(y_test),
-        classes,
-        float(accuracy_score(y_test, pred)),
-        float(f1_score(y_test, pred, average="macro", labels=classes)),
-        float(accuracy_score(y_test, majority)),
-        float(f1_score(y_test, majority, average="macro", labels=classes, zero_division=0)),
+        task=task,
+        features=features,
+        n_train=len(y_train),
+        n_test=len(y_test),
+        classes=classes,
+        accuracy=float(accuracy_score(y_test, pred)),
+        balanced_accuracy=float(balanced_accuracy_score(y_test, pred)),
+        macro_f1=float(f1_score(y_test, pred, average="macro", labels=classes)),
+        chance_accuracy=float(accuracy_score(y_test, majority)),
+        chance_balanced_accuracy=1.0 / len(classes),
+        chance_macro_f1=float(f1_score(y_test, majority, average="macro", labels=classes, zero_division=0)),
     )
+
+
+def _rhythm_class(aux: npt.NDArray[np.str_]) -> npt.NDArray[np.str_]:
+    return np.array([RHYTHM_CLASSES.get(a, "other") for a in aux.tolist()])
 
 
 def _blocks(
     data: WindowSet, idx: npt.NDArray[np.int64], emb: npt.NDArray[np.float32]
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.str_]]:
-    """Pool BLOCK_S consecutive seconds of both leads: mean and std of each lead's embeddings, concatenated."""
+    """BLOCK_S-second blocks of both leads: per lead the mean, std and mean |successive difference| of embeddings."""
     feats, labels = [], []
     key = data.record[idx].astype(np.int64) * 1_000_000 + data.second[idx] // BLOCK_S
-    order = np.argsort(key, kind="stable")
+    order = np.lexsort((data.second[idx], key))
     for sel in np.split(order, np.flatnonzero(np.diff(key[order])) + 1):
         leads = np.unique(data.lead[idx][sel])
         if len(sel) < 2 * BLOCK_S or len(leads) != 2:
-            continue
-        per_lead = [emb[sel][data.lead[idx][sel] == lead] for lead in leads]
-        feats.append(np.concatenate([np.concatenate([e.mean(0), e.std(0)]) for e in per_lead]))
-        values, counts = np.unique(data.rhythm[idx][sel], return_counts=True)
+            continue  # blocks with invalid seconds are skipped, as the agent would not forecast on them
+        per_lead = [emb[sel][data.lead[idx][sel] == lead] for lead in leads]  # each (BLOCK_S, 64), time order
+        stats = [np.concatenate([e.mean(0), e.std(0), np.abs(np.diff(e, axis=0)).mean(0)]) for e in per_lead]
+        feats.append(np.concatenate(stats))  # (2 leads x 3 stats x 64,) = (384,)
+        values, counts = np.unique(_rhythm_class(data.rhythm[idx][sel]), return_counts=True)
         labels.append(values[np.argmax(counts)])
     return np.asarray(feats, dtype=np.float32), np.asarray(labels)
 
@@ -134,18 +149,78 @@ def probe_report(
     max_train: int = 60_000,
     seed: int = 0,
 ) -> list[ProbeResult]:
-    """Rhythm and beat-type probes on held-out patients: per lead-second (64-d) and per 10-s block (256-d)."""
+    """Rhythm and beat-type probes on held-out patients: per lead-second (64-d) and per 10-s block (384-d)."""
     rng = np.random.default_rng(seed)
     sub = np.sort(rng.choice(train_idx, size=min(max_train, len(train_idx)), replace=False))
-    emb_train, emb_test = embed(encoder, data.windows[sub]), embed(encoder, data.windows[test_idx])
-    results = [
-        linear_probe("rhythm", "lead-second 64-d", emb_train, data.rhythm[sub], emb_test, data.rhythm[test_idx]),
-        linear_probe("beat type", "lead-second 64-d", emb_train, data.beat[sub], emb_test, data.beat[test_idx]),
+    emb_all, emb_test = embed(encoder, data.windows[train_idx]), embed(encoder, data.windows[test_idx])
+    emb_sub = emb_all[np.searchsorted(train_idx, sub)]
+    per_second = "lead-second, 64-d"
+    return [
+        linear_probe(
+            "rhythm",
+            per_second,
+            (emb_sub, _rhythm_class(data.rhythm[sub])),
+            (emb_test, _rhythm_class(data.rhythm[test_idx])),
+        ),
+        linear_probe("beat type (N/A/V)", per_second, (emb_sub, data.beat[sub]), (emb_test, data.beat[test_idx])),
+        linear_probe(
+            "rhythm",
+            f"{BLOCK_S}-s block, 2 leads, 384-d",
+            _blocks(data, train_idx, emb_all),
+            _blocks(data, test_idx, emb_test),
+        ),
     ]
-    all_train = embed(encoder, data.windows[train_idx])
-    xb_train, yb_train = _blocks(data, train_idx, all_train)
-    xb_test, yb_test = _blocks(data, test_idx, emb_test)
-    results.append(
-        linear_probe("rhythm", f"{BLOCK_S}-s block, 2 leads, mean+std 256-d", xb_train, yb_train, xb_test, yb_test)
-    )
-    return results
+
+
+def evaluate_run(config: TrainConfig, command: str) -> dict[str, Any]:
+    """Held-out reconstruction and probe results of the run in ``config.out_dir``; also written to eval.json.
+
+    The probes are repeated on a random-init encoder of the same shape, so the gain from pretraining is visible.
+    """
+    torch.set_num_threads(config.threads)
+    data = load_or_build(config.data, config.out_dir / "data", config.workers)
+    train_idx, val_idx = split_records(data, config)
+    ckpt = torch.load(config.out_dir / "ckpt.pt", map_location="cpu", weights_only=False)
+    model = ConvAutoencoder(config.encoder)
+    model.load_state_dict(ckpt["model"])
+    torch.manual_seed(config.seed)
+    random_init = ConvEncoder(config.encoder)
+    result = {
+        "data": "synthetic scenarios; validation = held-out patients (seeds)",
+        "n_train_windows": len(train_idx),
+        "n_val_windows": len(val_idx),
+        "n_val_records": len(np.unique(data.record[val_idx])),
+        "steps": int(ckpt["step"]),
+        "history": ckpt["history"],
+        "reconstruction": reconstruction_table(model, data, val_idx),
+        "probes": [asdict(p) for p in probe_report(model.enc, data, train_idx, val_idx)],
+        "probes_random_init": [asdict(p) for p in probe_report(random_init, data, train_idx, val_idx)],
+        "command": command,
+    }
+    Path(config.out_dir / "eval.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def markdown_report(result: dict[str, Any]) -> str:
+    """The model card's tables: reconstruction by rhythm and noise level, probes against chance."""
+    recon = result["reconstruction"]
+    lines = ["| group | value | windows | MSE (mV²) | relative MSE |", "|---|---|---|---|---|"]
+    o = recon["overall"]
+    lines.append(f"| all | - | {o['n']} | {o['mse']:.5f} | {o['rel_mse']:.3f} |")
+    for group, key in (("rhythm", "by_rhythm"), ("noise", "by_noise")):
+        for value, r in recon[key].items():
+            lines.append(f"| {group} | `{value}` | {r['n']} | {r['mse']:.5f} | {r['rel_mse']:.3f} |")
+    lines += [
+        "",
+        "| task | features | encoder | classes | n train / test | accuracy | balanced acc. | macro-F1 "
+        "| chance acc. / bal. / F1 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, key in (("pretrained", "probes"), ("random init", "probes_random_init")):
+        for p in result[key]:
+            lines.append(
+                f"| {p['task']} | {p['features']} | {name} | {', '.join(p['classes'])} | {p['n_train']} / "
+                f"{p['n_test']} | {p['accuracy']:.3f} | {p['balanced_accuracy']:.3f} | {p['macro_f1']:.3f} | "
+                f"{p['chance_accuracy']:.3f} / {p['chance_balanced_accuracy']:.3f} / {p['chance_macro_f1']:.3f} |"
+            )
+    return "\n".join(lines)

@@ -6,7 +6,9 @@ and announced for removal, so an export that works today keeps working; for four
 the same ops. Opset is fixed at :data:`OPSET`. The batch axis is dynamic; the window axis is fixed at 256.
 
 Model I/O: input ``windows`` float32 [N, 256], filtered ECG in mV; output ``embeddings`` float32 [N, 64].
-The amplitude transform (clip, scale) is inside the graph, so callers always pass mV.
+The amplitude transform (clip, scale) is inside the graph, so callers always pass mV. The graph holds the
+convolutions as 2-D convolutions of height 1 (:class:`~encoder_onnx.model.ExportEncoder`, faster in ORT on CPU);
+parity is always checked against the original 1-D :class:`~encoder_onnx.model.ConvEncoder`.
 """
 
 from __future__ import annotations
@@ -119,13 +121,14 @@ def export_onnx(
     """
     import onnxruntime as ort
 
+    from encoder_onnx.model import ExportEncoder
     from encoder_onnx.weights import file_sha256, load_encoder_weights
 
     model, _meta = load_encoder_weights(weights_path)
     sha = file_sha256(weights_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_suffix(".onnx.tmp")
-    _torch_export(model, tmp, n_example=4)
+    _torch_export(ExportEncoder(model).eval(), tmp, n_example=4)
     proto = onnx.load(str(tmp))
     onnx.helper.set_model_props(
         proto,

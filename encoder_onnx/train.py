@@ -25,7 +25,7 @@ from encoder_onnx.data import DataSpec, WindowSet, load_or_build
 from encoder_onnx.model import ConvAutoencoder, EncoderConfig
 from encoder_onnx.weights import save_encoder_weights
 
-__all__ = ["TrainConfig", "apply_overrides", "evaluate_reconstruction", "train_encoder"]
+__all__ = ["TrainConfig", "apply_overrides", "evaluate_reconstruction", "resumed_config", "train_encoder"]
 
 log = structlog.get_logger(__name__)
 
@@ -139,11 +139,16 @@ def _save_checkpoint(
     tmp.replace(path)
 
 
-def _resume(config: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | None]:
+def resumed_config(config: TrainConfig) -> TrainConfig:
+    """The config stored in ``out_dir/ckpt.pt``, with ``steps`` and ``out_dir`` taken from ``config``."""
+    return _resume(config)[0]
+
+
+def _resume(config: TrainConfig) -> tuple[TrainConfig, dict[str, Any]]:
     """Load ``out_dir/ckpt.pt``; its config is forced back except ``steps`` (so a run can be extended)."""
     path = config.out_dir / "ckpt.pt"
     if not path.exists():
-        raise CheckpointError(f"--resume given but no checkpoint at {path}")
+        raise CheckpointError(f"no checkpoint at {path} to resume or evaluate")
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     forced = _config_from_json(ckpt["config"])
     forced = dataclasses.replace(forced, steps=config.steps, out_dir=config.out_dir)

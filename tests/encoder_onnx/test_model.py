@@ -9,7 +9,13 @@ import torch
 from torch import nn
 
 from agent.errors import CheckpointError
-from encoder_onnx.model import ConvAutoencoder, ConvEncoder, EncoderConfig, load_camel_encoder_state
+from encoder_onnx.model import (
+    ConvAutoencoder,
+    ConvEncoder,
+    EncoderConfig,
+    ExportEncoder,
+    load_camel_encoder_state,
+)
 from encoder_onnx.weights import load_encoder_weights
 
 
@@ -130,3 +136,11 @@ def test_decoder_reconstructs_window_shape() -> None:
     ae = ConvAutoencoder()
     recon, target = ae(in_range_windows(3))
     assert recon.shape == target.shape == (3, 256)
+
+
+def test_export_form_computes_the_same_function() -> None:
+    torch.manual_seed(3)
+    enc = ConvEncoder().eval()
+    x = torch.randn(9, 256) * 3.0  # includes samples beyond the clip
+    with torch.no_grad():
+        assert torch.allclose(ExportEncoder(enc)(x), enc(x), atol=1e-6)

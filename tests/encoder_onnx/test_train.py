@@ -81,5 +81,5 @@ def test_resume_continues_exactly_and_forces_the_config(tmp_path: Path) -> None:
 
 
 def test_resume_without_checkpoint_fails(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match="no checkpoint"):
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
         train_encoder(dataclasses.replace(TrainConfig(), out_dir=tmp_path), resume=True)

@@ -48,7 +48,7 @@ def test_forecast_round_trips_as_json() -> None:
 
 
 def test_invalid_forecasts_are_refused() -> None:
-    rhythm, onset = scored()
+    rhythm, _ = scored()
     with pytest.raises(ValidationError, match="distribution"):
         forecast(rhythm_probs={**rhythm, 60: {"sinus": 0.9, "af": 0.9, "flutter": 0.0, "vt": 0.0}})
     with pytest.raises(ValidationError, match="one entry per horizon"):

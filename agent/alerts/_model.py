@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -68,12 +68,14 @@ class Alert(_Frozen):
     state: AlertState
     priority: Priority
     kind: AlertKind
-    arrhythmia: str | None = Field(None, description="af, flutter or vt; None for cannot_assess")
-    horizon_s: int | None = Field(None, description="Most urgent horizon over threshold; None for cannot_assess")
-    probability: float | None = Field(None, description="Onset probability within horizon_s")
-    threshold: float | None = Field(None, description="The threshold probability was compared with")
+    arrhythmia: Annotated[str | None, Field(description="af, flutter or vt; None for cannot_assess")] = None
+    horizon_s: Annotated[
+        int | None, Field(description="Most urgent horizon over threshold; None for cannot_assess")
+    ] = None
+    probability: Annotated[float | None, Field(description="Onset probability within horizon_s")] = None
+    threshold: Annotated[float | None, Field(description="The threshold probability was compared with")] = None
     explanation: str
-    rationale_note: str | None = Field(None, description="Why the model rationale is absent, when it is")
+    rationale_note: Annotated[str | None, Field(description="Why the model rationale is absent, when it is")] = None
     evidence: dict[str, Any]
     window: AlertWindow | None = None
     model_id: str | None = None

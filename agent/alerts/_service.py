@@ -111,8 +111,10 @@ class AlertService:
         if not stored.active:
             raise ProtocolError("already_ended", f"alert {ack.alert_id!r} is already {stored.state}", "alert_id")
         at = ack.at if ack.at is not None else self._clock()
-        self._apply(ack.patient_id, AckReceived(at, ack))
-        return next(a for a in self.active(ack.patient_id) if a.alert_id == ack.alert_id)
+        events = self._apply(ack.patient_id, AckReceived(at, ack))
+        if events:
+            return events[0].after
+        return stored  # already acknowledged: the ack changed nothing
 
     def resolve_patient(self, patient_id: str, reason: str) -> list[AlertEvent]:
         """End every active alert of a patient who left monitoring (discharge, stream evicted)."""

@@ -85,8 +85,12 @@ class QualityGate(StrictModel):
 class PolicySettings(StrictModel):
     """One unit's alert policy; a patient's effective policy is this with that patient's overrides merged in."""
 
-    af: ArrhythmiaPolicy = Field(default_factory=ArrhythmiaPolicy, description="Atrial fibrillation onset")
-    flutter: ArrhythmiaPolicy = Field(default_factory=ArrhythmiaPolicy, description="Atrial flutter onset")
+    af: ArrhythmiaPolicy = Field(
+        default_factory=lambda: ArrhythmiaPolicy.model_validate({}), description="Atrial fibrillation onset"
+    )
+    flutter: ArrhythmiaPolicy = Field(
+        default_factory=lambda: ArrhythmiaPolicy.model_validate({}), description="Atrial flutter onset"
+    )
     vt: ArrhythmiaPolicy = Field(
         default_factory=lambda: ArrhythmiaPolicy.model_validate(
             {"raise_at": 0.4, "priority": "medium", "max_priority": "high"}
@@ -103,8 +107,8 @@ class PolicySettings(StrictModel):
         300.0, gt=0, le=86_400, description="Re-publish an unacknowledged alert after this many seconds"
     )
     max_renotify: int = Field(6, ge=0, le=1000, description="Re-notifications of one alert at most; 0 disables")
-    escalation: EscalationSettings = Field(default_factory=EscalationSettings)
-    quality: QualityGate = Field(default_factory=QualityGate)
+    escalation: EscalationSettings = Field(default_factory=lambda: EscalationSettings.model_validate({}))
+    quality: QualityGate = Field(default_factory=lambda: QualityGate.model_validate({}))
 
     @model_validator(mode="after")
     def _k_of_n(self) -> PolicySettings:
@@ -128,7 +132,9 @@ class AlertSettings(StrictModel):
     store_path: Path = Field(
         Path("var/alerts.sqlite3"), description="SQLite alert history; relative paths are under the working dir"
     )
-    defaults: PolicySettings = Field(default_factory=PolicySettings, description="This unit's policy")
+    defaults: PolicySettings = Field(
+        default_factory=lambda: PolicySettings.model_validate({}), description="This unit's policy"
+    )
     patients: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Patient id -> keys of `defaults` to override for that patient"
     )

@@ -26,17 +26,19 @@ def forecast(
     for h in HORIZONS:
         probs = {"af": af_by_h[h] * 0.5, "flutter": flutter * 0.5, "vt": vt * 0.5}
         rhythm[h] = {"sinus": 1.0 - sum(probs.values()), **probs}
-    return Forecast(
-        patient_id=patient_id,
-        t_forecast=t,
-        window_s=300,
-        horizons_s=HORIZONS,
-        rhythm_probs=rhythm,
-        onset_probs=onset,
-        explanation=explanation,
-        model_id="ecgcast-test",
-        model_version="0.0-test",
-        latency_ms=12.0,
+    return Forecast.model_validate(
+        {
+            "patient_id": patient_id,
+            "t_forecast": t,
+            "window_s": 300,
+            "horizons_s": HORIZONS,
+            "rhythm_probs": rhythm,
+            "onset_probs": onset,
+            "explanation": explanation,
+            "model_id": "ecgcast-test",
+            "model_version": "0.0-test",
+            "latency_ms": 12.0,
+        }
     )
 
 

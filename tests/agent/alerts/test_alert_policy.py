@@ -140,6 +140,7 @@ def test_ack_changes_state_and_stops_renotification() -> None:
     alert_id = state.active()[0].alert_id
     state, events = policy.decide(state, AckReceived(1030.0, Ack("P001", alert_id, "nurse.kim", None)))
     (event,) = events
+    assert event.before is not None
     assert (event.type, event.reason, event.before.state, event.after.state) == (
         "update",
         "acknowledged",
@@ -177,6 +178,7 @@ def test_escalation_when_risk_keeps_rising_and_ack_is_withdrawn() -> None:
     state, steps = run(policy, [0.7, 0.8], state)  # margins 0.1 -> 0.2 -> 0.3: three rising, +0.2
     assert steps[0] == []
     (event,) = steps[1]
+    assert event.before is not None
     assert (event.reason, event.before.priority, event.after.priority) == ("escalated", "low", "medium")
     assert (event.after.state, event.after.acknowledged_by) == ("raised", None)  # needs a fresh acknowledgement
     state, steps = run(policy, [0.85, 0.9, 0.95], state)
@@ -233,4 +235,4 @@ def test_evidence_without_measurements_is_not_assessable() -> None:
     from agent.alerts import build_evidence, quality_problem
 
     empty: Evidence = build_evidence(None, None, {"II": "leads_off"}, 60.0)
-    assert quality_problem(empty, AlertSettings().defaults.quality) is not None
+    assert quality_problem(empty, AlertSettings.model_validate({}).defaults.quality) is not None

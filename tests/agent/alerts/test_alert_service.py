@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,3 +188,32 @@ def test_closed_service_refuses_work(tmp_path: Path) -> None:
     service.close()  # idempotent
     with pytest.raises(LifecycleError):
         service.on_forecast("P001", forecast(), evidence())
+
+
+def test_forecast_and_ack_threads_do_not_corrupt_state(tmp_path: Path) -> None:
+    """Forecasts on one thread, acks and ticks on another: every alert ends in one consistent stored state."""
+    wire, clock = Wire(), Clock()
+    with open_service(tmp_path / "a.sqlite3", wire, clock, persistence_k=1, persistence_n=1, clear_after=1) as service:
+
+        def forecasts() -> None:
+            for i in range(60):
+                service.on_forecast("P001", forecast(af=0.8 if i % 4 < 2 else 0.01), evidence())
+
+        def acks() -> None:
+            for _ in range(200):
+                for alert in service.active("P001"):
+                    try:
+                        service.acknowledge(Ack("P001", alert.alert_id, "nurse.kim", None))
+                    except ProtocolError as exc:  # it may clear between the look-up and the ack
+                        assert exc.reason in {"already_ended", "unknown_alert"}
+                service.tick()
+
+        threads = [threading.Thread(target=forecasts), threading.Thread(target=acks)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        stored = {a.alert_id: a for a in service.history("P001", 1000)}
+        published_last = {m["after"]["alert_id"]: m["after"]["state"] for m in wire.messages()}
+    assert len(stored) == 15  # raised once in every 4 forecasts
+    assert {k: a.state for k, a in stored.items()} == published_last

@@ -1,0 +1,45 @@
+"""build_evidence on real measurements of a synthetic strip (simulators, seed 1), and its quality gate."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.alerts import AlertSettings, build_evidence, quality_problem
+from agent.measurements import Measurements, measure_leads
+from simulators import generate_scenario
+
+
+@pytest.fixture(scope="module")
+def two_minutes() -> tuple[Measurements, Measurements]:
+    """(earlier, recent) minute of a synthetic sinus-with-ectopy record."""
+    record = generate_scenario("sinus_ectopy", seed=1, minutes=2.0)
+    n = int(60 * record.fs)
+    names = list(record.sig_name)
+    return (
+        measure_leads(record.p_signal[:n], record.fs, names),
+        measure_leads(record.p_signal[n : 2 * n], record.fs, names),
+    )
+
+
+def test_evidence_from_measurements(two_minutes: tuple[Measurements, Measurements]) -> None:
+    earlier, recent = two_minutes
+    ev = build_evidence(recent, earlier, {"II": "good", "V1": "good"}, 60.0, t_end_s=120.0)
+    assert recent.hr_bpm is not None and earlier.hr_bpm is not None
+    assert ev.hr_bpm == recent.hr_bpm
+    assert ev.hr_change_bpm == pytest.approx(recent.hr_bpm - earlier.hr_bpm)
+    usable_min = recent.duration_s * recent.usable_fraction / 60
+    assert ev.pvc_per_min == pytest.approx(recent.pvc_count / usable_min)
+    assert ev.pac_per_min_before == pytest.approx(
+        earlier.pac_count / (earlier.duration_s * earlier.usable_fraction / 60)
+    )
+    assert ev.lead == recent.lead
+    assert quality_problem(ev, AlertSettings.model_validate({}).defaults.quality) is None
+    assert ev.as_dict()["signal_quality"] == {"II": "good", "V1": "good"}
+
+
+def test_lead_verdicts_gate_even_with_measurements(two_minutes: tuple[Measurements, Measurements]) -> None:
+    _, recent = two_minutes
+    gate = AlertSettings.model_validate({"defaults": {"quality": {"min_good_leads": 2}}}).defaults.quality
+    ev = build_evidence(recent, None, {"II": "good", "V1": "noisy"}, 60.0)
+    assert quality_problem(ev, gate) == "1 assessable lead, 2 needed: II good, V1 noisy"
+    assert ev.hr_change_bpm is None and ev.pac_per_min_before is None

@@ -1,0 +1,61 @@
+"""Explanations cite measured evidence, and a model rationale that contradicts the numbers is dropped."""
+
+from __future__ import annotations
+
+import pytest
+from alert_builders import evidence, forecast
+
+from agent.alerts import AlertPolicy, AlertSettings, ForecastSeen, PatientAlerts, check_rationale
+
+
+def raised_alert_text(rationale: str | None, **evidence_changes: object) -> tuple[str, str | None]:
+    policy = AlertPolicy(AlertSettings.model_validate({"defaults": {"persistence_k": 1, "persistence_n": 1}}))
+    f = forecast(af=(0.3, 0.72), explanation=rationale)
+    _, events = policy.decide(PatientAlerts("P001"), ForecastSeen(1.0, f, evidence(**evidence_changes)))
+    (event,) = events
+    return event.after.explanation, event.after.rationale_note
+
+
+def test_explanation_cites_measured_evidence_and_says_advisory() -> None:
+    text, note = raised_alert_text(None, hr_bpm=96.4, hr_change_bpm=14.2, pvc_per_min=2.0)
+    assert "prediction, not a present rhythm" in text
+    assert "atrial fibrillation may begin within 5 min" in text
+    assert "probability 0.72, alert threshold 0.50" in text
+    assert "HR 96 bpm (+14 vs before)" in text
+    assert "PAC 3.0/min (before 1.0/min)" in text
+    assert "PVC 2.0/min" in text
+    assert "signal quality: II good, V1 good" in text
+    assert note == "no model rationale was generated"
+
+
+def test_consistent_rationale_is_appended() -> None:
+    rationale = "Rising atrial ectopy and a heart rate near 80 bpm often precede atrial fibrillation."
+    text, note = raised_alert_text(rationale)
+    assert text.endswith(f"Model rationale: {rationale}")
+    assert note is None
+
+
+@pytest.mark.parametrize(
+    ("rationale", "why"),
+    [
+        ("The heart rate of 120 bpm suggests imminent AF.", "states HR 120 bpm, measured 78 bpm"),
+        ("Frequent PVCs point to ventricular tachycardia.", "names ventricular tachycardia"),
+        ("The pattern resembles atrial flutter more than anything else.", "names atrial flutter"),
+        ("Atrial fibrillation is unlikely in the next minutes.", "negates the forecast"),
+        ("There is no ectopy, yet atrial fibrillation may start.", "denies ectopy"),
+    ],
+)
+def test_contradicting_rationale_is_dropped(rationale: str, why: str) -> None:
+    text, note = raised_alert_text(rationale)
+    assert "Model rationale" not in text
+    assert note is not None and why in note
+    assert "HR 78 bpm" in text  # the measured numbers stay
+
+
+def test_rationale_with_hr_when_hr_not_measurable_is_dropped() -> None:
+    problem = check_rationale("Heart rate is 70 bpm.", "af", evidence(hr_bpm=None))
+    assert problem == "rationale states HR 70 bpm, measured not measurable"
+
+
+def test_hr_within_tolerance_is_kept() -> None:
+    assert check_rationale("A rate of 85 bpm with frequent PACs.", "af", evidence(hr_bpm=78.0)) is None

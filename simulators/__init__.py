@@ -1,6 +1,8 @@
 """Synthetic arrhythmia scenarios with exact labels, WFDB records, MQTT replay with faults, forecasting benchmark.
 
-Heavy parts (paho, matplotlib, neurokit2) are imported by the modules that need them, not here.
+The generator and the record type are exported here; WFDB I/O (``simulators.wfdb_io``), replay
+(``simulators.faults``, ``simulators.publisher``), the benchmark (``simulators.benchmark``), realism and plots live in
+their modules, so that importing the package does not pull in wfdb, paho, matplotlib or neurokit2.
 """
 
 from simulators.records import (
@@ -10,7 +12,7 @@ from simulators.records import (
     RhythmSegment,
     rhythm_class,
 )
-from simulators.scenarios import GENERATOR_VERSION, SCENARIO_NAMES, SyntheticRecord, generate_scenario
+from simulators.scenarios import GENERATOR_VERSION, SCENARIO_NAMES, SyntheticRecord, generate_rhythm, generate_scenario
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -20,6 +22,7 @@ __all__ = [
     "BeatAnnotations",
     "RhythmSegment",
     "SyntheticRecord",
+    "generate_rhythm",
     "generate_scenario",
     "rhythm_class",
 ]

@@ -93,6 +93,7 @@ def _flutter_onset(rng: np.random.Generator, duration_s: float) -> Script:
     )
     script = _atrial_onset(rng, duration_s, flutter, "AFL")
     script.meta["conduction"] = ":".join(str(c) for c in conduction)
+    script.meta["atrial_rate_bpm"] = flutter.atrial_rate_bpm
     return script
 
 

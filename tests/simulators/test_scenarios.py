@@ -62,6 +62,11 @@ def test_onset_time_matches_rhythm_labels(name: str, kind: str, aux: str) -> Non
     assert rec.rhythm_at(onset - 1) != aux
     first = next(seg for seg in rec.rhythms if seg.aux == aux)
     assert first.start_sample == onset
+    at_onset = rec.beats.symbol[rec.beats.sample == onset]
+    assert list(at_onset) == ["V" if kind == "VT" else "N"]  # the onset is the first beat of the new rhythm
+    if kind == "VT":
+        run = (rec.beats.sample >= onset) & (rec.beats.sample < first.end_sample)
+        assert run.sum() >= 3 and set(rec.beats.symbol[run]) == {"V"}
     assert 0.5 * rec.duration_s - 60 <= rec.onsets[kind] <= 0.8 * rec.duration_s + 5
 
 
@@ -77,6 +82,17 @@ def test_af_is_irregular_and_sinus_is_not() -> None:
     after = rec.beats.sample[rec.beats.sample > onset]
     assert _rr_cv(after) > 0.12
     assert _rr_cv(normal_before) < 0.08
+
+
+def test_flutter_conducts_whole_flutter_cycles() -> None:
+    rec = generate_scenario("flutter_onset", seed=6, minutes=6.0, noise="none")
+    cycle = 60.0 / rec.meta["atrial_rate_bpm"] * rec.fs  # samples per flutter wave
+    after = rec.beats.sample[rec.beats.sample >= rec.onsets["AFL"] * rec.fs]
+    ratios = np.diff(after) / cycle
+    allowed = {int(c) for c in str(rec.meta["conduction"]).split(":")}
+    assert np.all(np.abs(ratios - np.round(ratios)) < 1.0 / cycle + 1e-6)  # exact up to rounding to a sample
+    assert set(np.round(ratios).astype(int)) <= allowed
+    assert 250 <= rec.meta["atrial_rate_bpm"] <= 350
 
 
 def _qrs_width_ms(lead: npt.NDArray[np.float32], sample: int, fs: float) -> float:

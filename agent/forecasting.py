@@ -160,8 +160,7 @@ class ModelWorker:
                 if row is not None:
                     seconds[:, i] = window.embeddings[row]  # (T, 64) into (T, n_lm_leads, 64); missing leads stay 0
             first = state.ring.newest_second - seconds.shape[0] + 1
-            for k in range(seconds.shape[0]):
-                runner.extend(pid, torch.from_numpy(seconds[k]), first + k)
+            runner.extend_seconds(pid, torch.from_numpy(seconds), first)  # one forward for all new seconds
             self.stats.seconds_fed += seconds.shape[0]
             feed.last_second = state.ring.newest_second
 

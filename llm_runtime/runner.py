@@ -124,20 +124,31 @@ class ModelRunner:
     @torch.inference_mode()
     def extend(self, patient_id: str, second_embeddings: torch.Tensor, t: int) -> None:
         """Append second ``t`` of one patient: (n_leads, 64) encoder embeddings, leads in ``prompts.leads`` order."""
+        self.extend_seconds(patient_id, second_embeddings.unsqueeze(0), t)
+
+    @torch.inference_mode()
+    def extend_seconds(self, patient_id: str, seconds: torch.Tensor, first_t: int) -> None:
+        """Append seconds ``first_t …`` of one patient in one forward pass: (T, n_leads, 64) embeddings.
+
+        Feeding several seconds at once costs one model call instead of T (what an accelerated replay, or an agent
+        catching up after a busy forecast batch, needs); the cache is the same as T single-second appends.
+        """
         self._check_open()
-        if second_embeddings.shape != (len(self.prompts.leads), self.model.config.ecg_dim):
+        expected = (len(self.prompts.leads), self.model.config.ecg_dim)
+        if seconds.ndim != 3 or tuple(seconds.shape[1:]) != expected:
             raise ModelError(
-                f"patient {patient_id}: second {t} must be (n_leads={len(self.prompts.leads)}, "
-                f"{self.model.config.ecg_dim}), got {tuple(second_embeddings.shape)}"
+                f"patient {patient_id}: seconds must be (T, n_leads={expected[0]}, {expected[1]}), "
+                f"got {tuple(seconds.shape)}"
             )
         state = self._patients.setdefault(patient_id, _Patient())
-        if state.seconds and t <= state.seconds[-1][0]:
-            raise ModelError(f"patient {patient_id}: second {t} is not after {state.seconds[-1][0]}")
-        state.seconds.append((t, second_embeddings.detach().to("cpu", torch.float32)))
+        if state.seconds and first_t <= state.seconds[-1][0]:
+            raise ModelError(f"patient {patient_id}: second {first_t} is not after {state.seconds[-1][0]}")
+        new = [(first_t + i, seconds[i].detach().to("cpu", torch.float32)) for i in range(seconds.shape[0])]
+        state.seconds.extend(new)
         while state.seconds[-1][0] - state.seconds[0][0] >= self.config.window_s + self.config.slack_s:
             state.seconds.popleft()
-        if self.config.layout == "streaming":
-            self._extend_streaming(state, second_embeddings, t)
+        if self.config.layout == "streaming" and new:
+            self._extend_streaming(state, new)
 
     @torch.inference_mode()
     def prime(self, patient_id: str, seconds: torch.Tensor, first_second: int) -> None:
@@ -153,12 +164,13 @@ class ModelRunner:
         if self.config.layout == "streaming":
             state.prefix = self._prefill(list(state.seconds)[-self.config.window_s :])
 
-    def _extend_streaming(self, state: _Patient, second_embeddings: torch.Tensor, t: int) -> None:
-        self._adopt_rebuild(state)  # a finished rebuild catches up to every stored second, ``t`` included
+    def _extend_streaming(self, state: _Patient, new: list[tuple[int, torch.Tensor]]) -> None:
+        self._adopt_rebuild(state)  # a finished rebuild catches up to every stored second, the new ones included
         if state.prefix is None:
             state.prefix = self._prefill(list(state.seconds))
-        elif state.prefix.last_second < t:
-            self._append_second(state.prefix, second_embeddings, t)
+        else:
+            last = state.prefix.last_second
+            self._append_seconds(state.prefix, [(t, emb) for t, emb in new if t > last])
         too_long = state.prefix.last_second - state.prefix.first_second + 1 > self.config.window_s + self.config.slack_s
         if too_long and state.rebuild is None:
             recent = list(state.seconds)[-self.config.window_s :]
@@ -174,9 +186,7 @@ class ModelRunner:
             return
         fresh = state.rebuild.result()
         state.rebuild = None
-        for t, emb in state.seconds:
-            if t > fresh.last_second:
-                self._append_second(fresh, emb, t)
+        self._append_seconds(fresh, [(t, emb) for t, emb in state.seconds if t > fresh.last_second])
         state.prefix = fresh
 
     def finish(self, finished_patient_ids: Sequence[str]) -> None:
@@ -200,14 +210,18 @@ class ModelRunner:
         last = seconds[-1][0] if seconds else -1
         return _Prefix(cache, packed.meta, first, last)
 
-    def _append_second(self, prefix: _Prefix, second_embeddings: torch.Tensor, t: int) -> None:
+    def _append_seconds(self, prefix: _Prefix, seconds: Sequence[tuple[int, torch.Tensor]]) -> None:
+        """Run the tokens of ``seconds`` (time-major) on top of the cached prefix in one forward pass."""
+        if not seconds:
+            return
         builder = SequenceBuilder(start_pos=prefix.meta.length, ecg_dim=self.model.config.ecg_dim)
-        streaming_second(builder, second_embeddings.to(torch.float32), t)
+        for t, emb in seconds:
+            streaming_second(builder, emb.to(torch.float32), t)
         packed = builder.build()
         keys = prefix.meta.cat(packed.meta)
         self.model.decode(self.model.embed(packed), packed.meta, keys, prefix.cache)
         prefix.meta = keys
-        prefix.last_second = t
+        prefix.last_second = seconds[-1][0]
 
     # --- scoring ---------------------------------------------------------------------------------------------
 

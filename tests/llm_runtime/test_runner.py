@@ -172,3 +172,21 @@ def test_prime_equals_second_by_second_feeding(
         torch.testing.assert_close(all_logprobs(a), all_logprobs(b), atol=ATOL, rtol=0)
         primed.extend("p1", seconds[0], 46)  # extends normally afterwards
         assert primed.cached_seconds("p1") == 7
+
+
+def test_extending_several_seconds_at_once_equals_one_by_one(
+    streaming_runner: ModelRunner, ecg_seconds: Callable[..., torch.Tensor]
+) -> None:
+    """The agent feeds whatever completed since its last step in one call; the cache must not care."""
+    seconds = ecg_seconds(8)
+    feed(streaming_runner, "one", seconds)
+    streaming_runner.extend_seconds("many", seconds[:1], 0)
+    streaming_runner.extend_seconds("many", seconds[1:5], 1)
+    streaming_runner.extend_seconds("many", seconds[5:], 5)
+    one, many = streaming_runner._patients["one"].prefix, streaming_runner._patients["many"].prefix
+    assert one is not None and many is not None and many.last_second == 7
+    for a, b in zip(one.cache.layers, many.cache.layers, strict=True):
+        torch.testing.assert_close(a.keys, b.keys, atol=ATOL, rtol=0)
+        torch.testing.assert_close(a.values, b.values, atol=ATOL, rtol=0)
+    with pytest.raises(ModelError, match="is not after"):
+        streaming_runner.extend_seconds("many", seconds[:2], 7)

@@ -24,6 +24,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--log-format", choices=["auto", "json", "console"], help="override logging.format")
     run.set_defaults(func=cmd_run)
 
+    demo = sub.add_parser("demo", help="broker + simulator + agent + alerts on synthetic patients, with a live view")
+    add_config_argument(demo)
+    demo.add_argument("--patients", type=int, default=4, help="synthetic patients (scenarios cycle; default 4)")
+    demo.add_argument("--speed", type=float, default=20.0, help="replay speed factor (default 20x real time)")
+    demo.add_argument("--minutes", type=float, default=12.0, help="minutes of signal per patient (default 12)")
+    demo.add_argument("--seed", type=int, default=1, help="scenario seed")
+    demo.add_argument("--backbone", help="override llm.backbone (e.g. tiny-random for a quick smoke run)")
+    demo.add_argument("--json", type=Path, dest="json_path", help="also write the summary as JSON here")
+    demo.set_defaults(func=cmd_demo)
+
     check = sub.add_parser("validate-config", help="validate a config file and exit non-zero on any error")
     check.add_argument("path", type=Path, nargs="?", default=DEFAULT_CONFIG_PATH)
     check.set_defaults(func=cmd_validate_config)
@@ -48,3 +58,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
     return run_daemon(settings, log_format=args.log_format)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from agent.demo import DemoOptions, run_demo
+    from agent.logs import configure_logging
+
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    configure_logging("warning", "console")
+    options = DemoOptions(args.patients, args.speed, args.minutes, args.seed, args.json_path, args.backbone)
+    run_demo(settings, options)
+    return 0

@@ -221,7 +221,7 @@ class ModelWorker:
         risks = {}
         for forecast in forecasts:
             pid = forecast.patient_id
-            self._publish_forecast(forecast, measured[pid].snapshot)
+            self._publish_forecast(forecast, measured[pid])
             risks[pid] = max(p for per_h in forecast.onset_probs.values() for p in per_h.values())
             if self._alerts is not None:
                 self._alerts.on_forecast(pid, forecast, measured[pid].evidence)
@@ -231,7 +231,7 @@ class ModelWorker:
         log.info("forecast_batch", patients=len(forecasts), elapsed_ms=self.stats.last_forecast_ms)
         return RunnerOutput(patient_ids, risks, elapsed)
 
-    def _publish_forecast(self, forecast: Forecast, snap: SignalSnapshot | None) -> None:
+    def _publish_forecast(self, forecast: Forecast, measured: _Measured) -> None:
         body: dict[str, Any] = json.loads(forecast.to_json())
         state = self.stage.patients.get(forecast.patient_id)
         if state is not None:
@@ -240,5 +240,6 @@ class ModelWorker:
             if finite.size:
                 body["window"] = {"start": float(finite[0]), "end": float(finite[-1]) + 1.0, "segment": state.segment}
         body["published_at"] = time.time()
-        body["signal_quality"] = snap.quality if snap else {}
+        body["signal_quality"] = measured.snapshot.quality if measured.snapshot else {}
+        body["measurements"] = measured.recent.as_dict() if measured.recent else None
         self._publish(self._topics.forecast(forecast.patient_id), json.dumps(body).encode(), 1, True)

@@ -6,25 +6,37 @@ persistence and restarts without touching the shared broker on 1883.
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from agent.errors import BrokerError
 
-__all__ = ["LocalMosquitto", "free_port"]
+__all__ = ["EmbeddedBroker", "LocalMosquitto", "broker_reachable", "free_port"]
 
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def broker_reachable(host: str, port: int, timeout_s: float = 1.0) -> bool:
+    """True when something accepts TCP connections at host:port (a broker, we assume: the client will tell)."""
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError:
+        return False
+    return True
 
 
 @dataclass
@@ -114,3 +126,48 @@ class LocalMosquitto:
     ) -> None:
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class EmbeddedBroker:
+    """A pure-Python MQTT 3.1.1 broker (amqtt) on a loopback port, in its own thread and event loop.
+
+    The demo's last resort on a machine without mosquitto: clients must use protocol 3.1.1 with it.
+    """
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._broker: Any = None
+        self._thread = threading.Thread(target=self._serve, name="embedded-broker", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def _serve(self) -> None:
+        from amqtt.broker import Broker
+
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        config = {
+            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        }
+        self._broker = Broker(config, loop=loop)
+        self._loop = loop
+        loop.run_until_complete(self._broker.start())
+        self._ready.set()
+        loop.run_forever()
+
+    def __enter__(self) -> EmbeddedBroker:
+        self._thread.start()
+        if not self._ready.wait(15):
+            raise BrokerError(f"embedded broker did not start on port {self.port}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None and self._broker is not None:
+            asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)

@@ -62,8 +62,9 @@ def build_evidence(
 ) -> Evidence:
     """Evidence from the recent window's measurements, trends against the earlier window, and lead verdicts.
 
-    ``recent`` may be None when nothing could be measured (all leads off): the result then carries only the
-    quality verdicts, and :func:`quality_problem` reports it as not assessable.
+    ``window_s`` is the span the caller measured over; the evidence states the shorter of it and the strip's
+    actual duration. ``recent`` may be None when nothing could be measured (all leads off): the result then carries
+    only the quality verdicts, and :func:`quality_problem` reports it as not assessable.
     """
     if recent is None:
         return Evidence(
@@ -77,7 +78,7 @@ def build_evidence(
         hr_change = recent.hr_bpm - earlier.hr_bpm
     return Evidence(
         lead=recent.lead,
-        window_s=window_s,
+        window_s=min(window_s, recent.duration_s),  # a young stream gives a shorter strip than asked for
         t_end_s=t_end_s,
         hr_bpm=recent.hr_bpm,
         hr_change_bpm=hr_change,

@@ -33,6 +33,7 @@ def test_evidence_from_measurements(two_minutes: tuple[Measurements, Measurement
         earlier.pac_count / (earlier.duration_s * earlier.usable_fraction / 60)
     )
     assert ev.lead == recent.lead
+    assert build_evidence(recent, None, {}, 300.0).window_s == 60.0  # states what was measured, not what was asked
     assert quality_problem(ev, AlertSettings.model_validate({}).defaults.quality) is None
     assert ev.as_dict()["signal_quality"] == {"II": "good", "V1": "good"}
 

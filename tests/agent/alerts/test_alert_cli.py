@@ -1,0 +1,73 @@
+"""``main.py alerts history`` and ``main.py alerts ack`` (against a private mosquitto)."""
+
+from __future__ import annotations
+
+import json
+import queue
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+import structlog
+from alert_builders import evidence, forecast
+from paho.mqtt.enums import CallbackAPIVersion
+
+import main
+from agent.alerts import AlertService, AlertSettings, decode_ack
+from agent.local_broker import LocalMosquitto
+from agent.protocol import Topics
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """The commands point structlog at the (captured) stderr of their test; later tests must not inherit it."""
+    yield
+    structlog.reset_defaults()
+
+
+def make_store(path: Path) -> str:
+    """A store holding one active AF alert for P001; returns its id."""
+    settings = AlertSettings.model_validate({"store_path": str(path)})
+    with AlertService(settings, None, lambda *_: None, Topics("ecg/v1"), clock=lambda: 1.0e9) as service:
+        for _ in range(2):
+            service.on_forecast("P001", forecast(af=0.8), evidence())
+        return service.active("P001")[0].alert_id
+
+
+def test_history_prints_stored_alerts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = tmp_path / "alerts.sqlite3"
+    alert_id = make_store(store)
+    capsys.readouterr()
+    assert main.main(["alerts", "history", "P001", "--store", str(store)]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    row = json.loads(line)
+    assert (row["alert_id"], row["state"], row["ihe"]["source"]) == (alert_id, "raised", "SA")
+    assert main.main(["alerts", "history", "P001", "--store", str(tmp_path / "missing.sqlite3")]) == 1
+
+
+def test_ack_is_published_and_accepted_by_the_service(tmp_path: Path, broker: LocalMosquitto) -> None:
+    store = tmp_path / "alerts.sqlite3"
+    alert_id = make_store(store)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"mqtt:\n  url: {broker.url}\nalerts:\n  store_path: {store}\n")
+    received: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-ack-listener")
+    client.on_message = lambda _c, _u, message: received.put(message)
+    client.connect("127.0.0.1", broker.port)
+    client.subscribe("ecg/v1/+/alert/ack", qos=1)
+    client.loop_start()
+    try:
+        client.publish("ecg/v1/ready", b"", qos=1).wait_for_publish(5)  # subscription is in place once this returns
+        rc = main.main(["alerts", "ack", "--config", str(config), "P001", alert_id, "--by", "nurse.kim"])
+        assert rc == 0
+        message = received.get(timeout=10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    assert message.topic == "ecg/v1/P001/alert/ack"
+    ack = decode_ack(bytes(message.payload), "P001")
+    settings = AlertSettings.model_validate({"store_path": str(store)})
+    with AlertService(settings, None, lambda *_: None, Topics("ecg/v1")) as service:
+        alert = service.acknowledge(ack)
+    assert (alert.state, alert.acknowledged_by) == ("acknowledged", "nurse.kim")

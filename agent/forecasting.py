@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -72,7 +72,9 @@ class ModelStats:
     seconds_fed: int = 0
     last_forecast_ms: float = 0.0
     forecast_errors: int = 0
-    last_latency: dict[str, float] = field(default_factory=dict)
+    feed_s: float = 0.0  # wall time spent extending KV caches
+    forecast_s: float = 0.0  # wall time spent in forecast batches (measurements + scoring + publishing)
+    encode_s: float = 0.0  # wall time in encoder ticks that had windows (from the wait for the first one)
 
 
 class ModelWorker:
@@ -127,8 +129,12 @@ class ModelWorker:
 
     def step(self) -> None:
         """1 encode, 2 feed caches, 3 observe, 4 schedule, 5 free, 6 cannot-assess, 7 forecast."""
-        encode_ready(self._ready, self.stage, timeout_s=0.2)  # 1
+        t0 = time.perf_counter()
+        if encode_ready(self._ready, self.stage, timeout_s=0.2):  # 1
+            self.stats.encode_s += time.perf_counter() - t0
+        t1 = time.perf_counter()
         self._feed_new_seconds()  # 2
+        self.stats.feed_s += time.perf_counter() - t1
         now = self._clock()
         self.scheduler.observe(self._readiness(), now)  # 3
         batch = self.scheduler.schedule(now)  # 4
@@ -226,6 +232,7 @@ class ModelWorker:
             if self._alerts is not None:
                 self._alerts.on_forecast(pid, forecast, measured[pid].evidence)
         elapsed = time.perf_counter() - start
+        self.stats.forecast_s += elapsed
         self.stats.forecasts += len(forecasts)
         self.stats.last_forecast_ms = round(1000 * elapsed, 1)
         log.info("forecast_batch", patients=len(forecasts), elapsed_ms=self.stats.last_forecast_ms)

@@ -178,8 +178,9 @@ class AlertPolicy:
             events.append(AlertEvent("end", quality_alert, ended, "cleared"))
         for arrhythmia in ARRHYTHMIAS:
             if not policy.arrhythmia(arrhythmia).enabled:
-                continue
-            track, new_events = self._step(state.track(arrhythmia), arrhythmia, policy, obs)
+                track, new_events = _disabled(state.track(arrhythmia), obs.at)
+            else:
+                track, new_events = self._step(state.track(arrhythmia), arrhythmia, policy, obs)
             state = state.with_track(arrhythmia, track)
             events.extend(new_events)
         return state, events
@@ -345,6 +346,14 @@ class AlertPolicy:
             ended = alert.transition(at, "resolved", reason, ended_at=at)
             events.append(AlertEvent("end", alert, ended, "resolved"))
         return PatientAlerts(prev.patient_id), events
+
+
+def _disabled(track: Track, at: float) -> tuple[Track, list[AlertEvent]]:
+    """An arrhythmia switched off in config (then restarted) resolves its alert instead of leaving it active forever."""
+    if track.alert is None:
+        return track, []
+    ended = track.alert.transition(at, "resolved", "alerting disabled for this arrhythmia", ended_at=at)
+    return Track(), [AlertEvent("end", track.alert, ended, "resolved")]
 
 
 def _rising(margins: tuple[float, ...], reading: _Reading) -> tuple[float, ...]:

@@ -143,7 +143,10 @@ class AlertService:
             prev = self._patients.get(patient_id) or PatientAlerts(patient_id)
             state, events = self._policy.decide(prev, obs)
             self._store.save(_changed(prev, state, events))
-            self._patients[patient_id] = state
+            if isinstance(obs, PatientResolved):
+                self._patients.pop(patient_id, None)  # forget a patient who left, persistence windows included
+            else:
+                self._patients[patient_id] = state
             for event in events:
                 self._send(event)
         return events
@@ -162,7 +165,7 @@ class AlertService:
         )
         try:
             self._publish(self._topics.alert(after.patient_id), event.payload(), ALERT_QOS, False)
-        except (BrokerError, OSError) as exc:  # stored already: history and re-notification still hold
+        except (BrokerError, LifecycleError, OSError) as exc:  # stored already: re-notification still reaches the nurse
             log.error("alert_publish_failed", patient_id=after.patient_id, alert_id=after.alert_id, error=str(exc))
 
     def _check_open(self) -> None:

@@ -13,7 +13,7 @@ import pytest
 from alert_builders import evidence, forecast
 
 from agent.alerts import SCHEMA_ALERT, Ack, AlertService, AlertSettings, decode_ack
-from agent.errors import LifecycleError, ProtocolError
+from agent.errors import BrokerError, LifecycleError, ProtocolError
 from agent.protocol import Topics
 
 
@@ -217,3 +217,35 @@ def test_forecast_and_ack_threads_do_not_corrupt_state(tmp_path: Path) -> None:
         published_last = {m["after"]["alert_id"]: m["after"]["state"] for m in wire.messages()}
     assert len(stored) == 15  # raised once in every 4 forecasts
     assert {k: a.state for k, a in stored.items()} == published_last
+
+
+def test_disabling_an_arrhythmia_resolves_its_stored_alert(tmp_path: Path) -> None:
+    path, clock = tmp_path / "a.sqlite3", Clock()
+    with open_service(path, Wire(), clock) as service:
+        raise_af(service, clock)
+    wire = Wire()
+    with open_service(path, wire, clock, af={"enabled": False}) as service:
+        clock.now += 10
+        service.on_forecast("P001", forecast(af=0.9), evidence())
+        assert service.active("P001") == []
+    assert [(m["type"], m["after"]["state"]) for m in wire.messages()] == [("end", "resolved")]
+
+
+def test_publish_failure_keeps_the_alert_stored(tmp_path: Path) -> None:
+    def broken(topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        raise BrokerError("broker unreachable")
+
+    clock = Clock()
+    settings = AlertSettings.model_validate({"store_path": str(tmp_path / "a.sqlite3")})
+    with AlertService(settings, None, broken, Topics("ecg/v1"), clock=clock) as service:
+        alert_id = raise_af(service, clock)
+        assert [a.alert_id for a in service.history("P001", 5)] == [alert_id]
+
+
+def test_resolve_patient(tmp_path: Path) -> None:
+    wire, clock = Wire(), Clock()
+    with open_service(tmp_path / "a.sqlite3", wire, clock) as service:
+        raise_af(service, clock)
+        (event,) = service.resolve_patient("P001", "discharged")
+        assert (event.type, event.after.state, event.after.history[-1].reason) == ("end", "resolved", "discharged")
+        assert service.active("P001") == []

@@ -12,11 +12,11 @@ import numpy.typing as npt
 from agent.errors import ProtocolError, SignalError
 from agent.protocol import canonical_lead
 
-from ._beats import BeatFeatures, beat_features, label_beats
+from ._beats import BeatFeatures, artifact_beats, beat_features, label_beats, local_median
 from ._checks import check_fs, check_p_signal, check_sig
 from ._match import match_beats
 from ._qrs import detect_qrs_in_mask
-from ._quality import run_bounds, usable_mask
+from ._quality import beat_stretches, run_bounds, usable_mask
 
 __all__ = ["LeadAnalysis", "Measurements", "analyse_lead", "analyse_leads", "best_lead", "measure", "measure_leads"]
 
@@ -122,10 +122,19 @@ class LeadAnalysis:
 
 
 def analyse_lead(sig_mv: npt.NDArray[np.float64], fs: float, lead: str) -> LeadAnalysis:
-    """Detect, classify and summarise one checked lead."""
+    """Detect, classify and summarise one checked lead.
+
+    Beats in stretches where neighbouring beats stop resembling each other (:func:`._beats.artifact_beats`) are
+    dropped and their stretch counted as unusable, then the rest is measured again.
+    """
     usable = usable_mask(sig_mv, fs)
     r_peaks = detect_qrs_in_mask(sig_mv, fs, usable)
     features = beat_features(sig_mv, fs, r_peaks, usable)
+    noisy = artifact_beats(features)
+    if noisy.any():
+        usable = usable & ~beat_stretches(r_peaks, noisy, sig_mv.size)
+        r_peaks = r_peaks[~noisy]
+        features = beat_features(sig_mv, fs, r_peaks, usable)
     symbols = label_beats(features)
     rr = features.rr_prev_ms[np.isfinite(features.rr_prev_ms)]
     rate = _rate_stats(rr)
@@ -160,8 +169,15 @@ def _rate_stats(rr_ms: npt.NDArray[np.float64]) -> dict[str, float | None]:
 
 
 def _nn_stats(rr_prev_ms: npt.NDArray[np.float64], symbols: npt.NDArray[np.str_]) -> dict[str, float | None]:
-    """RMSSD, pNN50 and normalised RMSSD over successive normal-to-normal intervals (ectopy excluded, as in HRV)."""
+    """RMSSD, pNN50 and normalised RMSSD over successive normal-to-normal intervals (ectopy excluded, as in HRV).
+
+    As HRV tools do, NN intervals beyond 1.6× the local median NN are left out: they are mostly a beat the
+    detector missed (a PVC invisible on this lead), and one such gap would otherwise dominate RMSSD.
+    """
     is_nn = np.concatenate(([False], (symbols[1:] == "N") & (symbols[:-1] == "N"))) & np.isfinite(rr_prev_ms)
+    if is_nn.any():
+        local_nn = local_median(np.where(is_nn, rr_prev_ms, np.nan), 41)
+        is_nn &= rr_prev_ms <= 1.6 * local_nn
     successive = is_nn[1:] & is_nn[:-1]
     diffs = np.diff(rr_prev_ms)[successive]
     if diffs.size < MIN_RR_FOR_RATE:

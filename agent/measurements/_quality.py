@@ -13,7 +13,7 @@ import numpy.typing as npt
 from scipy.ndimage import binary_dilation, maximum_filter1d, minimum_filter1d
 from scipy.signal import butter, sosfiltfilt
 
-__all__ = ["QualityConfig", "band_limited", "run_bounds", "usable_mask", "usable_segments"]
+__all__ = ["QualityConfig", "band_limited", "beat_stretches", "run_bounds", "usable_mask", "usable_segments"]
 
 
 @dataclass(frozen=True)
@@ -79,3 +79,16 @@ def band_limited(
     for start, end in usable_segments(usable):
         out[start:end] = sosfiltfilt(sos, sig_mv[start:end], padlen=min(end - start - 1, 3 * round(fs)))
     return out
+
+
+def beat_stretches(
+    r_peaks: npt.NDArray[np.int64], flagged: npt.NDArray[np.bool_], sig_len: int
+) -> npt.NDArray[np.bool_]:
+    """Samples belonging to the flagged beats: from halfway to the previous beat to halfway to the next one."""
+    mask = np.zeros(sig_len, dtype=bool)
+    if r_peaks.size == 0:
+        return mask
+    bounds = np.concatenate(([0], (r_peaks[:-1] + r_peaks[1:]) // 2, [sig_len]))
+    for i in np.flatnonzero(flagged):
+        mask[bounds[i] : bounds[i + 1]] = True
+    return mask

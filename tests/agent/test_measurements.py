@@ -9,6 +9,7 @@ from functools import cache
 import numpy as np
 import numpy.typing as npt
 import pytest
+from scipy.signal import butter, sosfilt
 
 import agent.measurements as am
 from agent.errors import SignalError
@@ -147,6 +148,23 @@ def test_nan_and_lead_off_stretches_are_skipped() -> None:
     m = measure(sig, FS)
     assert 0.6 < m.usable_fraction < 0.78  # 15 of 60 s lost, plus settling margins
     assert m.hr_bpm is not None and abs(m.hr_bpm - 75.0) < 1.0  # RR across the gaps is not counted
+
+
+def test_motion_burst_beats_are_dropped_not_counted() -> None:
+    beats_s = np.arange(0.5, 60.0, 0.8)
+    sig = _spikes(FS, 60.0, beats_s)
+    n = int(6 * FS)
+    sos = butter(4, [0.5, 10.0], btype="bandpass", fs=FS, output="sos")
+    burst = sosfilt(sos, np.random.default_rng(3).normal(size=n))
+    sig[int(20 * FS) : int(26 * FS)] += burst / burst.std() * np.hanning(n)  # electrode motion, ~1 mV
+    in_burst = (beats_s > 20) & (beats_s < 26)
+    labelled = classify_beats(sig, FS, np.round(beats_s * FS).astype(np.int64))
+    m = measure(sig, FS)
+    assert 0.9 < m.usable_fraction < 1.0  # part of the burst is now unusable ...
+    assert m.pvc_count < int(np.sum(labelled[in_burst] == "V"))  # ... and its odd "beats" are not all PVCs
+    peaks = detect_qrs(sig, FS)
+    clean = np.round(beats_s[~in_burst] * FS).astype(np.int64)
+    assert match_beats(clean, peaks, round(0.05 * FS))[0].size == clean.size  # beats outside it all still there
 
 
 def test_measure_leads_picks_the_usable_lead() -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -15,7 +17,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.daemon import Agent
-from agent.local_broker import LocalMosquitto
+from agent.local_broker import LocalMosquitto, free_port
 from agent.protocol import Topics, WaveChunk, encode_wave
 from agent.settings import BufferSettings, HttpSettings, MqttSettings, Settings, StatusSettings
 
@@ -216,3 +218,76 @@ def test_subscribes_exactly_the_wave_family(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(mqtt.Client, "message_callback_add", lambda self, sub, cb: registered.append(sub))
     Agent(with_model=False, settings=agent_settings("mqtt://127.0.0.1:1"))
     assert registered == ["ecg/v1/+/wave"]
+
+
+def test_mqtt_311_is_selectable(broker: LocalMosquitto) -> None:
+    agent = Agent(agent_settings(broker.url, protocol="3.1.1"), with_model=False)
+    agent.start()
+    try:
+        assert agent.connection.wait_connected(10)
+        pub = publisher(broker.port)
+        pub.publish(TOPICS.wave("bed-9"), encode_wave(chunk("bed-9", 0)), qos=1).wait_for_publish(5)
+        wait_for(lambda: samples_of(agent, "bed-9") == 125)
+        pub.loop_stop()
+    finally:
+        agent.stop()
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1, made with the openssl CLI."""
+    ca_key, ca, key, csr, cert = (tmp / n for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem"))
+    run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)  # noqa: E731
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca),
+        "-days",
+        "1",
+        "-subj",
+        "/CN=ecgcast-test-ca",
+    )
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1")
+    ext = tmp / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-out",
+        str(cert),
+        "-days",
+        "1",
+        "-extfile",
+        str(ext),
+    )
+    return ca, cert, key
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
+def test_tls_connection_with_ca_verification(tmp_path: Path) -> None:
+    ca, cert, key = _self_signed(tmp_path)
+    tls_port = free_port()
+    extra = f"listener {tls_port} 127.0.0.1\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\nallow_anonymous true\n"
+    with LocalMosquitto(extra_config=extra) as secured:
+        agent = Agent(agent_settings(f"mqtts://127.0.0.1:{tls_port}", tls_ca_file=ca), with_model=False)
+        agent.start()
+        try:
+            assert agent.connection.wait_connected(10)
+            pub = publisher(secured.port)  # plain listener of the same broker
+            pub.publish(TOPICS.wave("bed-10"), encode_wave(chunk("bed-10", 0)), qos=1).wait_for_publish(5)
+            wait_for(lambda: samples_of(agent, "bed-10") == 125)
+            pub.loop_stop()
+        finally:
+            agent.stop()

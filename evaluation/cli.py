@@ -1,0 +1,73 @@
+"""``python main.py eval forecast``: the ECGForecastBench-style table, baselines, calibration and alert replay."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+__all__ = ["register"]
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    group = sub.add_parser("eval", help="evaluate forecasts (see docs/EVALUATION.md)")
+    inner = group.add_subparsers(dest="eval_command", required=True, metavar="WHAT")
+    p = inner.add_parser("forecast", help="forecast table: shipped model vs baselines on the same held-out samples")
+    p.add_argument("--data", default="synthetic-v1-small", help="spec name, built benchmark dir, or WFDB dir")
+    p.add_argument("--out", type=Path, required=True, help="writes results.json, tables.md and eval_*.png here")
+    p.add_argument("--bench-dir", type=Path, default=Path("runs/bench"), help="where specs / WFDB sets are built")
+    p.add_argument("--seed", type=int, default=0, help="sample selection and baseline seeds")
+    p.add_argument("--windows", type=_ints, default=(10, 30, 60, 120, 300, 600), help="w grid, seconds")
+    p.add_argument("--horizons", type=_ints, default=(60, 180, 300, 600), help="h grid, seconds")
+    p.add_argument(
+        "--methods",
+        default="gbt,cnn,linear_probe,zero_shot,shipped",
+        help="comma list from gbt, cnn, linear_probe, zero_shot, shipped",
+    )
+    p.add_argument("--train-cap", type=int, default=400, help="training samples per cell for trees and probe")
+    p.add_argument("--lm-windows", type=_ints, default=(10, 30, 60), help="windows the LM methods run on")
+    p.add_argument("--lm-cap", type=int, default=12, help="LM-subsample samples per cell")
+    p.add_argument("--no-replay", action="store_true", help="skip the alert-level replay")
+    p.add_argument("--replay-records", type=int, default=0, help="replay only the first N test records (0: all)")
+    p.add_argument("--adapter", type=Path, default=Path("models/forecaster"), help="the shipped adapter directory")
+    p.add_argument("--encoder", type=Path, default=None, help="encoder weights (default: the adapter's)")
+    p.add_argument("--backbone", default=None, help="backbone registry entry (default: llm.backbone)")
+    p.add_argument("--cnn-epochs", type=int, default=4, help="CNN baseline training epochs")
+    p.add_argument("--n-boot", type=int, default=200, help="patient-bootstrap resamples")
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.set_defaults(func=cmd_eval_forecast)
+
+
+def cmd_eval_forecast(args: argparse.Namespace) -> int:
+    from evaluation.cnn import CnnConfig
+    from evaluation.report import markdown_report
+    from evaluation.run import EvalConfig, run_evaluation
+
+    config = EvalConfig(
+        data=args.data,
+        out=args.out,
+        bench_dir=args.bench_dir,
+        seed=args.seed,
+        windows_s=args.windows,
+        horizons_s=args.horizons,
+        methods=tuple(m for m in args.methods.split(",") if m),
+        train_cap=args.train_cap,
+        lm_windows_s=args.lm_windows,
+        lm_cap=args.lm_cap,
+        replay=not args.no_replay,
+        replay_records=args.replay_records,
+        adapter_dir=args.adapter,
+        encoder_weights=args.encoder,
+        backbone=args.backbone,
+        n_boot=args.n_boot,
+        threads=args.threads,
+        cnn=CnnConfig(horizons_s=args.horizons, epochs=args.cnn_epochs, seed=args.seed),
+    )
+    results = run_evaluation(config)
+    print(markdown_report(results))
+    print(json.dumps({"results": str(args.out / "results.json"), "wall_s": results["wall_s"]}))
+    return 0

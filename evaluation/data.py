@@ -1,0 +1,173 @@
+"""The evaluation's data: a benchmark built by ``simulators.benchmark`` (from a spec name or a WFDB directory),
+its records, and the samples of each (w, h) cell, selected the same way for every method.
+
+Every method sees the same test samples; baselines train on the same training patients. Selection is a pure
+function of the index and a seed, so a rerun picks identical samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import structlog
+
+from agent.errors import SignalError
+from simulators.benchmark import SPECS, BenchDataset, build_from_records, build_from_spec
+
+__all__ = ["CLASSES", "CLASSES_CAMEL", "ONSETS", "Cell", "EvalData", "Record", "Sample", "open_benchmark"]
+
+log = structlog.get_logger(__name__)
+
+CLASSES: tuple[str, ...] = ("sinus", "af", "flutter", "vt")  # our extension: with VT
+CLASSES_CAMEL: tuple[str, ...] = ("sinus", "af", "flutter")  # ECGForecastBench's classes
+ONSETS: tuple[str, ...] = ("af", "flutter", "vt")
+
+
+def open_benchmark(data: str, work_dir: Path, workers: int = 2) -> BenchDataset:
+    """A built benchmark from ``data``: a directory holding dataset.json, a spec name (built once into
+    ``work_dir/<spec>``), or a directory of rhythm-annotated WFDB records (built into ``work_dir/wfdb``)."""
+    path = Path(data)
+    if (path / "dataset.json").exists():
+        return BenchDataset(path)
+    if data in SPECS:
+        target = work_dir / data
+        if not (target / "dataset.json").exists():
+            log.info("building_benchmark", spec=data, out=str(target))
+            build_from_spec(data, target, workers=workers)
+        return BenchDataset(target)
+    if path.is_dir():
+        target = work_dir / f"wfdb-{path.name}"
+        if not (target / "dataset.json").exists():
+            log.info("building_benchmark", records=str(path), out=str(target))
+            build_from_records(path, target)
+        return BenchDataset(target)
+    raise SignalError(f"--data {data!r}: not a built benchmark, a spec ({sorted(SPECS)}) or a WFDB directory")
+
+
+@dataclass(frozen=True)
+class Record:
+    record_id: str
+    patient_id: str
+    group: str
+    split: str
+    fs: float
+    sig_name: tuple[str, ...]
+    p_signal: npt.NDArray[np.float32]  # (sig_len, n_sig) mV, wfdb orientation
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One benchmark row: window [T - w, T) of a record, labels at horizon h."""
+
+    record_id: str
+    patient_id: str
+    group: str
+    anchor_s: float
+    window_s: int
+    horizon_s: int
+    label_class: str
+    onset: dict[str, int]
+
+    @property
+    def key(self) -> tuple[str, float, int]:
+        """(record, anchor, window): the input; samples of one key differ only by horizon."""
+        return (self.record_id, self.anchor_s, self.window_s)
+
+
+Cell = tuple[int, int]  # (window_s, horizon_s)
+
+
+def _sample(row: dict[str, str]) -> Sample:
+    return Sample(
+        record_id=row["record_id"],
+        patient_id=row["patient_id"],
+        group=row["group"],
+        anchor_s=float(row["anchor_s"]),
+        window_s=int(row["window_s"]),
+        horizon_s=int(row["horizon_s"]),
+        label_class=row["label_class"],
+        onset={c: int(row[f"onset_{c}"]) for c in ONSETS},
+    )
+
+
+class EvalData:
+    """Samples per split and cell (optionally capped), and whole records loaded once."""
+
+    def __init__(self, bench: BenchDataset) -> None:
+        self.bench = bench
+        self._records: dict[str, Record] = {}
+        self._by: dict[tuple[str, int, int], list[Sample]] = {}
+        for row in bench.index:
+            sample = _sample(row)
+            self._by.setdefault((row["split"], sample.window_s, sample.horizon_s), []).append(sample)
+        self._split_of = {r["record_id"]: r["split"] for r in bench.index}
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.bench.meta
+
+    def samples(self, split: str, cell: Cell, cap: int | None = None, seed: int = 0) -> list[Sample]:
+        """The split's samples of one cell; with ``cap``, at most that many, every onset-positive and every
+        non-sinus sample kept first (they are the rare ones), the rest drawn with ``seed``."""
+        rows = self._by.get((split, *cell), [])
+        if cap is None or len(rows) <= cap:
+            return list(rows)
+        rare = [s for s in rows if s.label_class != "sinus" or any(s.onset.values())]
+        common = [s for s in rows if s not in rare]
+        rng = np.random.default_rng(seed)
+        keep = _draw(rare, cap, rng) if len(rare) >= cap else rare + _draw(common, cap - len(rare), rng)
+        return sorted(keep, key=lambda s: (s.record_id, s.anchor_s))
+
+    def record_ids(self, split: str) -> list[str]:
+        return sorted(rid for rid, sp in self._split_of.items() if sp == split)
+
+    def record(self, record_id: str) -> Record:
+        if record_id not in self._records:
+            row = next(r for r in self.bench.index if r["record_id"] == record_id)
+            info = self.meta["records"][record_id]
+            shard = np.load(self.bench.root / "shards" / row["shard"])
+            signal_uv = shard[f"{record_id}__signal_uv"]  # (n_sig, sig_len) int16 µV
+            self._records[record_id] = Record(
+                record_id,
+                row["patient_id"],
+                row["group"],
+                row["split"],
+                float(info["fs"]),
+                tuple(info["sig_name"]),
+                (signal_uv.T / 1000.0).astype(np.float32),
+            )
+        return self._records[record_id]
+
+
+def _draw(items: Sequence[Sample], n: int, rng: np.random.Generator) -> list[Sample]:
+    return [items[i] for i in sorted(rng.choice(len(items), size=n, replace=False))]
+
+
+def class_changes_of(data: EvalData, record_id: str) -> list[tuple[float, str]]:
+    """(time_s, class) at each change of forecasting class of one record: the onsets the alert replay scores.
+
+    The shards keep signals, not annotations, so synthetic records are regenerated from the spec (deterministic
+    in the seed) and WFDB records are read again from the source directory.
+    """
+    from simulators.benchmark import class_changes
+
+    meta, rec = data.meta, data.record(record_id)
+    if meta.get("source") == "synthetic":
+        from simulators.scenarios import generate_scenario
+
+        spec = meta["spec"]
+        seed = int(rec.patient_id.rsplit("-", 1)[1])
+        annotated = generate_scenario(rec.group, seed, spec["minutes"], spec["fs"], tuple(spec["leads"]), spec["noise"])
+        return class_changes(annotated)
+    from simulators.wfdb_io import read_record
+
+    source = Path(str(meta["source"]).removeprefix("wfdb:"))
+    header = next(source.rglob(f"{record_id}.hea"), None)
+    if header is None:
+        raise SignalError(f"record {record_id} not found under {source}")
+    return class_changes(read_record(header))

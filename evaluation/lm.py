@@ -1,0 +1,82 @@
+"""The ECG language model as a method: the runtime itself (``ForecastEngine``), one prefill per sample input.
+
+Every sample input (record, anchor, w) is primed into the runner from the record's encoder embeddings (the
+agent's offline twin) and scored once for every horizon; its evidence text is the agent's measurement line of
+the same window. "Zero-shot" is the runtime with no adapter: the backbone with an untrained projector and ECG
+tokens (a text LM cannot read ECG embeddings without a trained projector, so this is the floor, not a rival).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import structlog
+import torch
+
+from agent.measurements import measure_leads
+from evaluation.data import CLASSES, ONSETS, EvalData, Sample
+from evaluation.embed import Embedder
+from evaluation.predictions import Predictions
+from llm_runtime.engine import ForecastEngine
+from llm_runtime.forecast import Forecast
+from llm_runtime.runner import ScoreRequest
+from llm_runtime.settings import LlmSettings
+
+__all__ = ["LmForecaster", "evidence_text", "load_engine"]
+
+log = structlog.get_logger(__name__)
+
+
+def load_engine(
+    base: LlmSettings, adapter_dir: Path | None, window_s: int, horizons_s: Sequence[int]
+) -> ForecastEngine:
+    """The runtime as configured, with this method's adapter (None: zero-shot), window and horizons."""
+    settings = base.model_copy(
+        update={"adapter_dir": adapter_dir, "window_s": window_s, "horizons_s": tuple(horizons_s)}
+    )
+    return ForecastEngine.load(LlmSettings.model_validate(settings.model_dump()), rebuild="inline")
+
+
+def evidence_text(p_signal: np.ndarray, fs: float, sig_name: Sequence[str]) -> str:
+    """The prompt's evidence line, as the agent writes it (measurements of the window the model reads)."""
+    if p_signal.shape[0] < fs:
+        return "no measurements available"
+    return measure_leads(p_signal, fs, list(sig_name)).as_prompt_text()
+
+
+class LmForecaster:
+    """Forecasts per sample input, cached: the horizons of one input come from one scoring pass."""
+
+    def __init__(self, engine: ForecastEngine, data: EvalData, embedder: Embedder) -> None:
+        self.engine = engine
+        self.data = data
+        self.embedder = embedder
+        self._cache: dict[tuple[str, float, int], Forecast] = {}
+        self.seconds_read = 0
+
+    def forecast(self, key: tuple[str, float, int]) -> Forecast:
+        if key not in self._cache:
+            record_id, anchor_s, window_s = key
+            rec = self.data.record(record_id)
+            emb = self.embedder(rec)
+            end = min(int(anchor_s), emb.embeddings.shape[1])
+            seconds = emb.lm_seconds(tuple(self.engine.settings.leads), end - window_s, end)  # (w, L, 64)
+            runner = self.engine.runner
+            runner.prime("eval", torch.from_numpy(seconds), end - window_s)
+            lo, hi = round((end - window_s) * rec.fs), round(end * rec.fs)
+            evidence = evidence_text(rec.p_signal[lo:hi], rec.fs, rec.sig_name)
+            (self._cache[key],) = self.engine.forecast([ScoreRequest("eval", evidence)])
+            runner.finish(["eval"])
+            self.seconds_read += window_s
+        return self._cache[key]
+
+    def predict(self, samples: Sequence[Sample]) -> Predictions:
+        rhythm = np.zeros((len(samples), len(CLASSES)))
+        onset = np.zeros((len(samples), len(ONSETS)))
+        for i, s in enumerate(samples):
+            f = self.forecast(s.key)
+            rhythm[i] = [f.rhythm_probs[s.horizon_s][c] for c in CLASSES]
+            onset[i] = [f.onset_probs[s.horizon_s][c] for c in ONSETS]
+        return Predictions(rhythm, onset)

@@ -1,0 +1,139 @@
+"""Alert-level view: held-out records replayed through the forecasting path as the agent runs it.
+
+Per record: feed every new second's embeddings into the runner's streaming cache (``extend_seconds``, as the model
+worker does), forecast every ``cadence_s`` seconds with the agent's measured evidence and lead verdicts, and pass
+each forecast to the agent's ``AlertService`` (real policy and SQLite store, publish collected in memory, clock =
+stream time). No MQTT: the same classes, offline, so a 30-minute record replays in the time its forecasts take.
+
+Scoring: an onset of arrhythmia c is *alerted* when an alert for c was raised in [onset - lookback_s, onset);
+lead time = onset - first such raise. On records that never convert, every raised alert is a false alert.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import structlog
+import torch
+
+from agent.alerts import AlertService, AlertSettings, build_evidence
+from agent.measurements import measure_leads
+from agent.protocol import Topics
+from evaluation.data import ONSETS, Record
+from evaluation.embed import EmbeddedRecord, lead_verdict
+from llm_runtime.engine import ForecastEngine
+from llm_runtime.runner import ScoreRequest
+
+__all__ = ["RecordReplay", "ReplayConfig", "replay_record", "summarise_replays"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    cadence_s: int = 60  # the scheduler's default cadence
+    min_seconds: int = 60  # the scheduler's default warm-up before the first forecast
+    lookback_s: int = 300  # an alert counts for an onset when raised at most this long before it (h = 300 s)
+    verdict_seconds: int = 5  # the ingest's verdict span (quality.verdict_seconds)
+
+
+@dataclass
+class RecordReplay:
+    record_id: str
+    group: str
+    duration_s: float
+    onsets: list[tuple[float, str]]
+    alerts: list[tuple[float, str, float]] = field(default_factory=list)  # (raised at, arrhythmia, probability)
+    forecasts: int = 0
+    cannot_assess: int = 0
+
+    def onset_outcomes(self, lookback_s: float) -> list[dict[str, Any]]:
+        out = []
+        for t_onset, cls in self.onsets:
+            raised = [t for t, c, _ in self.alerts if c == cls and t_onset - lookback_s <= t < t_onset]
+            lead = t_onset - min(raised) if raised else None
+            out.append({"record_id": self.record_id, "arrhythmia": cls, "onset_s": t_onset, "lead_time_s": lead})
+        return out
+
+
+def _evidence(record: Record, emb: EmbeddedRecord, t_end: int, window_s: int) -> tuple[Any, str]:
+    fs = record.fs
+    recent_lo = max(0, t_end - window_s)
+    recent = measure_leads(record.p_signal[round(recent_lo * fs) : round(t_end * fs)], fs, list(record.sig_name))
+    earlier = None
+    if t_end >= 2 * window_s:
+        span = record.p_signal[round((t_end - 2 * window_s) * fs) : round(recent_lo * fs)]
+        earlier = measure_leads(span, fs, list(record.sig_name))
+    quality = {name: lead_verdict(emb.reasons[i][max(0, t_end - 5) : t_end]) for i, name in enumerate(record.sig_name)}
+    evidence = build_evidence(recent, earlier, quality, float(t_end - recent_lo), t_end_s=float(t_end))
+    return evidence, recent.as_prompt_text()
+
+
+def replay_record(
+    engine: ForecastEngine,
+    record: Record,
+    emb: EmbeddedRecord,
+    changes: list[tuple[float, str]],
+    alerts: AlertSettings,
+    config: ReplayConfig,
+) -> RecordReplay:
+    """Replay one record; the engine's runner is left without this patient afterwards."""
+    n_seconds = emb.embeddings.shape[1]
+    onsets = [(t, c) for t, c in changes[1:] if c in ONSETS]
+    out = RecordReplay(record.record_id, record.group, float(n_seconds), onsets)
+    leads = tuple(engine.settings.leads)
+    now = [0.0]
+    pid = record.patient_id
+    with tempfile.TemporaryDirectory() as tmp:
+        service = AlertService(alerts, Path(tmp) / "alerts.sqlite3", lambda *a: None, Topics("eval"), lambda: now[0])
+        with service:
+            fed = 0
+            for t_end in range(config.min_seconds, n_seconds + 1, config.cadence_s):
+                engine.runner.extend_seconds(pid, torch.from_numpy(emb.lm_seconds(leads, fed, t_end)), fed)
+                fed = t_end
+                evidence, text = _evidence(record, emb, t_end, int(engine.settings.window_s))
+                (forecast,) = engine.forecast([ScoreRequest(pid, text)])
+                now[0] = float(t_end)
+                for event in service.on_forecast(pid, forecast, evidence):
+                    if event.type == "new" and event.after.arrhythmia is not None:
+                        out.alerts.append((float(t_end), event.after.arrhythmia, float(event.after.probability or 0)))
+                    elif event.type == "new":
+                        out.cannot_assess += 1
+                out.forecasts += 1
+    engine.runner.finish([pid])
+    log.info("replayed", record=record.record_id, forecasts=out.forecasts, alerts=len(out.alerts))
+    return out
+
+
+def summarise_replays(replays: list[RecordReplay], config: ReplayConfig) -> dict[str, Any]:
+    """Per onset: alerted or missed and lead time; false alerts per patient-day on records that never convert."""
+    outcomes = [o for r in replays for o in r.onset_outcomes(config.lookback_s)]
+    quiet = [r for r in replays if not r.onsets]
+    quiet_days = sum(r.duration_s for r in quiet) / 86400.0
+    false_alerts = sum(len(r.alerts) for r in quiet)
+    per_class = {}
+    for cls in ONSETS:
+        mine = [o for o in outcomes if o["arrhythmia"] == cls]
+        leads = [o["lead_time_s"] for o in mine if o["lead_time_s"] is not None]
+        per_class[cls] = {
+            "onsets": len(mine),
+            "alerted": len(leads),
+            "alerted_2min_ahead": sum(lead >= 120 for lead in leads),
+            "median_lead_time_s": float(np.median(leads)) if leads else None,
+        }
+    return {
+        "config": asdict(config),
+        "onsets": outcomes,
+        "per_arrhythmia": per_class,
+        "non_converting_records": len(quiet),
+        "non_converting_hours": round(quiet_days * 24, 3),
+        "false_alerts": false_alerts,
+        "false_alerts_per_patient_day": (false_alerts / quiet_days) if quiet_days else None,
+        "records": [
+            {"record_id": r.record_id, "group": r.group, "forecasts": r.forecasts, "alerts": r.alerts} for r in replays
+        ],
+    }

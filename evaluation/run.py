@@ -1,0 +1,234 @@
+"""``eval forecast``: every method on the same held-out samples, then tables, plots and results.json.
+
+Two sample sets per cell, both drawn from the test patients only:
+
+* ``full``: every test sample of the cell; the cheap methods (trees, CNN, linear probe) run here on all 24 cells.
+* ``lm``: a capped subsample in the LM's windows (rare labels kept first, the rest drawn with the seed); every
+  method runs here, so the LM rows and the baseline rows of that table are on identical samples.
+
+Baselines train on training-split samples only (capped per cell); validation patients are not used, and nothing
+is tuned on the test patients.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+import torch
+
+from evaluation.baselines import TabularBaseline, beat_features, gbt, linear_probe, pooled_embeddings
+from evaluation.cnn import CnnBaseline, CnnConfig
+from evaluation.data import Cell, EvalData, Sample, class_changes_of, open_benchmark
+from evaluation.embed import Embedder
+from evaluation.predictions import Predictions
+from evaluation.scoring import calibration, cell_metrics, mean_over_cells
+
+__all__ = ["EvalConfig", "run_evaluation"]
+
+log = structlog.get_logger(__name__)
+
+WINDOWS_S = (10, 30, 60, 120, 300, 600)
+HORIZONS_S = (60, 180, 300, 600)
+CHEAP = ("gbt", "cnn", "linear_probe")
+LM = ("zero_shot", "shipped")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    data: str = "synthetic-v1-small"
+    out: Path = Path("runs/eval")
+    bench_dir: Path = Path("runs/bench")  # where a spec or WFDB directory is built (once)
+    seed: int = 0
+    windows_s: tuple[int, ...] = WINDOWS_S
+    horizons_s: tuple[int, ...] = HORIZONS_S
+    methods: tuple[str, ...] = (*CHEAP, *LM)
+    train_cap: int = 400  # training samples per cell for the trees and the probe (all 24 cells stay cheap)
+    lm_windows_s: tuple[int, ...] = (10, 30, 60)  # windows the LM is run on (CPU budget; see docs/EVALUATION.md)
+    lm_cap: int = 12  # LM-subsample samples per cell
+    replay: bool = True  # the alert-level replay of the test records through the shipped (else zero-shot) LM
+    replay_records: int = 0  # 0: every test record
+    adapter_dir: Path | None = Path("models/forecaster")  # the shipped adapter; None or missing skips "shipped"
+    encoder_weights: Path | None = None  # default: the adapter's encoder.pt, else models/encoder/encoder.pt
+    backbone: str | None = None  # default: llm.backbone from the config
+    n_boot: int = 200
+    threads: int = 2
+    cnn: CnnConfig = field(default_factory=CnnConfig)
+
+
+def _adapter(config: EvalConfig) -> Path | None:
+    from llm_runtime.checkpoints import ADAPTER_FILE
+
+    path = config.adapter_dir
+    return path if path is not None and (path / ADAPTER_FILE).exists() else None
+
+
+def _encoder_path(config: EvalConfig) -> Path:
+    candidates = [config.encoder_weights] if config.encoder_weights else []
+    if config.adapter_dir is not None:
+        candidates.append(config.adapter_dir / "encoder.pt")
+    candidates += [Path("models/encoder/encoder.pt"), Path("models/forecaster/encoder.pt")]
+    for path in candidates:
+        if path is not None and path.exists():
+            return path
+    raise FileNotFoundError(f"no encoder weights among {candidates}")
+
+
+def _sample_sets(data: EvalData, config: EvalConfig) -> dict[str, dict[Cell, list[Sample]]]:
+    cells = [(w, h) for h in config.horizons_s for w in config.windows_s]
+    full = {cell: data.samples("test", cell) for cell in cells}
+    lm = {
+        cell: data.samples("test", cell, config.lm_cap, config.seed) for cell in cells if cell[0] in config.lm_windows_s
+    }
+    return {"full": full, "lm": lm}
+
+
+def _cheap_predictions(
+    data: EvalData, config: EvalConfig, embedder: Embedder, sets: dict[str, dict[Cell, list[Sample]]]
+) -> dict[str, dict[str, dict[Cell, Predictions]]]:
+    """method -> sample set -> cell -> predictions, for the trees, the probe and the CNN."""
+    out: dict[str, dict[str, dict[Cell, Predictions]]] = {}
+    train = {cell: data.samples("train", cell, config.train_cap, config.seed) for cell in sets["full"]}
+    tabular = {"gbt": (gbt, beat_features(data)), "linear_probe": (linear_probe, pooled_embeddings(data, embedder))}
+    for name, (template, features) in tabular.items():
+        if name not in config.methods:
+            continue
+        out[name] = {"full": {}, "lm": {}}
+        for cell, samples in sets["full"].items():
+            both = samples + sets["lm"].get(cell, [])
+            pred = TabularBaseline(template(config.seed), features).fit_predict(train[cell], both)
+            out[name]["full"][cell] = _take(pred, 0, len(samples))
+            if cell in sets["lm"]:
+                out[name]["lm"][cell] = _take(pred, len(samples), len(both))
+            log.info("baseline_cell", method=name, cell=cell, train=len(train[cell]), test=len(samples))
+    if "cnn" in config.methods:
+        cnn = CnnBaseline(data, config.cnn)
+        cnn.fit([s for samples in train.values() for s in samples])
+        out["cnn"] = {key: {cell: cnn.predict(s) for cell, s in cells.items()} for key, cells in sets.items()}
+    return out
+
+
+def _take(pred: Predictions, lo: int, hi: int) -> Predictions:
+    return Predictions(pred.rhythm[lo:hi], pred.onset[lo:hi])
+
+
+def _lm_predictions(
+    data: EvalData, config: EvalConfig, embedder: Embedder, cells: dict[Cell, list[Sample]]
+) -> tuple[dict[str, dict[Cell, Predictions]], dict[str, Any]]:
+    from agent.settings import load_settings
+    from evaluation.lm import LmForecaster, load_engine
+
+    base = load_settings().llm
+    if config.backbone:
+        base = base.model_copy(update={"backbone": config.backbone})
+    out: dict[str, dict[Cell, Predictions]] = {}
+    info: dict[str, Any] = {}
+    for name in LM:
+        adapter = _adapter(config) if name == "shipped" else None
+        if name not in config.methods or (name == "shipped" and adapter is None):
+            continue
+        engine = load_engine(base, adapter, max(config.lm_windows_s), config.horizons_s)
+        start = time.perf_counter()
+        forecaster = LmForecaster(engine, data, embedder)
+        out[name] = {cell: forecaster.predict(samples) for cell, samples in cells.items()}
+        engine.runner.close()
+        info[name] = {
+            "model_id": engine.model_id,
+            "model_version": engine.model_version,
+            "adapter_dir": str(adapter) if adapter else None,
+            "inputs_scored": len(forecaster._cache),
+            "seconds_read": forecaster.seconds_read,
+            "wall_s": round(time.perf_counter() - start, 1),
+        }
+        log.info("lm_method_done", method=name, **info[name])
+    return out, info
+
+
+def _replay(data: EvalData, config: EvalConfig, embedder: Embedder) -> dict[str, Any] | None:
+    from agent.settings import load_settings
+    from evaluation.lm import load_engine
+    from evaluation.replay import ReplayConfig, replay_record, summarise_replays
+
+    settings = load_settings()
+    adapter = _adapter(config)
+    method = "shipped" if adapter is not None else "zero_shot"
+    if method not in config.methods:
+        return None
+    base = settings.llm.model_copy(update={"backbone": config.backbone}) if config.backbone else settings.llm
+    engine = load_engine(base, adapter, base.window_s, base.horizons_s)  # the agent's own window and horizons
+    replay_config = ReplayConfig()
+    records = data.record_ids("test")[: config.replay_records or None]
+    replays = []
+    for record_id in records:
+        rec = data.record(record_id)
+        replays.append(
+            replay_record(engine, rec, embedder(rec), class_changes_of(data, record_id), settings.alerts, replay_config)
+        )
+    engine.runner.close()
+    summary = summarise_replays(replays, replay_config)
+    summary |= {"method": method, "model_id": engine.model_id, "window_s": base.window_s, "horizons_s": base.horizons_s}
+    return summary
+
+
+def _score(
+    sets: dict[str, dict[Cell, list[Sample]]], preds: dict[str, dict[str, dict[Cell, Predictions]]], config: EvalConfig
+) -> dict[str, Any]:
+    """set -> method -> {cells: {"w_h": metrics}, mean, calibration}."""
+    results: dict[str, Any] = {}
+    for set_name, cells in sets.items():
+        results[set_name] = {}
+        for method, per_set in preds.items():
+            if set_name not in per_set:
+                continue
+            pairs = [(cells[cell], per_set[set_name][cell]) for cell in cells if cell in per_set[set_name]]
+            results[set_name][method] = {
+                "cells": {
+                    f"w{w}_h{h}": cell_metrics(cells[(w, h)], per_set[set_name][(w, h)], config.n_boot, config.seed)
+                    for (w, h) in cells
+                    if (w, h) in per_set[set_name]
+                },
+                "mean": mean_over_cells(pairs, config.n_boot, config.seed),
+                "calibration": calibration(pairs),
+            }
+    return results
+
+
+def run_evaluation(config: EvalConfig) -> dict[str, Any]:
+    """Run every configured method and write results.json, the Markdown tables and the plots under ``out``."""
+    from evaluation.report import write_report
+
+    torch.set_num_threads(config.threads)
+    started = time.time()
+    data = EvalData(open_benchmark(config.data, config.bench_dir))
+    embedder = Embedder(_encoder_path(config))
+    sets = _sample_sets(data, config)
+    preds = _cheap_predictions(data, config, embedder, sets)
+    lm_preds, lm_info = _lm_predictions(data, config, embedder, sets["lm"])
+    for name, cells in lm_preds.items():
+        preds[name] = {"lm": cells}
+    results: dict[str, Any] = {
+        "synthetic": data.meta.get("source") == "synthetic",
+        "dataset": {k: v for k, v in data.meta.items() if k not in ("records", "cell_class_counts")},
+        "config": json.loads(json.dumps(asdict(config), default=str)),
+        "encoder": {"weights": str(embedder.weights), "sha256": embedder.sha256},
+        "lm": lm_info,
+        "sets": {name: {f"w{w}_h{h}": len(s) for (w, h), s in cells.items()} for name, cells in sets.items()},
+        "results": _score(sets, preds, config),
+        "replay": _replay(data, config, embedder) if config.replay else None,
+        "hardware": {"torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()},
+    }
+    results["wall_s"] = round(time.time() - started, 1)
+    config.out.mkdir(parents=True, exist_ok=True)
+    (config.out / "results.json").write_text(json.dumps(results, indent=1, default=_plain))
+    write_report(results, config.out)
+    return results
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)

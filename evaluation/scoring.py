@@ -1,0 +1,90 @@
+"""Metrics of one method on one cell, and the mean over cells with a patient-bootstrap interval."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from evaluation.data import CLASSES, CLASSES_CAMEL, ONSETS, Sample
+from evaluation.metrics import auprc, auroc, bootstrap_ci, macro_f1, reliability
+from evaluation.predictions import Predictions
+
+__all__ = ["calibration", "cell_metrics", "f1_camel", "mean_over_cells"]
+
+
+def f1_camel(samples: Sequence[Sample], pred: Predictions, idx: npt.NDArray[np.int64]) -> float | None:
+    """CAMEL's protocol: macro-F1 over sinus / AF / flutter, samples whose label is VT left out, the arg-max
+    taken among the three classes."""
+    keep = [i for i in idx if samples[i].label_class in CLASSES_CAMEL]
+    guesses = pred.predicted(CLASSES_CAMEL)
+    return macro_f1([samples[i].label_class for i in keep], [guesses[i] for i in keep], CLASSES_CAMEL)
+
+
+def _f1_all(samples: Sequence[Sample], pred: Predictions, idx: npt.NDArray[np.int64]) -> float | None:
+    guesses = pred.predicted(CLASSES)
+    return macro_f1([samples[i].label_class for i in idx], [guesses[i] for i in idx], CLASSES)
+
+
+def cell_metrics(samples: Sequence[Sample], pred: Predictions, n_boot: int, seed: int) -> dict[str, Any]:
+    """Macro-F1 (CAMEL's 3 classes, and with VT) with patient-bootstrap 95% intervals; onset AUROC/AUPRC."""
+    patients = [s.patient_id for s in samples]
+    every = np.arange(len(samples))
+    out: dict[str, Any] = {"n": len(samples), "patients": len(set(patients))}
+    out["label_counts"] = {c: sum(s.label_class == c for s in samples) for c in CLASSES}
+    out["macro_f1"] = f1_camel(samples, pred, every)
+    out["macro_f1_ci"] = bootstrap_ci(patients, lambda i: f1_camel(samples, pred, i), n_boot, seed)
+    out["macro_f1_vt"] = _f1_all(samples, pred, every)
+    out["macro_f1_vt_ci"] = bootstrap_ci(patients, lambda i: _f1_all(samples, pred, i), n_boot, seed)
+    guesses = pred.predicted(CLASSES)
+    out["accuracy"] = float(np.mean([g == s.label_class for g, s in zip(guesses, samples, strict=True)]))
+    for j, cls in enumerate(ONSETS):
+        labels = np.array([s.onset[cls] for s in samples])
+        out[f"onset_{cls}"] = {
+            "positives": int(labels.sum()),
+            "auroc": auroc(labels, pred.onset[:, j]),
+            "auprc": auprc(labels, pred.onset[:, j]),
+            "auroc_ci": bootstrap_ci(patients, lambda i, y=labels, k=j: auroc(y[i], pred.onset[i, k]), n_boot, seed),
+        }
+    return out
+
+
+def mean_over_cells(cells: Sequence[tuple[Sequence[Sample], Predictions]], n_boot: int, seed: int) -> dict[str, Any]:
+    """Mean CAMEL macro-F1 over cells; the interval resamples patients once for all cells together."""
+    values = [f1_camel(s, p, np.arange(len(s))) for s, p in cells]
+    defined = [v for v in values if v is not None]
+    if not defined:
+        return {"mean_macro_f1": None, "cells": 0}
+    patients = sorted({x.patient_id for s, _ in cells for x in s})
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        drawn = rng.choice(patients, size=len(patients), replace=True)
+        per_cell = []
+        for s, p in cells:
+            ids = np.array([x.patient_id for x in s])
+            idx = np.concatenate([np.flatnonzero(ids == d) for d in drawn])
+            value = f1_camel(s, p, idx)
+            if value is not None:
+                per_cell.append(value)
+        if per_cell:
+            boots.append(float(np.mean(per_cell)))
+    ci = (float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))) if boots else None
+    return {"mean_macro_f1": float(np.mean(defined)), "mean_macro_f1_ci": ci, "cells": len(defined)}
+
+
+def calibration(cells: Sequence[tuple[Sequence[Sample], Predictions]]) -> dict[str, Any]:
+    """Reliability of the onset probabilities (every cell and arrhythmia pooled) and of the rhythm arg-max."""
+    labels, probs, correct, confidence = [], [], [], []
+    for samples, pred in cells:
+        for j, cls in enumerate(ONSETS):
+            labels += [s.onset[cls] for s in samples]
+            probs += list(pred.onset[:, j])
+        guesses = pred.predicted(CLASSES)
+        correct += [g == s.label_class for g, s in zip(guesses, samples, strict=True)]
+        confidence += list(pred.rhythm.max(axis=1))
+    onset, rhythm = reliability(labels, probs), reliability(correct, confidence)
+    return {"onset": asdict(onset) if onset else None, "rhythm_top": asdict(rhythm) if rhythm else None}

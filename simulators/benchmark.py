@@ -12,6 +12,7 @@ A window is ``signal[:, round((T-w)*fs) : round(T*fs)]`` of its record (see :cla
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import re
 from collections import Counter
@@ -221,6 +222,7 @@ def _write(items: Iterable[_Item], out: Path, meta: dict[str, Any], seed: int, p
         "class_counts": _count_summary(items, splits),
         "cell_class_counts": {split: dict(sorted(c.items())) for split, c in counts.items()},
     }
+    meta["index_sha256"] = hashlib.sha256((out / "index.csv").read_bytes()).hexdigest()  # reproducibility check
     (out / "dataset.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
     return out / "index.csv"
 
@@ -248,20 +250,23 @@ def _count_summary(items: list[_Item], splits: dict[str, str]) -> dict[str, dict
     return {split: {k: int(v) for k, v in sorted(c.items())} for split, c in summary.items()}
 
 
-def build_from_spec(name: str, out: Path, workers: int = 2) -> Path:
-    """Generate the named synthetic spec (see :data:`SPECS`) and write it under ``out``."""
-    if name not in SPECS:
-        raise SignalError(f"unknown benchmark spec {name!r}; choose from {sorted(SPECS)}")
-    spec = SPECS[name]
+def build_from_spec(spec: str | BenchSpec, out: Path, workers: int = 2) -> Path:
+    """Generate a synthetic spec (a name from :data:`SPECS`, or a spec object) and write it under ``out``."""
+    if isinstance(spec, str):
+        if spec not in SPECS:
+            raise SignalError(f"unknown benchmark spec {spec!r}; choose from {sorted(SPECS)}")
+        spec = SPECS[spec]
     jobs = [
         (spec, scenario, spec.seed + 1000 * k + i)
         for k, scenario in enumerate(spec.scenarios)
         for i in range(spec.patients_per_scenario)
     ]
-    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+    meta: dict[str, Any] = {"spec": asdict(spec), "generator_version": GENERATOR_VERSION, "source": "synthetic"}
+    meta |= {"split_fractions": list(spec.split_fractions), "classes": list(RHYTHM_CLASSES)}
+    if workers <= 1:
+        return _write(map(_synthetic_item, jobs), out, meta, spec.seed, spec.records_per_shard)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
         items: Iterator[_Item] = pool.map(_synthetic_item, jobs, chunksize=2)
-        meta: dict[str, Any] = {"spec": asdict(spec), "generator_version": GENERATOR_VERSION, "source": "synthetic"}
-        meta |= {"split_fractions": list(spec.split_fractions), "classes": list(RHYTHM_CLASSES)}
         return _write(items, out, meta, spec.seed, spec.records_per_shard)
 
 

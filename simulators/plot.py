@@ -53,7 +53,7 @@ def plot_rhythm_strips(path: Path, fs: float = 250.0, seed: int = 0) -> Path:
     for ax, name in zip(axes, presets, strict=False):
         record = generate_rhythm(name, seconds=_STRIP_S + 2.0, seed=seed, fs=fs, leads=("II",), noise="ambient")
         _draw(ax, record, "II", 1.0, f"{name}  [{record.rhythm_at(int(fs))}]  synthetic")
-    onset_rec = generate_scenario("af_onset", seed=seed, minutes=12.0, fs=fs, leads=("V1",), noise="ambient")
+    onset_rec = generate_scenario("af_onset", seed=seed, minutes=8.0, fs=fs, leads=("V1",), noise="ambient")
     onset_s = onset_rec.onsets["AF"]
     _draw(axes[-1], onset_rec, "V1", onset_s - 4.0, f"af_onset: sinus -> AF at {onset_s:.1f} s (dashed)  synthetic")
     axes[-1].set_xlabel("time (s)")

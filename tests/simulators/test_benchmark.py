@@ -10,14 +10,17 @@ import wfdb
 
 from simulators.benchmark import (
     BenchDataset,
+    BenchSpec,
     assign_splits,
     build_from_records,
+    build_from_spec,
     class_changes,
     label_sample,
     patient_of,
     sample_anchors,
 )
 from simulators.records import AnnotatedRecord, BeatAnnotations, RhythmSegment
+from simulators.scenarios import GENERATOR_VERSION, generate_scenario
 
 FS = 10.0  # labels only depend on annotation times; a low rate keeps fixtures tiny
 
@@ -120,3 +123,24 @@ def test_build_from_wfdb_records(tmp_path: Path) -> None:
     np.testing.assert_allclose(window[0], expected, atol=2e-3)
     assert all(float(r["anchor_s"]) >= int(r["window_s"]) for r in data.index)
     assert all(float(r["anchor_s"]) + int(r["horizon_s"]) <= 1500 for r in data.index)
+
+
+def test_synthetic_spec_is_reproducible_and_labels_match_records(tmp_path: Path) -> None:
+    spec = BenchSpec("tiny", "0", seed=5, patients_per_scenario=2, minutes=10.0, scenarios=("af_onset", "vt_onset"))
+    first = BenchDataset(build_from_spec(spec, tmp_path / "a", workers=1).parent)
+    second = BenchDataset(build_from_spec(spec, tmp_path / "b", workers=1).parent)
+    assert first.meta["index_sha256"] == second.meta["index_sha256"]
+    assert first.meta["spec"]["name"] == "tiny" and first.meta["generator_version"] == GENERATOR_VERSION
+    splits_of: dict[str, set[str]] = {}
+    for row in first.index:
+        splits_of.setdefault(row["patient_id"], set()).add(row["split"])
+    assert all(len(s) == 1 for s in splits_of.values()) and len(splits_of) == 4
+    scenario, seed = next(iter(first.index))["record_id"].rsplit("_", 1)
+    record = generate_scenario(scenario, int(seed), spec.minutes, spec.fs, spec.leads, spec.noise)
+    for row in (r for r in first.index if r["record_id"] == record.record_name):
+        anchor, horizon = float(row["anchor_s"]), int(row["horizon_s"])
+        assert row["label_class"] == record.class_at(round((anchor + horizon) * record.fs))
+        assert row["current_class"] == record.class_at(round(anchor * record.fs))
+    row = next(r for r in first.index if r["record_id"] == record.record_name and r["window_s"] == "30")
+    lo, hi = round((float(row["anchor_s"]) - 30) * spec.fs), round(float(row["anchor_s"]) * spec.fs)
+    np.testing.assert_allclose(first.window(row)[0], record.p_signal[lo:hi, 0], atol=6e-4)

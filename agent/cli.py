@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 from agent.errors import ConfigError
-from agent.settings import DEFAULT_CONFIG_PATH, load_settings
+from agent.settings import DEFAULT_CONFIG_PATH, Settings, load_settings
 
-__all__ = ["register"]
+__all__ = ["register", "settings_or_report"]
 
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
@@ -39,11 +39,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     check.set_defaults(func=cmd_validate_config)
 
 
-def cmd_validate_config(args: argparse.Namespace) -> int:
+def settings_or_report(path: Path) -> Settings | None:
+    """Load a config for a command; on any error print every problem to stderr and return None (exit code 2)."""
     try:
-        load_settings(args.path)
+        return load_settings(path)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return None
+
+
+def cmd_validate_config(args: argparse.Namespace) -> int:
+    if settings_or_report(args.path) is None:
         return 2
     print(f"{args.path}: valid")
     return 0
@@ -52,10 +58,8 @@ def cmd_validate_config(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from agent.daemon import run_daemon
 
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    settings = settings_or_report(args.config)
+    if settings is None:
         return 2
     return run_daemon(settings, log_format=args.log_format)
 
@@ -64,10 +68,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from agent.demo import DemoOptions, run_demo
     from agent.logs import configure_logging
 
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    settings = settings_or_report(args.config)
+    if settings is None:
         return 2
     configure_logging("warning", "console")
     options = DemoOptions(args.patients, args.speed, args.minutes, args.seed, args.json_path, args.backbone)

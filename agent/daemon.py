@@ -32,6 +32,7 @@ from agent.patient import CompletedWindows
 from agent.protocol import PayloadLimits, Topics
 from agent.sequencer import Delivery
 from agent.settings import Settings
+from agent.worker_thread import WorkerThread
 
 if TYPE_CHECKING:
     from agent.forecasting import ModelWorker
@@ -46,40 +47,26 @@ def _limits(settings: Settings) -> PayloadLimits:
     return PayloadLimits(p.max_payload_bytes, p.max_samples_per_lead, p.max_leads, p.min_fs, p.max_fs)
 
 
-class AlertWorker:
+class AlertWorker(WorkerThread):
     """Applies acknowledgements and runs re-notification timers off the MQTT thread, about once a second."""
 
     def __init__(self, service: AlertService, acks: queue.Queue[Ack]) -> None:
         self.service = service
         self._acks = acks
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="alert-worker", daemon=True)
+        super().__init__("alert-worker")
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
+    def step(self) -> None:
+        try:
+            ack = self._acks.get(timeout=1.0)
+        except queue.Empty:
+            ack = None
+        if ack is not None:
             try:
-                ack = self._acks.get(timeout=1.0)
-            except queue.Empty:
-                ack = None
-            try:
-                if ack is not None:
-                    alert = self.service.acknowledge(ack)
-                    log.info("alert_acknowledged", patient_id=alert.patient_id, alert_id=alert.alert_id, by=ack.by)
-                self.service.tick()
+                alert = self.service.acknowledge(ack)
+                log.info("alert_acknowledged", patient_id=alert.patient_id, alert_id=alert.alert_id, by=ack.by)
             except ProtocolError as exc:
-                log.warning(
-                    "ack_rejected", reason=exc.reason, detail=exc.detail, alert_id=getattr(ack, "alert_id", None)
-                )
-            except Exception:
-                log.exception("alert_step_failed")
+                log.warning("ack_rejected", reason=exc.reason, detail=exc.detail, alert_id=ack.alert_id)
+        self.service.tick()
 
 
 class Agent:

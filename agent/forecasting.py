@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import queue
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from agent.ingest_worker import IngestWorker, SignalSnapshot
 from agent.measurements import Measurements, measure_leads
 from agent.patient import CompletedWindows
 from agent.protocol import Topics
+from agent.worker_thread import WorkerThread
 from encoder_onnx.stage import EncoderStage, encode_ready
 from llm_runtime.engine import ForecastEngine
 from llm_runtime.forecast import Forecast
@@ -77,8 +77,10 @@ class ModelStats:
     encode_s: float = 0.0  # wall time in encoder ticks that had windows (from the wait for the first one)
 
 
-class ModelWorker:
+class ModelWorker(WorkerThread):
     """Encoder ticks, cache feeding and the forecast loop. ``step()`` is the whole algorithm."""
+
+    error_pause_s = 0.5  # a failing model step (e.g. out of memory) must not spin
 
     def __init__(
         self,
@@ -107,25 +109,11 @@ class ModelWorker:
         self._feeds: dict[str, _Feed] = {}
         self.stats = ModelStats()
         self.loaded = True
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="model-worker", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
+        super().__init__("model-worker")
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop after the step in flight (a forecast batch is never cut in half)."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.step()
-            except Exception:
-                log.exception("model_step_failed", patients=len(self.stage.patients))
-                time.sleep(0.5)
+        super().stop(timeout)
 
     def step(self) -> None:
         """1 encode, 2 feed caches, 3 observe, 4 schedule, 5 free, 6 cannot-assess, 7 forecast."""

@@ -21,6 +21,7 @@ from agent.patient import CompletedWindows, PatientStream, PatientUpdate
 from agent.protocol import Topics
 from agent.sequencer import Delivery
 from agent.settings import Settings
+from agent.worker_thread import WorkerThread
 
 __all__ = ["IngestWorker", "SignalSnapshot", "WindowSink"]
 
@@ -43,7 +44,7 @@ class SignalSnapshot:
     status: dict[str, Any]
 
 
-class IngestWorker:
+class IngestWorker(WorkerThread):
     """Owns every ``PatientStream``; the only thread that mutates ingest state.
 
     ``lock`` is held while a chunk is applied, so the model worker can take consistent snapshots.
@@ -70,30 +71,18 @@ class IngestWorker:
         self.lock = threading.Lock()
         self.evicted: list[str] = []  # patients dropped since the model worker last looked
         self.extra_status: Callable[[str], dict[str, Any]] | None = None  # fields other stages add to status
-        self._thread = threading.Thread(target=self._run, name="ingest-worker", daemon=True)
-        self._stop = threading.Event()
+        super().__init__("ingest-worker")
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                item = self._inbox.get(timeout=_HOUSEKEEPING_S)
-            except queue.Empty:
-                item = None
-            try:
-                with self.lock:
-                    if item is not None:
-                        self.handle(item)
-                    self.housekeeping(time.monotonic())
-            except Exception:
-                log.exception("ingest_step_failed", item=type(item).__name__)
+    def step(self) -> None:
+        """Apply one queued item (or none after 200 ms), then housekeeping, under the ingest lock."""
+        try:
+            item = self._inbox.get(timeout=_HOUSEKEEPING_S)
+        except queue.Empty:
+            item = None
+        with self.lock:
+            if item is not None:
+                self.handle(item)
+            self.housekeeping(time.monotonic())
 
     def handle(self, item: Delivery | Rejection) -> None:
         """Apply one queue item. Public so tests can drive the worker without a thread."""

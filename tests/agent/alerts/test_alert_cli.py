@@ -10,13 +10,14 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 import structlog
-from alert_builders import evidence, forecast
 from paho.mqtt.enums import CallbackAPIVersion
 
 import main
 from agent.alerts import AlertService, AlertSettings, decode_ack
 from agent.local_broker import LocalMosquitto
 from agent.protocol import Topics
+
+from .alert_builders import evidence, forecast
 
 
 @pytest.fixture(autouse=True)

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 import pytest
 
-from agent.alerts import AlertSettings, build_evidence, quality_problem
+from agent.alerts import AlertService, AlertSettings, build_evidence, quality_problem
 from agent.measurements import Measurements, measure_leads
+from agent.protocol import Topics
 from simulators import generate_scenario
+
+from .alert_builders import forecast
 
 
 @pytest.fixture(scope="module")
@@ -44,3 +52,18 @@ def test_lead_verdicts_gate_even_with_measurements(two_minutes: tuple[Measuremen
     ev = build_evidence(recent, None, {"II": "good", "V1": "noisy"}, 60.0)
     assert quality_problem(ev, gate) == "1 assessable lead, 2 needed: II good, V1 noisy"
     assert ev.hr_change_bpm is None and ev.pac_per_min_before is None
+
+
+def test_flat_leads_give_cannot_assess_not_a_negative(tmp_path: Path) -> None:
+    """Leads off (a flat line, as the ingest sees it): measurements find nothing and the service says so."""
+    flat = np.zeros((int(60 * 250.0), 2))
+    recent = measure_leads(flat, 250.0, ["II", "V1"])
+    ev = build_evidence(recent, None, {"II": "leads_off", "V1": "leads_off"}, 60.0, t_end_s=60.0)
+    sent: list[dict[str, Any]] = []
+    settings = AlertSettings.model_validate({"store_path": str(tmp_path / "a.sqlite3")})
+    with AlertService(settings, None, lambda _t, p, _q, _r: sent.append(json.loads(p)), Topics("ecg/v1")) as service:
+        service.on_forecast("P001", forecast(af=0.95), ev)
+        service.on_forecast("P001", forecast(af=0.95), ev)
+    assert [(m["type"], m["after"]["kind"]) for m in sent] == [("new", "cannot_assess")]
+    assert sent[0]["after"]["evidence"]["hr_bpm"] is None
+    assert "II leads off, V1 leads off" in sent[0]["after"]["explanation"]

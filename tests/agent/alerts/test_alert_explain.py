@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from alert_builders import evidence, forecast
 
 from agent.alerts import AlertPolicy, AlertSettings, ForecastSeen, PatientAlerts, check_rationale
+
+from .alert_builders import evidence, forecast
 
 
 def raised_alert_text(rationale: str | None, **evidence_changes: object) -> tuple[str, str | None]:

@@ -6,7 +6,6 @@ import itertools
 from collections.abc import Sequence
 
 import pytest
-from alert_builders import evidence, forecast
 
 from agent.alerts import (
     Ack,
@@ -22,6 +21,8 @@ from agent.alerts import (
     TimerTick,
 )
 from agent.errors import ProtocolError
+
+from .alert_builders import evidence, forecast
 
 
 def make_policy(**defaults: object) -> AlertPolicy:

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alert_builders import evidence, forecast
 
 from agent.alerts import SCHEMA_ALERT, Ack, AlertService, AlertSettings, decode_ack
 from agent.errors import BrokerError, LifecycleError, ProtocolError
 from agent.protocol import Topics
+
+from .alert_builders import evidence, forecast
 
 
 @dataclass

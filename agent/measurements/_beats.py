@@ -41,10 +41,14 @@ class ClassifierConfig:
     band_hz: tuple[float, float] = (0.5, 40.0)  # keeps QRS shape, removes wander and most EMG
     qrs_halfwidth_s: float = 0.100  # ±100 ms holds a normal QRS and the bulk of a wide one
     max_lag_s: float = 0.040  # R may be placed on R or S; correlation is taken at the best lag up to ±40 ms
-    min_corr: float = 0.80  # below this a QRS is a different shape from the dominant one ...
-    wide_ratio: float = 1.40  # ... and if also this much wider, it took a different (ventricular) path
+    min_corr: float = 0.80  # beats at least this alike share a shape (template clustering)
+    v_corr: float = 0.90  # a beat less alike than this to the normal QRS ...
+    wide_ratio: float = 1.40  # ... and this much wider took a different (ventricular) path
+    very_wide_ratio: float = 1.80  # this much wider is ventricular whatever the shape (normal beats: 99th pct 1.3)
     loose_corr: float = 0.93  # premature + compensatory pause + wider + correlation under this: ventricular
-    wide_abs_ms: float = 130.0  # a dominant QRS wider than this is itself ventricular (e.g. sustained VT)
+    wide_abs_ms: float = 130.0  # a QRS this wide is wide in absolute terms; a *normal* one this wide: all is VT
+    wide_abs_ratio: float = 1.20  # absolutely wide and this much wider than normal also counts as wide (the
+    #                               normal QRS on a lead like V1 can measure wide itself)
     premature_ratio: float = 0.85  # RR under 85 % of the local median: premature (common Holter criterion)
     compensatory_ratio: float = 1.85  # RR before + after ≥ 1.85 local RR: a (near-)full compensatory pause
     reference_beats: int = 41  # window of the local median RR: wide enough that a 15-beat atrial run stays premature
@@ -127,7 +131,7 @@ def beat_features(
     lag = round(cfg.max_lag_s * fs)
     windows = _windows(loc, r_peaks, half + lag)  # (n_beats, 2*(half+lag)+1), NaN outside usable
     widths_ms = _qrs_widths(windows, fs) * 1000.0 / fs
-    template = _normal_template(windows, fs, half, lag, cfg)
+    template = _normal_template(_shape_clusters(windows, widths_ms, fs, half, lag, cfg), windows.shape[1], cfg)
     corr = _best_lag_corr(windows, template, half, lag)
     dom_width = float(_qrs_widths(template[None, :], fs)[0] * 1000.0 / fs) if np.isfinite(template).all() else np.nan
     rr_ms = np.diff(r_peaks) * 1000.0 / fs
@@ -186,29 +190,46 @@ def _qrs_widths(windows: npt.NDArray[np.float64], fs: float) -> npt.NDArray[np.f
     return np.where(np.isnan(windows).any(axis=1), np.nan, width)
 
 
-def _normal_template(
-    windows: npt.NDArray[np.float64], fs: float, half: int, lag: int, cfg: ClassifierConfig
-) -> npt.NDArray[np.float64]:
-    """Template of the normally conducted beat: the most populous narrow shape cluster.
+Cluster = tuple[int, float, npt.NDArray[np.float64]]  # (members, QRS width in ms, median template)
 
-    Shapes are peeled off greedily (largest cluster first, up to three). The most common shape is not always the
-    normal one (a strip that is mostly VT), so among the clusters the largest one narrower than ``wide_abs_ms`` is
-    chosen, and only if none is narrow the largest cluster is.
+
+def _shape_clusters(
+    windows: npt.NDArray[np.float64], widths_ms: npt.NDArray[np.float64], fs: float, half: int, lag: int,
+    cfg: ClassifierConfig,
+) -> list[Cluster]:  # fmt: skip
+    """QRS shapes peeled off greedily, most populous first (up to three), each with at least 5 % of the beats.
+
+    A member must correlate with the cluster's template *and* have a width within 0.7–1.4× of it: on some leads
+    a normal QRS and a PVC are both one upright wave, alike in shape after lag alignment, and differ only in width.
     """
-    remaining = windows[~np.isnan(windows).any(axis=1)]
-    if remaining.shape[0] == 0:
-        return np.full(windows.shape[1], np.nan)
+    complete = ~np.isnan(windows).any(axis=1)
+    remaining, widths = windows[complete], widths_ms[complete]
     min_members = max(3, remaining.shape[0] // 20)
-    clusters: list[tuple[int, float, npt.NDArray[np.float64]]] = []  # (members, width_ms, template)
+    clusters: list[Cluster] = []
     while remaining.shape[0] >= min_members and len(clusters) < 3:
         template = _refined_median(remaining, half, lag, cfg.min_corr)
-        alike = _best_lag_corr(remaining, template, half, lag) >= cfg.min_corr
+        width_ms = float(_qrs_widths(template[None, :], fs)[0]) * 1000.0 / fs
+        alike = (_best_lag_corr(remaining, template, half, lag) >= cfg.min_corr) & (
+            np.abs(np.log(widths / width_ms)) <= np.log(1.4)
+        )
+        if alike.sum() < min_members:
+            break
+        template = np.median(remaining[alike], axis=0)
         width_ms = float(_qrs_widths(template[None, :], fs)[0]) * 1000.0 / fs
         clusters.append((int(alike.sum()), width_ms, template))
-        if not alike.any():
-            break
-        remaining = remaining[~alike]
-    narrow = [c for c in clusters if c[1] <= cfg.wide_abs_ms and c[0] >= min_members]
+        remaining, widths = remaining[~alike], widths[~alike]
+    return clusters
+
+
+def _normal_template(clusters: list[Cluster], n_cols: int, cfg: ClassifierConfig) -> npt.NDArray[np.float64]:
+    """Template of the normally conducted beat: the most populous narrow shape cluster.
+
+    The most common shape is not always the normal one (a strip that is mostly VT), so the largest cluster
+    narrower than ``wide_abs_ms`` is chosen, and only if none is narrow the largest cluster is.
+    """
+    if not clusters:
+        return np.full(n_cols, np.nan)
+    narrow = [c for c in clusters if c[1] <= cfg.wide_abs_ms]
     return max(narrow or clusters, key=lambda c: c[0])[2]
 
 
@@ -282,7 +303,9 @@ def label_beats(features: BeatFeatures, config: ClassifierConfig | None = None) 
     corr, width = features.template_corr, features.qrs_width_ms
     dom = features.dominant_width_ms
     measurable = np.isfinite(corr)
-    odd_shape = measurable & (((corr < cfg.min_corr) & (width > cfg.wide_ratio * dom)) | (dom > cfg.wide_abs_ms))
+    wider = width / dom
+    wide = (wider > cfg.wide_ratio) | ((width >= cfg.wide_abs_ms) & (wider > cfg.wide_abs_ratio))
+    odd_shape = measurable & (((corr < cfg.v_corr) & wide) | (wider > cfg.very_wide_ratio) | (dom > cfg.wide_abs_ms))
     # RR intervals that touch an odd-shaped beat say nothing about the supraventricular rhythm.
     odd_before = np.concatenate(([False], odd_shape[:-1]))
     supra_rr = np.where(odd_shape | odd_before, np.nan, features.rr_prev_ms)

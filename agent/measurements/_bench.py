@@ -28,7 +28,7 @@ class BenchSpec:
 
     scenarios: tuple[str, ...] = ("sinus_stable", "sinus_ectopy", "sinus_tachy_exertion", "af_onset",
                                   "flutter_onset", "vt_onset")  # fmt: skip
-    seeds: tuple[int, ...] = (101, 102, 103)
+    seeds: tuple[int, ...] = (101, 102, 103, 104, 105)
     minutes: float = 10.0
     fs: float = 250.0
     leads: tuple[str, ...] = ("II", "V1")

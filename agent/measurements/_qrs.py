@@ -153,12 +153,14 @@ def _threshold_candidates(
             spki, npki = _learn_levels(mwi[max(0, cand[k] - learn_n) : cand[k]])
             last_event = int(cand[k])
         thr = npki + 0.25 * (spki - npki)
-        if kept and len(recent_rr) >= 2 and cand[k] - cand[kept[-1]] > cfg.searchback_rr * np.median(recent_rr):
+        # Search back, repeatedly: at a VT onset several wide, low-slope beats in a row can fall under threshold.
+        while kept and len(recent_rr) >= 2 and cand[k] - cand[kept[-1]] > cfg.searchback_rr * np.median(recent_rr):
             back = _search_back(cand, height, kept[-1], k, 0.5 * thr, round(cfg.refractory_s * fs))
-            if back is not None:
-                recent_rr.append(int(cand[back] - cand[kept[-1]]))
-                kept.append(back)
-                spki = 0.25 * height[back] + 0.75 * spki
+            if back is None:
+                break
+            recent_rr.append(int(cand[back] - cand[kept[-1]]))
+            kept.append(back)
+            spki = 0.25 * height[back] + 0.75 * spki
         gap = cand[k] - cand[kept[-1]] if kept else np.inf
         is_t_wave = gap < cfg.t_wave_s * fs and slope[k] < cfg.t_wave_slope_ratio * slope[kept[-1]]
         if height[k] <= thr or is_t_wave:

@@ -103,6 +103,16 @@ def test_ventricular_run_measured_on_vt_onset() -> None:
     assert m.ventricular_run_count >= 1
 
 
+def test_short_vt_run_whose_beats_look_alike_is_still_ventricular() -> None:
+    # Seed 5: on lead II the VT complexes are single upright waves that correlate 0.81 with the sinus QRS after
+    # lag alignment; only their width (about 2x) tells them apart. They must not come out as a run of PACs.
+    rec = generate_scenario("vt_onset", seed=5, minutes=4.0, fs=FS, leads=("II", "V1"), noise="low")
+    m = analyse_lead(rec.p_signal[:, 0].astype(np.float64), FS, "II").measurements
+    assert rec.beats.count("V") >= 15
+    assert m.longest_ventricular_run >= rec.beats.count("V") - 2
+    assert m.pac_count <= 2
+
+
 def test_af_is_more_irregular_than_sinus() -> None:
     af = _lead_ii("af_onset", "low")
     rec = _record("af_onset", "low")

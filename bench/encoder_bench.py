@@ -19,6 +19,7 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +59,8 @@ def paired_seconds_per_call(
     ratio is meaningful even when absolute numbers drift.
     """
     n_a, n_b = _block_size(fn_a, min_time_s / blocks), _block_size(fn_b, min_time_s / blocks)
-    a, b = [], []
+    a: list[float] = []
+    b: list[float] = []
     for _ in range(blocks):
         for fn, n, out in ((fn_a, n_a, a), (fn_b, n_b, b)):
             t0 = time.perf_counter()
@@ -68,17 +70,15 @@ def paired_seconds_per_call(
     return float(np.median(a)), float(np.median(b))
 
 
-def throughput(onnx_path: Path, model: torch.nn.Module, min_time_s: float) -> list[dict[str, object]]:
+def throughput(onnx_path: Path, model: torch.nn.Module, min_time_s: float) -> list[dict[str, float]]:
     torch.set_num_threads(1)
     settings = EncoderSettings(onnx_path=onnx_path, provider="cpu", intra_op_threads=1, inter_op_threads=1)
-    rows = []
+    rows: list[dict[str, float]] = []
     with EncoderRuntime(onnx_path, settings) as rt, torch.no_grad():
         for batch in BATCH_SIZES:
             windows = random_windows(batch, seed=batch)
             tensor = torch.from_numpy(windows)
-            t_ort, t_torch = paired_seconds_per_call(
-                lambda w=windows: rt.encode(w), lambda x=tensor: model(x), min_time_s
-            )
+            t_ort, t_torch = paired_seconds_per_call(partial(rt.encode, windows), partial(model, tensor), min_time_s)
             rows.append(
                 {
                     "batch": batch,
@@ -98,10 +98,10 @@ def cuda_throughput(onnx_path: Path, min_time_s: float) -> dict[str, object]:
         return {"measured": False, "reason": f"no usable CUDA device in this run: {reason}"}
     settings = EncoderSettings(onnx_path=onnx_path, provider="cuda")
     with EncoderRuntime(onnx_path, settings) as rt:
-        rows = []
+        rows: list[dict[str, float]] = []
         for batch in BATCH_SIZES:
             windows = random_windows(batch, seed=batch)
-            t_gpu, _ = paired_seconds_per_call(lambda w=windows: rt.encode(w), lambda: None, min_time_s)
+            t_gpu, _ = paired_seconds_per_call(partial(rt.encode, windows), lambda: None, min_time_s)
             rows.append({"batch": batch, "windows_per_s": batch / t_gpu})
     return {"measured": True, "provider": rt.provider, "rows": rows}
 

@@ -9,6 +9,7 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +19,7 @@ from encoder_onnx.settings import DEFAULT_ONNX_PATH, DEFAULT_WEIGHTS_PATH
 
 __all__ = ["register", "train_subparsers"]
 
-SubParsers = argparse._SubParsersAction  # type: ignore[type-arg]
+SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def train_subparsers(sub: SubParsers) -> SubParsers:

@@ -108,7 +108,7 @@ def build_window_set(spec: DataSpec, workers: int = 1) -> WindowSet:
     else:
         parts = [_record_windows(spec, k) for k in tqdm(ks, desc="data", disable=len(ks) < 20)]
     fields = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
-    return WindowSet(**fields)  # type: ignore[arg-type]
+    return WindowSet(**fields)
 
 
 def load_or_build(spec: DataSpec, cache_dir: Path, workers: int = 1) -> WindowSet:

@@ -57,7 +57,7 @@ class EncoderConfig:
     def embedding_dim(self) -> int:
         """Channels of the last layer times positions left after the stride-2 layers (CAMEL: 4 x 16 = 64)."""
         n_layers = len(self.channels) - 1
-        return self.channels[-1] * (self.window_samples // self.stride**n_layers)
+        return int(self.channels[-1] * (self.window_samples // self.stride**n_layers))
 
     def scaling_spec(self) -> dict[str, object]:
         """The amplitude contract, as stored in the ONNX metadata and the model card."""
@@ -94,7 +94,9 @@ class ConvEncoder(nn.Sequential):
         """Windows in mV, (B, 256) or (B, 1, 256), to embeddings (B, 64)."""
         if x.dim() == 2:
             x = x.unsqueeze(1)  # (B, 256) -> (B, 1, 256)
-        h = super().forward(scale_input(x, self.config))  # (B, 1, 256) -> (B, 4, 16)
+        h = scale_input(x, self.config)
+        for layer in self:
+            h = layer(h)  # (B, 1, 256) -> ... -> (B, 4, 16)
         return h.flatten(1)  # (B, 4, 16) -> (B, 64)
 
 
@@ -119,6 +121,7 @@ class ExportEncoder(nn.Module):
                     (1, self.config.stride),
                     (0, self.config.padding),
                 )
+                assert conv.bias is not None and layer.bias is not None
                 with torch.no_grad():
                     conv.weight.copy_(layer.weight.unsqueeze(2))  # (C_out, C_in, 4) -> (C_out, C_in, 1, 4)
                     conv.bias.copy_(layer.bias)
@@ -152,7 +155,8 @@ class ConvDecoder(nn.Module):
         """Embeddings (B, 64) to reconstructed scaled windows (B, 256)."""
         n_positions = z.shape[1] // self.config.channels[-1]
         h = z.view(z.shape[0], self.config.channels[-1], n_positions)  # (B, 64) -> (B, 4, 16)
-        return self.net(h).squeeze(1)  # (B, 4, 16) -> (B, 1, 256) -> (B, 256)
+        out: torch.Tensor = self.net(h)  # (B, 4, 16) -> (B, 1, 256)
+        return out.squeeze(1)  # (B, 1, 256) -> (B, 256)
 
 
 class ConvAutoencoder(nn.Module):

@@ -18,18 +18,18 @@ DEFAULT_ONNX_PATH = _MODELS_DIR / "encoder.onnx"
 
 
 class EncoderSettings(StrictModel):
-    weights_path: Path = Field(DEFAULT_WEIGHTS_PATH, description="Trained encoder weights (.pt, committed)")
+    weights_path: Path = Field(default=DEFAULT_WEIGHTS_PATH, description="Trained encoder weights (.pt, committed)")
     onnx_path: Path = Field(
-        DEFAULT_ONNX_PATH, description="ONNX model; exported from weights_path when missing or stale"
+        default=DEFAULT_ONNX_PATH, description="ONNX model; exported from weights_path when missing or stale"
     )
     provider: Literal["auto", "cpu", "cuda", "tensorrt"] = Field(
-        "auto",
+        default="auto",
         description="auto: CUDA when a usable GPU is present, else CPU; cuda/tensorrt fail at start-up without one",
     )
-    intra_op_threads: int = Field(1, ge=0, le=256, description="ORT threads inside one op; 0 lets ORT decide")
-    inter_op_threads: int = Field(1, ge=0, le=256, description="ORT threads across ops; 0 lets ORT decide")
+    intra_op_threads: int = Field(default=1, ge=0, le=256, description="ORT threads inside one op; 0 lets ORT decide")
+    inter_op_threads: int = Field(default=1, ge=0, le=256, description="ORT threads across ops; 0 lets ORT decide")
     max_batch: int = Field(
-        4096, ge=1, le=65536, description="Largest number of windows sent to ORT in one run (bounds memory)"
+        default=4096, ge=1, le=65536, description="Largest number of windows sent to ORT in one run (bounds memory)"
     )
 
     @field_validator("weights_path", "onnx_path")

@@ -62,7 +62,11 @@ def _coerce(value: str, current: object, key: str) -> object:
             return tuple(item_type(v) for v in value.split(",") if v)
         if isinstance(current, Path):
             return Path(value)
-        return type(current)(value)
+        if isinstance(current, int):
+            return int(value)
+        if isinstance(current, float):
+            return float(value)
+        return value
     except ValueError as exc:
         raise ConfigError(f"override {key}={value!r}: {exc}") from exc
 
@@ -80,8 +84,10 @@ def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
         names = {f.name for f in fields(target)}
         if name not in names:
             raise ConfigError(f"unknown config key {key!r}; known: {sorted(names)}")
-        updated = dataclasses.replace(target, **{name: _coerce(value, getattr(target, name), key)})
-        config = updated if not section else dataclasses.replace(config, **{section: updated})
+        change: dict[str, Any] = {name: _coerce(value, getattr(target, name), key)}
+        updated = dataclasses.replace(target, **change)
+        outer: dict[str, Any] = {section: updated}
+        config = updated if not section else dataclasses.replace(config, **outer)
     return config
 
 
@@ -105,7 +111,8 @@ def split_records(data: WindowSet, config: TrainConfig) -> tuple[npt.NDArray[np.
 
 
 def _config_to_json(config: TrainConfig) -> dict[str, Any]:
-    return json.loads(json.dumps(asdict(config), default=str))
+    out: dict[str, Any] = json.loads(json.dumps(asdict(config), default=str))
+    return out
 
 
 def _config_from_json(data: dict[str, Any]) -> TrainConfig:
@@ -160,7 +167,8 @@ def _resume(config: TrainConfig) -> tuple[TrainConfig, dict[str, Any]]:
 def batch_mse(model: ConvAutoencoder, x: torch.Tensor) -> torch.Tensor:
     """Per-window reconstruction MSE in scaled units (mV here): (B, 256) -> (B,)."""
     recon, target = model(x)
-    return ((recon - target) ** 2).mean(dim=1)
+    mse: torch.Tensor = ((recon - target) ** 2).mean(dim=1)
+    return mse
 
 
 @torch.no_grad()
@@ -206,7 +214,7 @@ def train_encoder(config: TrainConfig, resume: bool = False) -> Path:
         # 2) one Adam step on the reconstruction MSE
         loss = batch_mse(model, windows[idx]).mean()
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
         bar.set_postfix(loss=f"{loss.item():.4f}")
         done = step + 1

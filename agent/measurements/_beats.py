@@ -4,12 +4,14 @@ The rules are deliberately simple and explainable, so a nurse-facing count can b
 
 1. Morphology. Each QRS (±100 ms around R, 0.5–40 Hz) is compared with the normal template (the median of the
    most populous narrow shape cluster) by Pearson correlation, best over ±40 ms of lag, and by QRS width. A beat is
-   'V' if it correlates poorly *and* is clearly wider than the normal beat, or if no narrow cluster exists (the
-   strip is all wide, e.g. sustained VT), or if it is premature with a full compensatory pause in a regular rhythm
-   and is wider and only loosely alike. Requiring both shape and width keeps fibrillatory waves riding on a QRS
-   (which lower its correlation) from turning normal beats into PVCs.
+   'V' if it correlates poorly *and* is clearly wider than the normal beat, or is very much wider whatever its
+   shape (two single upright waves of different width still correlate ~0.8 after lag alignment), or if no narrow
+   cluster exists (the strip is all wide, e.g. sustained VT), or if it is premature with a full compensatory pause
+   in a regular rhythm and is wider and only loosely alike. Requiring width as well as shape keeps fibrillatory
+   waves riding on a QRS (which lower its correlation) from turning normal beats into PVCs.
 2. Timing. A beat of normal morphology is 'A' if its RR is short against the local median RR of supraventricular
-   intervals (< 85 %), unless the local rhythm is irregularly irregular (AF-like), where prematurity means nothing.
+   intervals (< 85 %), the interval before it was settled, and the local rhythm is not irregularly irregular
+   (AF-like), where prematurity means nothing.
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ from __future__ import annotations
 import heapq
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable, Iterator
 from enum import Enum
 from types import TracebackType
@@ -54,12 +53,18 @@ class MqttPublisher:
         self.connects = 0
         self._connected = threading.Event()
         self._refusal: str | None = None
-        self._pending: deque[mqtt.MQTTMessageInfo] = deque()
+        self._window = threading.Condition()  # guards the two sets below; notified on every acknowledgement
+        self._unacked: set[int] = set()
+        self._acked_early: set[int] = set()
         protocol = mqtt.MQTTv5 if settings.protocol == "5" else mqtt.MQTTv311
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
         self._client.max_inflight_messages_set(max_inflight)
+        self._client.reconnect_delay_set(
+            max(1, round(settings.reconnect_min_s)), max(1, round(settings.reconnect_max_s))
+        )
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_publish = self._on_publish
         user, password = settings.credentials
         if user is not None:
             self._client.username_pw_set(user, password)
@@ -105,23 +110,39 @@ class MqttPublisher:
             raise
         return self
 
-    def publish(self, topic: str, payload: bytes) -> None:
-        """Queue one message; blocks while ``max_inflight`` messages are still unacknowledged."""
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, props: Any) -> None:
+        """PUBACK (QoS 1), PUBCOMP (QoS 2) or written (QoS 0): the message leaves the in-flight window."""
+        with self._window:
+            if mid in self._unacked:
+                self._unacked.discard(mid)
+            else:
+                self._acked_early.add(mid)  # acknowledged before publish() recorded it
+            self._window.notify_all()
+
+    def publish(self, topic: str, payload: bytes, timeout_s: float = 60.0) -> None:
+        """Queue one message; blocks while ``max_inflight`` messages are unacknowledged.
+
+        Acknowledgements are tracked through ``on_publish`` rather than ``MQTTMessageInfo.wait_for_publish``,
+        which raises for messages queued while the connection is down; paho resends those after it reconnects.
+        """
         if self.state is not PublisherState.OPENED:
             raise LifecycleError(f"publish on a {self.state.value} publisher")
-        self._pending.append(self._client.publish(topic, payload, qos=self.qos))
-        while len(self._pending) >= self.max_inflight:
-            self._pending.popleft().wait_for_publish(timeout=30.0)
+        info = self._client.publish(topic, payload, qos=self.qos)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            raise BrokerError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
+        with self._window:
+            if info.mid in self._acked_early:
+                self._acked_early.discard(info.mid)
+            else:
+                self._unacked.add(info.mid)
+            if not self._window.wait_for(lambda: len(self._unacked) < self.max_inflight, timeout=timeout_s):
+                raise BrokerError(f"{len(self._unacked)} messages unacknowledged for {timeout_s} s")
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Wait until every queued message is acknowledged (QoS 1/2) or written (QoS 0)."""
-        deadline = time.monotonic() + timeout_s
-        while self._pending:
-            info = self._pending.popleft()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise BrokerError(f"{len(self._pending) + 1} messages still unacknowledged after {timeout_s} s")
-            info.wait_for_publish(timeout=remaining)
+        with self._window:
+            if not self._window.wait_for(lambda: not self._unacked, timeout=timeout_s):
+                raise BrokerError(f"{len(self._unacked)} messages still unacknowledged after {timeout_s} s")
 
     def interrupt(self, pause_s: float) -> None:
         """Fault: drop the connection for ``pause_s`` seconds, then reconnect (the device buffers meanwhile)."""

@@ -145,3 +145,33 @@ def test_plot_draws_every_rhythm(tmp_path: Path) -> None:
     out = tmp_path / "strips.png"
     assert main(["simulate", "--plot", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 50_000
+
+
+def test_publisher_survives_a_broker_restart(broker: LocalMosquitto) -> None:
+    """Messages published while the broker is down are queued by paho and delivered after the reconnect."""
+    received: list[int] = []
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="persistent-sub", clean_session=False)
+    sub.on_connect = lambda c, *_: c.subscribe("ecg/v1/+/wave", qos=1)
+    sub.on_message = lambda c, u, msg: received.append(decode_wave(msg.payload, PayloadLimits()).seq)
+    sub.reconnect_delay_set(1, 2)
+    sub.connect("127.0.0.1", broker.port)
+    sub.loop_start()
+    rec = generate_scenario("sinus_stable", seed=2, minutes=0.5, fs=250.0, leads=("II",), noise="none")
+    actions = [a for a in device_actions(rec, "sim-0003", t_start=0.0) if isinstance(a, Publish)]
+    try:
+        with MqttPublisher(MqttSettings(url=broker.url, reconnect_min_s=1, reconnect_max_s=2), "pub-restart") as pub:
+            for action in actions[:10]:
+                pub.publish(action.topic, action.payload)
+            pub.flush()
+            broker.restart()
+            for action in actions[10:]:
+                pub.publish(action.topic, action.payload)
+            pub.flush(timeout_s=20.0)
+            assert pub.connects == 2
+        deadline = time.monotonic() + 10
+        while len(set(received)) < 30 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        sub.disconnect()
+        sub.loop_stop()
+    assert set(received) == set(range(30))

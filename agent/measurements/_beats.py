@@ -129,17 +129,21 @@ def beat_features(
     """Widths, template correlations and RR intervals of checked beats (for ``classify_beats`` and ``measure``)."""
     cfg = config or ClassifierConfig()
     loc = band_limited(np.where(np.isfinite(sig_mv), sig_mv, 0.0), fs, usable, cfg.band_hz)
-    half = round(cfg.qrs_halfwidth_s * fs)
-    lag = round(cfg.max_lag_s * fs)
-    windows = _windows(loc, r_peaks, half + lag)  # (n_beats, 2*(half+lag)+1), NaN outside usable
-    widths_ms = _qrs_widths(windows, fs) * 1000.0 / fs
-    template = _normal_template(_shape_clusters(windows, widths_ms, fs, half, lag, cfg), windows.shape[1], cfg)
+    # Shapes are compared at 250 Hz at most: the 0.5–40 Hz copy loses nothing, and the lag search costs fs².
+    step = max(1, int(fs // 250.0))
+    fs_m, loc_m, peaks_m = fs / step, loc[::step], np.minimum(r_peaks // step, (loc.size - 1) // step)
+    half = round(cfg.qrs_halfwidth_s * fs_m)
+    lag = round(cfg.max_lag_s * fs_m)
+    windows = _windows(loc_m, peaks_m, half + lag)  # (n_beats, 2*(half+lag)+1), NaN outside usable
+    widths_ms = _qrs_widths(windows, fs_m) * 1000.0 / fs_m
+    template = _normal_template(_shape_clusters(windows, widths_ms, fs_m, half, lag, cfg), windows.shape[1], cfg)
     corr = _best_lag_corr(windows, template, half, lag)
-    dom_width = float(_qrs_widths(template[None, :], fs)[0] * 1000.0 / fs) if np.isfinite(template).all() else np.nan
+    finite = np.isfinite(template).all()
+    dom_width = float(_qrs_widths(template[None, :], fs_m)[0] * 1000.0 / fs_m) if finite else np.nan
     rr_ms = np.diff(r_peaks) * 1000.0 / fs
     rr_ms = np.where(_same_segment(usable, r_peaks), rr_ms, np.nan)
     qrs = windows[:, lag : lag + 2 * half + 1]
-    pre = _windows(loc, r_peaks - round(0.175 * fs), round(0.075 * fs))
+    pre = _windows(loc_m, peaks_m - round(0.175 * fs_m), round(0.075 * fs_m))
     return BeatFeatures(
         qrs_width_ms=widths_ms,
         template_corr=corr,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.ndimage import binary_dilation, maximum_filter1d, minimum_filter1d
+from scipy.ndimage import maximum_filter1d, minimum_filter1d
 from scipy.signal import butter, sosfiltfilt
 
 __all__ = ["QualityConfig", "band_limited", "beat_stretches", "run_bounds", "usable_mask", "usable_segments"]
@@ -53,7 +53,7 @@ def usable_mask(
     bad = ~finite | ~np.isfinite(ptp) | (ptp < cfg.flat_ptp_mv) | (ptp > cfg.max_ptp_mv)
     margin = round(cfg.margin_s * fs)
     if margin > 0 and bad.any():
-        bad = binary_dilation(bad, structure=np.ones(2 * margin + 1, dtype=bool))
+        bad = maximum_filter1d(bad.astype(np.uint8), size=2 * margin + 1, mode="constant") > 0  # dilation
     good: npt.NDArray[np.bool_] = ~bad
     min_len = round(cfg.min_segment_s * fs)
     for start, end in run_bounds(good):

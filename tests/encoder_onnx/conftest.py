@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from encoder_onnx.export import export_onnx
 from encoder_onnx.model import ConvEncoder
 from encoder_onnx.runtime import EncoderRuntime
 from encoder_onnx.settings import EncoderSettings
 from encoder_onnx.weights import save_encoder_weights
+from main import main
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -29,7 +29,8 @@ def encoder_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     weights = root / "encoder.pt"
     save_encoder_weights(weights, ConvEncoder(), {"seed": 0, "note": "test fixture, untrained"})
     onnx_path = root / "encoder.onnx"
-    export_onnx(weights, onnx_path, n_random=64)
+    # Exported through the CLI (the acceptance interface), once per session: exporting is the slow step.
+    assert main(["export-encoder", "--weights", str(weights), "--out", str(onnx_path), "--real-records", "1"]) == 0
     return weights, onnx_path
 
 

@@ -55,11 +55,6 @@ def test_help_does_not_import_torch_or_onnxruntime() -> None:
     assert out.stdout.split() == ["False", "False"]
 
 
-def test_export_cli_writes_a_model(encoder_files: tuple[Path, Path], tmp_path: Path) -> None:
-    from main import main as run_main
-
-    out = tmp_path / "cli.onnx"
-    assert (
-        run_main(["export-encoder", "--weights", str(encoder_files[0]), "--out", str(out), "--real-records", "1"]) == 0
-    )
-    assert out.stat().st_size > 100_000
+def test_export_cli_wrote_the_fixture_model(encoder_files: tuple[Path, Path]) -> None:
+    """The session fixture exports through ``python main.py export-encoder``; its output is a real model."""
+    assert encoder_files[1].stat().st_size > 100_000

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, assert_never
+from typing import TYPE_CHECKING, Any, assert_never
 
 from agent.errors import ProtocolError
 
@@ -209,54 +209,23 @@ class AlertPolicy:
         return Track(margins=margins, below=below, alert=refreshed), []
 
     def _raise(self, arrhythmia: str, policy: PolicySettings, reading: _Reading, obs: ForecastSeen) -> Alert:
-        f = obs.forecast
-        explanation = forecast_text(
-            arrhythmia, reading.horizon_s, reading.probability, reading.threshold, obs.evidence, f.explanation
-        )
-        priority = policy.arrhythmia(arrhythmia).priority
         alert = Alert(
             alert_id=self._new_id(),
-            patient_id=f.patient_id,
+            patient_id=obs.forecast.patient_id,
             state="raised",
-            priority=priority,
+            priority=policy.arrhythmia(arrhythmia).priority,
             kind="forecast",
             arrhythmia=arrhythmia,
-            horizon_s=reading.horizon_s,
-            probability=reading.probability,
-            threshold=reading.threshold,
-            explanation=explanation.text,
-            rationale_note=explanation.rationale_note,
-            evidence=obs.evidence.as_dict(),
-            window=AlertWindow(start_s=f.t_forecast - f.window_s, end_s=f.t_forecast),
-            model_id=f.model_id,
-            model_version=f.model_version,
             raised_at=obs.at,
-            updated_at=obs.at,
             last_notified_at=obs.at,
+            **_forecast_fields(arrhythmia, reading, obs),
         )
         return alert.transition(obs.at, "raised", "raised")
 
     def _refresh(self, alert: Alert, reading: _Reading, obs: ForecastSeen) -> Alert:
         """The alert with this forecast's numbers and evidence; not a lifecycle step, so no transition."""
         assert alert.arrhythmia is not None
-        f = obs.forecast
-        explanation = forecast_text(
-            alert.arrhythmia, reading.horizon_s, reading.probability, reading.threshold, obs.evidence, f.explanation
-        )
-        return alert.model_copy(
-            update={
-                "horizon_s": reading.horizon_s,
-                "probability": reading.probability,
-                "threshold": reading.threshold,
-                "explanation": explanation.text,
-                "rationale_note": explanation.rationale_note,
-                "evidence": obs.evidence.as_dict(),
-                "window": AlertWindow(start_s=f.t_forecast - f.window_s, end_s=f.t_forecast),
-                "model_id": f.model_id,
-                "model_version": f.model_version,
-                "updated_at": obs.at,
-            }
-        )
+        return alert.model_copy(update=_forecast_fields(alert.arrhythmia, reading, obs))
 
     def _escalate(self, alert: Alert, margins: tuple[float, ...], policy: PolicySettings, at: float) -> Alert | None:
         """One priority level up when risk rose over the configured run of forecasts; the ack is withdrawn."""
@@ -346,6 +315,26 @@ class AlertPolicy:
             ended = alert.transition(at, "resolved", reason, ended_at=at)
             events.append(AlertEvent("end", alert, ended, "resolved"))
         return PatientAlerts(prev.patient_id), events
+
+
+def _forecast_fields(arrhythmia: str, reading: _Reading, obs: ForecastSeen) -> dict[str, Any]:
+    """What a forecast alert takes from one forecast: numbers, explanation, evidence, window and model."""
+    f = obs.forecast
+    explanation = forecast_text(
+        arrhythmia, reading.horizon_s, reading.probability, reading.threshold, obs.evidence, f.explanation
+    )
+    return {
+        "horizon_s": reading.horizon_s,
+        "probability": reading.probability,
+        "threshold": reading.threshold,
+        "explanation": explanation.text,
+        "rationale_note": explanation.rationale_note,
+        "evidence": obs.evidence.as_dict(),
+        "window": AlertWindow(start_s=f.t_forecast - f.window_s, end_s=f.t_forecast),
+        "model_id": f.model_id,
+        "model_version": f.model_version,
+        "updated_at": obs.at,
+    }
 
 
 def _disabled(track: Track, at: float) -> tuple[Track, list[AlertEvent]]:

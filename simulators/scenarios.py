@@ -47,9 +47,7 @@ MIN_FS: Final = 128.0
 MAX_FS: Final = 1000.0
 
 
-def _check_inputs(name: str, minutes: float, fs: float, noise: str, mains_hz: float) -> None:
-    if name not in SCRIPTS:
-        raise SignalError(f"scenario {name!r} unknown; choose from {list(SCENARIO_NAMES)}")
+def _check_signal_args(minutes: float, fs: float, noise: str, mains_hz: float) -> None:
     if not 0 < minutes <= 24 * 60:
         raise SignalError(f"minutes must be in (0, 1440], got {minutes}")
     if not MIN_FS <= fs <= MAX_FS:
@@ -100,7 +98,9 @@ def generate_scenario(
     noise : "none", "low", "medium" or "high".
     mains_hz : powerline frequency of the hum (50 or 60).
     """
-    _check_inputs(name, minutes, fs, noise, mains_hz)
+    if name not in SCRIPTS:
+        raise SignalError(f"scenario {name!r} unknown; choose from {list(SCENARIO_NAMES)}")
+    _check_signal_args(minutes, fs, noise, mains_hz)
     streams = np.random.SeedSequence([seed, zlib.crc32(name.encode())]).spawn(5)
     rng_script = np.random.default_rng(streams[1])
     sig_len = round(minutes * 60.0 * fs)
@@ -121,7 +121,7 @@ def generate_rhythm(
     """One fixed rhythm (see ``RHYTHM_PRESETS``: sinus, af, flutter_2to1, vt, ...) for plots and realism checks."""
     if preset not in RHYTHM_PRESETS:
         raise SignalError(f"rhythm preset {preset!r} unknown; choose from {sorted(RHYTHM_PRESETS)}")
-    _check_inputs("sinus_stable", seconds / 60.0, fs, noise, 50.0)
+    _check_signal_args(seconds / 60.0, fs, noise, 50.0)
     spec = RHYTHM_PRESETS[preset]
     script = Script([replace(spec.segment, duration_s=seconds + 5.0)], spec.hr_bpm)
     streams = np.random.SeedSequence([seed, zlib.crc32(preset.encode())]).spawn(5)

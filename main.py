@@ -8,13 +8,23 @@ from collections.abc import Sequence
 
 from agent import cli as agent_cli
 from agent.alerts import cli as alerts_cli
+from agent.station import cli as station_cli
 from encoder_onnx import cli as encoder_cli
 from evaluation import cli as evaluation_cli
 from llm_runtime import cli as llm_cli
 from simulators import cli as simulators_cli
 from training import cli as training_cli
 
-COMMAND_GROUPS = (agent_cli, alerts_cli, encoder_cli, evaluation_cli, llm_cli, simulators_cli, training_cli)
+COMMAND_GROUPS = (
+    agent_cli,
+    alerts_cli,
+    station_cli,
+    encoder_cli,
+    evaluation_cli,
+    llm_cli,
+    simulators_cli,
+    training_cli,
+)
 """Modules exposing ``register(subparsers)``; each subcommand sets ``func(args) -> int``."""
 
 

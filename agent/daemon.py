@@ -32,6 +32,7 @@ from agent.patient import CompletedWindows
 from agent.protocol import PayloadLimits, Topics
 from agent.sequencer import Delivery
 from agent.settings import Settings
+from agent.station.server import StationServer
 from agent.worker_thread import WorkerThread
 
 if TYPE_CHECKING:
@@ -98,6 +99,9 @@ class Agent:
         self.health: HealthServer | None = None
         if settings.http.port:
             self.health = HealthServer(settings.http.host, settings.http.port, self.metrics, self.readiness)
+        self.station: StationServer | None = None
+        if settings.station.enabled:
+            self.station = StationServer(settings.station, settings.mqtt, self.topics, _limits(settings), self.alerts)
 
     def _build_model_stages(self, clock: Callable[[], float], alert_store: Path | None) -> None:
         """Encoder → LM → scheduler → alerts. Loading happens here, before we subscribe, so a bad model fails fast."""
@@ -168,10 +172,14 @@ class Agent:
             self.model.start()
             self.alert_worker.start()
         self.connection.open()
+        if self.station is not None:
+            self.station.start()
         log.info("agent_started", agent_id=self.settings.agent_id, broker=self.settings.mqtt.url.split("@")[-1])
 
     def stop(self) -> None:
-        """Reverse order with bounded joins: intake, ingest, model (finishes its batch), alerts, offline, HTTP."""
+        """Reverse order, bounded joins: station, intake, ingest, model (finishes its batch), alerts, offline, HTTP."""
+        if self.station is not None:
+            self.station.close()
         self.worker.stop(timeout=5.0)
         if self.model is not None:
             self.model.stop(timeout=60.0)

@@ -19,6 +19,7 @@ from pydantic import Field, ValidationError, field_validator
 from agent.alerts.settings import AlertSettings
 from agent.config_base import StrictModel
 from agent.errors import ConfigError
+from agent.station.settings import StationSettings
 from encoder_onnx.settings import EncoderSettings
 from llm_runtime.scheduler import SchedulerSettings
 from llm_runtime.settings import LlmSettings
@@ -197,6 +198,7 @@ class Settings(StrictModel):
     quality: QualitySettings = Field(default_factory=QualitySettings)
     status: StatusSettings = Field(default_factory=StatusSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    station: StationSettings = Field(default_factory=StationSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
 

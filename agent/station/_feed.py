@@ -1,0 +1,191 @@
+"""The station's view of the broker: its own MQTT client on the agent's topics, and the push hub for browsers.
+
+Callbacks only match and enqueue (STYLE.md §3); one feed thread decodes, updates :class:`StationState`, and every
+``push_interval_s`` turns what changed into Server-Sent Events for every connected page. Acknowledgements from the
+page are published as the same ``ecgcast.alert_ack/1`` message a pager would send, so they go through the agent's
+one ack path and state machine.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import structlog
+
+from agent.alerts import SCHEMA_ALERT_ACK
+from agent.errors import LifecycleError, ProtocolError
+from agent.mqtt_client import MqttConnection
+from agent.protocol import PATIENT_ID_PATTERN, PayloadLimits, Topics, decode_wave
+from agent.settings import MqttSettings
+from agent.station._state import StationState
+from agent.station.settings import StationSettings
+
+__all__ = ["PushHub", "StationFeed", "sse_frame"]
+
+log = structlog.get_logger(__name__)
+
+KINDS = ("status", "forecast", "alert", "wave")
+HEARTBEAT_S = 2.0  # the page calls the stream stale after missing a few of these
+
+
+def sse_frame(event: str, data: Any) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+class PushHub:
+    """One bounded queue of SSE frames per connected page; a page that cannot keep up is dropped (it reconnects)."""
+
+    def __init__(self, max_frames: int = 500) -> None:
+        self._clients: set[queue.Queue[bytes]] = set()
+        self._lock = threading.Lock()
+        self._max_frames = max_frames
+
+    def connect(self, first: bytes) -> queue.Queue[bytes]:
+        q: queue.Queue[bytes] = queue.Queue(maxsize=self._max_frames)
+        q.put_nowait(first)
+        with self._lock:
+            self._clients.add(q)
+        return q
+
+    def disconnect(self, q: queue.Queue[bytes]) -> None:
+        with self._lock:
+            self._clients.discard(q)
+
+    @property
+    def clients(self) -> int:
+        with self._lock:
+            return len(self._clients)
+
+    def broadcast(self, frame: bytes) -> None:
+        with self._lock:
+            clients = list(self._clients)
+        for q in clients:
+            try:
+                q.put_nowait(frame)
+            except queue.Full:
+                self.disconnect(q)
+                log.warning("station_client_dropped", reason="push queue full")
+
+
+class StationFeed:
+    """Subscribes to status, forecast, alert, wave and agent presence; publishes acknowledgements."""
+
+    def __init__(
+        self,
+        settings: StationSettings,
+        mqtt_settings: MqttSettings,
+        topics: Topics,
+        state: StationState,
+        hub: PushHub,
+        limits: PayloadLimits,
+    ) -> None:
+        self._settings = settings
+        self._topics = topics
+        self._state = state
+        self._hub = hub
+        self._limits = limits
+        self._inbox: queue.Queue[tuple[str, str, bytes]] = queue.Queue(maxsize=10_000)
+        station_mqtt = mqtt_settings.model_copy(update={"client_id": settings.client_id, "session_expiry_s": 0})
+        self.connection = MqttConnection(
+            station_mqtt, f"{topics.prefix}/_stations/{settings.client_id}/presence", settings.client_id, False
+        )
+        for kind in KINDS:
+            qos = 0 if kind == "wave" else 1  # a missed strip chunk is a gap on screen; alerts must arrive
+            self.connection.subscribe(f"{topics.prefix}/+/{kind}", self._enqueue(kind), qos=qos)
+        self.connection.subscribe(f"{topics.prefix}/_agents/+/presence", self._enqueue("presence"), qos=1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="station-feed", daemon=True)
+
+    def _enqueue(self, kind: str) -> Any:
+        def on_message(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+            try:
+                self._inbox.put_nowait((kind, message.topic, bytes(message.payload)))
+            except queue.Full:
+                log.error("station_inbox_full", topic=message.topic[:200])
+
+        return on_message
+
+    def start(self) -> None:
+        self._thread.start()
+        self.connection.open()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self.connection.close()
+
+    def publish_ack(self, patient_id: str, alert_id: str, by: str, timeout_s: float = 5.0) -> None:
+        """Publish the nurse's acknowledgement and wait for the broker to take it (QoS 1)."""
+        if not PATIENT_ID_PATTERN.match(patient_id):
+            raise ProtocolError("bad_patient_id", f"patient id {patient_id[:80]!r} is not allowed", "patient_id")
+        body = {"schema": SCHEMA_ALERT_ACK, "alert_id": alert_id, "by": by, "at": time.time()}
+        info = self.connection.publish(self._topics.alert_ack(patient_id), json.dumps(body).encode(), qos=1)
+        info.wait_for_publish(timeout_s)
+        if not info.is_published():
+            raise LifecycleError(f"broker did not confirm the acknowledgement within {timeout_s} s")
+        log.info("station_ack_published", patient_id=patient_id, alert_id=alert_id, by=by)
+
+    def _run(self) -> None:
+        next_push = time.monotonic()
+        next_beat = next_push
+        while not self._stop.is_set():
+            try:
+                kind, topic, payload = self._inbox.get(timeout=max(0.0, next_push - time.monotonic()))
+                self._apply(kind, topic, payload)
+            except queue.Empty:
+                pass
+            now = time.monotonic()
+            if now >= next_push:
+                next_push = now + self._settings.push_interval_s
+                self._push()
+            if now >= next_beat:
+                next_beat = now + HEARTBEAT_S
+                self._hub.broadcast(sse_frame("heartbeat", self.heartbeat()))
+
+    def heartbeat(self) -> dict[str, Any]:
+        return {
+            "server_time": time.time(),
+            "broker_connected": self.connection.connected,
+            "agents": dict(self._state.agents),
+        }
+
+    def _apply(self, kind: str, topic: str, payload: bytes) -> None:
+        """Decode one message into the state; a bad message is logged and affects nothing else."""
+        try:
+            if kind == "presence":
+                agent_id = topic.split("/")[-2]
+                self._state.on_presence(agent_id, json.loads(payload) if payload else {"state": "offline"})
+                return
+            pid = self._topics.patient_of(topic, kind)
+            if kind == "wave":
+                self._state.on_wave(decode_wave(payload, self._limits, pid))
+                return
+            if not payload:
+                return  # a cleared retained message
+            body = json.loads(payload)
+            if not isinstance(body, dict):
+                raise ValueError(f"{kind} payload is not an object")
+            {"status": self._state.on_status, "forecast": self._state.on_forecast, "alert": self._state.on_alert}[kind](
+                pid, body
+            )
+        except ProtocolError as exc:
+            log.warning("station_message_rejected", kind=kind, reason=exc.reason, topic=topic[:200])
+        except (ValueError, UnicodeDecodeError) as exc:
+            log.warning("station_message_rejected", kind=kind, reason="bad_json", detail=str(exc)[:200])
+
+    def _push(self) -> None:
+        updates = self._state.take_updates()
+        for tile in updates.tiles:
+            self._hub.broadcast(sse_frame("tile", tile))
+        if updates.order is not None:
+            self._hub.broadcast(sse_frame("order", updates.order))
+        if updates.waves:
+            self._hub.broadcast(sse_frame("waves", updates.waves))
+        for alert in updates.new_alerts:
+            self._hub.broadcast(sse_frame("new_alert", alert))

@@ -1,0 +1,252 @@
+"""The station's web server: sign-in, the page and its assets, a JSON API and the Server-Sent Event stream.
+
+Stdlib ``ThreadingHTTPServer`` (like agent/observability.py): one thread per request, SSE requests hold theirs
+for as long as the page is open. Loopback by default; HTTPS when ``station.tls_cert_file`` is set, otherwise
+behind a reverse proxy that terminates TLS (docs/STATION.md).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import ssl
+import threading
+from collections.abc import Callable
+from http import HTTPStatus
+from http.cookies import SimpleCookie
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import structlog
+
+from agent.errors import EcgcastError, ProtocolError
+from agent.station._auth import SessionStore, verify_password
+from agent.station._feed import PushHub, StationFeed, sse_frame
+from agent.station._state import StationState
+from agent.station.settings import StationSettings
+
+__all__ = ["StationHttp"]
+
+log = structlog.get_logger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css",
+    ".js": "text/javascript",
+    ".svg": "image/svg+xml",
+}
+COOKIE = "ecgcast_station"
+MAX_BODY = 4096
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class StationHttp:
+    """Routes requests; owns the HTTP server thread. ``close()`` is idempotent."""
+
+    def __init__(self, settings: StationSettings, state: StationState, hub: PushHub, feed: StationFeed) -> None:
+        self._settings = settings
+        self._state = state
+        self._hub = hub
+        self._feed = feed
+        self._sessions = SessionStore(settings.session_ttl_s)
+        self._stopping = threading.Event()
+        self._tls = settings.tls_cert_file is not None
+        routes = self
+
+        class Handler(BaseHTTPRequestHandler):
+            server_version = "ecgcast-station"
+
+            def do_GET(self) -> None:
+                routes._dispatch(self, "GET")
+
+            def do_POST(self) -> None:
+                routes._dispatch(self, "POST")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return  # the page polls nothing, but SSE reconnects would still flood the structured log
+
+        self._httpd = ThreadingHTTPServer((settings.host, settings.port), Handler)
+        self._httpd.daemon_threads = True
+        if self._tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(settings.tls_cert_file), str(settings.tls_key_file))
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+        self.port = int(self._httpd.server_address[1])
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="station-http", daemon=True)
+        self._closed = False
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self._settings.host in ("0.0.0.0", "") else self._settings.host
+        return f"{'https' if self._tls else 'http'}://{host}:{self.port}"
+
+    def start(self) -> None:
+        self._thread.start()
+        log.info("station_listening", url=self.url)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._stopping.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    # --- routing -------------------------------------------------------------------------------------------
+
+    def _dispatch(self, request: BaseHTTPRequestHandler, method: str) -> None:
+        path = urlsplit(request.path).path
+        public: dict[tuple[str, str], Callable[[BaseHTTPRequestHandler], None]] = {
+            ("GET", "/login"): lambda r: self._static(r, "login.html"),
+            ("POST", "/login"): self._login,
+            ("POST", "/logout"): self._logout,
+        }
+        try:
+            if (method, path) in public:
+                public[(method, path)](request)
+            elif method == "GET" and path.startswith("/static/"):
+                self._static(request, path.removeprefix("/static/"))
+            else:
+                self._private(request, method, path)
+        except (BrokenPipeError, ConnectionResetError):
+            return  # the browser went away mid-response
+        except Exception:
+            log.exception("station_request_failed", method=method, path=path[:200])
+            self._json(request, HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error"})
+
+    def _private(self, request: BaseHTTPRequestHandler, method: str, path: str) -> None:
+        user = self._user(request)
+        if user is None:
+            if path == "/":
+                self._redirect(request, "/login")
+            else:
+                self._json(request, HTTPStatus.UNAUTHORIZED, {"error": "sign in first"})
+            return
+        if method == "GET" and path == "/":
+            self._static(request, "index.html")
+        elif method == "GET" and path == "/api/me":
+            self._json(request, HTTPStatus.OK, {"user": user, "sound": self._settings.sound})
+        elif method == "GET" and path == "/api/state":
+            self._json(request, HTTPStatus.OK, self._state.snapshot())
+        elif method == "GET" and path.startswith("/api/patient/"):
+            detail = self._state.detail(path.removeprefix("/api/patient/"))
+            code = HTTPStatus.OK if detail is not None else HTTPStatus.NOT_FOUND
+            self._json(request, code, detail if detail is not None else {"error": "unknown patient"})
+        elif method == "GET" and path == "/api/events":
+            self._events(request)
+        elif method == "POST" and path == "/api/ack":
+            self._ack(request, user)
+        else:
+            self._json(request, HTTPStatus.NOT_FOUND, {"error": "not found"})
+
+    # --- sign-in -------------------------------------------------------------------------------------------
+
+    def _user(self, request: BaseHTTPRequestHandler) -> str | None:
+        """The proxy's header when configured and present, else the session cookie's user."""
+        header = self._settings.proxy_user_header
+        if header is not None and request.headers.get(header, "").strip():
+            return request.headers[header].strip()[:128]
+        cookie = SimpleCookie(request.headers.get("Cookie", ""))
+        token = cookie[COOKIE].value if COOKIE in cookie else None
+        return self._sessions.user(token)
+
+    def _login(self, request: BaseHTTPRequestHandler) -> None:
+        form = parse_qs(self._body(request).decode("utf-8", "replace"))
+        user = (form.get("username") or [""])[0].strip()
+        password = (form.get("password") or [""])[0]
+        stored = self._settings.users.get(user)
+        if stored is None or not verify_password(password, stored):
+            log.warning("station_sign_in_failed", user=user[:64])
+            self._redirect(request, "/login?failed=1")
+            return
+        token = self._sessions.open(user)
+        secure = "; Secure" if self._tls else ""
+        cookie = f"{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={int(self._settings.session_ttl_s)}"
+        log.info("station_signed_in", user=user)
+        self._redirect(request, "/", {"Set-Cookie": cookie + secure})
+
+    def _logout(self, request: BaseHTTPRequestHandler) -> None:
+        cookie = SimpleCookie(request.headers.get("Cookie", ""))
+        self._sessions.close(cookie[COOKIE].value if COOKIE in cookie else None)
+        self._redirect(request, "/login", {"Set-Cookie": f"{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"})
+
+    # --- API -----------------------------------------------------------------------------------------------
+
+    def _ack(self, request: BaseHTTPRequestHandler, user: str) -> None:
+        if not request.headers.get("Content-Type", "").startswith("application/json"):
+            self._json(request, HTTPStatus.UNSUPPORTED_MEDIA_TYPE, {"error": "send application/json"})
+            return
+        try:
+            body = json.loads(self._body(request))
+            patient_id, alert_id = str(body["patient_id"]), str(body["alert_id"])
+        except (ValueError, KeyError, TypeError):
+            self._json(request, HTTPStatus.BAD_REQUEST, {"error": "need patient_id and alert_id"})
+            return
+        try:
+            self._feed.publish_ack(patient_id, alert_id, user)
+        except ProtocolError as exc:
+            self._json(request, HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+            return
+        except EcgcastError as exc:
+            self._json(request, HTTPStatus.SERVICE_UNAVAILABLE, {"error": str(exc)})
+            return
+        self._json(request, HTTPStatus.ACCEPTED, {"published": True, "by": user, "alert_id": alert_id})
+
+    def _events(self, request: BaseHTTPRequestHandler) -> None:
+        """Server-Sent Events: a full snapshot first, then pushes until the page or the server goes away."""
+        request.send_response(HTTPStatus.OK)
+        request.send_header("Content-Type", "text/event-stream")
+        request.send_header("Cache-Control", "no-store")
+        request.end_headers()
+        q = self._hub.connect(b"retry: 2000\n\n" + sse_frame("snapshot", self._state.snapshot()))
+        try:
+            while not self._stopping.is_set():
+                try:
+                    frame = q.get(timeout=1.0)
+                except queue.Empty:
+                    continue
+                request.wfile.write(frame)
+                request.wfile.flush()
+        finally:
+            self._hub.disconnect(q)
+
+    # --- plumbing ------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _body(request: BaseHTTPRequestHandler) -> bytes:
+        length = min(int(request.headers.get("Content-Length") or 0), MAX_BODY)
+        return request.rfile.read(length) if length > 0 else b""
+
+    def _static(self, request: BaseHTTPRequestHandler, name: str) -> None:
+        path = (STATIC_DIR / name).resolve()
+        if path.parent != STATIC_DIR or path.suffix not in CONTENT_TYPES or not path.is_file():
+            self._json(request, HTTPStatus.NOT_FOUND, {"error": "not found"})
+            return
+        self._send(request, HTTPStatus.OK, path.read_bytes(), CONTENT_TYPES[path.suffix], {"Cache-Control": "no-cache"})
+
+    def _json(self, request: BaseHTTPRequestHandler, code: HTTPStatus, body: Any) -> None:
+        payload = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+        self._send(request, code, payload, "application/json", {"Cache-Control": "no-store"})
+
+    def _redirect(self, request: BaseHTTPRequestHandler, to: str, headers: dict[str, str] | None = None) -> None:
+        self._send(request, HTTPStatus.SEE_OTHER, b"", "text/plain", {"Location": to, **(headers or {})})
+
+    @staticmethod
+    def _send(
+        request: BaseHTTPRequestHandler, code: HTTPStatus, body: bytes, content_type: str, headers: dict[str, str]
+    ) -> None:
+        request.send_response(code)
+        request.send_header("Content-Type", content_type)
+        request.send_header("Content-Length", str(len(body)))
+        for name, value in {**SECURITY_HEADERS, **headers}.items():
+            request.send_header(name, value)
+        request.end_headers()
+        request.wfile.write(body)

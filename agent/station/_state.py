@@ -1,0 +1,305 @@
+"""What the station knows: latest status, forecast and alerts per patient, risk history and waveform rings.
+
+Plain class under one lock: the feed thread writes, HTTP threads read. Everything a browser gets is built here as
+JSON-ready dicts, so the page only draws.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from agent.protocol import WaveChunk
+from agent.station._wave import Strip, WaveRing, heart_rate_bpm
+from agent.station.settings import StationSettings
+
+__all__ = ["AlertSource", "PatientView", "StationState", "Updates", "priority_rank", "quality_badge", "rhythm_summary"]
+
+PRIORITY_RANK = {"high": 3, "medium": 2, "low": 1}
+ACTIVE_STATES = ("raised", "acknowledged")
+QUALITY_BADGE = {
+    "good": "good",
+    "noisy": "noisy",
+    "saturated": "noisy",
+    "leads_off": "leads off",
+}
+"""Ingest verdicts (docs/PROTOCOL.md) -> the four badges a nurse reads; anything else is 'cannot assess'."""
+BADGE_ORDER = ("good", "noisy", "leads off", "cannot assess")
+IRREGULAR_RR = 0.1  # normalised RMSSD above which RR is called irregular (docs/MEASUREMENTS.md: AF > 0.1)
+HISTORY_KEPT = 200
+
+
+class AlertSource(Protocol):
+    """The agent's alert service, when the station runs inside the agent: durable history and restored alerts."""
+
+    def active(self, patient_id: str) -> list[Any]: ...
+    def history(self, patient_id: str, limit: int = 50) -> list[Any]: ...
+
+
+def priority_rank(alerts: list[dict[str, Any]]) -> int:
+    """Highest priority among unacknowledged alerts, counted double over acknowledged ones' (0: none)."""
+    ranks = [PRIORITY_RANK.get(a.get("priority", ""), 0) * (2 if a.get("state") == "raised" else 1) for a in alerts]
+    return max(ranks, default=0)
+
+
+def quality_badge(signal_quality: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """(worst badge over leads, badge per lead)."""
+    per_lead = {lead: QUALITY_BADGE.get(v, "cannot assess") for lead, v in signal_quality.items()}
+    worst = max(per_lead.values(), key=BADGE_ORDER.index, default="cannot assess")
+    return worst, per_lead
+
+
+def rhythm_summary(measurements: dict[str, Any] | None) -> str:
+    """Measured rhythm in plain words from the forecast's deterministic measurements (not a diagnosis)."""
+    if not measurements or measurements.get("hr_bpm") is None:
+        return "cannot assess"
+    irregularity = measurements.get("rr_irregularity")
+    words = "irregular RR" if irregularity is not None and irregularity > IRREGULAR_RR else "regular RR"
+    if irregularity is not None:
+        words += f" (irregularity {irregularity:.2f})"
+    runs = int(measurements.get("ventricular_run_count") or 0)
+    ectopy = [
+        f"{n} {name}"
+        for name, n in (("PAC", measurements.get("pac_count")), ("PVC", measurements.get("pvc_count")))
+        if n
+    ]
+    if runs:
+        ectopy.append(f"{runs} ventricular run{'s' if runs > 1 else ''}")
+    duration = measurements.get("duration_s") or 0
+    return words + (f"; {', '.join(ectopy)} in {duration:.0f} s" if ectopy else "")
+
+
+def forecast_risk(forecast: dict[str, Any] | None) -> dict[str, float]:
+    """Highest onset probability over horizons, per arrhythmia."""
+    risk: dict[str, float] = {}
+    for per_h in (forecast or {}).get("onset_probs", {}).values():
+        for arrhythmia, p in per_h.items():
+            risk[arrhythmia] = max(risk.get(arrhythmia, 0.0), float(p))
+    return risk
+
+
+def _finite_list(values: np.ndarray, digits: int = 3) -> list[float | None]:
+    return [None if not math.isfinite(v) else round(float(v), digits) for v in values]
+
+
+def strip_json(strip: Strip) -> dict[str, Any]:
+    return {
+        "fs": strip.fs,
+        "t0": float(strip.t[0]) if strip.t.size else None,
+        "leads": {name: _finite_list(strip.p_signal[:, i]) for i, name in enumerate(strip.sig_name)},
+    }
+
+
+@dataclass
+class PatientView:
+    patient_id: str
+    ring: WaveRing
+    status: dict[str, Any] | None = None
+    forecast: dict[str, Any] | None = None
+    alerts: dict[str, dict[str, Any]] = field(default_factory=dict)  # alert_id -> latest wire alert, active only
+    history: dict[str, dict[str, Any]] = field(default_factory=dict)  # every alert seen, latest version
+    trend: deque[tuple[float, dict[str, float]]] = field(default_factory=deque)
+    hr_bpm: float | None = None
+    last_wave_at: float | None = None  # wall time the last chunk arrived
+    pushed_count: int = 0
+    was_stale: bool = True
+
+
+@dataclass
+class Updates:
+    """One push to the browsers: changed tiles, their display order, strip increments and newly raised alerts."""
+
+    tiles: list[dict[str, Any]] = field(default_factory=list)
+    order: list[str] | None = None
+    waves: list[dict[str, Any]] = field(default_factory=list)
+    new_alerts: list[dict[str, Any]] = field(default_factory=list)
+
+
+class StationState:
+    """Patients by id, agent presence, and the set of patients changed since the last push."""
+
+    def __init__(
+        self,
+        settings: StationSettings,
+        source: AlertSource | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._source = source
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.patients: dict[str, PatientView] = {}
+        self.agents: dict[str, str] = {}  # agent_id -> "online" / "offline"
+        self._dirty: set[str] = set()
+        self._new_alerts: list[dict[str, Any]] = []
+
+    def _patient(self, pid: str) -> PatientView:
+        view = self.patients.get(pid)
+        if view is None:
+            view = PatientView(pid, WaveRing(self._settings.detail_s, self._settings.draw_hz))
+            self.patients[pid] = view
+            for alert in self._source.active(pid) if self._source else []:
+                wire = alert.to_wire()
+                view.alerts[wire["alert_id"]] = view.history[wire["alert_id"]] = wire
+        self._dirty.add(pid)
+        return view
+
+    def on_status(self, pid: str, body: dict[str, Any]) -> None:
+        with self._lock:
+            self._patient(pid).status = body
+
+    def on_forecast(self, pid: str, body: dict[str, Any]) -> None:
+        with self._lock:
+            view = self._patient(pid)
+            view.forecast = body
+            at = float(body.get("published_at") or self._clock())
+            view.trend.append((at, forecast_risk(body)))
+            while view.trend and view.trend[0][0] < at - self._settings.trend_s:
+                view.trend.popleft()
+
+    def on_alert(self, pid: str, message: dict[str, Any]) -> None:
+        after = message.get("after")
+        if not isinstance(after, dict) or not isinstance(after.get("alert_id"), str):
+            raise ValueError("alert message without after.alert_id")
+        with self._lock:
+            view = self._patient(pid)
+            alert_id = after["alert_id"]
+            view.history[alert_id] = after
+            if len(view.history) > HISTORY_KEPT:
+                view.history.pop(next(iter(view.history)))
+            if after.get("state") in ACTIVE_STATES:
+                view.alerts[alert_id] = after
+            else:
+                view.alerts.pop(alert_id, None)
+            if message.get("type") == "new" or message.get("reason") in ("escalated", "renotified"):
+                self._new_alerts.append(after)
+
+    def on_wave(self, chunk: WaveChunk) -> None:
+        with self._lock:
+            view = self._patient(chunk.patient_id)
+            view.ring.append(chunk)
+            view.last_wave_at = self._clock()
+
+    def on_presence(self, agent_id: str, body: dict[str, Any]) -> None:
+        with self._lock:
+            self.agents[agent_id] = str(body.get("state", "unknown"))
+
+    @property
+    def agent_online(self) -> bool:
+        with self._lock:
+            return any(state == "online" for state in self.agents.values())
+
+    def take_updates(self) -> Updates:
+        """What changed since the last call; live heart rates and stale flags are refreshed on the way."""
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
+            updates = Updates(new_alerts=self._new_alerts)
+            self._new_alerts = []
+            now = self._clock()
+            for pid, view in self.patients.items():
+                stale = view.last_wave_at is None or now - view.last_wave_at > self._settings.stale_after_s
+                if stale != view.was_stale:
+                    view.was_stale = stale
+                    dirty.add(pid)
+                if view.ring.count == view.pushed_count:
+                    continue
+                increment = view.ring.since(view.pushed_count)
+                view.pushed_count = increment.end_count
+                updates.waves.append({"patient_id": pid, **strip_json(increment)})
+                view.hr_bpm = heart_rate_bpm(view.ring.last(self._settings.strip_s))[0]
+                dirty.add(pid)
+            updates.tiles = [self._tile(self.patients[pid]) for pid in sorted(dirty)]
+            if dirty:
+                updates.order = [t["patient_id"] for t in order([self._tile(v) for v in self.patients.values()])]
+        return updates
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything a freshly connected page needs: tiles in display order with their last strip seconds."""
+        with self._lock:
+            tiles = [
+                {**self._tile(v), "strip": strip_json(v.ring.last(self._settings.strip_s))}
+                for v in self.patients.values()
+            ]
+            agents = dict(self.agents)
+        return {
+            "tiles": order(tiles),
+            "agents": agents,
+            "server_time": self._clock(),
+            "strip_s": self._settings.strip_s,
+        }
+
+    def _tile(self, view: PatientView) -> dict[str, Any]:
+        status = view.status or {}
+        forecast = view.forecast or {}
+        signal_quality = status.get("signal_quality") or forecast.get("signal_quality") or {}
+        badge, per_lead = quality_badge(signal_quality)
+        if any(a.get("kind") == "cannot_assess" for a in view.alerts.values()):
+            badge = "cannot assess"
+        alerts = sorted(
+            view.alerts.values(), key=lambda a: (-PRIORITY_RANK.get(a.get("priority", ""), 0), -a.get("raised_at", 0))
+        )
+        risk = forecast_risk(view.forecast)
+        now = self._clock()
+        return {
+            "patient_id": view.patient_id,
+            "bed": self._settings.beds.get(view.patient_id),
+            "state": status.get("state", "unknown"),
+            "stale": view.last_wave_at is None or now - view.last_wave_at > self._settings.stale_after_s,
+            "leads": list(view.ring.sig_name),
+            "hr_bpm": None if view.hr_bpm is None else round(view.hr_bpm),
+            "rhythm": rhythm_summary(forecast.get("measurements")),
+            "quality": badge,
+            "quality_by_lead": per_lead,
+            "forecast": _forecast_json(view.forecast),
+            "risk": round(max(risk.values(), default=0.0), 3),
+            "trend": [[round(t, 1), round(max(r.values(), default=0.0), 3)] for t, r in view.trend],
+            "alerts": alerts,
+            "rank": priority_rank(alerts),
+        }
+
+    def detail(self, pid: str) -> dict[str, Any] | None:
+        """The detail view: a long strip with beat marks, the forecast window, alert history and forecast timeline."""
+        with self._lock:
+            view = self.patients.get(pid)
+            if view is None:
+                return None
+            strip = view.ring.last(self._settings.detail_s)
+            tile = self._tile(view)
+            timeline = [{"at": round(t, 1), **{k: round(v, 3) for k, v in r.items()}} for t, r in view.trend]
+            seen = list(view.history.values())
+        _, beats = heart_rate_bpm(strip)
+        history = [a.to_wire() for a in self._source.history(pid, HISTORY_KEPT)] if self._source else seen
+        history.sort(key=lambda a: -float(a.get("raised_at") or 0))
+        window = (view.forecast or {}).get("window")
+        return {
+            **tile,
+            "strip": strip_json(strip),
+            "beats": [round(float(b), 3) for b in beats],
+            "forecast_window": window,
+            "history": history,
+            "timeline": timeline,
+        }
+
+
+def _forecast_json(forecast: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not forecast:
+        return None
+    return {
+        "horizons_s": forecast.get("horizons_s", []),
+        "onset_probs": forecast.get("onset_probs", {}),
+        "published_at": forecast.get("published_at"),
+        "model_id": forecast.get("model_id"),
+        "measurements": forecast.get("measurements"),
+    }
+
+
+def order(tiles: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Display order: highest active alert priority first, then highest forecast risk, then patient id."""
+    return sorted(tiles, key=lambda t: (-t["rank"], -t["risk"], t["patient_id"]))

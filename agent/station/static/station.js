@@ -1,0 +1,644 @@
+// ecgcast central station: draws what the server pushes (Server-Sent Events) and sends acknowledgements.
+// No build step, no dependencies. The server owns every number; this file only lays out, draws and announces.
+"use strict";
+
+const PRIORITY = {
+  high: { shape: "▲", word: "HIGH" },
+  medium: { shape: "◆", word: "MEDIUM" },
+  low: { shape: "●", word: "LOW" },
+};
+const RANK_CLASS = ["", "rank-low", "rank-medium", "rank-high", "rank-high", "rank-high", "rank-high"];
+const ARRHYTHMIA = { af: "AF", flutter: "Flutter", vt: "VT" };
+const ARRHYTHMIA_WORDS = { af: "atrial fibrillation", flutter: "atrial flutter", vt: "ventricular tachycardia" };
+const HEARTBEAT_TIMEOUT_MS = 7000;
+const TRACE = "#44ff88";
+
+const station = {
+  tiles: new Map(), // patient_id -> {data, el, strip: {fs, tEnd, leads: {name: number[]}}, lead}
+  stripS: 10,
+  agents: {},
+  lastFrameAt: 0,
+  lastDataAt: null,
+  source: null,
+  connected: false,
+  soundOn: false,
+  soundAllowed: false,
+  detailPid: null,
+  detailOpener: null,
+  detailData: null,
+};
+
+// ---------- formatting ----------
+const clock = (t) => (t ? new Date(t * 1000).toLocaleTimeString([], { hour12: false }) : "–");
+function ago(t) {
+  if (!t) return "";
+  const s = Math.max(0, Date.now() / 1000 - t);
+  if (s < 60) return `${Math.round(s)} s ago`;
+  if (s < 3600) return `${Math.round(s / 60)} min ago`;
+  return `${(s / 3600).toFixed(1)} h ago`;
+}
+const pct = (p) => (p === null || p === undefined ? "–" : `${Math.round(p * 100)}%`);
+const horizon = (h) => (h >= 60 ? `${Math.round(h / 60)} min` : `${h} s`);
+const el = (tag, cls, text) => {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+};
+const label = (d) => (d.bed ? `Bed ${d.bed} · ${d.patient_id}` : d.patient_id);
+
+function alertHeadline(a) {
+  if (a.kind === "cannot_assess") return "Cannot assess: signal quality";
+  const name = ARRHYTHMIA_WORDS[a.arrhythmia] || a.arrhythmia;
+  return `Forecast: ${name} may begin within ${horizon(a.horizon_s)} (p ${pct(a.probability)})`;
+}
+
+// ---------- strips ----------
+function appendStrip(entry, wave) {
+  const s = entry.strip;
+  const cap = Math.round(station.stripS * wave.fs);
+  if (s.fs !== wave.fs) {
+    s.fs = wave.fs;
+    s.leads = {};
+    s.tEnd = null;
+  }
+  const names = Object.keys(wave.leads);
+  const n = names.length ? wave.leads[names[0]].length : 0;
+  if (!n || wave.t0 === null) return;
+  let gap = s.tEnd === null ? 0 : Math.round((wave.t0 - s.tEnd) * wave.fs) - 1;
+  gap = Math.max(0, Math.min(gap, cap));
+  for (const name of names) {
+    const buf = s.leads[name] || (s.leads[name] = []);
+    for (let i = 0; i < gap; i += 1) buf.push(null);
+    for (const v of wave.leads[name]) buf.push(v);
+    if (buf.length > cap) buf.splice(0, buf.length - cap);
+  }
+  s.tEnd = wave.t0 + (n - 1) / wave.fs;
+  entry.stripDirty = true;
+}
+
+function fitCanvas(canvas) {
+  const ratio = window.devicePixelRatio || 1;
+  const w = Math.max(1, Math.round(canvas.clientWidth * ratio));
+  const h = Math.max(1, Math.round(canvas.clientHeight * ratio));
+  if (canvas.width !== w || canvas.height !== h) {
+    canvas.width = w;
+    canvas.height = h;
+  }
+  return canvas.getContext("2d");
+}
+
+function yRange(values) {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const v of values) {
+    if (v === null) continue;
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  if (lo === Infinity) return [-1, 1];
+  const mid = (lo + hi) / 2;
+  const half = Math.max((hi - lo) / 2 * 1.15, 0.5); // at least ±0.5 mV so a flat line looks flat
+  return [mid - half, mid + half];
+}
+
+// Draws values right-aligned in a window of `seconds`, with a 1-s grid; returns the x of a time.
+function drawTrace(canvas, values, fs, seconds, tEnd) {
+  const ctx = fitCanvas(canvas);
+  const { width: w, height: h } = canvas;
+  ctx.clearRect(0, 0, w, h);
+  ctx.strokeStyle = "#1f3a28";
+  ctx.lineWidth = 1;
+  const xOf = (t) => w - ((tEnd - t) / seconds) * w;
+  for (let t = Math.floor(tEnd); t > tEnd - seconds; t -= 1) {
+    ctx.beginPath();
+    ctx.moveTo(xOf(t), 0);
+    ctx.lineTo(xOf(t), h);
+    ctx.stroke();
+  }
+  const [lo, hi] = yRange(values);
+  const dx = w / (seconds * fs);
+  const x0 = w - (values.length - 1) * dx;
+  ctx.strokeStyle = TRACE;
+  ctx.lineWidth = Math.max(1.5, (window.devicePixelRatio || 1) * 1.5);
+  ctx.beginPath();
+  let pen = false;
+  values.forEach((v, i) => {
+    if (v === null) {
+      pen = false;
+      return;
+    }
+    const x = x0 + i * dx;
+    const y = h - ((v - lo) / (hi - lo)) * h;
+    if (pen) ctx.lineTo(x, y);
+    else ctx.moveTo(x, y);
+    pen = true;
+  });
+  ctx.stroke();
+  return { ctx, xOf, w, h };
+}
+
+function drawTileStrip(entry) {
+  const canvas = entry.el.querySelector(".strip");
+  const s = entry.strip;
+  const lead = entry.lead && s.leads[entry.lead] ? entry.lead : Object.keys(s.leads)[0];
+  if (!lead || s.tEnd === null) return;
+  drawTrace(canvas, s.leads[lead], s.fs, station.stripS, s.tEnd);
+  canvas.dataset.tEnd = String(s.tEnd);
+  canvas.setAttribute("aria-label", `ECG lead ${lead}, last ${station.stripS} s, up to ${clock(s.tEnd)}`);
+}
+
+function drawSparkline(canvas, points, t1, spanS) {
+  const ctx = fitCanvas(canvas);
+  const { width: w, height: h } = canvas;
+  ctx.clearRect(0, 0, w, h);
+  ctx.strokeStyle = "#3a424d";
+  ctx.setLineDash([4, 4]);
+  ctx.beginPath();
+  ctx.moveTo(0, h / 2);
+  ctx.lineTo(w, h / 2);
+  ctx.stroke();
+  ctx.setLineDash([]);
+  if (!points.length) return;
+  ctx.strokeStyle = "#ffc14d";
+  ctx.lineWidth = 2;
+  ctx.beginPath();
+  points.forEach(([t, p], i) => {
+    const x = w - ((t1 - t) / spanS) * w;
+    const y = h - p * h;
+    if (i) ctx.lineTo(x, y);
+    else ctx.moveTo(x, y);
+  });
+  ctx.stroke();
+}
+
+// ---------- tiles ----------
+function makeTile(pid) {
+  const node = document.getElementById("tile-template").content.firstElementChild.cloneNode(true);
+  node.dataset.pid = pid;
+  node.id = `tile-${pid}`;
+  const entry = { data: null, el: node, strip: { fs: null, tEnd: null, leads: {} }, lead: null, stripDirty: false };
+  const select = node.querySelector(".lead-select");
+  select.id = `lead-${pid}`;
+  select.addEventListener("change", () => {
+    entry.lead = select.value;
+    entry.stripDirty = true;
+  });
+  node.querySelector(".open-detail").addEventListener("click", (ev) => openDetail(pid, ev.currentTarget));
+  station.tiles.set(pid, entry);
+  document.getElementById("grid").appendChild(node);
+  document.getElementById("empty").hidden = true;
+  return entry;
+}
+
+function renderLeads(entry, leads) {
+  const select = entry.el.querySelector(".lead-select");
+  const current = Array.from(select.options).map((o) => o.value).join(",");
+  if (current === leads.join(",")) return;
+  select.replaceChildren(...leads.map((l) => el("option", null, l)));
+  if (!leads.includes(entry.lead)) entry.lead = leads[0] || null;
+  if (entry.lead) select.value = entry.lead;
+}
+
+function renderForecast(table, forecast) {
+  const thead = table.querySelector("thead");
+  const tbody = table.querySelector("tbody");
+  if (!forecast) {
+    thead.replaceChildren();
+    tbody.replaceChildren(el("tr", null));
+    tbody.firstChild.appendChild(el("td", null, "no forecast yet"));
+    return;
+  }
+  const hs = forecast.horizons_s;
+  const head = el("tr");
+  head.appendChild(el("th", null, ""));
+  hs.forEach((h) => {
+    const th = el("th", null, horizon(h));
+    th.scope = "col";
+    head.appendChild(th);
+  });
+  thead.replaceChildren(head);
+  const rows = Object.keys(ARRHYTHMIA).map((a) => {
+    const tr = el("tr");
+    const th = el("th", null, ARRHYTHMIA[a]);
+    th.scope = "row";
+    tr.appendChild(th);
+    hs.forEach((h) => {
+      const p = (forecast.onset_probs[String(h)] || {})[a];
+      tr.appendChild(el("td", p >= 0.5 ? "over" : "", pct(p)));
+    });
+    return tr;
+  });
+  tbody.replaceChildren(...rows);
+  table.querySelector("caption").textContent = `Forecast at ${clock(forecast.published_at)}: onset probability within`;
+}
+
+function evidenceText(e) {
+  if (!e) return "";
+  const parts = [];
+  if (e.hr_bpm !== null && e.hr_bpm !== undefined) parts.push(`HR ${Math.round(e.hr_bpm)} bpm`);
+  if (e.rr_irregularity !== null && e.rr_irregularity !== undefined) parts.push(`RR irregularity ${e.rr_irregularity.toFixed(2)}`);
+  if (e.pac_per_min !== null && e.pac_per_min !== undefined) parts.push(`PAC ${e.pac_per_min.toFixed(1)}/min`);
+  if (e.pvc_per_min !== null && e.pvc_per_min !== undefined) parts.push(`PVC ${e.pvc_per_min.toFixed(1)}/min`);
+  if (e.usable_fraction !== null && e.usable_fraction !== undefined) parts.push(`usable ${pct(e.usable_fraction)}`);
+  const head = e.lead ? `Measured on lead ${e.lead} over ${Math.round(e.window_s || 0)} s: ` : "Measured: ";
+  return head + (parts.join("; ") || "not measurable");
+}
+
+function renderAlert(pid, a) {
+  const p = PRIORITY[a.priority] || PRIORITY.low;
+  const box = el("div", `alert prio-${a.priority} state-${a.state}`);
+  box.setAttribute("role", "group");
+  box.dataset.alertId = a.alert_id;
+  box.setAttribute("aria-label", `${p.word} priority alert: ${alertHeadline(a)}`);
+  const title = el("p", "alert-title");
+  const shape = el("span", "alert-shape", `${p.shape} `);
+  shape.setAttribute("aria-hidden", "true");
+  title.append(shape, `${p.word} · ${alertHeadline(a)}`);
+  const when = el("p", "evidence");
+  when.append("Raised ", el("time", null, clock(a.raised_at)), " (");
+  const rel = el("span", "ago", ago(a.raised_at));
+  rel.dataset.t = String(a.raised_at);
+  when.append(rel, ")");
+  if (a.renotified) when.append(` · re-notified ${a.renotified}×`);
+  box.append(title, when, el("p", "explanation", a.explanation || ""), el("p", "evidence", evidenceText(a.evidence)));
+  if (a.state === "acknowledged") {
+    box.appendChild(el("p", "ack-state", `✓ Acknowledged by ${a.acknowledged_by} at ${clock(a.acknowledged_at)}`));
+  } else {
+    const button = el("button", "ack", "Acknowledge");
+    button.type = "button";
+    button.setAttribute("aria-label", `Acknowledge ${p.word} alert for ${pid}: ${alertHeadline(a)}`);
+    button.addEventListener("click", () => acknowledge(pid, a.alert_id, button));
+    box.appendChild(el("p", "ack-state", "Unacknowledged"));
+    box.appendChild(button);
+  }
+  return box;
+}
+
+function renderTile(d) {
+  const entry = station.tiles.get(d.patient_id) || makeTile(d.patient_id);
+  entry.data = d;
+  const node = entry.el;
+  node.className = `tile ${RANK_CLASS[d.rank] || ""} ${d.stale ? "is-stale" : ""}`;
+  node.querySelector(".open-detail").textContent = label(d);
+  node.setAttribute("aria-label", `${label(d)}${d.alerts.length ? `, ${d.alerts.length} active alert(s)` : ""}`);
+  const top = d.alerts[0];
+  const badge = node.querySelector(".prio-badge");
+  badge.className = `prio-badge ${top ? `prio-${top.priority}` : ""}`;
+  badge.textContent = top ? `${PRIORITY[top.priority].shape} ${PRIORITY[top.priority].word}` : "";
+  const q = node.querySelector(".quality");
+  q.className = `quality q-${d.quality.replace(/ /g, "-")}`;
+  q.textContent = d.quality;
+  q.title = Object.entries(d.quality_by_lead).map(([l, v]) => `${l}: ${v}`).join(", ");
+  q.setAttribute("aria-label", `Signal quality ${d.quality}${q.title ? ` (${q.title})` : ""}`);
+  const note = node.querySelector(".stale-note");
+  note.hidden = !d.stale;
+  note.textContent = d.state === "unknown" && !d.leads.length ? "No signal received yet" : "No signal: strip is stale";
+  renderLeads(entry, d.leads);
+  node.querySelector(".hr").textContent = d.hr_bpm === null ? "–" : `${d.hr_bpm}`;
+  node.querySelector(".hr").setAttribute("aria-label", d.hr_bpm === null ? "heart rate not measurable" : `heart rate ${d.hr_bpm} per minute over the strip`);
+  node.querySelector(".rhythm").textContent = d.rhythm;
+  // Rebuild only what changed: a re-rendered button would lose keyboard focus mid-acknowledgement.
+  const forecastKey = JSON.stringify([d.forecast, d.trend.length]);
+  if (entry.forecastKey !== forecastKey) {
+    entry.forecastKey = forecastKey;
+    renderForecast(node.querySelector(".forecast"), d.forecast);
+    drawSparkline(node.querySelector(".trend"), d.trend, Date.now() / 1000, 3600);
+  }
+  const alertsKey = JSON.stringify(d.alerts);
+  if (entry.alertsKey !== alertsKey) {
+    entry.alertsKey = alertsKey;
+    node.querySelector(".alerts").replaceChildren(...d.alerts.map((a) => renderAlert(d.patient_id, a)));
+  }
+}
+
+function applyOrder(pids) {
+  const grid = document.getElementById("grid");
+  const focused = document.activeElement;
+  pids.forEach((pid) => {
+    const entry = station.tiles.get(pid);
+    if (entry) grid.appendChild(entry.el);
+  });
+  if (focused && focused !== document.activeElement && document.contains(focused)) focused.focus();
+}
+
+// ---------- announcements ----------
+function beep() {
+  if (!station.soundOn) return;
+  const ctx = new (window.AudioContext || window.webkitAudioContext)();
+  const osc = ctx.createOscillator();
+  const gain = ctx.createGain();
+  osc.frequency.value = 880;
+  gain.gain.value = 0.15;
+  osc.connect(gain).connect(ctx.destination);
+  osc.start();
+  osc.stop(ctx.currentTime + 0.35);
+}
+
+function announce(a) {
+  const p = PRIORITY[a.priority] || PRIORITY.low;
+  const toast = document.getElementById("toast");
+  const entry = station.tiles.get(a.patient_id);
+  const who = entry && entry.data ? label(entry.data) : a.patient_id;
+  toast.textContent = `${p.shape} New ${p.word} alert · ${who}: ${alertHeadline(a)}`;
+  toast.hidden = false;
+  clearTimeout(station.toastTimer);
+  station.toastTimer = setTimeout(() => { toast.hidden = true; }, 15000);
+  if (entry) {
+    entry.el.classList.remove("flash");
+    void entry.el.offsetWidth; // restart the animation
+    entry.el.classList.add("flash");
+  }
+  beep();
+}
+
+// ---------- acknowledgement ----------
+async function acknowledge(pid, alertId, button) {
+  button.disabled = true;
+  button.textContent = "Sending…";
+  try {
+    const res = await fetch("/api/ack", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ patient_id: pid, alert_id: alertId }),
+    });
+    if (res.status === 401) {
+      window.location = "/login";
+      return;
+    }
+    const body = await res.json();
+    if (!res.ok) throw new Error(body.error || res.statusText);
+    button.textContent = "Sent: waiting for the agent…";
+  } catch (err) {
+    button.disabled = false;
+    button.textContent = `Acknowledge (last try failed: ${err.message})`;
+  }
+}
+
+// ---------- connection and staleness ----------
+function setConn(state, text) {
+  const conn = document.getElementById("conn");
+  conn.className = `conn conn-${state}`;
+  conn.textContent = text;
+}
+
+function updateStale() {
+  const now = Date.now();
+  const problems = [];
+  if (!station.connected || now - station.lastFrameAt > HEARTBEAT_TIMEOUT_MS) {
+    problems.push("connection to the station lost; reconnecting");
+  }
+  const agents = Object.entries(station.agents);
+  if (station.connected && !agents.some(([, s]) => s === "online")) {
+    const names = agents.map(([id]) => id).join(", ");
+    problems.push(names ? `agent offline (${names}): forecasts and alerts are not updating` : "no agent online");
+  }
+  const banner = document.getElementById("stale");
+  if (problems.length) {
+    const since = station.lastDataAt ? ` Showing data as of ${clock(station.lastDataAt / 1000)}.` : "";
+    banner.textContent = `${problems.join("; ")}.${since}`;
+    banner.hidden = false;
+    document.body.classList.add("is-stale");
+    if (!station.connected) setConn("lost", "Disconnected");
+  } else {
+    banner.hidden = true;
+    document.body.classList.remove("is-stale");
+  }
+}
+
+function onFrame() {
+  station.lastFrameAt = Date.now();
+}
+
+function connect() {
+  if (station.source) station.source.close();
+  const source = new EventSource("/api/events");
+  station.source = source;
+  source.addEventListener("open", () => {
+    station.connected = true;
+    onFrame();
+    setConn("ok", "Live");
+    updateStale();
+  });
+  source.addEventListener("error", async () => {
+    station.connected = false;
+    updateStale();
+    if (source.readyState === EventSource.CLOSED) {
+      const me = await fetch("/api/me").catch(() => null);
+      if (me && me.status === 401) window.location = "/login";
+      else setTimeout(connect, 3000);
+    }
+  });
+  source.addEventListener("snapshot", (ev) => {
+    onFrame();
+    const snap = JSON.parse(ev.data);
+    station.stripS = snap.strip_s;
+    station.agents = snap.agents;
+    snap.tiles.forEach((t) => {
+      const entry = station.tiles.get(t.patient_id) || makeTile(t.patient_id);
+      entry.strip = { fs: null, tEnd: null, leads: {} };
+      if (t.strip.t0 !== null) appendStrip(entry, t.strip);
+      renderTile(t);
+    });
+    applyOrder(snap.tiles.map((t) => t.patient_id));
+    station.lastDataAt = Date.now();
+    updateStale();
+  });
+  source.addEventListener("tile", (ev) => {
+    onFrame();
+    renderTile(JSON.parse(ev.data));
+    station.lastDataAt = Date.now();
+  });
+  source.addEventListener("order", (ev) => applyOrder(JSON.parse(ev.data)));
+  source.addEventListener("waves", (ev) => {
+    onFrame();
+    JSON.parse(ev.data).forEach((w) => {
+      const entry = station.tiles.get(w.patient_id);
+      if (entry) appendStrip(entry, w);
+    });
+    station.lastDataAt = Date.now();
+  });
+  source.addEventListener("new_alert", (ev) => announce(JSON.parse(ev.data)));
+  source.addEventListener("heartbeat", (ev) => {
+    onFrame();
+    station.agents = JSON.parse(ev.data).agents;
+    updateStale();
+  });
+}
+
+// ---------- detail view ----------
+async function loadDetail() {
+  const pid = station.detailPid;
+  if (!pid) return;
+  const res = await fetch(`/api/patient/${encodeURIComponent(pid)}`);
+  if (res.status === 401) {
+    window.location = "/login";
+    return;
+  }
+  if (!res.ok) return;
+  station.detailData = await res.json();
+  renderDetail();
+}
+
+function renderDetail() {
+  const d = station.detailData;
+  if (!d) return;
+  document.getElementById("detail-title").textContent = label(d);
+  const select = document.getElementById("detail-lead");
+  const leads = Object.keys(d.strip.leads);
+  if (Array.from(select.options).map((o) => o.value).join(",") !== leads.join(",")) {
+    select.replaceChildren(...leads.map((l) => el("option", null, l)));
+  }
+  const lead = select.value || leads[0];
+  document.getElementById("detail-summary").textContent =
+    `HR ${d.hr_bpm === null ? "–" : d.hr_bpm} · measured rhythm: ${d.rhythm} · signal: ${d.quality} · ` +
+    `${d.alerts.length} active alert(s)${d.stale ? " · STALE" : ""}`;
+  drawDetailStrip(d, lead);
+  drawTimeline(d.timeline);
+  renderHistory(d.history);
+}
+
+function drawDetailStrip(d, lead) {
+  const canvas = document.getElementById("detail-strip");
+  const values = d.strip.leads[lead] || [];
+  if (!values.length || d.strip.t0 === null) return;
+  const fs = d.strip.fs;
+  const tEnd = d.strip.t0 + (values.length - 1) / fs;
+  const seconds = Math.max(10, values.length / fs);
+  const { ctx, xOf, h } = drawTrace(canvas, values, fs, seconds, tEnd);
+  const win = d.forecast_window;
+  if (win) {
+    ctx.fillStyle = "rgba(255, 193, 77, 0.16)";
+    const x0 = Math.max(0, xOf(win.start));
+    ctx.fillRect(x0, 0, Math.max(0, xOf(win.end) - x0), h);
+    ctx.fillStyle = "#ffc14d";
+    ctx.font = `${Math.round(h / 14)}px system-ui`;
+    ctx.fillText("forecast window", x0 + 4, h - 6);
+  }
+  ctx.fillStyle = "#f2f4f7";
+  d.beats.forEach((t) => ctx.fillRect(xOf(t) - 1, 0, 2, h / 18));
+  canvas.setAttribute("aria-label",
+    `ECG lead ${lead}, ${Math.round(seconds)} s to ${clock(tEnd)}, ${d.beats.length} beats marked` +
+    (win ? `, forecast window ${clock(win.start)} to ${clock(win.end)}` : ""));
+}
+
+function drawTimeline(timeline) {
+  const canvas = document.getElementById("detail-timeline");
+  const ctx = fitCanvas(canvas);
+  const { width: w, height: h } = canvas;
+  ctx.clearRect(0, 0, w, h);
+  if (!timeline.length) return;
+  const t0 = timeline[0].at;
+  const t1 = Math.max(timeline[timeline.length - 1].at, t0 + 60);
+  const styles = { af: [[], "#6cc7ff"], flutter: [[8, 4], "#ffc14d"], vt: [[2, 3], "#ff8a8a"] };
+  ctx.font = `${Math.round(h / 9)}px system-ui`;
+  const legend = ctx.measureText("Flutter ——").width + 8;
+  const plotW = w - legend;
+  ctx.fillStyle = "#c3cad3";
+  ctx.fillText("100%", 2, h / 9);
+  ctx.fillText("0%", 2, h - 4);
+  Object.entries(styles).forEach(([a, [dash, colour]], k) => {
+    ctx.strokeStyle = colour;
+    ctx.fillStyle = colour;
+    ctx.setLineDash(dash);
+    ctx.lineWidth = 2;
+    ctx.beginPath();
+    timeline.forEach((pt, i) => {
+      const x = ((pt.at - t0) / (t1 - t0)) * plotW;
+      const y = h - (pt[a] || 0) * h;
+      if (i) ctx.lineTo(x, y);
+      else ctx.moveTo(x, y);
+    });
+    ctx.stroke();
+    const y = (k + 1) * (h / 7);
+    ctx.fillText(ARRHYTHMIA[a], plotW + 4, y);
+    ctx.beginPath();
+    ctx.moveTo(plotW + 4, y + 6);
+    ctx.lineTo(w - 4, y + 6);
+    ctx.stroke();
+  });
+  ctx.setLineDash([]);
+  canvas.setAttribute("aria-label", `Forecast timeline from ${clock(t0)} to ${clock(t1)}, ${timeline.length} forecasts`);
+}
+
+function renderHistory(history) {
+  const rows = history.map((a) => {
+    const tr = el("tr");
+    const p = PRIORITY[a.priority] || PRIORITY.low;
+    tr.append(
+      el("td", null, clock(a.raised_at)),
+      el("td", null, `${p.shape} ${p.word}`),
+      el("td", null, alertHeadline(a)),
+      el("td", null, a.state),
+      el("td", null, a.acknowledged_by ? `${a.acknowledged_by} at ${clock(a.acknowledged_at)}` : "–"),
+    );
+    return tr;
+  });
+  if (!rows.length) {
+    const tr = el("tr");
+    const td = el("td", null, "no alerts");
+    td.colSpan = 5;
+    tr.appendChild(td);
+    rows.push(tr);
+  }
+  document.getElementById("detail-history").replaceChildren(...rows);
+}
+
+function openDetail(pid, opener) {
+  station.detailPid = pid;
+  station.detailOpener = opener;
+  document.getElementById("detail").hidden = false;
+  document.getElementById("detail-close").focus();
+  loadDetail();
+}
+
+function closeDetail() {
+  station.detailPid = null;
+  station.detailData = null;
+  document.getElementById("detail").hidden = true;
+  if (station.detailOpener) station.detailOpener.focus();
+}
+
+// ---------- start ----------
+function frame() {
+  station.tiles.forEach((entry) => {
+    if (entry.stripDirty) {
+      entry.stripDirty = false;
+      drawTileStrip(entry);
+    }
+  });
+  window.requestAnimationFrame(frame);
+}
+
+async function start() {
+  const res = await fetch("/api/me");
+  if (res.status === 401) {
+    window.location = "/login";
+    return;
+  }
+  const me = await res.json();
+  document.getElementById("user").textContent = `Signed in: ${me.user}`;
+  const toggle = document.getElementById("sound-toggle");
+  if (me.sound) {
+    toggle.hidden = false;
+    toggle.addEventListener("click", () => {
+      station.soundOn = !station.soundOn;
+      toggle.setAttribute("aria-pressed", String(station.soundOn));
+      toggle.textContent = `Alert sound: ${station.soundOn ? "on" : "off"}`;
+      if (station.soundOn) beep();
+    });
+  }
+  document.getElementById("detail-close").addEventListener("click", closeDetail);
+  document.getElementById("detail-lead").addEventListener("change", renderDetail);
+  document.addEventListener("keydown", (ev) => {
+    if (ev.key === "Escape" && station.detailPid) closeDetail();
+  });
+  window.addEventListener("resize", () => station.tiles.forEach((e) => { e.stripDirty = true; }));
+  setInterval(updateStale, 1000);
+  setInterval(loadDetail, 5000);
+  setInterval(() => document.querySelectorAll(".ago").forEach((s) => { s.textContent = ago(Number(s.dataset.t)); }), 15000);
+  connect();
+  window.requestAnimationFrame(frame);
+}
+
+start();

@@ -1,0 +1,226 @@
+"""End-to-end in headless Chromium (Debian's package, driven by Selenium): sign in, live strips, an alert with its
+explanation, acknowledgement seen on the page and on the MQTT alert topic, the detail view, and 'stale' when the
+agent goes offline and when the station itself stops.
+
+Set ``ECGCAST_STATION_SCREENSHOTS=<dir>`` to also write the README screenshots there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from agent.local_broker import LocalMosquitto
+from agent.protocol import Topics
+from agent.settings import MqttSettings
+from agent.station import StationSettings, hash_password
+from agent.station.server import StationServer
+
+from .ward import Bed, Ward
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+CHROME_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+    "--window-size=1600,1000",
+)
+PASSWORD = "correct horse battery staple"
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
+        reason="needs Debian's chromium and chromium-driver (.ci/run installs them)",
+    ),
+]
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not met within {timeout} s")
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = CHROMIUM
+    for flag in CHROME_FLAGS:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+class AlertTopic:
+    """Every lifecycle message on ``ecg/v1/+/alert``, as an alarm system would receive them."""
+
+    def __init__(self, port: int) -> None:
+        self.messages: list[dict] = []
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"alarm-{uuid.uuid4().hex[:6]}")
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe("ecg/v1/+/alert", 1)
+        self.client.loop_start()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append(json.loads(msg.payload))
+
+    def states(self, alert_id: str) -> list[str]:
+        with self._lock:
+            return [m["after"]["state"] for m in self.messages if m["after"]["alert_id"] == alert_id]
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def _screenshot(driver: object, name: str) -> None:
+    target = os.environ.get("ECGCAST_STATION_SCREENSHOTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(Path(target) / name))  # type: ignore[attr-defined]
+
+
+def test_sign_in_live_strips_alert_ack_detail_and_stale(
+    broker: LocalMosquitto, browser: object, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver = browser
+    beds = [
+        Bed("P001", "12A", "sinus_stable", 1),
+        Bed("P002", "12B", "sinus_ectopy", 2),
+        Bed("P003", "14", "af_onset", 3),
+        Bed("P004", "15", "sinus_stable", 4, lead_off=True),
+    ]
+    settings = StationSettings(
+        enabled=True,
+        port=0,
+        users={"nurse.kim": hash_password(PASSWORD)},
+        beds={b.patient_id: b.bed for b in beds},
+        stale_after_s=3.0,
+    )
+    ward = Ward(broker.port, tmp_path / "alerts.sqlite3", beds).start()
+    alarms = AlertTopic(broker.port)
+    station = StationServer(settings, MqttSettings(url=broker.url), Topics("ecg/v1")).start()
+    try:
+        # Sign-in is required, and a wrong password is refused.
+        driver.get(station.url + "/")  # type: ignore[attr-defined]
+        wait_for(lambda: "/login" in driver.current_url, what="redirect to sign-in")  # type: ignore[attr-defined]
+        _sign_in(driver, "nurse.kim", "wrong")
+        wait_for(lambda: driver.find_element(By.ID, "login-error").is_displayed(), what="sign-in error")  # type: ignore[attr-defined]
+        _sign_in(driver, "nurse.kim", PASSWORD)
+        wait_for(lambda: driver.find_element(By.ID, "conn").text == "Live", what="live stream")  # type: ignore[attr-defined]
+        assert "nurse.kim" in driver.find_element(By.ID, "user").text  # type: ignore[attr-defined]
+
+        # Patients appear with moving strips.
+        tiles = wait_for(lambda: len(driver.find_elements(By.CSS_SELECTOR, ".tile")) == 4, what="four tiles")  # type: ignore[attr-defined]
+        assert tiles
+        first = _strip_end(driver, "P001")
+        wait_for(lambda: _strip_end(driver, "P001") > first + 1.0, what="strip moving")
+        for pid in ("P001", "P002", "P003"):
+            ward.publish_forecast(pid, af=0.1 if pid != "P003" else 0.35, vt=0.05)
+        wait_for(
+            lambda: "Bed 14" in _tile(driver, "P003").text and "35%" in _tile(driver, "P003").text, what="forecast"
+        )
+        assert "leads off" in _tile(driver, "P004").find_element(By.CSS_SELECTOR, ".quality").text
+
+        # An alert arrives (VT onset probability over threshold twice: persistence 2 of 3) with its explanation.
+        ward.publish_forecast("P002", vt=0.62)
+        ward.publish_forecast("P002", vt=0.64)
+        alert_box = wait_for(lambda: _tile(driver, "P002").find_elements(By.CSS_SELECTOR, ".alert"), what="alert")
+        text = alert_box[0].text  # type: ignore[index]
+        assert "MEDIUM" in text and "ventricular tachycardia" in text and "Forecast advisory" in text
+        assert "Measured on lead" in text and "Unacknowledged" in text
+        assert "New MEDIUM alert" in driver.find_element(By.ID, "toast").text  # type: ignore[attr-defined]
+        order = [t.get_attribute("data-pid") for t in driver.find_elements(By.CSS_SELECTOR, ".tile")]  # type: ignore[attr-defined]
+        assert order[0] == "P002", order  # alert first, then by risk
+        alert_id = alert_box[0].get_attribute("data-alert-id")  # type: ignore[index]
+        _screenshot(driver, "station.png")
+
+        # Acknowledge from the page: the agent's state machine publishes the update on the MQTT alert topic.
+        _tile(driver, "P002").find_element(By.CSS_SELECTOR, "button.ack").click()
+        wait_for(lambda: "acknowledged" in alarms.states(alert_id), what="ack on the MQTT alert topic")
+        ack_msg = next(m for m in alarms.messages if m["after"]["state"] == "acknowledged")
+        assert ack_msg["type"] == "update" and ack_msg["after"]["acknowledged_by"] == "nurse.kim"
+        wait_for(lambda: "Acknowledged by nurse.kim" in _tile(driver, "P002").text, what="ack on the page")
+        assert not _tile(driver, "P002").find_elements(By.CSS_SELECTOR, "button.ack")
+
+        # Detail view: long strip with beats, forecast window, alert history; keyboard closes it.
+        _tile(driver, "P002").find_element(By.CSS_SELECTOR, ".open-detail").click()
+        wait_for(lambda: "acknowledged" in driver.find_element(By.ID, "detail-history").text, what="detail history")  # type: ignore[attr-defined]
+        label = driver.find_element(By.ID, "detail-strip").get_attribute("aria-label")  # type: ignore[attr-defined]
+        assert "beats marked" in label and "forecast window" in label
+        _screenshot(driver, "station_detail.png")
+        driver.find_element(By.ID, "detail-close").send_keys("\ue00c")  # type: ignore[attr-defined]  # Escape
+        wait_for(lambda: not driver.find_element(By.ID, "detail").is_displayed(), what="detail closed")  # type: ignore[attr-defined]
+
+        # The agent goes away: its will says offline, and the page says the data are stale.
+        ward.publish_presence("offline")
+        stale = wait_for(lambda: driver.find_element(By.ID, "stale").is_displayed(), what="stale banner")  # type: ignore[attr-defined]
+        assert stale
+        assert "agent offline" in driver.find_element(By.ID, "stale").text  # type: ignore[attr-defined]
+        ward.publish_presence("online")
+        wait_for(lambda: not driver.find_element(By.ID, "stale").is_displayed(), what="recovered")  # type: ignore[attr-defined]
+
+        # The station (and its stream) stops: the page notices by itself.
+        station.close()
+        wait_for(lambda: "connection to the station lost" in driver.find_element(By.ID, "stale").text, what="lost")  # type: ignore[attr-defined]
+    finally:
+        station.close()
+        alarms.close()
+        ward.stop()
+
+
+def _sign_in(driver: object, user: str, password: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    field = driver.find_element(By.ID, "username")  # type: ignore[attr-defined]
+    field.clear()
+    field.send_keys(user)
+    secret = driver.find_element(By.ID, "password")  # type: ignore[attr-defined]
+    secret.clear()
+    secret.send_keys(password)
+    driver.find_element(By.ID, "sign-in").click()  # type: ignore[attr-defined]
+
+
+def _tile(driver: object, pid: str) -> object:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.ID, f"tile-{pid}")  # type: ignore[attr-defined]
+
+
+def _strip_end(driver: object, pid: str) -> float:
+    from selenium.webdriver.common.by import By
+
+    value = _tile(driver, pid).find_element(By.CSS_SELECTOR, ".strip").get_attribute("data-t-end")  # type: ignore[attr-defined]
+    return float(value or 0.0)

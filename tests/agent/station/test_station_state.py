@@ -1,0 +1,191 @@
+"""The station's pure parts: settings, password hashes and sessions, the drawing ring, and the per-patient state."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+import agent.station
+from agent.measurements import measure
+from agent.protocol import WaveChunk
+from agent.settings import load_settings
+from agent.station import (
+    SessionStore,
+    StationSettings,
+    StationState,
+    WaveRing,
+    hash_password,
+    heart_rate_bpm,
+    order,
+    priority_rank,
+    quality_badge,
+    rhythm_summary,
+    verify_password,
+)
+from simulators import generate_scenario
+
+FS = 250.0
+
+
+def chunk(pid: str, seq: int, t0: float, samples: np.ndarray, leads: tuple[str, ...] = ("II", "V1")) -> WaveChunk:
+    return WaveChunk(pid, "dev", seq, t0, FS, leads, samples.astype(np.float32))
+
+
+def alert(alert_id: str, state: str = "raised", priority: str = "low", **extra: object) -> dict:
+    return {"alert_id": alert_id, "state": state, "priority": priority, "kind": "forecast", "raised_at": 1.0, **extra}
+
+
+def test_exports_are_curated() -> None:
+    assert set(agent.station.__all__) == {
+        "SessionStore", "StationSettings", "StationState", "WaveRing", "hash_password", "heart_rate_bpm", "order",
+        "priority_rank", "quality_badge", "rhythm_summary", "verify_password",
+    }  # fmt: skip
+
+
+def test_settings_default_off_and_in_default_yaml() -> None:
+    settings = load_settings()
+    assert settings.station == StationSettings()
+    assert settings.station.enabled is False and settings.station.host == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"enabled": True}, "station.users or station.proxy_user_header"),
+        ({"users": {"kim": "plain-text"}}, "station.users.kim"),
+        ({"tls_cert_file": "cert.pem"}, "set together"),
+        ({"proxy_user_header": "X Remote"}, "pattern"),
+        ({"colour": "red"}, "Extra inputs"),
+    ],
+)
+def test_settings_refuse_unsafe_or_unknown(fields: dict, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        StationSettings.model_validate(fields)
+
+
+def test_password_hash_round_trip_and_refusals() -> None:
+    stored = hash_password("s3cret")
+    assert stored.startswith("scrypt$") and "s3cret" not in stored
+    assert verify_password("s3cret", stored)
+    assert not verify_password("S3cret", stored)
+    assert hash_password("s3cret") != stored  # salted
+    assert not verify_password("s3cret", "scrypt$1$2$3$not-base64!$x")
+    assert not verify_password("s3cret", "md5$abc")
+    with pytest.raises(ValueError, match="empty"):
+        hash_password("")
+
+
+def test_sessions_expire_and_close() -> None:
+    now = [0.0]
+    store = SessionStore(ttl_s=60, clock=lambda: now[0])
+    token = store.open("kim")
+    assert store.user(token) == "kim" and store.user("forged") is None and store.user(None) is None
+    now[0] = 61.0
+    assert store.user(token) is None
+    token = store.open("kim")
+    store.close(token)
+    assert store.user(token) is None
+
+
+def test_wave_ring_decimates_across_chunks_and_serves_increments() -> None:
+    ring = WaveRing(capacity_s=4.0, draw_hz=125.0)
+    ramp = np.arange(1000, dtype=np.float32)  # 4 s at 250 Hz, in chunks of odd length so the phase must carry
+    for seq, start in enumerate(range(0, 1000, 75)):
+        block = ramp[start : start + 75]
+        ring.append(chunk("P1", seq, 100.0 + start / FS, np.vstack([block, -block]), ("II", "V1")))
+    strip = ring.last(4.0)
+    assert ring.fs == 125.0 and strip.sig_name == ("II", "V1")
+    np.testing.assert_array_equal(strip.p_signal[:, 0], ramp[::2])  # every other sample, no phase slip
+    np.testing.assert_allclose(strip.t, 100.0 + np.arange(0, 1000, 2) / FS)
+    cursor = strip.end_count
+    ring.append(chunk("P1", 99, 104.0, np.ones((2, 10))))
+    increment = ring.since(cursor)
+    assert increment.p_signal.shape == (5, 2) and increment.t[0] == pytest.approx(104.0)
+    assert ring.last(4.0).p_signal.shape[0] == 500  # capacity kept
+    ring.append(chunk("P1", 100, 105.0, np.ones((1, 10)), ("II",)))  # new lead set: starts afresh
+    assert ring.last(10).sig_name == ("II",) and ring.count == 5
+
+
+def test_live_heart_rate_agrees_with_the_measurements_module() -> None:
+    record = generate_scenario("sinus_stable", seed=5, minutes=0.25, fs=FS, leads=("II", "V1"), noise="low")
+    ring = WaveRing(capacity_s=10.0, draw_hz=125.0)
+    p = record.p_signal.astype(np.float32)
+    for k in range(10):
+        ring.append(chunk("P1", k, 50.0 + k, p[k * 250 : (k + 1) * 250].T))
+    hr, beats = heart_rate_bpm(ring.last(10.0))
+    reference = measure(p[:2500, 0], FS, lead="II").hr_bpm
+    assert hr is not None and reference is not None and abs(hr - reference) < 5
+    assert 50.0 <= beats[0] < beats[-1] <= 60.0
+    flat = WaveRing(capacity_s=10.0, draw_hz=125.0)
+    flat.append(chunk("P2", 0, 0.0, np.zeros((2, 2500))))
+    assert heart_rate_bpm(flat.last(10.0))[0] is None
+
+
+def test_quality_badges_and_rhythm_words() -> None:
+    assert quality_badge({"II": "good", "V1": "good"}) == ("good", {"II": "good", "V1": "good"})
+    assert quality_badge({"II": "good", "V1": "leads_off"})[0] == "leads off"
+    assert quality_badge({"II": "saturated"})[0] == "noisy"
+    assert quality_badge({"II": "gap"})[0] == "cannot assess"
+    assert quality_badge({})[0] == "cannot assess"
+    assert rhythm_summary(None) == "cannot assess"
+    assert rhythm_summary({"hr_bpm": None}) == "cannot assess"
+    regular = {"hr_bpm": 72.0, "rr_irregularity": 0.03, "pac_count": 0, "pvc_count": 2, "duration_s": 60.0}
+    assert rhythm_summary(regular) == "regular RR (irregularity 0.03); 2 PVC in 60 s"
+    irregular = {"hr_bpm": 110.0, "rr_irregularity": 0.18, "ventricular_run_count": 1, "duration_s": 60.0}
+    assert rhythm_summary(irregular).startswith("irregular RR (irregularity 0.18); 1 ventricular run")
+
+
+def test_priority_rank_and_display_order() -> None:
+    assert priority_rank([]) == 0
+    assert priority_rank([alert("a", priority="medium")]) > priority_rank([alert("b", "acknowledged", "high")])
+    tiles = [
+        {"patient_id": "P3", "rank": 0, "risk": 0.9},
+        {"patient_id": "P2", "rank": 2, "risk": 0.1},
+        {"patient_id": "P1", "rank": 0, "risk": 0.9},
+        {"patient_id": "P4", "rank": 4, "risk": 0.0},
+    ]
+    assert [t["patient_id"] for t in order(tiles)] == ["P4", "P2", "P1", "P3"]
+
+
+def test_state_follows_the_alert_lifecycle_and_pushes_changes() -> None:
+    now = [1000.0]
+    state = StationState(StationSettings(stale_after_s=5.0, beds={"P1": "12A"}), clock=lambda: now[0])
+    state.on_status("P1", {"state": "streaming", "signal_quality": {"II": "good", "V1": "noisy"}})
+    state.on_alert("P1", {"type": "new", "before": None, "after": alert("a1", priority="medium")})
+    updates = state.take_updates()
+    assert [a["alert_id"] for a in updates.new_alerts] == ["a1"] and updates.order == ["P1"]
+    tile = updates.tiles[0]
+    assert tile["bed"] == "12A" and tile["quality"] == "noisy" and tile["rank"] == 4 and tile["stale"]
+    state.on_alert("P1", {"type": "update", "reason": "acknowledged", "after": alert("a1", "acknowledged", "medium")})
+    assert state.take_updates().tiles[0]["alerts"][0]["state"] == "acknowledged"
+    state.on_alert("P1", {"type": "end", "reason": "cleared", "after": alert("a1", "cleared", "medium")})
+    assert state.take_updates().tiles[0]["alerts"] == []
+    assert [a["state"] for a in state.detail("P1")["history"]] == ["cleared"]  # type: ignore[index]
+    with pytest.raises(ValueError, match="alert_id"):
+        state.on_alert("P1", {"type": "new", "after": None})
+
+    state.on_wave(chunk("P1", 0, 5.0, np.zeros((2, 250))))
+    updates = state.take_updates()
+    assert updates.waves[0]["patient_id"] == "P1" and len(updates.waves[0]["leads"]["II"]) == 125
+    assert updates.tiles[0]["stale"] is False
+    assert state.take_updates().waves == []  # nothing new
+    now[0] += 6.0
+    assert state.take_updates().tiles[0]["stale"] is True  # went stale without any message
+
+
+def test_forecast_trend_is_bounded_and_detail_has_the_window() -> None:
+    state = StationState(StationSettings(trend_s=120.0))
+    for k in range(5):
+        body = {
+            "published_at": 1000.0 + 60 * k,
+            "horizons_s": [60],
+            "onset_probs": {"60": {"af": 0.1 * k, "flutter": 0.0, "vt": 0.05}},
+            "window": {"start": 900.0, "end": 960.0, "segment": 1},
+        }
+        state.on_forecast("P1", body)
+    detail = state.detail("P1")
+    assert detail is not None
+    assert [p["at"] for p in detail["timeline"]] == [1120.0, 1180.0, 1240.0]
+    assert detail["risk"] == pytest.approx(0.4) and detail["forecast_window"]["end"] == 960.0
+    assert state.detail("nobody") is None

@@ -77,15 +77,17 @@ def run_rows(model: EcgLanguageModel, rows: Sequence[ScoreRow]) -> list[list[tor
         padded[b, : e.shape[0]] = e
     cache = _batch_cache(rows, width)
     hidden = model.decode(padded, query, prefix_meta.cat(query), cache)  # (B, S, hidden)
-    batch_idx, pos_idx, target_ids, sizes = [], [], [], []
+    # Sibling options share their first predictor (the question's last token): run lm_head once per position.
+    positions: dict[tuple[int, int], int] = {}
+    row_of_target, target_ids, sizes = [], [], []
     for b, r in enumerate(rows):
         for opt in r.options:
-            batch_idx += [b] * len(opt.predictors)
-            pos_idx += list(opt.predictors)
+            row_of_target += [positions.setdefault((b, p), len(positions)) for p in opt.predictors]
             target_ids += list(opt.targets)
             sizes.append(len(opt.targets))
-    logprobs = torch.log_softmax(model.logits(hidden[batch_idx, pos_idx]), dim=-1)  # (n_targets, vocab)
-    picked = logprobs[torch.arange(len(target_ids)), torch.tensor(target_ids, device=logprobs.device)].cpu()
+    batch_idx, pos_idx = zip(*positions, strict=True)
+    logprobs = torch.log_softmax(model.logits(hidden[list(batch_idx), list(pos_idx)]), dim=-1)  # (n_pos, vocab)
+    picked = logprobs[torch.tensor(row_of_target), torch.tensor(target_ids)].cpu()  # (n_targets,)
     per_option = list(torch.split(picked, sizes))
     out: list[list[torch.Tensor]] = []
     for r in rows:

@@ -13,10 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-from agent.cli import add_config_argument
-from agent.errors import ConfigError, LifecycleError
+from agent.cli import add_config_argument, settings_or_report
+from agent.errors import LifecycleError
 from agent.logs import configure_logging
-from agent.settings import Settings, load_settings
+from agent.settings import Settings
 
 __all__ = ["register"]
 
@@ -43,13 +43,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _settings(path: Path) -> Settings | None:
-    """The validated config with logging set up on stderr (stdout carries the command's output); None if invalid."""
-    try:
-        settings = load_settings(path)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return None
-    configure_logging(settings.logging.level, settings.logging.format)
+    """The validated config with logging on stderr (stdout carries the command's output); None if invalid."""
+    settings = settings_or_report(path)
+    if settings is not None:
+        configure_logging(settings.logging.level, settings.logging.format)
     return settings
 
 

@@ -30,7 +30,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--train-cap", type=int, default=400, help="training samples per cell for trees and probe")
     p.add_argument("--lm-windows", type=_ints, default=(10, 30, 60), help="windows the LM methods run on")
-    p.add_argument("--lm-cap", type=int, default=12, help="LM-subsample samples per cell")
+    p.add_argument(
+        "--lm-cap",
+        type=int,
+        default=12,
+        help="LM-subsample inputs (record, anchor) per window, each scored for every horizon",
+    )
     p.add_argument("--no-replay", action="store_true", help="skip the alert-level replay")
     p.add_argument("--replay-records", type=int, default=0, help="replay only the first N test records (0: all)")
     p.add_argument("--adapter", type=Path, default=Path("models/forecaster"), help="the shipped adapter directory")

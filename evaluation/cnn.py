@@ -116,7 +116,7 @@ class CnnBaseline:
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                total += float(loss) * len(batch)
+                total += float(loss.detach()) * len(batch)
             log.info("cnn_epoch", epoch=epoch, loss=round(total / max(1, len(keys)), 4), inputs=len(keys))
 
     def _batches(self, keys: Sequence[tuple[str, float, int]], rng: np.random.Generator) -> list[list[int]]:

@@ -19,7 +19,18 @@ import structlog
 from agent.errors import SignalError
 from simulators.benchmark import SPECS, BenchDataset, build_from_records, build_from_spec
 
-__all__ = ["CLASSES", "CLASSES_CAMEL", "ONSETS", "Cell", "EvalData", "Record", "Sample", "open_benchmark"]
+__all__ = [
+    "CLASSES",
+    "CLASSES_CAMEL",
+    "ONSETS",
+    "Cell",
+    "EvalData",
+    "InputKey",
+    "Record",
+    "Sample",
+    "class_changes_of",
+    "open_benchmark",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -74,12 +85,13 @@ class Sample:
     onset: dict[str, int]
 
     @property
-    def key(self) -> tuple[str, float, int]:
+    def key(self) -> InputKey:
         """(record, anchor, window): the input; samples of one key differ only by horizon."""
         return (self.record_id, self.anchor_s, self.window_s)
 
 
 Cell = tuple[int, int]  # (window_s, horizon_s)
+InputKey = tuple[str, float, int]  # (record_id, anchor_s, window_s)
 
 
 def _sample(row: dict[str, str]) -> Sample:
@@ -112,16 +124,20 @@ class EvalData:
         return self.bench.meta
 
     def samples(self, split: str, cell: Cell, cap: int | None = None, seed: int = 0) -> list[Sample]:
-        """The split's samples of one cell; with ``cap``, at most that many, every onset-positive and every
-        non-sinus sample kept first (they are the rare ones), the rest drawn with ``seed``."""
+        """The split's samples of one cell; with ``cap``, at most that many (see :func:`_stratified`)."""
         rows = self._by.get((split, *cell), [])
         if cap is None or len(rows) <= cap:
             return list(rows)
-        rare = [s for s in rows if s.label_class != "sinus" or any(s.onset.values())]
-        common = [s for s in rows if s not in rare]
-        rng = np.random.default_rng(seed)
-        keep = _draw(rare, cap, rng) if len(rare) >= cap else rare + _draw(common, cap - len(rare), rng)
-        return sorted(keep, key=lambda s: (s.record_id, s.anchor_s))
+        rare = {s.key for s in rows if _is_rare(s)}
+        chosen = _stratified(sorted({s.key for s in rows}), rare, cap, seed)
+        return [s for s in rows if s.key in chosen]
+
+    def inputs(self, split: str, window_s: int, horizons_s: Sequence[int], cap: int, seed: int) -> set[InputKey]:
+        """At most ``cap`` inputs (record, anchor, w) of one window, chosen once for every horizon, so a model
+        that forecasts all horizons from one pass (the LM) reads each input once."""
+        rows = [s for h in horizons_s for s in self._by.get((split, window_s, h), [])]
+        rare = {s.key for s in rows if _is_rare(s)}
+        return _stratified(sorted({s.key for s in rows}), rare, cap, seed)
 
     def record_ids(self, split: str) -> list[str]:
         return sorted(rid for rid, sp in self._split_of.items() if sp == split)
@@ -144,8 +160,22 @@ class EvalData:
         return self._records[record_id]
 
 
-def _draw(items: Sequence[Sample], n: int, rng: np.random.Generator) -> list[Sample]:
-    return [items[i] for i in sorted(rng.choice(len(items), size=n, replace=False))]
+def _is_rare(sample: Sample) -> bool:
+    return sample.label_class != "sinus" or any(sample.onset.values())
+
+
+def _stratified(keys: Sequence[InputKey], rare: set[InputKey], cap: int, seed: int) -> set[InputKey]:
+    """``cap`` keys: half from the rare ones (a non-sinus label or an onset at some horizon) when there are
+    enough, the rest from the common ones, each drawn with ``seed``; all keys when there are at most ``cap``."""
+    if len(keys) <= cap:
+        return set(keys)
+    rare_keys = [k for k in keys if k in rare]
+    common = [k for k in keys if k not in rare]
+    n_rare = min(len(rare_keys), max(cap - len(common), cap // 2))
+    rng = np.random.default_rng(seed)
+    pick = [rare_keys[i] for i in rng.choice(len(rare_keys), size=n_rare, replace=False)]
+    pick += [common[i] for i in rng.choice(len(common), size=cap - n_rare, replace=False)]
+    return set(pick)
 
 
 def class_changes_of(data: EvalData, record_id: str) -> list[tuple[float, str]]:

@@ -21,12 +21,14 @@ from typing import Any
 import structlog
 import torch
 
+from agent.alerts.settings import AlertSettings
 from evaluation.baselines import TabularBaseline, beat_features, gbt, linear_probe, pooled_embeddings
 from evaluation.cnn import CnnBaseline, CnnConfig
 from evaluation.data import Cell, EvalData, Sample, class_changes_of, open_benchmark
 from evaluation.embed import Embedder
 from evaluation.predictions import Predictions
 from evaluation.scoring import calibration, cell_metrics, mean_over_cells
+from llm_runtime.settings import LlmSettings
 
 __all__ = ["EvalConfig", "run_evaluation"]
 
@@ -49,7 +51,7 @@ class EvalConfig:
     methods: tuple[str, ...] = (*CHEAP, *LM)
     train_cap: int = 400  # training samples per cell for the trees and the probe (all 24 cells stay cheap)
     lm_windows_s: tuple[int, ...] = (10, 30, 60)  # windows the LM is run on (CPU budget; see docs/EVALUATION.md)
-    lm_cap: int = 12  # LM-subsample samples per cell
+    lm_cap: int = 12  # LM-subsample inputs per window (each scored once for every horizon)
     replay: bool = True  # the alert-level replay of the test records through the shipped (else zero-shot) LM
     replay_records: int = 0  # 0: every test record
     adapter_dir: Path | None = Path("models/forecaster")  # the shipped adapter; None or missing skips "shipped"
@@ -58,6 +60,23 @@ class EvalConfig:
     n_boot: int = 200
     threads: int = 2
     cnn: CnnConfig = field(default_factory=CnnConfig)
+
+
+def _runtime_settings(config: EvalConfig) -> tuple[LlmSettings, AlertSettings, str]:
+    """The agent's llm and alerts sections from the config file; the sections' defaults (which the shipped
+    config/default.yaml repeats) when the file does not validate, said so in results.json."""
+    from agent.errors import ConfigError
+    from agent.settings import load_settings
+
+    try:
+        settings = load_settings()
+        llm, alerts, source = settings.llm, settings.alerts, "config/default.yaml"
+    except ConfigError as exc:
+        log.warning("config_invalid_using_defaults", error=str(exc).splitlines()[-1])
+        llm, alerts, source = LlmSettings(), AlertSettings(), "section defaults (config file did not validate)"
+    if config.backbone:
+        llm = llm.model_copy(update={"backbone": config.backbone})
+    return llm, alerts, source
 
 
 def _adapter(config: EvalConfig) -> Path | None:
@@ -81,9 +100,8 @@ def _encoder_path(config: EvalConfig) -> Path:
 def _sample_sets(data: EvalData, config: EvalConfig) -> dict[str, dict[Cell, list[Sample]]]:
     cells = [(w, h) for h in config.horizons_s for w in config.windows_s]
     full = {cell: data.samples("test", cell) for cell in cells}
-    lm = {
-        cell: data.samples("test", cell, config.lm_cap, config.seed) for cell in cells if cell[0] in config.lm_windows_s
-    }
+    chosen = {w: data.inputs("test", w, config.horizons_s, config.lm_cap, config.seed) for w in config.lm_windows_s}
+    lm = {cell: [s for s in full[cell] if s.key in chosen[cell[0]]] for cell in cells if cell[0] in chosen}
     return {"full": full, "lm": lm}
 
 
@@ -119,12 +137,9 @@ def _take(pred: Predictions, lo: int, hi: int) -> Predictions:
 def _lm_predictions(
     data: EvalData, config: EvalConfig, embedder: Embedder, cells: dict[Cell, list[Sample]]
 ) -> tuple[dict[str, dict[Cell, Predictions]], dict[str, Any]]:
-    from agent.settings import load_settings
     from evaluation.lm import LmForecaster, load_engine
 
-    base = load_settings().llm
-    if config.backbone:
-        base = base.model_copy(update={"backbone": config.backbone})
+    base, _, _ = _runtime_settings(config)
     out: dict[str, dict[Cell, Predictions]] = {}
     info: dict[str, Any] = {}
     for name in LM:
@@ -149,16 +164,14 @@ def _lm_predictions(
 
 
 def _replay(data: EvalData, config: EvalConfig, embedder: Embedder) -> dict[str, Any] | None:
-    from agent.settings import load_settings
     from evaluation.lm import load_engine
     from evaluation.replay import ReplayConfig, replay_record, summarise_replays
 
-    settings = load_settings()
+    base, alerts, source = _runtime_settings(config)
     adapter = _adapter(config)
     method = "shipped" if adapter is not None else "zero_shot"
     if method not in config.methods:
         return None
-    base = settings.llm.model_copy(update={"backbone": config.backbone}) if config.backbone else settings.llm
     engine = load_engine(base, adapter, base.window_s, base.horizons_s)  # the agent's own window and horizons
     replay_config = ReplayConfig()
     records = data.record_ids("test")[: config.replay_records or None]
@@ -166,11 +179,12 @@ def _replay(data: EvalData, config: EvalConfig, embedder: Embedder) -> dict[str,
     for record_id in records:
         rec = data.record(record_id)
         replays.append(
-            replay_record(engine, rec, embedder(rec), class_changes_of(data, record_id), settings.alerts, replay_config)
+            replay_record(engine, rec, embedder(rec), class_changes_of(data, record_id), alerts, replay_config)
         )
     engine.runner.close()
     summary = summarise_replays(replays, replay_config)
     summary |= {"method": method, "model_id": engine.model_id, "window_s": base.window_s, "horizons_s": base.horizons_s}
+    summary["settings_source"] = source
     return summary
 
 

@@ -1,0 +1,65 @@
+"""Metric code against hand-computed examples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from evaluation.metrics import auprc, auroc, bootstrap_ci, macro_f1, reliability
+
+
+def test_macro_f1_hand_example() -> None:
+    truth = ["sinus", "sinus", "sinus", "af", "af", "flutter"]
+    pred = ["sinus", "sinus", "af", "af", "sinus", "flutter"]
+    # sinus: TP 2, FP 1, FN 1 -> 4/6; af: TP 1, FP 1, FN 1 -> 2/4; flutter: TP 1 -> 1
+    assert macro_f1(truth, pred, ("sinus", "af", "flutter")) == pytest.approx((4 / 6 + 0.5 + 1.0) / 3)
+
+
+def test_macro_f1_skips_classes_absent_from_truth_and_prediction() -> None:
+    assert macro_f1(["sinus", "af"], ["sinus", "af"], ("sinus", "af", "flutter")) == 1.0
+    assert macro_f1(["sinus"], ["flutter"], ("sinus", "af", "flutter")) == 0.0  # both present classes score 0
+    assert macro_f1([], [], ("sinus",)) is None
+
+
+def test_auroc_hand_example_and_ties() -> None:
+    # positives 0.35, 0.8; negatives 0.1, 0.4: pairs won 3 of 4
+    assert auroc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
+    assert auroc([0, 1], [0.5, 0.5]) == pytest.approx(0.5)  # a tie counts one half
+    assert auroc([1, 1], [0.2, 0.3]) is None  # one class: undefined, not NaN
+
+
+def test_auprc_hand_example() -> None:
+    # thresholds 0.8 (P 1, R .5), 0.4 (P .5, R .5), 0.35 (P 2/3, R 1), 0.1 (P .5, R 1): .5*1 + .5*2/3
+    assert auprc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.5 + 0.5 * 2 / 3)
+    assert auprc([0, 0], [0.1, 0.2]) is None
+
+
+def test_bootstrap_resamples_patients_not_samples() -> None:
+    # patient a: three samples of value 1, patient b: one of value 0. Resampling patients gives only the means
+    # of {a, a}, {a, b}, {b, b}: 1, 3/4, 0. Resampling windows would give other values too.
+    values = np.array([1.0, 1.0, 1.0, 0.0])
+    patients = ["a", "a", "a", "b"]
+    seen = set()
+
+    def stat(idx: np.ndarray) -> float:
+        seen.add(round(float(values[idx].mean()), 6))
+        return float(values[idx].mean())
+
+    low, high = bootstrap_ci(patients, stat, n_boot=300, seed=1, level=1.0)  # type: ignore[misc]
+    assert seen <= {1.0, 0.75, 0.0}
+    assert (low, high) == (0.0, 1.0)
+    assert bootstrap_ci(patients, lambda idx: None, n_boot=5) is None
+
+
+def test_bootstrap_of_a_constant_is_that_constant() -> None:
+    assert bootstrap_ci(["a", "b", "c"], lambda idx: 0.3, n_boot=20) == (pytest.approx(0.3), pytest.approx(0.3))
+
+
+def test_reliability_hand_example() -> None:
+    # bin 0 (p < .5): p .2, .2 with outcomes 0, 1 -> observed .5, gap .3; bin 1: p .9, .9 outcomes 1, 1 -> gap .1
+    rel = reliability([0, 1, 1, 1], [0.2, 0.2, 0.9, 0.9], n_bins=2)
+    assert rel is not None
+    assert rel.ece == pytest.approx(0.5 * 0.3 + 0.5 * 0.1)
+    assert rel.brier == pytest.approx((0.04 + 0.64 + 0.01 + 0.01) / 4)
+    assert rel.bin_count == [2, 2]
+    assert rel.bin_observed == [pytest.approx(0.5), pytest.approx(1.0)]

@@ -152,7 +152,7 @@ class StationFeed:
         return {
             "server_time": time.time(),
             "broker_connected": self.connection.connected,
-            "agents": dict(self._state.agents),
+            "agents": self._state.presence(),
         }
 
     def _apply(self, kind: str, topic: str, payload: bytes) -> None:

@@ -160,7 +160,11 @@ class StationState:
             view = self._patient(pid)
             view.forecast = body
             at = float(body.get("published_at") or self._clock())
+            if any(t == at for t, _ in view.trend):
+                return  # a retained forecast delivered again after a reconnect
             view.trend.append((at, forecast_risk(body)))
+            if len(view.trend) > 1 and view.trend[-2][0] > at:
+                view.trend = deque(sorted(view.trend, key=lambda point: point[0]))
             while view.trend and view.trend[0][0] < at - self._settings.trend_s:
                 view.trend.popleft()
 
@@ -191,10 +195,10 @@ class StationState:
         with self._lock:
             self.agents[agent_id] = str(body.get("state", "unknown"))
 
-    @property
-    def agent_online(self) -> bool:
+    def presence(self) -> dict[str, str]:
+        """Agent id -> last presence state seen ("online" / "offline")."""
         with self._lock:
-            return any(state == "online" for state in self.agents.values())
+            return dict(self.agents)
 
     def take_updates(self) -> Updates:
         """What changed since the last call; live heart rates and stale flags are refreshed on the way."""

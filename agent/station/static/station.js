@@ -533,7 +533,8 @@ function drawTimeline(timeline) {
   const styles = { af: [[], "#6cc7ff"], flutter: [[8, 4], "#ffc14d"], vt: [[2, 3], "#ff8a8a"] };
   ctx.font = `${Math.round(h / 9)}px system-ui`;
   const legend = ctx.measureText("Flutter ——").width + 8;
-  const plotW = w - legend;
+  const left = ctx.measureText("100%").width + 8;
+  const plotW = w - legend - left;
   ctx.fillStyle = "#c3cad3";
   ctx.fillText("100%", 2, h / 9);
   ctx.fillText("0%", 2, h - 4);
@@ -544,16 +545,16 @@ function drawTimeline(timeline) {
     ctx.lineWidth = 2;
     ctx.beginPath();
     timeline.forEach((pt, i) => {
-      const x = ((pt.at - t0) / (t1 - t0)) * plotW;
+      const x = left + ((pt.at - t0) / (t1 - t0)) * plotW;
       const y = h - (pt[a] || 0) * h;
       if (i) ctx.lineTo(x, y);
       else ctx.moveTo(x, y);
     });
     ctx.stroke();
     const y = (k + 1) * (h / 7);
-    ctx.fillText(ARRHYTHMIA[a], plotW + 4, y);
+    ctx.fillText(ARRHYTHMIA[a], left + plotW + 4, y);
     ctx.beginPath();
-    ctx.moveTo(plotW + 4, y + 6);
+    ctx.moveTo(left + plotW + 4, y + 6);
     ctx.lineTo(w - 4, y + 6);
     ctx.stroke();
   });
@@ -636,7 +637,7 @@ async function start() {
   window.addEventListener("resize", () => station.tiles.forEach((e) => { e.stripDirty = true; }));
   setInterval(updateStale, 1000);
   setInterval(loadDetail, 5000);
-  setInterval(() => document.querySelectorAll(".ago").forEach((s) => { s.textContent = ago(Number(s.dataset.t)); }), 15000);
+  setInterval(() => document.querySelectorAll(".ago").forEach((s) => { s.textContent = ago(Number(s.dataset.t)); }), 5000);
   connect();
   window.requestAnimationFrame(frame);
 }

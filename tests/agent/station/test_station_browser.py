@@ -103,11 +103,17 @@ class AlertTopic:
         self.client.disconnect()
 
 
-def _screenshot(driver: object, name: str) -> None:
+def _screenshot(driver: object, name: str, settle_s: float = 0.0) -> None:
+    """With ECGCAST_STATION_SCREENSHOTS set: a 1920×1080 shot after ``settle_s`` (strips fill), then the old size."""
     target = os.environ.get("ECGCAST_STATION_SCREENSHOTS")
-    if target:
-        Path(target).mkdir(parents=True, exist_ok=True)
-        driver.save_screenshot(str(Path(target) / name))  # type: ignore[attr-defined]
+    if not target:
+        return
+    Path(target).mkdir(parents=True, exist_ok=True)
+    size = driver.get_window_size()  # type: ignore[attr-defined]
+    driver.set_window_size(1920, 1080)  # type: ignore[attr-defined]
+    time.sleep(max(settle_s, 1.0))
+    driver.save_screenshot(str(Path(target) / name))  # type: ignore[attr-defined]
+    driver.set_window_size(size["width"], size["height"])  # type: ignore[attr-defined]
 
 
 def test_sign_in_live_strips_alert_ack_detail_and_stale(
@@ -147,6 +153,8 @@ def test_sign_in_live_strips_alert_ack_detail_and_stale(
         assert tiles
         first = _strip_end(driver, "P001")
         wait_for(lambda: _strip_end(driver, "P001") > first + 1.0, what="strip moving")
+        ward.backfill_forecasts("P002", vt_from=0.05, vt_to=0.35)
+        ward.backfill_forecasts("P003", vt_from=0.02, vt_to=0.06)
         for pid in ("P001", "P002", "P003"):
             ward.publish_forecast(pid, af=0.1 if pid != "P003" else 0.35, vt=0.05)
         wait_for(
@@ -165,7 +173,7 @@ def test_sign_in_live_strips_alert_ack_detail_and_stale(
         order = [t.get_attribute("data-pid") for t in driver.find_elements(By.CSS_SELECTOR, ".tile")]  # type: ignore[attr-defined]
         assert order[0] == "P002", order  # alert first, then by risk
         alert_id = alert_box[0].get_attribute("data-alert-id")  # type: ignore[index]
-        _screenshot(driver, "station.png")
+        _screenshot(driver, "station.png", settle_s=8.0)
 
         # Acknowledge from the page: the agent's state machine publishes the update on the MQTT alert topic.
         _tile(driver, "P002").find_element(By.CSS_SELECTOR, "button.ack").click()

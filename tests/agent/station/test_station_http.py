@@ -177,3 +177,21 @@ def test_https_with_configured_certificate(broker: LocalMosquitto, tmp_path: Pat
         _, _, set_cookie = sign_in(station)
         assert "Secure" in set_cookie
         assert request(station, "GET", "/api/state", headers=cookie_of(set_cookie)).status == 200
+
+
+def test_station_recovers_after_the_broker_restarts(station: StationServer, broker: LocalMosquitto) -> None:
+    broker.restart()
+    assert station.feed.connection.wait_connected(15)
+    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:6]}")
+    publisher.connect("127.0.0.1", broker.port)
+    publisher.loop_start()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not station.state.patients:
+            body = {"schema": "ecgcast.status/1", "patient_id": "P5", "state": "streaming"}
+            publisher.publish("ecg/v1/P5/status", json.dumps(body), qos=1).wait_for_publish(5)
+            time.sleep(0.2)
+        assert "P5" in station.state.patients
+    finally:
+        publisher.loop_stop()
+        publisher.disconnect()

@@ -184,8 +184,10 @@ def test_forecast_trend_is_bounded_and_detail_has_the_window() -> None:
             "window": {"start": 900.0, "end": 960.0, "segment": 1},
         }
         state.on_forecast("P1", body)
+    state.on_forecast("P1", body)  # the retained forecast again, after a reconnect: no second point
+    state.on_forecast("P1", {**body, "published_at": 1150.0})  # late arrival: kept in time order
     detail = state.detail("P1")
     assert detail is not None
-    assert [p["at"] for p in detail["timeline"]] == [1120.0, 1180.0, 1240.0]
+    assert [p["at"] for p in detail["timeline"]] == [1120.0, 1150.0, 1180.0, 1240.0]
     assert detail["risk"] == pytest.approx(0.4) and detail["forecast_window"]["end"] == 960.0
     assert state.detail("nobody") is None

@@ -147,6 +147,19 @@ class Ward:
             "published_at": time.time(),
         }
 
+    def backfill_forecasts(
+        self, patient_id: str, vt_from: float, vt_to: float, n: int = 12, every_s: float = 300
+    ) -> None:
+        """Forecasts of the past hour (risk rising linearly), published for the trend only: they went by before
+        the alert service of this test started, as a restarted station would have missed them."""
+        now = time.time()
+        for k in range(n):
+            vt = vt_from + (vt_to - vt_from) * k / max(n - 1, 1)
+            at = now - (n - k) * every_s
+            body = json.loads(forecast_for(patient_id, 0.05, 0.03, vt, at - self.start_time).to_json())
+            body["published_at"] = at
+            self._publish(TOPICS.forecast(patient_id), json.dumps(body).encode(), 1, False)
+
     def publish_forecast(self, patient_id: str, af: float = 0.05, flutter: float = 0.03, vt: float = 0.02) -> None:
         """Publish a forecast with these onset probabilities and pass it to the alert service, as the agent does."""
         b = self.beds[patient_id]

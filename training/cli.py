@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ev.add_argument("--adapter", type=Path, help="adapter directory (default RUN/adapter)")
     ev.add_argument("--limit", type=int, default=60, help="held-out samples per stage")
     ev.add_argument("--out", type=Path, help="JSON results (default RUN/eval.json)")
+    ev.add_argument("--which", choices=["both", "zero_shot", "adapter"], default="both", help="models to evaluate")
+    ev.add_argument("--forecast-window", type=int, default=300, help="held-out stage-5 window, seconds")
+    ev.add_argument("--forecast-limit", type=int, help="held-out stage-5 samples (default --limit)")
     ev.set_defaults(func=cmd_eval_lm)
 
 
@@ -71,7 +74,7 @@ def cmd_train_lm(args: argparse.Namespace) -> int:
     if args.ship:
         from training.ship import ship_adapter
 
-        ship_adapter(trainer.paths.adapter(), args.ship)
+        ship_adapter(trainer.paths.adapter(), args.ship, run.encoder_weights)
     print(f"adapter: {trainer.paths.adapter()}")
     return 0
 
@@ -79,15 +82,16 @@ def cmd_train_lm(args: argparse.Namespace) -> int:
 def cmd_eval_lm(args: argparse.Namespace) -> int:
     import torch
 
+    torch.set_num_threads(1)
     from training.evaluate import evaluate_run
 
     try:
-        result = evaluate_run(args.run, args.adapter or args.run / "adapter", args.limit)
+        which = ("zero_shot", "adapter") if args.which == "both" else (args.which,)
+        adapter = args.adapter or args.run / "adapter"
+        out = args.out or args.run / "eval.json"
+        result = evaluate_run(args.run, adapter, args.limit, which, args.forecast_window, args.forecast_limit, out)
     except EcgcastError as exc:
         print(f"train lm-eval failed: {exc}", file=sys.stderr)
         return 2
-    out = args.out or args.run / "eval.json"
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result["summary"], indent=2))
-    del torch
     return 0

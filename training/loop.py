@@ -275,11 +275,12 @@ class Trainer:
         else:
             self.write_run_files()
             self._trainable()
+            torch.manual_seed(self.run.seed)  # dropout; a resume restores the saved state instead
         budget = [-1 if max_steps is None else max_steps]
         for index in range(start_index, len(self.stages)):
             optimizer = self._optimizer(self.stages[index])
-            if opt_state is not None and index == start_index:
-                optimizer.load_state_dict(opt_state)
+            if opt_state is not None and index == start_index and start_step > 0:
+                optimizer.load_state_dict(opt_state)  # a stage boundary starts a fresh optimizer, as uninterrupted
             if not self.run_stage(index, start_step if index == start_index else 0, optimizer, budget):
                 return False
             self.save_checkpoint(index + 1, 0, optimizer)

@@ -38,6 +38,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--no-replay", action="store_true", help="skip the alert-level replay")
     p.add_argument("--replay-records", type=int, default=0, help="replay only the first N test records (0: all)")
+    p.add_argument(
+        "--replay-groups",
+        default="af_onset,sinus_ectopy",
+        help="comma list: replay the test records of these scenarios (none present, e.g. WFDB: every test record)",
+    )
+    p.add_argument(
+        "--replay-minutes", type=float, default=8.0, help="replay this long a stretch per record (0: whole records)"
+    )
     p.add_argument("--adapter", type=Path, default=Path("models/forecaster"), help="the shipped adapter directory")
     p.add_argument("--encoder", type=Path, default=None, help="encoder weights (default: the adapter's)")
     p.add_argument("--backbone", default=None, help="backbone registry entry (default: llm.backbone)")
@@ -62,9 +70,12 @@ def cmd_eval_forecast(args: argparse.Namespace) -> int:
         methods=tuple(m for m in args.methods.split(",") if m),
         train_cap=args.train_cap,
         lm_windows_s=args.lm_windows,
+        lm_horizons_s=args.lm_horizons,
         lm_cap=args.lm_cap,
         replay=not args.no_replay,
         replay_records=args.replay_records,
+        replay_minutes=args.replay_minutes,
+        replay_groups=tuple(g for g in args.replay_groups.split(",") if g),
         adapter_dir=args.adapter,
         encoder_weights=args.encoder,
         backbone=args.backbone,

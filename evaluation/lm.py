@@ -8,6 +8,7 @@ tokens (a text LM cannot read ECG embeddings without a trained projector, so thi
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -59,6 +60,7 @@ class LmForecaster:
     def forecast(self, key: tuple[str, float, int]) -> Forecast:
         if key not in self._cache:
             record_id, anchor_s, window_s = key
+            start = time.perf_counter()
             rec = self.data.record(record_id)
             emb = self.embedder(rec)
             end = min(int(anchor_s), emb.embeddings.shape[1])
@@ -70,6 +72,9 @@ class LmForecaster:
             (self._cache[key],) = self.engine.forecast([ScoreRequest("eval", evidence)])
             runner.finish(["eval"])
             self.seconds_read += window_s
+            log.info(
+                "lm_input_scored", record=record_id, window_s=window_s, ms=round(1000 * (time.perf_counter() - start))
+            )
         return self._cache[key]
 
     def predict(self, samples: Sequence[Sample]) -> Predictions:

@@ -28,7 +28,7 @@ from evaluation.embed import EmbeddedRecord, lead_verdict
 from llm_runtime.engine import ForecastEngine
 from llm_runtime.runner import ScoreRequest
 
-__all__ = ["RecordReplay", "ReplayConfig", "replay_record", "summarise_replays"]
+__all__ = ["RecordReplay", "ReplayConfig", "replay_record", "replay_span", "summarise_replays"]
 
 log = structlog.get_logger(__name__)
 
@@ -39,13 +39,29 @@ class ReplayConfig:
     min_seconds: int = 60  # the scheduler's default warm-up before the first forecast
     lookback_s: int = 300  # an alert counts for an onset when raised at most this long before it (h = 300 s)
     verdict_seconds: int = 5  # the ingest's verdict span (quality.verdict_seconds)
+    max_minutes: float = 0.0  # 0: whole records; else a stretch this long (CPU budget), see :func:`replay_span`
+
+
+def replay_span(
+    n_seconds: int, onsets: list[tuple[float, str]], window_s: int, config: ReplayConfig
+) -> tuple[int, int]:
+    """[first forecast, end) seconds to replay. Whole records unless ``max_minutes``: then a stretch that long,
+    starting ``lookback_s`` plus two cadences before the first onset on a converting record (so every alert that
+    could count for it is seen), at ``window_s`` on a record that never converts. The seconds before the first
+    forecast are fed to the cache first, as for an agent that has been monitoring all along."""
+    if not config.max_minutes:
+        return config.min_seconds, n_seconds + 1
+    length = round(config.max_minutes * 60)
+    start = window_s if not onsets else round(onsets[0][0]) - config.lookback_s - 2 * config.cadence_s
+    start = max(config.min_seconds, start)
+    return start, min(n_seconds + 1, start + length)
 
 
 @dataclass
 class RecordReplay:
     record_id: str
     group: str
-    duration_s: float
+    duration_s: float  # seconds of forecasting replayed
     onsets: list[tuple[float, str]]
     alerts: list[tuple[float, str, float]] = field(default_factory=list)  # (raised at, arrhythmia, probability)
     forecasts: int = 0
@@ -84,18 +100,21 @@ def replay_record(
     """Replay one record; the engine's runner is left without this patient afterwards."""
     n_seconds = emb.embeddings.shape[1]
     onsets = [(t, c) for t, c in changes[1:] if c in ONSETS]
-    out = RecordReplay(record.record_id, record.group, float(n_seconds), onsets)
+    window_s = int(engine.settings.window_s)
+    first, end = replay_span(n_seconds, onsets, window_s, config)
+    scored = [(t, c) for t, c in onsets if first <= t < end]  # onsets inside the replayed stretch
+    out = RecordReplay(record.record_id, record.group, float(end - first), scored)
     leads = tuple(engine.settings.leads)
     now = [0.0]
     pid = record.patient_id
     with tempfile.TemporaryDirectory() as tmp:
         service = AlertService(alerts, Path(tmp) / "alerts.sqlite3", lambda *a: None, Topics("eval"), lambda: now[0])
         with service:
-            fed = 0
-            for t_end in range(config.min_seconds, n_seconds + 1, config.cadence_s):
+            fed = max(0, first - window_s)
+            for t_end in range(first, end, config.cadence_s):
                 engine.runner.extend_seconds(pid, torch.from_numpy(emb.lm_seconds(leads, fed, t_end)), fed)
                 fed = t_end
-                evidence, text = _evidence(record, emb, t_end, int(engine.settings.window_s))
+                evidence, text = _evidence(record, emb, t_end, window_s)
                 (forecast,) = engine.forecast([ScoreRequest(pid, text)])
                 now[0] = float(t_end)
                 for event in service.on_forecast(pid, forecast, evidence):

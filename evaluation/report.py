@@ -161,6 +161,7 @@ def _plot_lines(results: dict[str, Any], out: Path) -> None:
             if points:
                 ax.plot(*zip(*points, strict=True), marker="o", label=label)
         ax.set(xscale="log", title=f"h = {h} s", xlabel="window w (s)")
+        ax.minorticks_off()
     axes[0][0].set_ylabel("macro-F1 (sinus/AF/flutter)")
     axes[0][-1].legend(fontsize=6)
     fig.suptitle("Synthetic benchmark: macro-F1 against window" if results["synthetic"] else "macro-F1 against window")

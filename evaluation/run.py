@@ -50,10 +50,13 @@ class EvalConfig:
     horizons_s: tuple[int, ...] = HORIZONS_S
     methods: tuple[str, ...] = (*CHEAP, *LM)
     train_cap: int = 400  # training samples per cell for the trees and the probe (all 24 cells stay cheap)
-    lm_windows_s: tuple[int, ...] = (10, 30, 60)  # windows the LM is run on (CPU budget; see docs/EVALUATION.md)
-    lm_cap: int = 12  # LM-subsample inputs per window (each scored once for every horizon)
+    lm_windows_s: tuple[int, ...] = (10, 30)  # windows the LM methods run on (CPU budget; docs/EVALUATION.md)
+    lm_horizons_s: tuple[int, ...] = (60, 300)  # horizons the LM scores: the shipped runtime's llm.horizons_s
+    lm_cap: int = 4  # LM-subsample inputs per window (each scored once for every horizon)
     replay: bool = True  # the alert-level replay of the test records through the shipped (else zero-shot) LM
     replay_records: int = 0  # 0: every test record
+    replay_groups: tuple[str, ...] = ("af_onset", "sinus_ectopy")  # test records of these groups; none match: all
+    replay_minutes: float = 8.0  # 0: whole records; else this long a stretch per record (around the first onset)
     adapter_dir: Path | None = Path("models/forecaster")  # the shipped adapter; None or missing skips "shipped"
     encoder_weights: Path | None = None  # default: the adapter's encoder.pt, else models/encoder/encoder.pt
     backbone: str | None = None  # default: llm.backbone from the config
@@ -100,8 +103,9 @@ def _encoder_path(config: EvalConfig) -> Path:
 def _sample_sets(data: EvalData, config: EvalConfig) -> dict[str, dict[Cell, list[Sample]]]:
     cells = [(w, h) for h in config.horizons_s for w in config.windows_s]
     full = {cell: data.samples("test", cell) for cell in cells}
-    chosen = {w: data.inputs("test", w, config.horizons_s, config.lm_cap, config.seed) for w in config.lm_windows_s}
-    lm = {cell: [s for s in full[cell] if s.key in chosen[cell[0]]] for cell in cells if cell[0] in chosen}
+    lm_h = [h for h in config.lm_horizons_s if h in config.horizons_s]
+    chosen = {w: data.inputs("test", w, lm_h, config.lm_cap, config.seed) for w in config.lm_windows_s}
+    lm = {(w, h): [s for s in full[(w, h)] if s.key in chosen[w]] for (w, h) in cells if w in chosen and h in lm_h}
     return {"full": full, "lm": lm}
 
 
@@ -146,7 +150,8 @@ def _lm_predictions(
         adapter = _adapter(config) if name == "shipped" else None
         if name not in config.methods or (name == "shipped" and adapter is None):
             continue
-        engine = load_engine(base, adapter, max(config.lm_windows_s), config.horizons_s)
+        horizons = sorted({h for _, h in cells})
+        engine = load_engine(base, adapter, max(w for w, _ in cells), horizons)
         start = time.perf_counter()
         forecaster = LmForecaster(engine, data, embedder)
         out[name] = {cell: forecaster.predict(samples) for cell, samples in cells.items()}
@@ -173,8 +178,11 @@ def _replay(data: EvalData, config: EvalConfig, embedder: Embedder) -> dict[str,
     if method not in config.methods:
         return None
     engine = load_engine(base, adapter, base.window_s, base.horizons_s)  # the agent's own window and horizons
-    replay_config = ReplayConfig()
-    records = data.record_ids("test")[: config.replay_records or None]
+    replay_config = ReplayConfig(max_minutes=config.replay_minutes)
+    records = [
+        r for r in data.record_ids("test") if not config.replay_groups or data.record(r).group in config.replay_groups
+    ]
+    records = records[: config.replay_records or None]
     replays = []
     for record_id in records:
         rec = data.record(record_id)

@@ -19,6 +19,7 @@ def test_eval_forecast_writes_results_tables_and_plots(
     argv += ["--horizons", "60", "--lm-windows", "10", "--lm-cap", "2", "--train-cap", "30", "--cnn-epochs", "1"]
     argv += ["--n-boot", "10", "--backbone", "tiny-random", "--encoder", str(random_encoder)]
     argv += ["--adapter", str(tmp_path / "no-adapter"), "--threads", "1"]
+    argv += ["--replay-groups", "af_onset,sinus_stable", "--replay-minutes", "0"]
     assert main(argv) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["synthetic"] is True

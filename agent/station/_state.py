@@ -34,6 +34,9 @@ QUALITY_BADGE = {
 BADGE_ORDER = ("good", "noisy", "leads off", "cannot assess")
 IRREGULAR_RR = 0.1  # normalised RMSSD above which RR is called irregular (docs/MEASUREMENTS.md: AF > 0.1)
 HISTORY_KEPT = 200
+HR_INTERVAL_S = 5.0
+"""Live heart rate refresh period. QRS detection costs about 17 ms per patient on a 10-s strip (2-core dev box), so
+at every 0.5-s push 50 patients would need 1.7 cores; bedside monitors also refresh HR every few seconds."""
 
 
 class AlertSource(Protocol):
@@ -89,6 +92,10 @@ def _finite_list(values: np.ndarray, digits: int = 3) -> list[float | None]:
     return [None if not math.isfinite(v) else round(float(v), digits) for v in values]
 
 
+def _rounded(value: float | None) -> int | None:
+    return None if value is None else round(value)
+
+
 def strip_json(strip: Strip) -> dict[str, Any]:
     return {
         "fs": strip.fs,
@@ -109,6 +116,7 @@ class PatientView:
     hr_bpm: float | None = None
     last_wave_at: float | None = None  # wall time the last chunk arrived
     pushed_count: int = 0
+    hr_at: float = -math.inf  # when the live heart rate was last computed
     was_stale: bool = True
 
 
@@ -217,8 +225,12 @@ class StationState:
                 increment = view.ring.since(view.pushed_count)
                 view.pushed_count = increment.end_count
                 updates.waves.append({"patient_id": pid, **strip_json(increment)})
-                view.hr_bpm = heart_rate_bpm(view.ring.last(self._settings.strip_s))[0]
-                dirty.add(pid)
+                if now - view.hr_at >= HR_INTERVAL_S:
+                    view.hr_at = now
+                    hr_bpm = heart_rate_bpm(view.ring.last(self._settings.strip_s))[0]
+                    if _rounded(hr_bpm) != _rounded(view.hr_bpm):
+                        dirty.add(pid)
+                    view.hr_bpm = hr_bpm
             updates.tiles = [self._tile(self.patients[pid]) for pid in sorted(dirty)]
             if dirty:
                 updates.order = [t["patient_id"] for t in order([self._tile(v) for v in self.patients.values()])]
@@ -257,7 +269,7 @@ class StationState:
             "state": status.get("state", "unknown"),
             "stale": view.last_wave_at is None or now - view.last_wave_at > self._settings.stale_after_s,
             "leads": list(view.ring.sig_name),
-            "hr_bpm": None if view.hr_bpm is None else round(view.hr_bpm),
+            "hr_bpm": _rounded(view.hr_bpm),
             "rhythm": rhythm_summary(forecast.get("measurements")),
             "quality": badge,
             "quality_by_lead": per_lead,

@@ -120,6 +120,7 @@ def test_sign_in_live_strips_alert_ack_detail_and_stale(
     broker: LocalMosquitto, browser: object, tmp_path: Path
 ) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
 
     driver = browser
     beds = [
@@ -153,6 +154,8 @@ def test_sign_in_live_strips_alert_ack_detail_and_stale(
         assert tiles
         first = _strip_end(driver, "P001")
         wait_for(lambda: _strip_end(driver, "P001") > first + 1.0, what="strip moving")
+        Select(_tile(driver, "P004").find_element(By.CSS_SELECTOR, ".lead-select")).select_by_visible_text("V1")
+        wait_for(lambda: "lead V1" in _strip_label(driver, "P004"), what="lead V1 drawn")
         ward.backfill_forecasts("P002", vt_from=0.05, vt_to=0.35)
         ward.backfill_forecasts("P003", vt_from=0.02, vt_to=0.06)
         for pid in ("P001", "P002", "P003"):
@@ -232,3 +235,9 @@ def _strip_end(driver: object, pid: str) -> float:
 
     value = _tile(driver, pid).find_element(By.CSS_SELECTOR, ".strip").get_attribute("data-t-end")  # type: ignore[attr-defined]
     return float(value or 0.0)
+
+
+def _strip_label(driver: object, pid: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return str(_tile(driver, pid).find_element(By.CSS_SELECTOR, ".strip").get_attribute("aria-label"))  # type: ignore[attr-defined]

@@ -97,7 +97,8 @@ class StationHttp:
             return
         self._closed = True
         self._stopping.set()
-        self._httpd.shutdown()
+        if self._thread.is_alive():
+            self._httpd.shutdown()  # waits for serve_forever to return: never call it on a server never started
         self._httpd.server_close()
 
     # --- routing -------------------------------------------------------------------------------------------

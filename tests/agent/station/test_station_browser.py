@@ -172,9 +172,13 @@ def test_sign_in_live_strips_alert_ack_detail_and_stale(
         text = alert_box[0].text  # type: ignore[index]
         assert "MEDIUM" in text and "ventricular tachycardia" in text and "Forecast advisory" in text
         assert "Measured on lead" in text and "Unacknowledged" in text
-        assert "New MEDIUM alert" in driver.find_element(By.ID, "toast").text  # type: ignore[attr-defined]
-        order = [t.get_attribute("data-pid") for t in driver.find_elements(By.CSS_SELECTOR, ".tile")]  # type: ignore[attr-defined]
-        assert order[0] == "P002", order  # alert first, then by risk
+        toast = lambda: driver.find_element(By.ID, "toast").text  # type: ignore[attr-defined]  # noqa: E731
+        wait_for(lambda: "New MEDIUM alert" in toast(), what="announcement")
+        tiles_in_order = lambda: [  # noqa: E731
+            t.get_attribute("data-pid")
+            for t in driver.find_elements(By.CSS_SELECTOR, ".tile")  # type: ignore[attr-defined]
+        ]
+        wait_for(lambda: tiles_in_order()[0] == "P002", what="alerting patient first")  # then by risk
         alert_id = alert_box[0].get_attribute("data-alert-id")  # type: ignore[index]
         _screenshot(driver, "station.png", settle_s=8.0)
 

@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from agent.errors import SignalError
 from encoder_onnx.data import WindowSet, load_or_build
 from encoder_onnx.model import ConvAutoencoder, ConvEncoder
 from encoder_onnx.train import TrainConfig, evaluate_reconstruction, split_records
@@ -50,6 +51,7 @@ class ProbeResult:
     chance_accuracy: float  # always predicting the majority training class
     chance_balanced_accuracy: float  # 1 / number of classes
     chance_macro_f1: float  # the majority predictor's macro-F1 on the test set
+    recall: dict[str, float]  # per class, in the order of ``classes``
 
 
 @torch.no_grad()
@@ -91,15 +93,17 @@ def linear_probe(
 ) -> ProbeResult:
     """Class-balanced logistic regression on frozen features, scored against a majority-class predictor."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, recall_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     (x_train, y_train), (x_test, y_test) = train, test
-    classes = sorted(set(y_train.tolist()) & set(y_test.tolist()))
+    classes = sorted((set(y_train.tolist()) & set(y_test.tolist())) - {""})
+    if len(classes) < 2:
+        raise SignalError(f"probe {task!r} ({features}): fewer than two classes in both train and test: {classes}")
     keep_train, keep_test = np.isin(y_train, classes), np.isin(y_test, classes)
     x_train, y_train, x_test, y_test = x_train[keep_train], y_train[keep_train], x_test[keep_test], y_test[keep_test]
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced"))
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500, class_weight="balanced"))
     pred = np.asarray(clf.fit(x_train, y_train).predict(x_test))
     values, counts = np.unique(y_train, return_counts=True)
     majority = np.full(len(y_test), values[np.argmax(counts)])
@@ -115,11 +119,27 @@ def linear_probe(
         chance_accuracy=float(accuracy_score(y_test, majority)),
         chance_balanced_accuracy=1.0 / len(classes),
         chance_macro_f1=float(f1_score(y_test, majority, average="macro", labels=classes, zero_division=0)),
+        recall=dict(zip(classes, map(float, recall_score(y_test, pred, labels=classes, average=None)), strict=True)),
     )
 
 
 def _rhythm_class(aux: npt.NDArray[np.str_]) -> npt.NDArray[np.str_]:
-    return np.array([RHYTHM_CLASSES.get(a, "other") for a in aux.tolist()])
+    """Forecast rhythm class per window; "" for rhythms outside RHYTHM_CLASSES (dropped from the probe)."""
+    return np.array([RHYTHM_CLASSES.get(a, "") for a in aux.tolist()])
+
+
+def _with_context(
+    data: WindowSet, emb: npt.NDArray[np.float32], idx: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Embeddings of seconds t-1, t, t+1 of the same lead, concatenated (192-d), for windows ``idx`` that have both
+    neighbours; returns (features, the kept idx). Rows of ``data`` are ordered by record, lead, second."""
+    n = len(data.second)
+    prev, nxt = np.clip(idx - 1, 0, n - 1), np.clip(idx + 1, 0, n - 1)
+    same = (data.record[prev] == data.record[idx]) & (data.lead[prev] == data.lead[idx])
+    same &= (data.record[nxt] == data.record[idx]) & (data.lead[nxt] == data.lead[idx])
+    same &= (data.second[prev] == data.second[idx] - 1) & (data.second[nxt] == data.second[idx] + 1)
+    keep = idx[same]
+    return np.concatenate([emb[keep - 1], emb[keep], emb[keep + 1]], axis=1), keep  # (K, 3 x 64)
 
 
 def _blocks(
@@ -133,7 +153,7 @@ def _blocks(
         leads = np.unique(data.lead[idx][sel])
         if len(sel) < 2 * BLOCK_S or len(leads) != 2:
             continue  # blocks with invalid seconds are skipped, as the agent would not forecast on them
-        per_lead = [emb[sel][data.lead[idx][sel] == lead] for lead in leads]  # each (BLOCK_S, 64), time order
+        per_lead = [emb[idx[sel]][data.lead[idx][sel] == lead] for lead in leads]  # each (BLOCK_S, 64), time order
         stats = [np.concatenate([e.mean(0), e.std(0), np.abs(np.diff(e, axis=0)).mean(0)]) for e in per_lead]
         feats.append(np.concatenate(stats))  # (2 leads x 3 stats x 64,) = (384,)
         values, counts = np.unique(_rhythm_class(data.rhythm[idx][sel]), return_counts=True)
@@ -146,30 +166,30 @@ def probe_report(
     data: WindowSet,
     train_idx: npt.NDArray[np.int64],
     test_idx: npt.NDArray[np.int64],
-    max_train: int = 60_000,
+    max_train: int = 30_000,
     seed: int = 0,
 ) -> list[ProbeResult]:
-    """Rhythm and beat-type probes on held-out patients: per lead-second (64-d) and per 10-s block (384-d)."""
-    rng = np.random.default_rng(seed)
-    sub = np.sort(rng.choice(train_idx, size=min(max_train, len(train_idx)), replace=False))
-    emb_all, emb_test = embed(encoder, data.windows[train_idx]), embed(encoder, data.windows[test_idx])
-    emb_sub = emb_all[np.searchsorted(train_idx, sub)]
-    per_second = "lead-second, 64-d"
-    return [
-        linear_probe(
-            "rhythm",
-            per_second,
-            (emb_sub, _rhythm_class(data.rhythm[sub])),
-            (emb_test, _rhythm_class(data.rhythm[test_idx])),
-        ),
-        linear_probe("beat type (N/A/V)", per_second, (emb_sub, data.beat[sub]), (emb_test, data.beat[test_idx])),
-        linear_probe(
-            "rhythm",
-            f"{BLOCK_S}-s block, 2 leads, 384-d",
-            _blocks(data, train_idx, emb_all),
-            _blocks(data, test_idx, emb_test),
-        ),
-    ]
+    """Rhythm and beat-type probes on held-out patients.
+
+    Features: one lead-second (64-d); a lead-second with its neighbours (t-1, t, t+1: 192-d, the RR context a
+    single second lacks); and 10-s blocks of both leads (384-d). Training examples are a seeded subsample.
+    """
+    emb = embed(encoder, data.windows)  # (N, 64): every window, so neighbours are available
+    sub = np.sort(np.random.default_rng(seed).choice(train_idx, size=min(max_train, len(train_idx)), replace=False))
+    ctx_train, sub_ctx = _with_context(data, emb, sub)
+    ctx_test, test_ctx = _with_context(data, emb, test_idx)
+    results = []
+    for features, (x_train, rows_train), (x_test, rows_test) in (
+        ("lead-second, 64-d", (emb[sub], sub), (emb[test_idx], test_idx)),
+        ("lead-second with t-1 and t+1, 192-d", (ctx_train, sub_ctx), (ctx_test, test_ctx)),
+    ):
+        rhythm_train, rhythm_test = _rhythm_class(data.rhythm[rows_train]), _rhythm_class(data.rhythm[rows_test])
+        results.append(linear_probe("rhythm", features, (x_train, rhythm_train), (x_test, rhythm_test)))
+        beats = (x_train, data.beat[rows_train]), (x_test, data.beat[rows_test])
+        results.append(linear_probe("beat type (N/A/V)", features, *beats))
+    blocks = _blocks(data, train_idx, emb), _blocks(data, test_idx, emb)
+    results.append(linear_probe("rhythm", f"{BLOCK_S}-s block, 2 leads, 384-d", *blocks))
+    return results
 
 
 def evaluate_run(config: TrainConfig, command: str) -> dict[str, Any]:
@@ -213,14 +233,16 @@ def markdown_report(result: dict[str, Any]) -> str:
     lines += [
         "",
         "| task | features | encoder | classes | n train / test | accuracy | balanced acc. | macro-F1 "
-        "| chance acc. / bal. / F1 |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| chance acc. / bal. / F1 | recall per class |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, key in (("pretrained", "probes"), ("random init", "probes_random_init")):
         for p in result[key]:
             lines.append(
                 f"| {p['task']} | {p['features']} | {name} | {', '.join(p['classes'])} | {p['n_train']} / "
                 f"{p['n_test']} | {p['accuracy']:.3f} | {p['balanced_accuracy']:.3f} | {p['macro_f1']:.3f} | "
-                f"{p['chance_accuracy']:.3f} / {p['chance_balanced_accuracy']:.3f} / {p['chance_macro_f1']:.3f} |"
+                f"{p['chance_accuracy']:.3f} / {p['chance_balanced_accuracy']:.3f} / {p['chance_macro_f1']:.3f} | "
+                + ", ".join(f"{c} {r:.2f}" for c, r in p["recall"].items())
+                + " |"
             )
     return "\n".join(lines)

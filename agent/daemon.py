@@ -128,7 +128,9 @@ class Agent:
             publish,
             self.topics,
             alerts=self.alerts,
-            evidence=build_evidence,
+            evidence=lambda recent, earlier, quality, window_s, t_end: build_evidence(
+                recent, earlier, quality, window_s, t_end_s=t_end
+            ),
             clock=clock,
         )
         self.worker.extra_status = self._model_status

@@ -43,7 +43,7 @@ class AlertSink(Protocol):
     def on_cannot_assess(self, patient_id: str, evidence: Any) -> Any: ...
 
 
-EvidenceBuilder = Callable[[Measurements | None, Measurements | None, dict[str, str], float], Any]
+EvidenceBuilder = Callable[[Measurements | None, Measurements | None, dict[str, str], float, float | None], Any]
 
 
 @dataclass
@@ -193,7 +193,9 @@ class ModelWorker(WorkerThread):
             if snap.p_signal.shape[0] >= 2 * n:
                 earlier = measure_leads(snap.p_signal[-2 * n : -n], snap.fs, list(snap.leads))
         quality = snap.quality if snap is not None else {}
-        evidence = self._evidence(recent, earlier, quality, float(window)) if self._evidence else None
+        state = self.stage.patients.get(pid)
+        t_end = float(state.ring.newest_second + 1) if state is not None else None  # stream seconds, as forecasts
+        evidence = self._evidence(recent, earlier, quality, float(window), t_end) if self._evidence else None
         return _Measured(snap, recent, evidence)
 
     def _report_cannot_assess(self, pid: str) -> None:

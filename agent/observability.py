@@ -135,5 +135,6 @@ class HealthServer:
         if self._closed:
             return
         self._closed = True
-        self._httpd.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for serve_forever, which never ran if we never started
+            self._httpd.shutdown()
         self._httpd.server_close()

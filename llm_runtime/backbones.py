@@ -145,7 +145,7 @@ def _build_gguf_copy(spec: GgufPackageSpec, root: Path, target: Path) -> str:
     fresh.load_state_dict(gguf_lm.state_dict())
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    fresh.to(torch.bfloat16).save_pretrained(staging)
+    fresh.to(torch.bfloat16).save_pretrained(staging)  # type: ignore[arg-type]  # transformers' .to stub
     tokenizer.save_pretrained(staging)
     sha = str(package.EXPECTED_SHA256)
     (staging / "GGUF_SHA256").write_text(sha + "\n", encoding="utf-8")
@@ -198,7 +198,7 @@ def _load_tiny(name: str, spec: TinyRandomSpec, root: Path, dtype: torch.dtype) 
     generator_state = torch.random.get_rng_state()
     try:
         torch.manual_seed(spec.seed)  # weights are a function of the seed, whatever ran before
-        lm = Gemma3ForCausalLM(config).to(dtype)
+        lm = Gemma3ForCausalLM(config).to(dtype)  # type: ignore[arg-type]  # transformers' .to stub
     finally:
         torch.random.set_rng_state(generator_state)
     return Backbone(name, lm, tokenizer, f"{name} (random init)", f"seed-{spec.seed}", spec.chat)
@@ -225,6 +225,6 @@ def load_backbone(
     root = cache_dir(cache)
     root.mkdir(parents=True, exist_ok=True)
     backbone = LOADERS[spec.source](name, spec, root, dtype)
-    backbone.lm.eval()
+    backbone.lm.eval()  # type: ignore[no-untyped-call]
     log.info("backbone_loaded", backbone=name, model_id=backbone.model_id, dtype=str(dtype))
     return backbone

@@ -69,7 +69,9 @@ def _signal(args: argparse.Namespace, leads: tuple[str, ...]) -> tuple[npt.NDArr
     return np.asarray(p_signal[:, columns], dtype=np.float32), fs, wanted, name
 
 
-def _embeddings(settings: Settings, segment: npt.NDArray[np.float32], fs: float, names: list[str]) -> npt.NDArray:
+def _embeddings(
+    settings: Settings, segment: npt.NDArray[np.float32], fs: float, names: list[str]
+) -> npt.NDArray[np.float32]:
     """(sig_len, n_leads) mV -> (n_leads, T, 64) encoder embeddings, via the agent's own preprocessing."""
     from agent.windows import preprocess_record
     from encoder_onnx.export import ensure_onnx

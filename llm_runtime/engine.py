@@ -12,7 +12,7 @@ import torch
 from agent.errors import ConfigError
 from llm_runtime.backbones import Backbone, load_backbone
 from llm_runtime.checkpoints import load_adapter, load_camel_checkpoint
-from llm_runtime.forecast import Forecast, parse_explanation, probabilities_by_horizon, summarise
+from llm_runtime.forecast import SCHEMA, Forecast, parse_explanation, probabilities_by_horizon, summarise
 from llm_runtime.model import EcgLanguageModel, EcgLmConfig
 from llm_runtime.prompts import CHAT_FORMATS, PromptBook, questions_for
 from llm_runtime.runner import ModelRunner, RunnerConfig, ScoreRequest
@@ -96,6 +96,7 @@ class ForecastEngine:
                 extra_ms = (time.perf_counter() - t0) * 1000
             out.append(
                 Forecast(
+                    schema=SCHEMA,
                     patient_id=request.patient_id,
                     t_forecast=float(result.t_end_s + 1),
                     window_s=result.window_s,

@@ -75,7 +75,7 @@ def apply_lora(lm: PreTrainedModel, spec: LoraSpec) -> nn.Module:
     with warnings.catch_warnings():
         # peft 0.21 calls a transformers 5.24 method deprecated in favour of is_activation_checkpointing.
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        return get_peft_model(lm, config)  # type: ignore[no-any-return]
+        return get_peft_model(lm, config)
 
 
 class EcgLanguageModel(nn.Module):

@@ -315,9 +315,9 @@ class ModelRunner:
         for _ in range(max_new_tokens):
             token = int(self.model.logits(hidden[0, -1]).argmax())
             if token in self.prompts.stop_ids:
-                return Generation(self.prompts.tokenizer.decode(generated), tuple(generated), True)
+                return Generation(str(self.prompts.tokenizer.decode(generated)), tuple(generated), True)
             generated.append(token)
             step = SequenceBuilder(start_pos=int(keys.pos.max()) + 1).text([token]).build()
             keys = keys.cat(step.meta)
             hidden = self.model.decode(self.model.embed(step), step.meta, keys, cache)
-        return Generation(self.prompts.tokenizer.decode(generated), tuple(generated), False)
+        return Generation(str(self.prompts.tokenizer.decode(generated)), tuple(generated), False)

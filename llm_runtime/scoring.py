@@ -98,4 +98,4 @@ def run_rows(model: EcgLanguageModel, rows: Sequence[ScoreRow]) -> list[list[tor
 
 def cache_layers(cache: DynamicCache) -> KeyValues:
     """The (keys, values) tensors of every layer of a cache."""
-    return [(layer.keys, layer.values) for layer in cache.layers]  # type: ignore[misc]
+    return [(layer.keys, layer.values) for layer in cache.layers]  # type: ignore[union-attr,misc]

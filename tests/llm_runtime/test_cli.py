@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 import yaml
 
 from llm_runtime.forecast import Forecast
@@ -14,6 +17,17 @@ from main import main
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_WEIGHTS = ROOT / "models" / "encoder" / "encoder.pt"
 ENCODER_WEIGHTS = ROOT / "models" / "forecaster" / "encoder.pt"
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """The CLI configures logging onto pytest's captured stderr, which is closed after the test: put it back."""
+    config, root = structlog.get_config(), logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.configure(**config)
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.mark.skipif(

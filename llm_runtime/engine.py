@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 import torch
@@ -34,12 +36,24 @@ def resolve_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
+def _adapter_backbone(adapter_dir: Path) -> str | None:
+    """The backbone an adapter was trained on (its adapter.json), None when it does not say."""
+    try:
+        meta = json.loads((adapter_dir / "adapter.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None  # load_adapter reports the real problem
+    return meta.get("backbone") if isinstance(meta, dict) else None
+
+
 def _ecg_model(backbone: Backbone, settings: LlmSettings) -> tuple[EcgLanguageModel, str, str]:
     """The ECG-LM on ``backbone`` and a label (what ECG weights it carries) for the model id and version."""
     if settings.camel_checkpoint is not None:
         model, _ = load_camel_checkpoint(backbone.lm, settings.camel_checkpoint)
         return model, f"CAMEL checkpoint {settings.camel_checkpoint.name}", "camel"
-    if settings.adapter_dir is not None:
+    if settings.adapter_dir is not None and _adapter_backbone(settings.adapter_dir) not in (None, backbone.name):
+        # The default config ships an adapter for gemma3-270m; "--backbone tiny-random" smoke runs cannot load it.
+        log.warning("adapter_skipped", adapter_dir=str(settings.adapter_dir), backbone=backbone.name)
+    elif settings.adapter_dir is not None:
         model, meta = load_adapter(backbone.lm, settings.adapter_dir)
         return model, f"adapter {settings.adapter_dir.name}", str(meta.get("version", "unversioned"))
     state = torch.random.get_rng_state()

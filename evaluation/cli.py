@@ -29,11 +29,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="comma list from gbt, cnn, linear_probe, zero_shot, shipped",
     )
     p.add_argument("--train-cap", type=int, default=400, help="training samples per cell for trees and probe")
-    p.add_argument("--lm-windows", type=_ints, default=(10, 30, 60), help="windows the LM methods run on")
+    p.add_argument("--lm-windows", type=_ints, default=(10, 30), help="windows the LM methods run on")
+    p.add_argument("--lm-horizons", type=_ints, default=(60, 300), help="horizons the LM methods score")
     p.add_argument(
         "--lm-cap",
         type=int,
-        default=12,
+        default=9,
         help="LM-subsample inputs (record, anchor) per window, each scored for every horizon",
     )
     p.add_argument("--no-replay", action="store_true", help="skip the alert-level replay")

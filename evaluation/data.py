@@ -92,6 +92,7 @@ class Sample:
 
 Cell = tuple[int, int]  # (window_s, horizon_s)
 InputKey = tuple[str, float, int]  # (record_id, anchor_s, window_s)
+_TIERS = 4  # sampling tiers of a capped selection, see _tier
 
 
 def _sample(row: dict[str, str]) -> Sample:
@@ -128,16 +129,14 @@ class EvalData:
         rows = self._by.get((split, *cell), [])
         if cap is None or len(rows) <= cap:
             return list(rows)
-        rare = {s.key for s in rows if _is_rare(s)}
-        chosen = _stratified(sorted({s.key for s in rows}), rare, cap, seed)
+        chosen = _stratified(sorted({s.key for s in rows}), _tiers(rows), cap, seed)
         return [s for s in rows if s.key in chosen]
 
     def inputs(self, split: str, window_s: int, horizons_s: Sequence[int], cap: int, seed: int) -> set[InputKey]:
         """At most ``cap`` inputs (record, anchor, w) of one window, chosen once for every horizon, so a model
         that forecasts all horizons from one pass (the LM) reads each input once."""
         rows = [s for h in horizons_s for s in self._by.get((split, window_s, h), [])]
-        rare = {s.key for s in rows if _is_rare(s)}
-        return _stratified(sorted({s.key for s in rows}), rare, cap, seed)
+        return _stratified(sorted({s.key for s in rows}), _tiers(rows), cap, seed)
 
     def record_ids(self, split: str) -> list[str]:
         return sorted(rid for rid, sp in self._split_of.items() if sp == split)
@@ -160,21 +159,33 @@ class EvalData:
         return self._records[record_id]
 
 
-def _is_rare(sample: Sample) -> bool:
-    return sample.label_class != "sinus" or any(sample.onset.values())
+def _tiers(rows: Sequence[Sample]) -> dict[InputKey, int]:
+    """Each input's best tier over its horizons."""
+    out: dict[InputKey, int] = {}
+    for s in rows:
+        out[s.key] = min(out.get(s.key, _TIERS - 1), _tier(s))
+    return out
 
 
-def _stratified(keys: Sequence[InputKey], rare: set[InputKey], cap: int, seed: int) -> set[InputKey]:
-    """``cap`` keys: half from the rare ones (a non-sinus label or an onset at some horizon) when there are
-    enough, the rest from the common ones, each drawn with ``seed``; all keys when there are at most ``cap``."""
+def _tier(sample: Sample) -> int:
+    """0: an AF onset within h (AF-onset AUROC needs it), 1: another onset, 2: a non-sinus label (macro-F1
+    needs it), 3: the rest."""
+    if sample.onset["af"]:
+        return 0
+    return 1 if any(sample.onset.values()) else 2 if sample.label_class != "sinus" else _TIERS - 1
+
+
+def _stratified(keys: Sequence[InputKey], tier: dict[InputKey, int], cap: int, seed: int) -> set[InputKey]:
+    """``cap`` keys drawn with ``seed``, an equal share from each tier where it has enough (a tier short of its share
+    passes the rest on to the next); all keys when there are at most ``cap``."""
     if len(keys) <= cap:
         return set(keys)
-    rare_keys = [k for k in keys if k in rare]
-    common = [k for k in keys if k not in rare]
-    n_rare = min(len(rare_keys), max(cap - len(common), cap // 2))
     rng = np.random.default_rng(seed)
-    pick = [rare_keys[i] for i in rng.choice(len(rare_keys), size=n_rare, replace=False)]
-    pick += [common[i] for i in rng.choice(len(common), size=cap - n_rare, replace=False)]
+    pick: list[InputKey] = []
+    for t in range(_TIERS):
+        pool = [k for k in keys if tier[k] == t]
+        want = cap - len(pick) if t == _TIERS - 1 else min(len(pool), (cap - len(pick)) // (_TIERS - t))
+        pick += [pool[i] for i in rng.choice(len(pool), size=min(want, len(pool)), replace=False)]
     return set(pick)
 
 

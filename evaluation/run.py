@@ -52,7 +52,7 @@ class EvalConfig:
     train_cap: int = 400  # training samples per cell for the trees and the probe (all 24 cells stay cheap)
     lm_windows_s: tuple[int, ...] = (10, 30)  # windows the LM methods run on (CPU budget; docs/EVALUATION.md)
     lm_horizons_s: tuple[int, ...] = (60, 300)  # horizons the LM scores: the shipped runtime's llm.horizons_s
-    lm_cap: int = 4  # LM-subsample inputs per window (each scored once for every horizon)
+    lm_cap: int = 9  # LM-subsample inputs per window (each scored once for every horizon)
     replay: bool = True  # the alert-level replay of the test records through the shipped (else zero-shot) LM
     replay_records: int = 0  # 0: every test record
     replay_groups: tuple[str, ...] = ("af_onset", "sinus_ectopy")  # test records of these groups; none match: all

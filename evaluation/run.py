@@ -13,6 +13,8 @@ is tuned on the test patients.
 from __future__ import annotations
 
 import json
+import os
+import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -241,7 +243,13 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
         "sets": {name: {f"w{w}_h{h}": len(s) for (w, h), s in cells.items()} for name, cells in sets.items()},
         "results": _score(sets, preds, config),
         "replay": _replay(data, config, embedder) if config.replay else None,
-        "hardware": {"torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()},
+        "hardware": {
+            "cpu_count": os.cpu_count(),
+            "machine": platform.machine(),
+            "load_average_at_end": os.getloadavg(),
+            "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.is_available(),
+        },
     }
     results["wall_s"] = round(time.time() - started, 1)
     config.out.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from llm_runtime.backbones import Backbone, load_backbone
 from llm_runtime.checkpoints import load_adapter, load_camel_checkpoint
 from llm_runtime.forecast import SCHEMA, Forecast, parse_explanation, probabilities_by_horizon, summarise
 from llm_runtime.model import EcgLanguageModel, EcgLmConfig
-from llm_runtime.prompts import CHAT_FORMATS, PromptBook, questions_for
+from llm_runtime.prompts import CHAT_FORMATS, EXPLAIN_REQUEST, PromptBook, questions_for
 from llm_runtime.runner import ModelRunner, RunnerConfig, ScoreRequest
 from llm_runtime.settings import LlmSettings
 
@@ -106,7 +106,9 @@ class ForecastEngine:
             if explain:
                 t0 = time.perf_counter()
                 generation = self.runner.explain(request, summarise(rhythm, onset), self.settings.explain_max_tokens)
-                explanation, note = parse_explanation(generation.text, generation.stopped)
+                explanation, note = parse_explanation(
+                    generation.text, generation.stopped, prompt=f"{request.evidence}\n{EXPLAIN_REQUEST}"
+                )
                 extra_ms = (time.perf_counter() - t0) * 1000
             out.append(
                 Forecast(

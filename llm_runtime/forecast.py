@@ -83,8 +83,13 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufffd]")
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
 
 
-def parse_explanation(text: str, stopped: bool, min_words: int = 4) -> tuple[str | None, str | None]:
-    """(explanation, note). A generation cut by the token limit keeps its complete sentences only."""
+def _words(text: str) -> list[str]:
+    return [w.lower() for w in re.findall(r"[A-Za-z0-9]+", text)]
+
+
+def parse_explanation(text: str, stopped: bool, prompt: str = "", min_words: int = 4) -> tuple[str | None, str | None]:
+    """(explanation, note). A generation cut by the token limit keeps its complete sentences only; one that
+    repeats a sentence, or copies a sentence of ``prompt`` (the text it was asked with), is not an explanation."""
     text = text.strip()
     if _CONTROL.search(text):
         return None, "generation malformed (control or undecodable characters); scored result only"
@@ -93,9 +98,13 @@ def parse_explanation(text: str, stopped: bool, min_words: int = 4) -> tuple[str
         if not ends:
             return None, "generation malformed (cut by the token limit before a complete sentence); scored result only"
         text = text[: ends[-1]]
-    words = re.findall(r"[A-Za-z0-9]+", text)
+    words = _words(text)
     if len(words) < min_words:
         return None, f"generation malformed (fewer than {min_words} words); scored result only"
-    if len({w.lower() for w in words}) < 0.3 * len(words):
+    sentences = [tuple(_words(s)) for s in re.split(r"(?<=[.!?])\s+", text) if _words(s)]
+    if len(set(words)) < 0.3 * len(words) or len(set(sentences)) < len(sentences):
         return None, "generation malformed (degenerate repetition); scored result only"
+    prompt_words = " ".join(_words(prompt))
+    if any(len(s) >= min_words and " ".join(s) in prompt_words for s in sentences):
+        return None, "generation malformed (repeats the prompt); scored result only"
     return text, None

@@ -27,7 +27,7 @@ from functools import cached_property
 
 from transformers import PreTrainedTokenizerBase
 
-__all__ = ["ARRHYTHMIAS", "RHYTHMS", "ChatFormat", "PromptBook", "Question", "questions_for"]
+__all__ = ["ARRHYTHMIAS", "EXPLAIN_REQUEST", "RHYTHMS", "ChatFormat", "PromptBook", "Question", "questions_for"]
 
 RHYTHMS: dict[str, str] = {
     "sinus": "sinus rhythm",
@@ -38,6 +38,9 @@ RHYTHMS: dict[str, str] = {
 """Answer options of the rhythm question, keyed as in the forecast object."""
 
 ARRHYTHMIAS: dict[str, str] = {k: v for k, v in RHYTHMS.items() if k != "sinus"}
+
+EXPLAIN_REQUEST = "In one or two sentences, explain this forecast for a nurse, citing the measured evidence."
+"""The instruction ending the rationale prompt; a generation that merely repeats it is not an explanation."""
 
 
 @dataclass(frozen=True)
@@ -132,8 +135,7 @@ class PromptBook:
         """After the ECG block, for the free-text rationale: evidence, the scored result, the request."""
         return self.ids(
             f"\n{window_s} s.\nEvidence: {evidence.strip()}\n"
-            f"Scored forecast: {scored_summary}\nIn one or two sentences, explain this forecast for a nurse, "
-            f"citing the measured evidence.{self.chat.turn_end}{self.chat.model_start}"
+            f"Scored forecast: {scored_summary}\n{EXPLAIN_REQUEST}{self.chat.turn_end}{self.chat.model_start}"
         )
 
     @cached_property

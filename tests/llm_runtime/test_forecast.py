@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from llm_runtime.forecast import SCHEMA, Forecast, parse_explanation, probabilities_by_horizon, summarise
-from llm_runtime.prompts import questions_for
+from llm_runtime.prompts import EXPLAIN_REQUEST, questions_for
 
 
 def scored() -> tuple[dict[int, dict[str, float]], dict[int, dict[str, float]]]:
@@ -76,12 +76,14 @@ def test_summary_names_the_top_rhythm() -> None:
         ("ok.", True, None, "fewer than 4 words"),
         ("af af af af af af af af af af af af.", True, None, "degenerate repetition"),
         ("bad \x1b bytes here okay.", True, None, "control"),
+        ("RR is irregular today. RR is irregular today.", True, None, "degenerate repetition"),
+        (EXPLAIN_REQUEST, True, None, "repeats the prompt"),
     ],
 )
 def test_explanations_parse_or_fall_back_with_a_note(
     text: str, stopped: bool, expected: str | None, note: str | None
 ) -> None:
-    explanation, why = parse_explanation(text, stopped)
+    explanation, why = parse_explanation(text, stopped, prompt=f"Lead II: HR 80 bpm.\n{EXPLAIN_REQUEST}")
     assert explanation == expected
     if note is None:
         assert why is None

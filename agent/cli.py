@@ -27,7 +27,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = sub.add_parser("demo", help="broker + simulator + agent + alerts on synthetic patients, with a live view")
     add_config_argument(demo)
     demo.add_argument("--patients", type=int, default=4, help="synthetic patients (scenarios cycle; default 4)")
-    demo.add_argument("--speed", type=float, default=20.0, help="replay speed factor (default 20x real time)")
+    demo.add_argument(
+        "--speed",
+        type=float,
+        default=5.0,
+        help="replay speed (default 5x: what Gemma 3 270M keeps up with on 2 CPU cores)",
+    )
     demo.add_argument("--minutes", type=float, default=12.0, help="minutes of signal per patient (default 12)")
     demo.add_argument("--seed", type=int, default=1, help="scenario seed")
     demo.add_argument("--backbone", help="override llm.backbone (e.g. tiny-random for a quick smoke run)")

@@ -42,7 +42,7 @@ LEAD_OFF_FROM_S = 90.0
 @dataclass(frozen=True)
 class DemoOptions:
     patients: int = 4
-    speed: float = 20.0
+    speed: float = 5.0
     minutes: float = 12.0
     seed: int = 1
     json_path: Path | None = None
@@ -102,7 +102,8 @@ class DemoView:
                 status = self.latest_status.get(p.patient_id, {})
                 forecast = self.latest_forecast.get(p.patient_id)
                 quality = ",".join(sorted(set(status.get("signal_quality", {}).values()))) or "-"
-                seconds = status.get("buffer_fill_s", 0.0)
+                fs = status.get("fs") or 250.0
+                seconds = max(status.get("samples_received", {}).values(), default=0) / fs
                 risk, top = _top_risk(forecast)
                 if status.get("signal_quality") and "good" not in status["signal_quality"].values():
                     risk, top = 0.0, "cannot assess: signal quality"
@@ -227,6 +228,8 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
         watcher.disconnect()
         summary = summarise(patients, view.alert_events, options, agent.model.engine.model_id if agent.model else "")
     print(json.dumps(summary["totals"], indent=2))
+    if "UNTRAINED" in summary["model_id"] or "tiny-random" in summary["model_id"]:
+        print("note: this model is untrained or a test backbone; its forecasts carry no information")
     if options.json_path:
         options.json_path.write_text(json.dumps(summary, indent=2))
         print(f"summary written to {options.json_path}")

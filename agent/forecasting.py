@@ -112,8 +112,12 @@ class ModelWorker(WorkerThread):
         super().__init__("model-worker")
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop after the step in flight (a forecast batch is never cut in half)."""
+        """Stop after the step in flight (a forecast batch is never cut in half), then release the models:
+        the runner's rebuild threads and the ORT session must end before the interpreter does."""
         super().stop(timeout)
+        self.engine.runner.close()
+        self.stage.runtime.close()
+        self.loaded = False
 
     def step(self) -> None:
         """1 encode, 2 feed caches, 3 observe, 4 schedule, 5 free, 6 cannot-assess, 7 forecast."""

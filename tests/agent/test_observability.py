@@ -1,0 +1,72 @@
+"""/healthz, /readyz and /metrics of a running agent (ingest only: no model needed to test the endpoints)."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from agent.daemon import Agent
+from agent.local_broker import LocalMosquitto, free_port
+from agent.protocol import Topics
+from agent.settings import HttpSettings, MqttSettings, Settings
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_health_readiness_and_metrics(broker: LocalMosquitto) -> None:
+    port = free_port()
+    settings = Settings(
+        mqtt=MqttSettings(url=broker.url, client_id=f"agent-{uuid.uuid4().hex[:6]}"),
+        http=HttpSettings(port=port),
+    )
+    agent = Agent(settings, with_model=False)
+    base = f"http://127.0.0.1:{port}"
+    assert agent.health is not None
+    agent.start()
+    try:
+        assert agent.connection.wait_connected(10)
+        assert get(f"{base}/healthz")[0] == 200
+        code, body = get(f"{base}/readyz")
+        assert code == 200 and json.loads(body)["checks"]["broker_connected"] is True
+        pub = mqtt.Client(CallbackAPIVersion.VERSION2)
+        pub.connect("127.0.0.1", broker.port)
+        pub.loop_start()
+        pub.publish(Topics().wave("bed-1"), b"{not json", qos=1).wait_for_publish(5)
+        pub.loop_stop()
+        for _ in range(50):
+            code, metrics = get(f"{base}/metrics")
+            if 'ecgcast_wave_rejects_total{reason="bad_json"} 1.0' in metrics:
+                break
+            time.sleep(0.1)
+        assert 'ecgcast_wave_rejects_total{reason="bad_json"} 1.0' in metrics
+        assert "ecgcast_patients 0.0" in metrics
+        assert get(f"{base}/nope")[0] == 404
+    finally:
+        agent.stop()
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"{base}/healthz", timeout=2)
+
+
+def test_not_ready_without_broker() -> None:
+    port = free_port()
+    settings = Settings(mqtt=MqttSettings(url=f"mqtt://127.0.0.1:{free_port()}"), http=HttpSettings(port=port))
+    agent = Agent(settings, with_model=False)
+    agent.start()
+    try:
+        code, body = get(f"http://127.0.0.1:{port}/readyz")
+        assert code == 503 and json.loads(body)["checks"]["broker_connected"] is False
+    finally:
+        agent.stop()

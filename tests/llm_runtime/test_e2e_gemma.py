@@ -37,15 +37,15 @@ def encoded_window(window_s: int) -> tuple[torch.Tensor, str]:
 
 @pytest.mark.e2e
 def test_gemma_270m_scores_a_real_window_with_the_streaming_cache() -> None:
-    window_s = 40
+    window_s = 20
     seconds, evidence = encoded_window(window_s)
     settings = LlmSettings(window_s=window_s, slack_s=10, horizons_s=(60,), device="cpu", explain_max_tokens=8)
     engine = ForecastEngine.load(settings, rebuild="inline")
     assert engine.runner.model.lm.config.hidden_size == 640
     with engine.runner as runner:
-        runner.prime("p1", seconds[:-5], first_second=80)
-        for i in range(5):  # the last seconds arrive one by one
-            runner.extend("p1", seconds[window_s - 5 + i], 80 + window_s - 5 + i)
+        runner.prime("p1", seconds[:-3], first_second=100)
+        for i in range(3):  # the last seconds arrive one by one
+            runner.extend("p1", seconds[window_s - 3 + i], 100 + window_s - 3 + i)
         request = [ScoreRequest("p1", evidence)]
         cached, full = runner.score(request)[0], runner.score(request, prefill=True)[0]
         for qa, qb in zip(cached.option_logprobs, full.option_logprobs, strict=True):

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["markdown_report", "write_report"]
+__all__ = ["markdown_report", "merge_results", "write_report"]
 
 _SET_TITLES = {
     "full": "All test samples (cheap methods)",
@@ -207,3 +207,38 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     (out / "tables.md").write_text(markdown_report(results))
     _plot_lines(results, out)
     _plot_calibration(results, out)
+
+
+def merge_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report from runs of different methods on the same benchmark and sample sets (e.g. the cheap methods
+    in one process, each LM in another). Refuses runs whose dataset or sample counts differ."""
+    merged = {k: v for k, v in parts[0].items() if k not in ("results", "lm", "replay")}
+    merged |= {"results": {}, "lm": {}, "replay": None, "merged_from": len(parts)}
+    for part in parts:
+        if part["dataset"].get("index_sha256") != merged["dataset"].get("index_sha256"):
+            raise ValueError("runs on different benchmarks cannot be merged")
+        for set_name, per_method in part["results"].items():
+            if per_method and part["sets"][set_name] != merged["sets"][set_name]:
+                raise ValueError(f"sample set {set_name!r} differs between runs: not the same samples")
+            merged["results"].setdefault(set_name, {}).update(per_method)
+        merged["lm"] |= part.get("lm") or {}
+        merged["replay"] = part.get("replay") or merged["replay"]
+    return merged
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m evaluation.report OUT RUN_DIR...``: merge runs' results.json into OUT (tables and plots)."""
+    import json
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    out, runs = Path(args[0]), [Path(a) for a in args[1:]]
+    merged = merge_results([json.loads((r / "results.json").read_text()) for r in runs])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(merged, indent=1))
+    write_report(merged, out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -145,38 +145,41 @@ def _plot_lines(results: dict[str, Any], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series = []  # (label, set, per-method results)
+    series = []  # (label, style, per-method results)
+    methods = sorted({m for per_method in results["results"].values() for m in per_method})
     for set_name, per_method in results["results"].items():
         for method, res in per_method.items():
-            series.append((f"{method} ({set_name})", res))
-    horizons = sorted({int(k.split("_h")[1]) for _, r in series for k in r["cells"]})
-    fig, axes = plt.subplots(1, len(horizons), figsize=(4 * len(horizons), 3.5), sharey=True, squeeze=False)
+            style = {"color": f"C{methods.index(method)}", "linestyle": "-" if set_name == "full" else "--"}
+            series.append((f"{method} ({set_name})", style, res))
+    horizons = sorted({int(k.split("_h")[1]) for _, _, r in series for k in r["cells"]})
+    fig, axes = plt.subplots(1, len(horizons), figsize=(4 * len(horizons), 3.8), sharey=True, squeeze=False)
     for ax, h in zip(axes[0], horizons, strict=True):
-        for label, res in series:
+        for label, style, res in series:
             points = sorted(
                 (int(k[1:].split("_")[0]), c["macro_f1"])
                 for k, c in res["cells"].items()
                 if k.endswith(f"_h{h}") and c["macro_f1"] is not None
             )
             if points:
-                ax.plot(*zip(*points, strict=True), marker="o", label=label)
+                ax.plot(*zip(*points, strict=True), marker="o", label=label, **style)
         ax.set(xscale="log", title=f"h = {h} s", xlabel="window w (s)")
         ax.minorticks_off()
     axes[0][0].set_ylabel("macro-F1 (sinus/AF/flutter)")
-    axes[0][-1].legend(fontsize=6)
+    handles = {lab: han for ax in axes[0] for han, lab in zip(*ax.get_legend_handles_labels(), strict=True)}
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(6, len(handles)), fontsize=7)
     fig.suptitle("Synthetic benchmark: macro-F1 against window" if results["synthetic"] else "macro-F1 against window")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(out / "eval_f1_window.png", dpi=110)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for label, res in series:
+    for label, style, res in series:
         per_h = [
             (h, [c["macro_f1"] for k, c in res["cells"].items() if k.endswith(f"_h{h}") and c["macro_f1"]])
             for h in horizons
         ]
         points = [(h, float(np.mean(v))) for h, v in per_h if v]
         if points:
-            ax.plot(*zip(*points, strict=True), marker="o", label=label)
+            ax.plot(*zip(*points, strict=True), marker="o", label=label, **style)
     ax.set(xlabel="horizon h (s)", ylabel="mean macro-F1 over windows", title="macro-F1 against horizon")
     ax.legend(fontsize=6)
     fig.tight_layout()
@@ -189,13 +192,15 @@ def _plot_calibration(results: dict[str, Any], out: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect")
+    methods = sorted({m for per_method in results["results"].values() for m in per_method})
     for set_name, per_method in results["results"].items():
         for method, res in per_method.items():
             onset = (res.get("calibration") or {}).get("onset")
             if not onset:
                 continue
             pts = [(p, o) for p, o in zip(onset["bin_mean_prob"], onset["bin_observed"], strict=True) if p is not None]
-            ax.plot(*zip(*pts, strict=True), marker="o", label=f"{method} ({set_name}) ECE {onset['ece']:.3f}")
+            style = {"color": f"C{methods.index(method)}", "linestyle": "-" if set_name == "full" else "--"}
+            ax.plot(*zip(*pts, strict=True), marker="o", label=f"{method} ({set_name}) ECE {onset['ece']:.3f}", **style)
     ax.set(xlabel="predicted P(onset within h)", ylabel="observed frequency", title="Onset calibration")
     ax.legend(fontsize=6)
     fig.tight_layout()

@@ -148,6 +148,8 @@ def _lm_predictions(
     base, _, _ = _runtime_settings(config)
     out: dict[str, dict[Cell, Predictions]] = {}
     info: dict[str, Any] = {}
+    if not cells:  # --lm-windows "": the replay alone
+        return out, info
     for name in LM:
         adapter = _adapter(config) if name == "shipped" else None
         if name not in config.methods or (name == "shipped" and adapter is None):

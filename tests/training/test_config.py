@@ -9,10 +9,10 @@ from training.config import CurriculumConfig, StageRef, load_curriculum, load_st
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("name", ["curriculum.yaml", "curriculum_short.yaml"])
+@pytest.mark.parametrize("name", ["curriculum.yaml", "curriculum_short.yaml", "curriculum_short_plus.yaml"])
 def test_shipped_curricula_validate(name: str) -> None:
     run, stages = load_curriculum(ROOT / "config" / "train" / name)
-    assert [s.stage for s in stages] == ["classify", "measure", "converse", "forecast"]
+    assert [s.stage for s in stages][:4] == ["classify", "measure", "converse", "forecast"]
     assert run.forecast_leads == ("ii", "v1") and run.horizons_s == (60, 300)  # the runtime's defaults
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import queue
 import threading
 import time
@@ -116,11 +117,14 @@ class IngestWorker(WorkerThread):
             return
         self._next_housekeeping = now_mono + _HOUSEKEEPING_S
         now_wall = time.time()
+        # Spread status messages over the interval: a burst for every patient at once would stall ingest.
+        budget = math.ceil(2 * len(self.patients) * _HOUSEKEEPING_S / self._settings.status.interval_s)
         for pid, patient in list(self.patients.items()):
             self._finish(patient, patient.tick(now_mono))
             if now_mono - patient.last_seen_mono > self._settings.buffer.idle_evict_s:
                 self._evict(pid, now_wall)
-            elif now_mono >= self._status_due.get(pid, 0.0):
+            elif now_mono >= self._status_due.get(pid, 0.0) and budget > 0:
+                budget -= 1
                 self.publish_status(patient, now_wall)
                 self._status_due[pid] = now_mono + self._settings.status.interval_s
 

@@ -55,7 +55,8 @@ class _Net(nn.Module):
         """(B, n) mV at fs_hz -> (B, n_horizons, 4 + 3) logits."""
         h = self.features(x.unsqueeze(1))  # (B, n) -> (B, 1, n) -> (B, C, n / 16)
         pooled = torch.cat([h.mean(2), h.amax(2)], dim=1)  # (B, 2C)
-        return self.head(pooled).view(x.shape[0], -1, self.n_out)  # (B, H * 7) -> (B, H, 7)
+        logits: torch.Tensor = self.head(pooled)  # (B, H * 7)
+        return logits.view(x.shape[0], -1, self.n_out)  # (B, H * 7) -> (B, H, 7)
 
 
 class CnnBaseline:

@@ -149,7 +149,10 @@ def _plot_lines(results: dict[str, Any], out: Path) -> None:
     methods = sorted({m for per_method in results["results"].values() for m in per_method})
     for set_name, per_method in results["results"].items():
         for method, res in per_method.items():
-            style = {"color": f"C{methods.index(method)}", "linestyle": "-" if set_name == "full" else "--"}
+            style: dict[str, Any] = {
+                "color": f"C{methods.index(method)}",
+                "linestyle": "-" if set_name == "full" else "--",
+            }
             series.append((f"{method} ({set_name})", style, res))
     horizons = sorted({int(k.split("_h")[1]) for _, _, r in series for k in r["cells"]})
     fig, axes = plt.subplots(1, len(horizons), figsize=(4 * len(horizons), 3.8), sharey=True, squeeze=False)
@@ -199,7 +202,10 @@ def _plot_calibration(results: dict[str, Any], out: Path) -> None:
             if not onset:
                 continue
             pts = [(p, o) for p, o in zip(onset["bin_mean_prob"], onset["bin_observed"], strict=True) if p is not None]
-            style = {"color": f"C{methods.index(method)}", "linestyle": "-" if set_name == "full" else "--"}
+            style: dict[str, Any] = {
+                "color": f"C{methods.index(method)}",
+                "linestyle": "-" if set_name == "full" else "--",
+            }
             ax.plot(*zip(*pts, strict=True), marker="o", label=f"{method} ({set_name}) ECE {onset['ece']:.3f}", **style)
     ax.set(xlabel="predicted P(onset within h)", ylabel="observed frequency", title="Onset calibration")
     ax.legend(fontsize=6)

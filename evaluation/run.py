@@ -78,7 +78,8 @@ def _runtime_settings(config: EvalConfig) -> tuple[LlmSettings, AlertSettings, s
         llm, alerts, source = settings.llm, settings.alerts, "config/default.yaml"
     except ConfigError as exc:
         log.warning("config_invalid_using_defaults", error=str(exc).splitlines()[-1])
-        llm, alerts, source = LlmSettings(), AlertSettings(), "section defaults (config file did not validate)"
+        llm, alerts = LlmSettings.model_validate({}), AlertSettings.model_validate({})
+        source = "section defaults (config file did not validate)"
     if config.backbone:
         llm = llm.model_copy(update={"backbone": config.backbone})
     return llm, alerts, source

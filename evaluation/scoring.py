@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -47,9 +47,15 @@ def cell_metrics(samples: Sequence[Sample], pred: Predictions, n_boot: int, seed
             "positives": int(labels.sum()),
             "auroc": auroc(labels, pred.onset[:, j]),
             "auprc": auprc(labels, pred.onset[:, j]),
-            "auroc_ci": bootstrap_ci(patients, lambda i, y=labels, k=j: auroc(y[i], pred.onset[i, k]), n_boot, seed),
+            "auroc_ci": bootstrap_ci(patients, _onset_auroc(labels, pred.onset[:, j]), n_boot, seed),
         }
     return out
+
+
+def _onset_auroc(
+    labels: npt.NDArray[np.int64], scores: npt.NDArray[np.float64]
+) -> Callable[[npt.NDArray[np.int64]], float | None]:
+    return lambda idx: auroc(labels[idx], scores[idx])
 
 
 def mean_over_cells(cells: Sequence[tuple[Sequence[Sample], Predictions]], n_boot: int, seed: int) -> dict[str, Any]:

@@ -57,6 +57,10 @@ class LmForecaster:
         self._cache: dict[tuple[str, float, int], Forecast] = {}
         self.seconds_read = 0
 
+    @property
+    def inputs_scored(self) -> int:
+        return len(self._cache)
+
     def forecast(self, key: tuple[str, float, int]) -> Forecast:
         if key not in self._cache:
             record_id, anchor_s, window_s = key

@@ -165,7 +165,7 @@ def _lm_predictions(
             "model_id": engine.model_id,
             "model_version": engine.model_version,
             "adapter_dir": str(adapter) if adapter else None,
-            "inputs_scored": len(forecaster._cache),
+            "inputs_scored": forecaster.inputs_scored,
             "seconds_read": forecaster.seconds_read,
             "wall_s": round(time.perf_counter() - start, 1),
         }

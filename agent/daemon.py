@@ -22,7 +22,7 @@ import paho.mqtt.client as mqtt
 import structlog
 
 from agent.alerts import Ack, AlertService, build_evidence, decode_ack
-from agent.errors import ProtocolError
+from agent.errors import ConfigError, ProtocolError
 from agent.ingest import Rejection, WaveIngest
 from agent.ingest_worker import IngestWorker, WindowSink
 from agent.logs import configure_logging
@@ -38,9 +38,32 @@ from agent.worker_thread import WorkerThread
 if TYPE_CHECKING:
     from agent.forecasting import ModelWorker
 
-__all__ = ["Agent", "AlertWorker", "run_daemon"]
+__all__ = ["Agent", "AlertWorker", "check_encoder_pairing", "run_daemon"]
 
 log = structlog.get_logger(__name__)
+
+
+def check_encoder_pairing(settings: Settings) -> None:
+    """Refuse an encoder other than the one the LM adapter was trained on: its projector would read embeddings
+    from a different distribution and forecast nonsense without any error. (Adapters for another backbone are
+    skipped by the engine, so they are not checked.)"""
+    from encoder_onnx.weights import file_sha256
+
+    adapter = settings.llm.adapter_dir
+    meta_path = adapter / "adapter.json" if adapter is not None else None
+    if meta_path is None or not meta_path.exists():
+        return
+    meta = json.loads(meta_path.read_text())
+    expected = meta.get("encoder_sha256")
+    if meta.get("backbone") != settings.llm.backbone or not expected:
+        return
+    actual = file_sha256(settings.encoder.weights_path)
+    if actual != expected:
+        raise ConfigError(
+            f"encoder.weights_path {settings.encoder.weights_path} (sha256 {actual[:12]}…) is not the encoder the "
+            f"adapter {adapter} was trained with (sha256 {expected[:12]}…): point encoder.weights_path at that "
+            "encoder (the adapter folder ships it as encoder.pt)"
+        )
 
 
 def _limits(settings: Settings) -> PayloadLimits:
@@ -113,6 +136,7 @@ class Agent:
         from llm_runtime.scheduler import ForecastScheduler
 
         s = self.settings
+        check_encoder_pairing(s)
         runtime = EncoderRuntime(ensure_onnx(s.encoder), s.encoder)
         stage = EncoderStage(runtime, capacity_s=round(s.buffer.minutes * 60))
         engine = ForecastEngine.load(s.llm)

@@ -32,7 +32,8 @@ def test_encoder_section_in_root_settings() -> None:
 
     settings = load_settings()
     assert settings.encoder.provider == "auto"
-    assert settings.encoder.weights_path == ROOT / "models" / "encoder" / "encoder.pt"
+    # the default is the encoder the shipped LM adapter was trained with (checked by the agent at start-up)
+    assert settings.encoder.weights_path == ROOT / "models" / "forecaster" / "encoder.pt"
 
 
 def test_cli_parses_train_group_and_export() -> None:

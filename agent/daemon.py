@@ -219,16 +219,19 @@ class Agent:
         log.info("agent_stopped", **self.worker.summary())
 
     def readiness(self) -> Readiness:
-        checks: dict[str, object] = {"broker_connected": self.connection.connected}
-        checks["model_loaded"] = self.model is None or self.model.loaded
-        checks["ingest_queue"] = self.inbox.qsize()
-        checks["windows_queue"] = self.windows_ready.qsize()
-        ok = bool(checks["broker_connected"]) and bool(checks["model_loaded"])
+        """Ready when connected, the model is loaded, ingest is not saturated and forecasting is not at the
+        largest cadence stretch (beyond which patients would wait longer than configured)."""
+        checks: dict[str, object] = {
+            "broker_connected": self.connection.connected,
+            "model_loaded": self.model is None or self.model.loaded,
+            "ingest_queue": self.inbox.qsize(),
+            "windows_queue": self.windows_ready.qsize(),
+        }
+        ok = self.connection.connected and (self.model is None or self.model.loaded)
         ok = ok and self.inbox.qsize() < self.inbox.maxsize
         if self.model is not None:
-            summary = self.model.scheduler.summary()
-            checks["forecast"] = summary
-            ok = ok and float(str(summary["stretch"])) < self.settings.forecast.max_stretch
+            checks["forecast"] = self.model.scheduler.summary()
+            ok = ok and self.model.scheduler.stretch < self.settings.forecast.max_stretch
         return Readiness(ok, checks)
 
     def metrics_snapshot(self) -> MetricsSnapshot:

@@ -219,19 +219,24 @@ class Agent:
         log.info("agent_stopped", **self.worker.summary())
 
     def readiness(self) -> Readiness:
-        """Ready when connected, the model is loaded, ingest is not saturated and forecasting is not at the
-        largest cadence stretch (beyond which patients would wait longer than configured)."""
+        """Ready when connected, the model is loaded, and neither ingest nor forecasting lags beyond the limits in
+        the ``http`` config section."""
         checks: dict[str, object] = {
             "broker_connected": self.connection.connected,
             "model_loaded": self.model is None or self.model.loaded,
             "ingest_queue": self.inbox.qsize(),
             "windows_queue": self.windows_ready.qsize(),
         }
+        oldest = self.inbox.queue[0] if self.inbox.qsize() else None  # peek: the deque behind the queue
+        ingest_lag = time.monotonic() - oldest.received_mono if isinstance(oldest, Delivery) else 0.0
+        checks["ingest_lag_s"] = round(ingest_lag, 3)
         ok = self.connection.connected and (self.model is None or self.model.loaded)
-        ok = ok and self.inbox.qsize() < self.inbox.maxsize
+        ok = ok and ingest_lag <= self.settings.http.max_ingest_lag_s
         if self.model is not None:
+            forecast_lag = self.model.scheduler.max_overdue(self.model.now())
             checks["forecast"] = self.model.scheduler.summary()
-            ok = ok and self.model.scheduler.stretch < self.settings.forecast.max_stretch
+            checks["forecast_lag_s"] = round(forecast_lag, 1)
+            ok = ok and forecast_lag <= self.settings.http.max_forecast_lag_s
         return Readiness(ok, checks)
 
     def metrics_snapshot(self) -> MetricsSnapshot:

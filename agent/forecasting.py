@@ -119,6 +119,10 @@ class ModelWorker(WorkerThread):
         self.stage.runtime.close()
         self.loaded = False
 
+    def now(self) -> float:
+        """The scheduler's clock (seconds of signal time: wall time × replay speed in the demo)."""
+        return self._clock()
+
     def step(self) -> None:
         """1 encode, 2 feed caches, 3 observe, 4 schedule, 5 free, 6 cannot-assess, 7 forecast."""
         t0 = time.perf_counter()

@@ -144,6 +144,11 @@ class ForecastScheduler:
         budget = self.settings.utilisation * self.settings.cadence_s
         self.stretch = min(self.settings.max_stretch, max(1.0, demand / budget)) if budget else 1.0
 
+    def max_overdue(self, now: float) -> float:
+        """Longest time an ACTIVE patient's forecast is past due (0 when every one is on time)."""
+        overdue = [now - s.next_due for s in self._patients.values() if s.phase is PatientPhase.ACTIVE]
+        return max([0.0, *overdue])
+
     def capacity(self) -> int:
         """Largest patient count forecast on the base cadence at the measured model speed (0 before any run)."""
         if not self._seconds_per_patient:

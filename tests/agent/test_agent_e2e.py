@@ -154,6 +154,9 @@ def test_forecasts_cannot_assess_ack_and_restart(
         wait_for(lambda: any(m.get("embedded_seconds", 0) >= 10 for m in collector.of("bed-1", "status")), 10)
         status = next(m for m in collector.of("bed-1", "status") if m.get("embedded_seconds", 0) >= 10)
         assert status["forecast_phase"] in ("active", "warming_up")
+        readiness = agent.readiness()
+        assert readiness.ready, readiness.checks
+        assert readiness.checks["forecast_lag_s"] <= settings.http.max_forecast_lag_s
     finally:
         agent.stop()
 

@@ -68,3 +68,10 @@ def test_eviction_is_reported_once_and_late_results_are_dropped() -> None:
     assert s.schedule(1.0).finished_patient_ids == []
     s.update(RunnerOutput(["p1"], {"p1": 0.9}, elapsed_s=1.0), now=2.0)
     assert s.phase("p1") is PatientPhase.EVICTED
+
+
+def test_overdue_is_measured_for_active_patients_only() -> None:
+    s = scheduler()
+    s.observe([Readiness("on", 100, 1.0), Readiness("off", 100, 0.1)], now=0.0)
+    assert s.max_overdue(0.0) == 0.0
+    assert s.max_overdue(25.0) == 25.0  # "on" was due at 0 and not forecast; "off" cannot be assessed

@@ -196,7 +196,13 @@ def _replay(data: EvalData, config: EvalConfig, embedder: Embedder) -> dict[str,
         )
     engine.runner.close()
     summary = summarise_replays(replays, replay_config)
-    summary |= {"method": method, "model_id": engine.model_id, "window_s": base.window_s, "horizons_s": base.horizons_s}
+    summary |= {
+        "method": method,
+        "model_id": engine.model_id,
+        "model_version": engine.model_version,
+        "window_s": base.window_s,
+        "horizons_s": base.horizons_s,
+    }
     summary["settings_source"] = source
     return summary
 

@@ -28,11 +28,26 @@ from agent.errors import BrokerError, LifecycleError
 from agent.protocol import SCHEMA_PRESENCE
 from agent.settings import MqttSettings
 
-__all__ = ["ConnectionState", "MessageHandler", "MqttConnection"]
+__all__ = ["ConnectionState", "MessageHandler", "MqttConnection", "apply_credentials"]
 
 log = structlog.get_logger(__name__)
 
 MessageHandler = Callable[[mqtt.MQTTMessage], None]
+
+
+def apply_credentials(client: mqtt.Client, settings: MqttSettings) -> None:
+    """Username/password and TLS (CA, optional client certificate) from config: one place for every client."""
+    user, password = settings.credentials
+    if user is not None:
+        client.username_pw_set(user, password)
+    if settings.use_tls:
+        client.tls_set(
+            ca_certs=str(settings.tls_ca_file) if settings.tls_ca_file else None,
+            certfile=str(settings.tls_cert_file) if settings.tls_cert_file else None,
+            keyfile=str(settings.tls_key_file) if settings.tls_key_file else None,
+            cert_reqs=ssl.CERT_REQUIRED,
+        )
+        client.tls_insecure_set(settings.tls_insecure)
 
 
 class ConnectionState(Enum):
@@ -61,6 +76,8 @@ class MqttConnection:
         self._agent_id = agent_id
         self._subscriptions: list[_Subscription] = []
         self._connected = threading.Event()
+        self._pending_lock = threading.Lock()
+        self._pending_subacks: set[int] = set()
         self.state = ConnectionState.UNOPENED
         self.connects = 0
         v5 = settings.protocol == "5"
@@ -76,21 +93,12 @@ class MqttConnection:
 
     def _configure(self) -> None:
         s, c = self._settings, self._client
-        user, password = s.credentials
-        if user is not None:
-            c.username_pw_set(user, password)
-        if s.use_tls:
-            c.tls_set(
-                ca_certs=str(s.tls_ca_file) if s.tls_ca_file else None,
-                certfile=str(s.tls_cert_file) if s.tls_cert_file else None,
-                keyfile=str(s.tls_key_file) if s.tls_key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-            c.tls_insecure_set(s.tls_insecure)
+        apply_credentials(c, s)
         c.will_set(self._presence_topic, _presence(self._agent_id, "offline"), qos=1, retain=True)
         c.reconnect_delay_set(min_delay=max(1, round(s.reconnect_min_s)), max_delay=max(1, round(s.reconnect_max_s)))
         c.max_queued_messages_set(0)
         c.on_connect = self._on_connect
+        c.on_subscribe = self._on_subscribe
         c.on_disconnect = self._on_disconnect
 
     @property
@@ -98,6 +106,8 @@ class MqttConnection:
         return self._connected.is_set()
 
     def wait_connected(self, timeout: float) -> bool:
+        """Wait until connected *and* every subscription is acknowledged, so nothing published after this
+        returns can miss us."""
         return self._connected.wait(timeout)
 
     def subscribe(self, topic_filter: str, handler: MessageHandler, qos: int | None = None) -> None:
@@ -119,9 +129,21 @@ class MqttConnection:
             "mqtt_connected", host=self._settings.host, port=self._settings.port, session_present=flags.session_present
         )
         client.publish(self._presence_topic, _presence(self._agent_id, "online"), qos=1, retain=True)
-        for sub in self._subscriptions:
-            client.subscribe(sub.topic_filter, sub.qos)
-        self._connected.set()
+        with self._pending_lock:
+            self._pending_subacks = {client.subscribe(sub.topic_filter, sub.qos)[1] for sub in self._subscriptions}
+            if not self._pending_subacks:
+                self._connected.set()
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[ReasonCode], props: Properties | None
+    ) -> None:
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:
+            log.error("mqtt_subscribe_refused", reasons=refused)
+        with self._pending_lock:
+            self._pending_subacks.discard(mid)
+            if not self._pending_subacks and not refused:
+                self._connected.set()
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Properties | None

@@ -20,6 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.errors import BrokerError, LifecycleError
+from agent.mqtt_client import apply_credentials
 from agent.settings import MqttSettings
 from simulators.faults import Action, Disconnect
 
@@ -65,16 +66,7 @@ class MqttPublisher:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
-        user, password = settings.credentials
-        if user is not None:
-            self._client.username_pw_set(user, password)
-        if settings.use_tls:
-            self._client.tls_set(
-                ca_certs=str(settings.tls_ca_file) if settings.tls_ca_file else None,
-                certfile=str(settings.tls_cert_file) if settings.tls_cert_file else None,
-                keyfile=str(settings.tls_key_file) if settings.tls_key_file else None,
-            )
-            self._client.tls_insecure_set(settings.tls_insecure)
+        apply_credentials(self._client, settings)
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
         if reason.is_failure:

@@ -76,6 +76,7 @@ def cmd_ack(args: argparse.Namespace) -> int:
     from paho.mqtt.enums import CallbackAPIVersion
 
     from agent.alerts._model import SCHEMA_ALERT_ACK
+    from agent.mqtt_client import apply_credentials
     from agent.protocol import Topics
 
     settings = _settings(args.config)
@@ -84,16 +85,7 @@ def cmd_ack(args: argparse.Namespace) -> int:
     m = settings.mqtt
     protocol = mqtt.MQTTv5 if m.protocol == "5" else mqtt.MQTTv311
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"ecgcast-ack-{os.getpid()}", protocol=protocol)
-    user, password = m.credentials
-    if user is not None:
-        client.username_pw_set(user, password)
-    if m.use_tls:
-        client.tls_set(
-            ca_certs=str(m.tls_ca_file) if m.tls_ca_file else None,
-            certfile=str(m.tls_cert_file) if m.tls_cert_file else None,
-            keyfile=str(m.tls_key_file) if m.tls_key_file else None,
-        )
-        client.tls_insecure_set(m.tls_insecure)
+    apply_credentials(client, m)
     payload = {"schema": SCHEMA_ALERT_ACK, "alert_id": args.alert_id, "by": args.by, "at": time.time()}
     topic = Topics(settings.protocol.topic_prefix).alert_ack(args.patient_id)
     try:

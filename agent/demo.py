@@ -238,12 +238,11 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
 
 def _settled(agent: Agent, started: float, options: DemoOptions) -> bool:
     """After the replay: windows encoded, and one more cadence for the last forecasts (bounded wait)."""
-    if time.monotonic() - started > options.minutes * 60 / options.speed + 120:
+    elapsed = time.monotonic() - started
+    replay_wall = options.minutes * 60 / options.speed
+    if elapsed > replay_wall + 120:
         return True
-    cadence_wall = agent.settings.forecast.cadence_s / options.speed
-    return (
-        agent.windows_ready.empty() and time.monotonic() - started > options.minutes * 60 / options.speed + cadence_wall
-    )
+    return agent.windows_ready.empty() and elapsed > replay_wall + agent.settings.forecast.cadence_s / options.speed
 
 
 def summarise(

@@ -42,7 +42,6 @@ class SignalSnapshot:
     leads: tuple[str, ...]
     p_signal: npt.NDArray[np.float32]  # (sig_len, n_sig) mV, NaN where nothing valid was received
     quality: dict[str, str]  # lead -> verdict
-    status: dict[str, Any]
 
 
 class IngestWorker(WorkerThread):
@@ -160,9 +159,7 @@ class IngestWorker(WorkerThread):
             seg = patient.segment
             block = seg.buffer.latest(round(seconds * seg.fs))  # (n_sig, n) copy
             quality = {lead: patient.lead_verdict(lead) for lead in seg.leads}
-            return SignalSnapshot(
-                patient_id, seg.index, seg.fs, seg.leads, block.T.copy(), quality, patient.status(time.time())
-            )
+            return SignalSnapshot(patient_id, seg.index, seg.fs, seg.leads, block.T.copy(), quality)
 
     def take_evicted(self) -> list[str]:
         with self.lock:

@@ -135,6 +135,16 @@ class IngestWorker(WorkerThread):
         self._connection.publish(self._topics.status(pid), json.dumps(status).encode(), qos=1, retain=True)
         log.info("patient_evicted", patient_id=pid)
 
+    def release(self, patient_ids: list[str]) -> None:
+        """Drop patients this agent no longer owns (another replica took them over): their state is freed and the
+        model worker frees theirs, but no status is published, since the new owner speaks for them now."""
+        with self.lock:
+            for pid in patient_ids:
+                if self.patients.pop(pid, None) is not None:
+                    self._status_due.pop(pid, None)
+                    self.evicted.append(pid)
+                    log.info("patient_released", patient_id=pid)
+
     def publish_status(self, patient: PatientStream, now_wall: float) -> None:
         status = patient.status(now_wall)
         if self.extra_status is not None:

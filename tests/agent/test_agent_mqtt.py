@@ -291,3 +291,24 @@ def test_tls_connection_with_ca_verification(tmp_path: Path) -> None:
             pub.loop_stop()
         finally:
             agent.stop()
+
+
+def test_released_patients_are_dropped_without_an_evicted_status(broker: LocalMosquitto, running_agent: Agent) -> None:
+    """A patient handed to another replica loses its state here, and the model stages are told to free theirs."""
+    pub = publisher(broker.port)
+    watcher = StatusWatcher(broker.port)
+    try:
+        for pid in ("keep-1", "gone-1"):
+            pub.publish(TOPICS.wave(pid), encode_wave(chunk(pid, 0)), qos=1).wait_for_publish(5)
+        wait_for(lambda: samples_of(running_agent, "gone-1") > 0 and samples_of(running_agent, "keep-1") > 0)
+        wait_for(lambda: bool(watcher.get("gone-1")))
+        running_agent.worker.release(["gone-1", "never-seen"])
+        assert "gone-1" not in running_agent.worker.patients
+        assert "keep-1" in running_agent.worker.patients
+        assert running_agent.worker.take_evicted() == ["gone-1"]
+        time.sleep(0.5)
+        assert watcher.get("gone-1").get("state") != "evicted"
+    finally:
+        watcher.close()
+        pub.loop_stop()
+        pub.disconnect()

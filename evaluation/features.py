@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from agent.measurements._metrics import analyse_lead
+from agent.measurements import analyse_lead
 from evaluation.data import Record
 
 __all__ = ["FEATURE_NAMES", "RecordBeats", "lead_index", "record_beats", "window_features"]

@@ -8,7 +8,7 @@ explicit. ``python -m agent.measurements`` measures accuracy on synthetic scenar
 from __future__ import annotations
 
 from ._beats import BeatFeatures, ClassifierConfig, classify_beats
-from ._metrics import Measurements, measure, measure_leads
+from ._metrics import Measurements, analyse_lead, measure, measure_leads
 from ._qrs import DetectorConfig, detect_qrs
 from ._quality import QualityConfig
 
@@ -18,6 +18,7 @@ __all__ = [
     "DetectorConfig",
     "Measurements",
     "QualityConfig",
+    "analyse_lead",
     "classify_beats",
     "detect_qrs",
     "measure",

@@ -43,6 +43,13 @@ class StageConfig(StrictModel):
     record_minutes: float = Field(12.0, gt=0, le=120, description="Length of each generated scenario record")
     eval_every: int = Field(20, ge=1, description="Held-out loss every this many steps")
     eval_samples: int = Field(32, ge=1, description="Held-out samples used by the periodic loss")
+    balance: bool = Field(
+        False, description="Stage 5: oversample onset-positive and non-sinus items so 'always sinus' cannot win"
+    )
+    lead_dropout: float = Field(
+        0.0, ge=0, le=1, description="Share of training samples whose second lead reads as absent (zero rows)"
+    )
+    explain_share: float = Field(0.25, ge=0, le=1, description="Stage 5: share of items training the rationale")
 
     @field_validator("leads")
     @classmethod
@@ -76,6 +83,12 @@ class CurriculumConfig(StrictModel):
     )
     train_encoder: bool = Field(False, description="Fine-tune the encoder too (its weights ship with the adapter)")
     horizons_s: tuple[int, ...] = Field((60, 300), min_length=1, description="Stage-5 horizons = llm.horizons_s")
+    prompt_horizon_sets: tuple[tuple[int, ...], ...] = Field(
+        (), description="Stage 5: more horizon sets a prompt may ask (drawn per item, besides horizons_s)"
+    )
+    init_adapter: Path | None = Field(
+        None, description="Adapter directory whose weights a fresh run starts from (same LoRA shape)"
+    )
     forecast_leads: tuple[str, ...] = Field(("ii", "v1"), min_length=1, description="Stage-5 leads = llm.leads")
     noise: tuple[str, ...] = Field(("none", "low", "low", "medium", "high"), description="Noise levels drawn")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present")
@@ -86,10 +99,23 @@ class CurriculumConfig(StrictModel):
     data_workers: int = Field(1, ge=1, le=64, description="Processes generating scenario records")
     stages: tuple[StageRef, ...] = Field(min_length=1, description="Stage files, in curriculum order")
 
-    @field_validator("encoder_weights")
+    @field_validator("encoder_weights", "init_adapter")
     @classmethod
-    def _from_root(cls, value: Path) -> Path:
-        return value if value.is_absolute() else PROJECT_ROOT / value
+    def _from_root(cls, value: Path | None) -> Path | None:
+        return value if value is None or value.is_absolute() else PROJECT_ROOT / value
+
+    @field_validator("prompt_horizon_sets")
+    @classmethod
+    def _distinct_horizons(cls, value: tuple[tuple[int, ...], ...]) -> tuple[tuple[int, ...], ...]:
+        for horizons in value:
+            if not horizons or len(set(horizons)) != len(horizons) or min(horizons) <= 0:
+                raise ValueError(f"each horizon set must hold distinct positive seconds, got {horizons}")
+        return value
+
+    @property
+    def horizon_sets(self) -> tuple[tuple[int, ...], ...]:
+        """Every prompt's horizon set: the runtime's first, then the extra ones."""
+        return (self.horizons_s, *(h for h in self.prompt_horizon_sets if h != self.horizons_s))
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -29,9 +29,6 @@ log = structlog.get_logger(__name__)
 
 Item = Dialogue | ForecastItem
 
-EXPLAIN_SHARE = 0.25
-"""Share of stage-5 samples that train the explanation prompt instead of the scored answers."""
-
 
 @dataclass(frozen=True)
 class _Job:
@@ -70,17 +67,17 @@ def _patient_items(job: _Job, windows: WindowSettings, quality: QualitySettings)
     forecasting = stage.stage == "forecast"
     leads = run.forecast_leads if forecasting else rng.choice(stage.leads)
     record = patient_record(job.seed, stage.record_minutes, leads, rng.choice(run.noise))
-    questions = questions_for(run.horizons_s)
-    horizon = max(run.horizons_s) if forecasting else 0
     items: list[Item] = []
     for _ in range(stage.samples_per_patient):
         window_s = stage.eval_window_s if (job.held_out and stage.eval_window_s) else rng.choice(stage.window_s)
-        (at,) = _window_ends(record, window_s, horizon, 1, rng)
+        # held-out items ask the runtime's horizons; training items draw a prompt (extra sets only when configured)
+        horizons = run.horizons_s if job.held_out or len(run.horizon_sets) == 1 else rng.choice(run.horizon_sets)
+        (at,) = _window_ends(record, window_s, max(horizons) if forecasting else 0, 1, rng)
         strip = cut_strip(record, at, window_s, windows, quality)
         truth = window_truth(record, at, window_s)
         if forecasting:
-            explain = (not job.held_out) and rng.random() < EXPLAIN_SHARE
-            items.append(forecast_item(record, strip, questions, explain))
+            explain = (not job.held_out) and rng.random() < stage.explain_share
+            items.append(forecast_item(record, strip, questions_for(horizons), explain))
         elif stage.stage == "classify":
             question, answer, choices = classify_turn(truth, rng)
             items.append(Dialogue("classify", strip, ((question, answer),), choices=choices))

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from agent.errors import CheckpointError
 from llm_runtime.checkpoints import save_adapter
+from llm_runtime.prompts import PromptBook
 from training.config import CurriculumConfig, StageConfig
 from training.dataset import Item, build_split, select
 from training.model import Trainable, build_trainable, sequence_loss
@@ -138,7 +139,7 @@ class Trainer:
 
     def sequences(self, items: list[Item]) -> list[TrainSequence]:
         t = self._trainable()
-        return [pack(item, t.forecast_book if _is_forecast(item) else t.book_for(item.strip.leads)) for item in items]
+        return [pack(item, _book(t, item)) for item in items]
 
     def _trainable(self) -> Trainable:
         if self.t is None:
@@ -209,13 +210,15 @@ class Trainer:
 
     # --- training --------------------------------------------------------------------------------------------
 
-    def _step(self, seqs: list[TrainSequence], optimizer: torch.optim.Optimizer, lr: float) -> float:
+    def _step(
+        self, seqs: list[TrainSequence], optimizer: torch.optim.Optimizer, lr: float, drops: list[tuple[int, ...]]
+    ) -> float:
         """One optimizer step over a batch: mean loss per answer token across the batch."""
         t = self._trainable()
         n_tokens = sum(s.n_answer_tokens for s in seqs)
         total = 0.0
-        for seq in seqs:
-            loss, _ = sequence_loss(t, seq)
+        for seq, drop in zip(seqs, drops, strict=True):
+            loss, _ = sequence_loss(t, seq, drop)
             (loss / n_tokens).backward()
             total += float(loss.detach())
         for group in optimizer.param_groups:
@@ -233,7 +236,9 @@ class Trainer:
         """Train stage ``index`` from ``start_step``; False when the step budget ran out first (interrupted)."""
         stage = self.stages[index]
         t = self._trainable()
-        train = self.sequences(self.split(index, held_out=False))
+        items = self.split(index, held_out=False)
+        train = self.sequences(items)
+        pool = balanced_pool(items) if stage.balance else list(range(len(items)))
         held_out = self.sequences(select(self.split(index, held_out=True), stage.eval_samples))
         if start_step == 0:
             self._log({"stage": stage.stage, "step": 0, "eval_loss": self.held_out_loss(held_out)})
@@ -249,9 +254,14 @@ class Trainer:
                 self.save_checkpoint(index, step, optimizer)
                 bar.close()
                 return False
-            batch = [train[i] for i in order(self.run.seed, index, step, stage.batch_size, len(train))]
+            picks = order(self.run.seed, index, step, stage.batch_size, len(pool))
+            batch = [train[pool[i]] for i in picks]
+            drops = [
+                dropped_leads(self.run.seed, index, step, j, stage.lead_dropout, seq.windows.shape[0])
+                for j, seq in enumerate(batch)
+            ]
             lr = lr_at(step, stage)
-            loss = self._step(batch, optimizer, lr)
+            loss = self._step(batch, optimizer, lr, drops)
             budget[0] -= 1
             record: dict[str, Any] = {"stage": stage.stage, "step": step + 1, "train_loss": round(loss, 5), "lr": lr}
             if (step + 1) % stage.eval_every == 0 or step + 1 == stage.steps:
@@ -288,7 +298,37 @@ class Trainer:
         return True
 
 
-def _is_forecast(item: Item) -> bool:
+def _book(t: Trainable, item: Item) -> PromptBook:
     from training.tasks import ForecastItem
 
-    return isinstance(item, ForecastItem)
+    return t.forecast_book_for(item.horizons) if isinstance(item, ForecastItem) else t.book_for(item.strip.leads)
+
+
+BALANCE_SHARE = 0.5
+"""With ``balance``, this share of drawn stage-5 items is positive (an onset within, or a non-sinus rhythm at, an
+asked horizon); the rest are sinus with no onset. Unbalanced data are ~80 % negative, and 'always sinus' wins."""
+
+
+def balanced_pool(items: list[Item]) -> list[int]:
+    """Item indices, the rarer group (positive or negative) repeated until it is ``BALANCE_SHARE`` of the pool,
+    so a seeded permutation of the pool draws both groups equally; deterministic in the items."""
+    from training.tasks import ForecastItem
+
+    positive = [i for i, item in enumerate(items) if isinstance(item, ForecastItem) and item.positive]
+    is_positive = set(positive)
+    negative = [i for i in range(len(items)) if i not in is_positive]
+    if not positive or not negative:
+        return list(range(len(items)))
+    few, many = sorted((positive, negative), key=len)
+    target = round(len(many) * BALANCE_SHARE / (1 - BALANCE_SHARE))
+    repeated = [few[k % len(few)] for k in range(max(target, len(few)))]
+    return sorted(many + repeated)
+
+
+def dropped_leads(seed: int, stage_index: int, step: int, j: int, share: float, n_leads: int) -> tuple[int, ...]:
+    """Leads read as absent for sample ``j`` of ``step`` (every lead after the first, with probability ``share``):
+    a pure function of the position, so a resumed run drops the same leads."""
+    if share <= 0 or n_leads < 2:
+        return ()
+    gen = torch.Generator().manual_seed(seed * 7_919 + stage_index * 104_729 + step * 131 + j)
+    return tuple(range(1, n_leads)) if float(torch.rand((), generator=gen)) < share else ()

@@ -32,6 +32,7 @@ class TrainSequence:
     packed: Packed  # (1, n), ECG rows are zeros until the encoder fills them
     targets: torch.Tensor  # (n,) int64: token predicted at each position, IGNORE outside answers
     windows: torch.Tensor  # (n_leads, T, 256) float32 mV, the strip the ECG rows come from
+    valid: torch.Tensor | None = None  # (n_leads, T) bool: seconds the agent encodes; the others read as zero rows
 
     @property
     def n_answer_tokens(self) -> int:
@@ -66,7 +67,8 @@ class _Writer:
         packed = self.builder.build()
         targets = torch.full((packed.length,), IGNORE, dtype=torch.long)
         targets[torch.tensor(self.predictors, dtype=torch.long)] = torch.tensor(self.answer_ids, dtype=torch.long)
-        return TrainSequence(packed, targets, torch.from_numpy(strip.windows))
+        valid = None if strip.valid is None else torch.from_numpy(strip.valid)
+        return TrainSequence(packed, targets, torch.from_numpy(strip.windows), valid)
 
 
 def _leads_line(strip: Strip) -> str:

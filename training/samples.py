@@ -39,6 +39,7 @@ class Strip:
     at_s: int  # window end (exclusive), seconds since record start; the runtime's "--at"
     evidence: str  # Measurements.as_prompt_text() of the segment, as the runtime builds it
     measurements: Measurements
+    valid: npt.NDArray[np.bool_] | None = None  # (n_leads, window_s): seconds the agent would encode (else zero)
 
     @property
     def window_s(self) -> int:
@@ -86,7 +87,7 @@ def cut_strip(
     pre = preprocess_record(segment, fs, windows, quality, sig_name=names)
     measured = measure_leads(segment, fs, names)
     leads = tuple(name.lower() for name in names)
-    return Strip(pre.windows, leads, at_s, measured.as_prompt_text(), measured)
+    return Strip(pre.windows, leads, at_s, measured.as_prompt_text(), measured, pre.valid)
 
 
 def window_truth(record: AnnotatedRecord, at_s: int, window_s: int) -> WindowTruth:

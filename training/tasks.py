@@ -48,6 +48,13 @@ class ForecastItem:
     explanation: str | None = None
     summary: str = ""
     meta: dict[str, str] = field(default_factory=dict)
+    horizons: tuple[int, ...] = ()  # the prompt's horizons, in question order
+
+    @property
+    def positive(self) -> bool:
+        """An arrhythmia starts within, or is present at, one of the asked horizons."""
+        onsets = any(any(per.values()) for per in self.onset.values())
+        return onsets or any(cls != "sinus" for cls in self.rhythm.values())
 
 
 # --- stage 2 ------------------------------------------------------------------------------------------------------
@@ -198,7 +205,7 @@ def _truth_summary(rhythm: dict[int, str], onset: dict[int, dict[str, bool]]) ->
 
 
 def forecast_item(record: AnnotatedRecord, strip: Strip, questions: Sequence[Question], explain: bool) -> ForecastItem:
-    horizons = sorted({q.horizon_s for q in questions})
+    horizons = tuple(dict.fromkeys(q.horizon_s for q in questions))
     rhythm = {h: rhythm_after(record, strip.at_s, h) for h in horizons}
     onset = {h: onset_within(record, strip.at_s, h) for h in horizons}
     answers = []
@@ -208,4 +215,4 @@ def forecast_item(record: AnnotatedRecord, strip: Strip, questions: Sequence[Que
     explanation = _explanation(rhythm, onset, strip.measurements, strip.window_s) if explain else None
     summary = _truth_summary(rhythm, onset) if explain else ""
     meta = {"record": record.record_name}
-    return ForecastItem(strip, tuple(answers), rhythm, onset, explanation, summary, meta)
+    return ForecastItem(strip, tuple(answers), rhythm, onset, explanation, summary, meta, horizons)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from agent import cli as agent_cli
 from agent.alerts import cli as alerts_cli
+from agent.cluster import cli as cluster_cli
 from agent.station import cli as station_cli
 from encoder_onnx import cli as encoder_cli
 from evaluation import cli as evaluation_cli
@@ -18,6 +19,7 @@ from training import cli as training_cli
 COMMAND_GROUPS = (
     agent_cli,
     alerts_cli,
+    cluster_cli,
     station_cli,
     encoder_cli,
     evaluation_cli,

@@ -36,6 +36,7 @@ from agent.station.server import StationServer
 from agent.worker_thread import WorkerThread
 
 if TYPE_CHECKING:
+    from agent.cluster import ClusterReplica
     from agent.forecasting import ModelWorker
 
 __all__ = ["Agent", "AlertWorker", "check_encoder_pairing", "run_daemon"]
@@ -110,7 +111,14 @@ class Agent:
         self.metrics = AgentMetrics(self.metrics_snapshot)
         self.inbox: queue.Queue[Delivery | Rejection] = queue.Queue(maxsize=settings.mqtt.receive_maximum)
         self.connection = MqttConnection(settings.mqtt, self.topics.presence(settings.agent_id), settings.agent_id)
-        self.ingest = WaveIngest(self.connection, self.topics, _limits(settings), self.inbox, settings.mqtt.qos)
+        self.ingest: WaveIngest | None = None
+        self.cluster: ClusterReplica | None = None
+        if settings.ingest.source == "mqtt":
+            self.ingest = WaveIngest(self.connection, self.topics, _limits(settings), self.inbox, settings.mqtt.qos)
+        else:
+            from agent.cluster import ClusterReplica
+
+            self.cluster = ClusterReplica(settings, _limits(settings), self.inbox, self.connection, self.release)
         self.windows_ready: queue.Queue[CompletedWindows] = queue.Queue(maxsize=100_000)
         self.worker = IngestWorker(settings, self.connection, self.inbox, sink or self._enqueue_windows)
         self.acks: queue.Queue[Ack] = queue.Queue(maxsize=1000)
@@ -141,7 +149,8 @@ class Agent:
         stage = EncoderStage(runtime, capacity_s=round(s.buffer.minutes * 60))
         engine = ForecastEngine.load(s.llm)
         publish = self._publish
-        self.alerts = AlertService(s.alerts, alert_store, publish, self.topics)
+        fence = self.cluster.fence if self.cluster is not None else None
+        self.alerts = AlertService(s.alerts, alert_store, publish, self.topics, fence=fence)
         self.alert_worker = AlertWorker(self.alerts, self.acks)
         self.model = ModelWorker(
             self.windows_ready,
@@ -156,6 +165,7 @@ class Agent:
                 recent, earlier, quality, window_s, t_end_s=t_end
             ),
             clock=clock,
+            hold=self.cluster.replaying if self.cluster is not None else None,
         )
         self.worker.extra_status = self._model_status
         self.connection.subscribe(self.topics.ack_subscription, self.on_ack)
@@ -166,6 +176,12 @@ class Agent:
             **self.model.stage.status_fields(patient_id),
             "forecast_phase": self.model.scheduler.phase(patient_id).value,
         }
+
+    def release(self, patient_ids: list[str]) -> None:
+        """Another replica owns these patients now: drop their ingest, model and alert state, publish nothing."""
+        self.worker.release(patient_ids)
+        if self.alerts is not None:
+            self.alerts.release(patient_ids)
 
     def _publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
         self.connection.publish(topic, payload, qos=qos, retain=retain)
@@ -198,6 +214,8 @@ class Agent:
             self.model.start()
             self.alert_worker.start()
         self.connection.open()
+        if self.cluster is not None:
+            self.cluster.start()
         if self.station is not None:
             self.station.start()
         log.info("agent_started", agent_id=self.settings.agent_id, broker=self.settings.mqtt.url.split("@")[-1])
@@ -206,6 +224,8 @@ class Agent:
         """Reverse order, bounded joins: station, intake, ingest, model (finishes its batch), alerts, offline, HTTP."""
         if self.station is not None:
             self.station.close()
+        if self.cluster is not None:
+            self.cluster.stop()  # first: the other replicas start taking over while this one winds down
         self.worker.stop(timeout=5.0)
         if self.model is not None:
             self.model.stop(timeout=60.0)
@@ -279,6 +299,8 @@ class Agent:
         body.update(self.worker.summary())
         if self.model is not None:
             body["forecast"] = self.model.scheduler.summary()
+        if self.cluster is not None:
+            body["cluster"] = self.cluster.summary()
         topic = f"{self.settings.protocol.topic_prefix}/_agents/{self.settings.agent_id}/status"
         self.connection.publish(topic, json.dumps(body).encode(), qos=1, retain=True)
 

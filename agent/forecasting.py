@@ -94,7 +94,10 @@ class ModelWorker(WorkerThread):
         alerts: AlertSink | None = None,
         evidence: EvidenceBuilder | None = None,
         clock: Callable[[], float] = time.monotonic,
+        hold: Callable[[str], bool] | None = None,
     ) -> None:
+        """``hold(patient_id)`` True keeps a patient warming up whatever its buffer holds (a cluster replica
+        replaying a partition it just took over must not forecast, or alert, on history)."""
         self._ready = windows_ready
         self.stage = stage
         self.engine = engine
@@ -105,6 +108,7 @@ class ModelWorker(WorkerThread):
         self._alerts = alerts
         self._evidence = evidence
         self._clock = clock
+        self._hold = hold
         self._leads = tuple(lead.lower() for lead in engine.settings.leads)
         self._feeds: dict[str, _Feed] = {}
         self.stats = ModelStats()
@@ -178,7 +182,8 @@ class ModelWorker(WorkerThread):
             rows = [r for r in self._lead_rows(state.leads) if r is not None]
             valid = window.valid[rows].mean() if rows and window.valid.size else 0.0
             valid *= len(rows) / len(self._leads)  # a lead the model needs but the patient lacks counts invalid
-            out.append(Readiness(pid, state.ring.embedded_seconds(), float(valid)))
+            held = self._hold is not None and self._hold(pid)
+            out.append(Readiness(pid, 0 if held else state.ring.embedded_seconds(), float(valid)))
         return out
 
     def _forget(self, patient_ids: list[str]) -> None:

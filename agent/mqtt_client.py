@@ -28,11 +28,12 @@ from agent.errors import BrokerError, LifecycleError
 from agent.protocol import SCHEMA_PRESENCE
 from agent.settings import MqttSettings
 
-__all__ = ["ConnectionState", "MessageHandler", "MqttConnection", "apply_credentials"]
+__all__ = ["ConnectionState", "MessageHandler", "MqttConnection", "PublishFilter", "apply_credentials"]
 
 log = structlog.get_logger(__name__)
 
 MessageHandler = Callable[[mqtt.MQTTMessage], None]
+PublishFilter = Callable[[str, bytes], bytes | None]  # (topic, payload) -> payload to send, or None to withhold
 
 
 def apply_credentials(client: mqtt.Client, settings: MqttSettings) -> None:
@@ -80,6 +81,8 @@ class MqttConnection:
         self._pending_subacks: set[int] = set()
         self.state = ConnectionState.UNOPENED
         self.connects = 0
+        self.publish_filter: PublishFilter | None = None  # a cluster replica withholds outputs it no longer owns
+        self.withheld = 0
         v5 = settings.protocol == "5"
         self._v5 = v5
         self._client = mqtt.Client(
@@ -177,6 +180,14 @@ class MqttConnection:
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> mqtt.MQTTMessageInfo:
         if self.state is not ConnectionState.OPENED:
             raise LifecycleError(f"publish on a {self.state.value} MqttConnection")
+        if self.publish_filter is not None:
+            filtered = self.publish_filter(topic, payload)
+            if filtered is None:
+                self.withheld += 1
+                info = mqtt.MQTTMessageInfo(0)
+                info._set_as_published()  # nothing is owed: callers waiting on it must not block
+                return info
+            payload = filtered
         return self._client.publish(topic, payload, qos=qos, retain=retain)
 
     def ack(self, mid: int, qos: int) -> None:

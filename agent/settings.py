@@ -14,7 +14,7 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from agent.alerts.settings import AlertSettings
 from agent.config_base import StrictModel
@@ -28,6 +28,7 @@ __all__ = [
     "DEFAULT_CONFIG_PATH",
     "BufferSettings",
     "HttpSettings",
+    "IngestSettings",
     "LoggingSettings",
     "MqttSettings",
     "ProtocolSettings",
@@ -35,6 +36,7 @@ __all__ = [
     "Settings",
     "StatusSettings",
     "StrictModel",
+    "SuperStreamSettings",
     "WindowSettings",
     "load_settings",
 ]
@@ -181,6 +183,53 @@ class LoggingSettings(StrictModel):
     )
 
 
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+
+
+class SuperStreamSettings(StrictModel):
+    """Where the partitioned wave streams live and how this replica joins the consumer group (docs/SCALING.md)."""
+
+    host: str = Field("127.0.0.1", description="RabbitMQ node to bootstrap from (stream protocol and AMQP)")
+    stream_port: int = Field(5552, ge=1, le=65535, description="RabbitMQ stream protocol port")
+    amqp_port: int = Field(5672, ge=1, le=65535, description="AMQP 0-9-1 port, used by 'cluster init' only")
+    username: str = Field("guest", min_length=1, description="RabbitMQ user (guest only works over loopback)")
+    password: str = Field("guest", description="RabbitMQ password")
+    vhost: str = Field("/", min_length=1, description="RabbitMQ virtual host")
+    ingress_exchange: str = Field(
+        "ecg.ingress",
+        pattern=_NAME,
+        description="Topic exchange the MQTT plugin publishes to (the broker's mqtt.exchange setting)",
+    )
+    super_stream: str = Field(
+        "ecg.waves", pattern=_NAME, description="The x-consistent-hash exchange used as super stream"
+    )
+    unroutable_exchange: str = Field(
+        "ecg.unroutable", pattern=_NAME, description="Alternate exchange (and queue) for wave messages nothing took"
+    )
+    partitions: int = Field(
+        16, ge=1, le=256, description="Partition streams; fixed for the life of the cluster (removing one reshuffles)"
+    )
+    retention_margin_min: float = Field(
+        5.0, ge=1, le=1440, description="Streams keep buffer.minutes plus this many minutes (x-max-age)"
+    )
+    replay_margin_s: float = Field(
+        30.0, ge=0, le=3600, description="A new owner replays buffer.minutes plus this many seconds"
+    )
+    consumer_group: str = Field(
+        "ecgcast-agents", pattern=_NAME, description="Single-active-consumer group name shared by all replicas"
+    )
+    credit: int = Field(10, ge=1, le=1000, description="Chunks the broker may send ahead per partition")
+
+
+class IngestSettings(StrictModel):
+    source: Literal["mqtt", "rabbitmq-superstream"] = Field(
+        "mqtt", description="mqtt: subscribe to waves (one node); rabbitmq-superstream: a partition of a cluster"
+    )
+    superstream: SuperStreamSettings = Field(
+        default_factory=SuperStreamSettings, description="Used when source is rabbitmq-superstream"
+    )
+
+
 class Settings(StrictModel):
     agent_id: str = Field(
         "agent-1",
@@ -188,6 +237,7 @@ class Settings(StrictModel):
         description="This agent's id on the presence topic",
     )
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
     protocol: ProtocolSettings = Field(default_factory=ProtocolSettings)
     buffer: BufferSettings = Field(default_factory=BufferSettings)
     windows: WindowSettings = Field(default_factory=WindowSettings)
@@ -200,6 +250,15 @@ class Settings(StrictModel):
     http: HttpSettings = Field(default_factory=HttpSettings)
     station: StationSettings = Field(default_factory=StationSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @model_validator(mode="after")
+    def _cluster_needs_shared_alerts(self) -> Settings:
+        if self.ingest.source == "rabbitmq-superstream" and self.alerts.store_url is None:
+            raise ValueError(
+                "ingest.source rabbitmq-superstream needs alerts.store_url (postgresql://...): alert state must "
+                "survive a handover between replicas, and partition epochs are kept beside it"
+            )
+        return self
 
 
 def _yaml_lines(text: str) -> dict[tuple[str, ...], int]:

@@ -11,6 +11,7 @@ from ._ack import decode_ack
 from ._evidence import Evidence, build_evidence, quality_problem
 from ._explain import check_rationale
 from ._model import SCHEMA_ALERT, SCHEMA_ALERT_ACK, Ack, Alert, AlertEvent, AlertWindow, Transition, ihe_codes
+from ._pg_store import PostgresAlertStore, StaleEpochError
 from ._policy import (
     AckReceived,
     AlertPolicy,
@@ -21,8 +22,8 @@ from ._policy import (
     TimerTick,
     Track,
 )
-from ._service import AlertService
-from ._store import AlertStore
+from ._service import AlertService, open_alert_store
+from ._store import AlertStore, Fence
 from .settings import AlertSettings, PolicySettings
 
 __all__ = [
@@ -39,10 +40,13 @@ __all__ = [
     "AlertWindow",
     "CannotAssess",
     "Evidence",
+    "Fence",
     "ForecastSeen",
     "PatientAlerts",
     "PatientResolved",
     "PolicySettings",
+    "PostgresAlertStore",
+    "StaleEpochError",
     "TimerTick",
     "Track",
     "Transition",
@@ -50,5 +54,6 @@ __all__ = [
     "check_rationale",
     "decode_ack",
     "ihe_codes",
+    "open_alert_store",
     "quality_problem",
 ]

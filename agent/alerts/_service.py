@@ -21,6 +21,7 @@ from agent.protocol import Topics
 
 from ._evidence import Evidence
 from ._model import Ack, Alert, AlertEvent
+from ._pg_store import Fence, PostgresAlertStore, StaleEpochError
 from ._policy import (
     AckReceived,
     AlertPolicy,
@@ -37,12 +38,20 @@ from .settings import AlertSettings
 if TYPE_CHECKING:  # annotations only: importing it at run time pulls in transformers
     from llm_runtime.forecast import Forecast
 
-__all__ = ["ALERT_QOS", "AlertService", "Publish"]
+__all__ = ["ALERT_QOS", "AlertService", "FenceOf", "Publish", "open_alert_store"]
 
 log = structlog.get_logger(__name__)
 
 Publish = Callable[[str, bytes, int, bool], None]  # (topic, payload, qos, retain)
+FenceOf = Callable[[str], Fence | None]  # patient id -> this replica's claim on it, None when it is not ours
 ALERT_QOS = 1
+
+
+def open_alert_store(settings: AlertSettings, store_path: Path | str | None = None) -> AlertStore | PostgresAlertStore:
+    """The shared PostgreSQL store when ``alerts.store_url`` is set, else the SQLite file (``store_path`` wins)."""
+    if settings.store_url is not None and store_path is None:
+        return PostgresAlertStore(settings.store_url)
+    return AlertStore(settings.store_path if store_path is None else store_path)
 
 
 class AlertService:
@@ -56,10 +65,17 @@ class AlertService:
         topics: Topics,
         clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] | None = None,
+        fence: FenceOf | None = None,
     ) -> None:
-        """Open the store and reload active alerts, so a restart neither loses them nor raises them again."""
+        """Open the store and reload active alerts, so a restart neither loses them nor raises them again.
+
+        With ``fence`` (a cluster replica) nothing is preloaded: a patient's active alerts are read from the shared
+        store when this replica first handles it, observations of patients it does not own are ignored, and every
+        write carries the owner's epoch so a replica that lost the partition cannot overwrite the new owner's state.
+        """
         self._policy = AlertPolicy(settings, new_id)
-        self._store = AlertStore(settings.store_path if store_path is None else store_path)
+        self._store = open_alert_store(settings, store_path)
+        self._fence = fence
         self._publish = publish
         self._topics = topics
         self._clock = clock
@@ -67,7 +83,7 @@ class AlertService:
         self._closed = False
         self._patients: dict[str, PatientAlerts] = {}
         by_patient: dict[str, list[Alert]] = {}
-        for alert in self._store.active():
+        for alert in self._store.active() if fence is None else []:
             by_patient.setdefault(alert.patient_id, []).append(alert)
         for patient_id, alerts in by_patient.items():
             self._patients[patient_id] = PatientAlerts.from_active(patient_id, alerts)
@@ -120,6 +136,12 @@ class AlertService:
         """End every active alert of a patient who left monitoring (discharge, stream evicted)."""
         return self._apply(patient_id, PatientResolved(self._clock(), reason))
 
+    def release(self, patient_ids: list[str]) -> None:
+        """Forget patients another replica took over, without ending their alerts: the new owner continues them."""
+        with self._lock:
+            for patient_id in patient_ids:
+                self._patients.pop(patient_id, None)
+
     def active(self, patient_id: str) -> list[Alert]:
         with self._lock:
             state = self._patients.get(patient_id)
@@ -138,11 +160,20 @@ class AlertService:
             self._store.close()
 
     def _apply(self, patient_id: str, obs: Observation) -> list[AlertEvent]:
+        fence = self._fence(patient_id) if self._fence is not None else None
+        if self._fence is not None and fence is None:
+            self.release([patient_id])
+            return []  # another replica owns this patient now: it alone decides and speaks
         with self._lock:
             self._check_open()
-            prev = self._patients.get(patient_id) or PatientAlerts(patient_id)
+            prev = self._patients.get(patient_id) or self._load(patient_id)
             state, events = self._policy.decide(prev, obs)
-            self._store.save(_changed(prev, state, events))
+            try:
+                self._store.save(_changed(prev, state, events), fence)
+            except StaleEpochError as exc:
+                self._patients.pop(patient_id, None)
+                log.warning("alert_write_fenced", patient_id=patient_id, detail=str(exc))
+                return []
             if isinstance(obs, PatientResolved):
                 self._patients.pop(patient_id, None)  # forget a patient who left, persistence windows included
             else:
@@ -150,6 +181,10 @@ class AlertService:
             for event in events:
                 self._send(event)
         return events
+
+    def _load(self, patient_id: str) -> PatientAlerts:
+        """A patient met for the first time (or again after a handover): its stored active alerts, if any."""
+        return PatientAlerts.from_active(patient_id, self._store.active_for(patient_id))
 
     def _send(self, event: AlertEvent) -> None:
         after = event.after

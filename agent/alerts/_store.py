@@ -10,16 +10,17 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
 import structlog
 
-from agent.errors import LifecycleError
+from agent.errors import ConfigError, LifecycleError
 
 from ._model import ACTIVE_STATES, Alert
 
-__all__ = ["AlertStore"]
+__all__ = ["AlertReads", "AlertStore", "Fence"]
 
 log = structlog.get_logger(__name__)
 
@@ -39,12 +40,54 @@ CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state);
 _ACTIVE = f"state IN ({', '.join(repr(s) for s in ACTIVE_STATES)})"
 
 
+@dataclass(frozen=True)
+class Fence:
+    """The writer's claim: it owns ``partition`` of super stream ``scope`` under ``epoch``."""
+
+    scope: str
+    partition: int
+    epoch: int
+
+
+class AlertReads:
+    """The read queries both stores share. A subclass names its table, its parameter placeholder and the
+    tie-break of equal ``raised_at``, and runs the SQL in ``_query``."""
+
+    _table = "alerts"
+    _p = "?"
+    _tiebreak = "rowid"
+
+    def _query(self, sql: str, params: tuple[object, ...]) -> list[Alert]:
+        raise NotImplementedError
+
+    def get(self, alert_id: str) -> Alert | None:
+        rows = self._query(f"SELECT body FROM {self._table} WHERE alert_id = {self._p}", (alert_id,))
+        return rows[0] if rows else None
+
+    def active(self) -> list[Alert]:
+        """Every active (raised or acknowledged) alert of every patient, oldest first."""
+        return self._query(f"SELECT body FROM {self._table} WHERE {_ACTIVE} ORDER BY raised_at", ())
+
+    def active_for(self, patient_id: str) -> list[Alert]:
+        """One patient's active alerts, oldest first: what a replica taking the patient over continues."""
+        where = f"patient_id = {self._p} AND {_ACTIVE}"
+        return self._query(f"SELECT body FROM {self._table} WHERE {where} ORDER BY raised_at", (patient_id,))
+
+    def history(self, patient_id: str, limit: int) -> list[Alert]:
+        """A patient's alerts, newest raised first, active and ended."""
+        order = f"raised_at DESC, {self._tiebreak} DESC"
+        return self._query(
+            f"SELECT body FROM {self._table} WHERE patient_id = {self._p} ORDER BY {order} LIMIT {self._p}",
+            (patient_id, limit),
+        )
+
+
 class StoreState(Enum):
     OPENED = "opened"
     CLOSED = "closed"
 
 
-class AlertStore:
+class AlertStore(AlertReads):
     """SQLite-backed alert rows. ``path`` ':memory:' keeps nothing across instances (tests of the policy only)."""
 
     def __init__(self, path: Path | str) -> None:
@@ -65,8 +108,10 @@ class AlertStore:
         self.path = path
         log.info("alert_store_opened", path=str(path))
 
-    def save(self, alerts: Iterable[Alert]) -> None:
-        """Insert or replace each alert's row, all in one transaction."""
+    def save(self, alerts: Iterable[Alert], fence: Fence | None = None) -> None:
+        """Insert or replace each alert's row, all in one transaction. A local file cannot fence replicas."""
+        if fence is not None:
+            raise ConfigError("fenced alert writes (a cluster replica) need the shared store: set alerts.store_url")
         rows = [(a.alert_id, a.patient_id, a.state, a.raised_at, a.updated_at, a.model_dump_json()) for a in alerts]
         if not rows:
             return
@@ -79,21 +124,6 @@ class AlertStore:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
-
-    def get(self, alert_id: str) -> Alert | None:
-        rows = self._query("SELECT body FROM alerts WHERE alert_id = ?", (alert_id,))
-        return rows[0] if rows else None
-
-    def active(self) -> list[Alert]:
-        """Every active (raised or acknowledged) alert of every patient, oldest first."""
-        return self._query(f"SELECT body FROM alerts WHERE {_ACTIVE} ORDER BY raised_at", ())
-
-    def history(self, patient_id: str, limit: int) -> list[Alert]:
-        """A patient's alerts, newest raised first, active and ended."""
-        return self._query(
-            "SELECT body FROM alerts WHERE patient_id = ? ORDER BY raised_at DESC, rowid DESC LIMIT ?",
-            (patient_id, limit),
-        )
 
     def close(self) -> None:
         """Idempotent."""

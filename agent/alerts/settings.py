@@ -132,6 +132,11 @@ class AlertSettings(StrictModel):
     store_path: Path = Field(
         Path("var/alerts.sqlite3"), description="SQLite alert history; relative paths are under the working dir"
     )
+    store_url: str | None = Field(
+        None,
+        pattern=r"^postgres(ql)?://",
+        description="PostgreSQL URL of a store shared by agent replicas; when set it replaces store_path",
+    )
     defaults: PolicySettings = Field(
         default_factory=lambda: PolicySettings.model_validate({}), description="This unit's policy"
     )

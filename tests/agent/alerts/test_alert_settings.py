@@ -54,6 +54,7 @@ def test_exports() -> None:
         "AlertWindow", "CannotAssess", "Evidence", "ForecastSeen", "PatientAlerts", "PatientResolved",
         "PolicySettings", "SCHEMA_ALERT", "SCHEMA_ALERT_ACK", "TimerTick", "Track", "Transition", "build_evidence",
         "check_rationale", "decode_ack", "ihe_codes", "quality_problem",
+        "Fence", "PostgresAlertStore", "StaleEpochError", "open_alert_store",
     }  # fmt: skip
     assert set(agent.alerts.__all__) == expected
     assert all(hasattr(agent.alerts, name) for name in expected)

@@ -55,6 +55,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.set_defaults(func=cmd_eval_forecast)
 
+    c = inner.add_parser("calibrate", help="fit an adapter's onset calibration on validation patients")
+    c.add_argument("--adapter", type=Path, default=Path("models/forecaster"), help="adapter directory")
+    c.add_argument("--out", type=Path, required=True, help="writes calibration.json here")
+    c.add_argument("--data", default="synthetic-v1-small", help="spec name or built benchmark dir")
+    c.add_argument("--bench-dir", type=Path, default=Path("runs/bench"), help="where specs are built")
+    c.add_argument("--split", default="val", choices=["val", "train"], help="patients to fit on (never test)")
+    c.add_argument("--windows", type=_ints, default=(30, 300), help="windows scored, seconds")
+    c.add_argument("--horizons", type=_ints, default=(60, 300), help="horizons scored (the runtime's llm.horizons_s)")
+    c.add_argument("--cap", type=int, default=40, help="inputs per window")
+    c.add_argument("--min-per-outcome", type=int, default=8, help="per-arrhythmia map only above this many")
+    c.add_argument("--write", action="store_true", help="store the fitted map in ADAPTER/adapter.json")
+    c.add_argument("--threads", type=int, default=1, help="torch threads")
+    c.set_defaults(func=cmd_eval_calibrate)
+
 
 def cmd_eval_forecast(args: argparse.Namespace) -> int:
     from evaluation.cnn import CnnConfig
@@ -87,4 +101,31 @@ def cmd_eval_forecast(args: argparse.Namespace) -> int:
     results = run_evaluation(config)
     print(markdown_report(results))
     print(json.dumps({"results": str(args.out / "results.json"), "wall_s": results["wall_s"]}))
+    return 0
+
+
+def cmd_eval_calibrate(args: argparse.Namespace) -> int:
+    from evaluation.calibrate import CalibrationConfig, run_calibration
+
+    config = CalibrationConfig(
+        adapter_dir=args.adapter,
+        out=args.out,
+        data=args.data,
+        bench_dir=args.bench_dir,
+        split=args.split,
+        windows_s=args.windows,
+        horizons_s=args.horizons,
+        cap=args.cap,
+        min_per_outcome=args.min_per_outcome,
+        write=args.write,
+        threads=args.threads,
+    )
+    result = run_calibration(config)
+    summary = {k: result[k] for k in ("adapter", "model_version", "inputs_scored", "calibration", "mean")}
+    summary["ece_brier"] = {
+        name: {k: result[name]["pooled"][k] for k in ("ece", "brier")}
+        for name in ("reliability_raw", "reliability_in_sample", "reliability_cross_fitted")
+        if result[name]["pooled"]
+    }
+    print(json.dumps(summary, indent=1))
     return 0

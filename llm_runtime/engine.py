@@ -13,6 +13,7 @@ import torch
 
 from agent.errors import ConfigError
 from llm_runtime.backbones import Backbone, load_backbone
+from llm_runtime.calibration import OnsetCalibration
 from llm_runtime.checkpoints import load_adapter, load_camel_checkpoint
 from llm_runtime.forecast import SCHEMA, Forecast, parse_explanation, probabilities_by_horizon, summarise
 from llm_runtime.model import EcgLanguageModel, EcgLmConfig
@@ -36,13 +37,18 @@ def resolve_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
-def _adapter_backbone(adapter_dir: Path) -> str | None:
-    """The backbone an adapter was trained on (its adapter.json), None when it does not say."""
+def _adapter_json(adapter_dir: Path) -> dict[str, object]:
     try:
         meta = json.loads((adapter_dir / "adapter.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
-        return None  # load_adapter reports the real problem
-    return meta.get("backbone") if isinstance(meta, dict) else None
+        return {}  # load_adapter reports the real problem
+    return meta if isinstance(meta, dict) else {}
+
+
+def _adapter_backbone(adapter_dir: Path) -> str | None:
+    """The backbone an adapter was trained on (its adapter.json), None when it does not say."""
+    backbone = _adapter_json(adapter_dir).get("backbone")
+    return backbone if isinstance(backbone, str) else None
 
 
 def _ecg_model(backbone: Backbone, settings: LlmSettings) -> tuple[EcgLanguageModel, str, str]:
@@ -73,9 +79,11 @@ class ForecastEngine:
     settings: LlmSettings
     model_id: str
     model_version: str
+    calibration: OnsetCalibration | None = None  # the adapter's onset calibration (adapter.json), applied in forecast
 
     @staticmethod
-    def load(settings: LlmSettings, rebuild: str = "background") -> ForecastEngine:
+    def load(settings: LlmSettings, rebuild: str = "background", calibrated: bool = True) -> ForecastEngine:
+        """``calibrated=False`` reports the raw scored onset probabilities (what a calibration is fitted on)."""
         if settings.num_threads:
             torch.set_num_threads(settings.num_threads)
         device = resolve_device(settings.device)
@@ -83,6 +91,9 @@ class ForecastEngine:
             settings.backbone, settings.backbones_file, settings.cache_dir, _DTYPES[settings.dtype]
         )
         model, label, version = _ecg_model(backbone, settings)
+        calibration = None
+        if calibrated and settings.adapter_dir is not None and label.startswith("adapter"):
+            calibration = OnsetCalibration.from_meta(_adapter_json(settings.adapter_dir))
         model = model.to(device=device, dtype=_DTYPES[settings.dtype])
         prompts = PromptBook(
             backbone.tokenizer, CHAT_FORMATS[backbone.chat], settings.leads, questions_for(settings.horizons_s)
@@ -90,8 +101,14 @@ class ForecastEngine:
         config = RunnerConfig(settings.layout, settings.window_s, settings.slack_s, rebuild)  # type: ignore[arg-type]
         runner = ModelRunner(model, prompts, config)
         model_id = f"{backbone.model_id} + {label}; layout {settings.layout}"
-        log.info("forecast_engine_ready", model_id=model_id, device=str(device), dtype=settings.dtype)
-        return ForecastEngine(runner, settings, model_id, f"{backbone.model_version}/{version}")
+        log.info(
+            "forecast_engine_ready",
+            model_id=model_id,
+            device=str(device),
+            dtype=settings.dtype,
+            calibrated=calibration is not None,
+        )
+        return ForecastEngine(runner, settings, model_id, f"{backbone.model_version}/{version}", calibration)
 
     def forecast(self, requests: Sequence[ScoreRequest], explain: bool = False) -> list[Forecast]:
         """Score every patient in one batch; with ``explain``, add a generated rationale per patient."""
@@ -102,6 +119,8 @@ class ForecastEngine:
         out = []
         for request, result in zip(requests, scored, strict=True):
             rhythm, onset = probabilities_by_horizon(questions, result.probs)
+            if self.calibration is not None:
+                onset = self.calibration.apply(onset)
             explanation, note, extra_ms = None, None, 0.0
             if explain:
                 t0 = time.perf_counter()

@@ -22,6 +22,7 @@ from agent.patient import CompletedWindows, PatientStream, PatientUpdate
 from agent.protocol import Topics
 from agent.sequencer import Delivery
 from agent.settings import Settings
+from agent.windows import WindowBatch
 from agent.worker_thread import WorkerThread
 
 __all__ = ["IngestWorker", "SignalSnapshot", "WindowSink"]
@@ -30,6 +31,7 @@ log = structlog.get_logger(__name__)
 
 WindowSink = Callable[[CompletedWindows], None]
 _HOUSEKEEPING_S = 0.2
+_MAX_BATCH = 512  # queue items applied per lock hold: bounds how long a snapshot waits
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,52 +76,72 @@ class IngestWorker(WorkerThread):
         super().__init__("ingest-worker")
 
     def step(self) -> None:
-        """Apply one queued item (or none after 200 ms), then housekeeping, under the ingest lock."""
+        """Apply every queued item (up to a batch; waiting up to 200 ms for the first), then housekeeping, under the
+        ingest lock. Draining in batches lets one filter and one quality call serve every patient in it."""
+        items: list[Delivery | Rejection] = []
         try:
-            item = self._inbox.get(timeout=_HOUSEKEEPING_S)
+            items.append(self._inbox.get(timeout=_HOUSEKEEPING_S))
+            while len(items) < _MAX_BATCH:
+                items.append(self._inbox.get_nowait())
         except queue.Empty:
-            item = None
+            pass
         with self.lock:
-            if item is not None:
-                self.handle(item)
+            self.handle_batch(items)
             self.housekeeping(time.monotonic())
 
     def handle(self, item: Delivery | Rejection) -> None:
         """Apply one queue item. Public so tests can drive the worker without a thread."""
-        if isinstance(item, Rejection):
-            self.rejected[item.reason] += 1
-            if item.patient_id in self.patients:
-                self.patients[item.patient_id].rejected[item.reason] += 1
-            return
-        self.accepted += 1
-        pid = item.chunk.patient_id
-        patient = self.patients.get(pid)
-        if patient is None:
-            patient = self.patients[pid] = PatientStream(pid, self._settings)
-            log.info("patient_first_seen", patient_id=pid, stream_id=item.chunk.stream_id)
-        segment_before = patient.segment.index if patient.segment else 0
-        self._finish(patient, patient.accept(item, time.monotonic(), time.time()))
-        if patient.segment and patient.segment.index != segment_before:
-            log.info("segment_started", patient_id=pid, segment=patient.segment.index, reason=patient.segment.reason)
-            self._status_due[pid] = 0.0
+        self.handle_batch([item])
 
-    def _finish(self, patient: PatientStream, update: PatientUpdate) -> None:
-        for delivery in update.handled:
-            self._connection.ack(delivery.mid, delivery.qos)
-        if update.windows and patient.segment is not None:
-            self.windows_emitted += len(update.windows)
-            self._sink(CompletedWindows(patient.patient_id, patient.segment.index, update.windows, time.time()))
+    def handle_batch(self, items: list[Delivery | Rejection]) -> None:
+        batch = WindowBatch()
+        updates: list[tuple[PatientStream, PatientUpdate]] = []
+        now_mono, now_wall = time.monotonic(), time.time()
+        for item in items:
+            if isinstance(item, Rejection):
+                self.rejected[item.reason] += 1
+                if item.patient_id in self.patients:
+                    self.patients[item.patient_id].rejected[item.reason] += 1
+                continue
+            self.accepted += 1
+            pid = item.chunk.patient_id
+            patient = self.patients.get(pid)
+            if patient is None:
+                patient = self.patients[pid] = PatientStream(pid, self._settings)
+                log.info("patient_first_seen", patient_id=pid, stream_id=item.chunk.stream_id)
+            segment_before = patient.segment.index if patient.segment else 0
+            updates.append((patient, patient.accept(item, now_mono, now_wall, batch)))
+            if patient.segment and patient.segment.index != segment_before:
+                log.info(
+                    "segment_started", patient_id=pid, segment=patient.segment.index, reason=patient.segment.reason
+                )
+                self._status_due[pid] = 0.0
+        self._finish(batch, updates)
+
+    def _finish(self, batch: WindowBatch, updates: list[tuple[PatientStream, PatientUpdate]]) -> None:
+        """Run the batch, then acknowledge (the samples are in the ring buffers) and forward the windows."""
+        results = batch.run()
+        ready_wall = time.time()
+        for patient, update in updates:
+            patient.complete(update, results, ready_wall)
+            for delivery in update.handled:
+                self._connection.ack(delivery.mid, delivery.qos)
+            for completed in update.completed:
+                self.windows_emitted += len(completed.windows)
+                self._sink(completed)
 
     def housekeeping(self, now_mono: float) -> None:
         """Reorder timeouts, retained status messages and idle eviction, at most every 200 ms."""
         if now_mono < self._next_housekeeping:
             return
         self._next_housekeeping = now_mono + _HOUSEKEEPING_S
+        batch = WindowBatch()
+        waiting = [patient for patient in self.patients.values() if patient.pending_reorder]
+        self._finish(batch, [(patient, patient.tick(now_mono, batch)) for patient in waiting])
         now_wall = time.time()
         # Spread status messages over the interval: a burst for every patient at once would stall ingest.
         budget = math.ceil(2 * len(self.patients) * _HOUSEKEEPING_S / self._settings.status.interval_s)
         for pid, patient in list(self.patients.items()):
-            self._finish(patient, patient.tick(now_mono))
             if now_mono - patient.last_seen_mono > self._settings.buffer.idle_evict_s:
                 self._evict(pid, now_wall)
             elif now_mono >= self._status_due.get(pid, 0.0) and budget > 0:

@@ -12,7 +12,7 @@ from agent.protocol import SCHEMA_STATUS
 from agent.ring_buffer import RingBuffer
 from agent.sequencer import Decision, Delivery, Drop, Placement, SegmentStart, Sequencer
 from agent.settings import Settings
-from agent.windows import Window, WindowAssembler
+from agent.windows import Window, WindowAssembler, WindowBatch
 
 __all__ = ["CompletedWindows", "PatientStream", "PatientUpdate"]
 
@@ -29,10 +29,19 @@ class CompletedWindows:
 
 @dataclass
 class PatientUpdate:
-    """What the ingest worker must do after a chunk: acknowledge these deliveries, forward these windows."""
+    """What the ingest worker must do after a chunk: acknowledge these deliveries, forward these windows.
+
+    ``pending`` holds (segment, ticket) of blocks pushed into a shared :class:`WindowBatch`; once the batch has run,
+    :meth:`PatientStream.complete` turns them into ``completed``.
+    """
 
     handled: list[Delivery] = field(default_factory=list)
-    windows: list[Window] = field(default_factory=list)
+    pending: list[tuple[int, int]] = field(default_factory=list)
+    completed: list[CompletedWindows] = field(default_factory=list)
+
+    @property
+    def windows(self) -> list[Window]:
+        return [w for done in self.completed for w in done.windows]
 
 
 @dataclass
@@ -77,7 +86,7 @@ class PatientStream:
         self.counters["segments"] += 1
         self.events.append({"event": "segment_start", "segment": start.segment, "reason": start.reason})
 
-    def _apply(self, placement: Placement, update: PatientUpdate) -> None:
+    def _apply(self, placement: Placement, update: PatientUpdate, batch: WindowBatch) -> None:
         seg = self.segment
         assert seg is not None
         chunk = placement.delivery.chunk
@@ -93,17 +102,15 @@ class PatientStream:
             self.events.append({"event": "gap", "seq": chunk.seq, "samples": placement.gap_samples})
         if placement.clock_jump:
             self.counters["clock_jumps"] += 1
-        produced = seg.assembler.push(placement.start_index, samples, invalid)
+        update.pending.append((seg.index, batch.add(seg.assembler, placement.start_index, samples, invalid)))
         for lead in seg.leads:
             self.samples_received[lead] += chunk.n_samples
-        for window in produced:
-            self._quality[window.lead].append(window.reason)
-        update.windows += produced
         self.counters["chunks"] += 1
         self.last_seq = chunk.seq
         update.handled.append(placement.delivery)
 
-    def _handle(self, decisions: list[Decision], update: PatientUpdate) -> None:
+    def _handle(self, decisions: list[Decision], update: PatientUpdate, batch: WindowBatch | None) -> PatientUpdate:
+        own = batch or WindowBatch()
         for decision in decisions:
             if isinstance(decision, SegmentStart):
                 self._start_segment(decision)
@@ -112,21 +119,45 @@ class PatientStream:
                 self.counters[decision.reason.value] += 1
                 update.handled.append(decision.delivery)
             else:
-                self._apply(decision, update)
+                self._apply(decision, update, own)
+        if batch is None:
+            self.complete(update, own.run(), self.last_seen_wall or 0.0)
+        return update
 
-    def accept(self, delivery: Delivery, now_mono: float, now_wall: float) -> PatientUpdate:
-        """Sequence one chunk and apply whatever it released; returns deliveries to ack and windows completed."""
+    def accept(
+        self, delivery: Delivery, now_mono: float, now_wall: float, batch: WindowBatch | None = None
+    ) -> PatientUpdate:
+        """Sequence one chunk and apply whatever it released: the deliveries to ack and the windows completed.
+
+        With a shared ``batch``, windows come once the caller has run it and passed the result to :meth:`complete`.
+        """
         self.last_seen_wall = now_wall
         self.last_seen_mono = now_mono
-        update = PatientUpdate()
-        self._handle(self._sequencer.offer(delivery, now_mono), update)
-        return update
+        return self._handle(self._sequencer.offer(delivery, now_mono), PatientUpdate(), batch)
 
-    def tick(self, now_mono: float) -> PatientUpdate:
+    @property
+    def pending_reorder(self) -> int:
+        """Chunks held back waiting for a missing predecessor (only these patients need :meth:`tick`)."""
+        return self._sequencer.pending
+
+    def tick(self, now_mono: float, batch: WindowBatch | None = None) -> PatientUpdate:
         """Release chunks whose missing predecessor did not arrive within the reorder timeout."""
-        update = PatientUpdate()
-        self._handle(self._sequencer.flush(now_mono), update)
-        return update
+        return self._handle(self._sequencer.flush(now_mono), PatientUpdate(), batch)
+
+    def complete(self, update: PatientUpdate, results: list[list[Window]], ready_wall: float) -> None:
+        """Collect the windows of ``update``'s blocks from a run batch, one group per segment, and record their
+        quality verdicts (only for the current segment: an older one's leads are gone)."""
+        current = self.segment.index if self.segment else None
+        for segment, ticket in update.pending:
+            windows = results[ticket]
+            if segment == current:
+                for window in windows:
+                    self._quality[window.lead].append(window.reason)
+            if update.completed and update.completed[-1].segment == segment:
+                update.completed[-1].windows.extend(windows)
+            elif windows:
+                update.completed.append(CompletedWindows(self.patient_id, segment, windows, ready_wall))
+        update.pending.clear()
 
     def lead_verdict(self, lead: str) -> str:
         """'good', or the dominant defect over the last ``verdict_seconds`` windows; 'unknown' before any."""
@@ -155,7 +186,7 @@ class PatientStream:
             "last_seq": self.last_seq,
             "last_seen": self.last_seen_wall,
             "buffer_fill_s": round(seg.buffer.fill / seg.fs, 3) if seg else 0.0,
-            "pending_reorder": self._sequencer.pending,
+            "pending_reorder": self.pending_reorder,
             "chunks": self.counters["chunks"],
             "duplicates": self.counters["duplicate"],
             "late": self.counters["late"],

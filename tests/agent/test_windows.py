@@ -5,7 +5,7 @@ import pytest
 
 from agent.errors import SignalError
 from agent.settings import QualitySettings, WindowSettings
-from agent.windows import WindowAssembler, assess_window, preprocess_record, resample_window
+from agent.windows import WindowAssembler, WindowBatch, assess_window, preprocess_record, resample_window
 
 FS = 250.0
 
@@ -114,3 +114,52 @@ def test_preprocess_record_checks_inputs() -> None:
         preprocess_record(np.zeros(10), FS)
     with pytest.raises(SignalError, match="fs must be positive"):
         preprocess_record(np.zeros((10, 1)), 0.0)
+
+
+def _plan(seed: int, fs: float) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """A 2-lead record and its (start, stop) blocks: uneven sizes, one gap, one invalid run."""
+    rng = np.random.default_rng(seed)
+    x = np.vstack([ecg_like(12, fs, seed), 0.5 * ecg_like(12, fs, seed + 1)])
+    x[1, int(3.2 * fs) : int(3.5 * fs)] = np.nan
+    blocks, pos = [], 0
+    while pos < x.shape[1]:
+        n = int(rng.integers(30, 400))
+        blocks.append((pos, min(pos + n, x.shape[1])))
+        pos += n + (int(1.7 * fs) if len(blocks) == 6 else 0)  # one gap after the sixth block
+    return x, blocks
+
+
+def test_a_shared_batch_gives_the_windows_of_pushing_each_assembler_alone() -> None:
+    """Patients at two rates, several blocks of the same patient per batch: bit-identical to one-by-one pushes."""
+    patients = [_plan(seed, fs) for seed, fs in ((1, 250.0), (2, 250.0), (3, 360.0), (4, 250.0))]
+
+    def assembler(fs: float) -> WindowAssembler:
+        return WindowAssembler(("II", "V1"), fs, 0.0, WindowSettings(), QualitySettings())
+
+    alone = []
+    for (x, blocks), fs in zip(patients, (250.0, 250.0, 360.0, 250.0), strict=True):
+        a = assembler(fs)
+        alone.append(
+            [w for start, stop in blocks for w in a.push(start, x[:, start:stop], ~np.isfinite(x[:, start:stop]))]
+        )
+
+    shared = [assembler(fs) for fs in (250.0, 250.0, 360.0, 250.0)]
+    together: list[list] = [[] for _ in patients]
+    n_blocks = max(len(blocks) for _, blocks in patients)
+    for first in range(0, n_blocks, 3):  # three blocks of every patient per batch
+        batch = WindowBatch()
+        tickets = []
+        for p, (x, blocks) in enumerate(patients):
+            for start, stop in blocks[first : first + 3]:
+                block = x[:, start:stop]
+                tickets.append((p, batch.add(shared[p], start, block, ~np.isfinite(block))))
+        results = batch.run()
+        for p, ticket in tickets:
+            together[p] += results[ticket]
+
+    for mine, ref in zip(together, alone, strict=True):
+        assert [(w.lead, w.second, w.valid, w.reason) for w in mine] == [
+            (w.lead, w.second, w.valid, w.reason) for w in ref
+        ]
+        assert all(np.array_equal(a.samples, b.samples) for a, b in zip(mine, ref, strict=True))
+    assert any(w.reason == "gap" for w in alone[0]) and any(w.reason == "invalid_samples" for w in alone[0])

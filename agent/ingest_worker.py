@@ -32,6 +32,10 @@ log = structlog.get_logger(__name__)
 WindowSink = Callable[[CompletedWindows], None]
 _HOUSEKEEPING_S = 0.2
 _MAX_BATCH = 512  # queue items applied per lock hold: bounds how long a snapshot waits
+_LINGER_S = 0.02
+"""How long the worker waits for more chunks after the first of a batch. A lone chunk costs several times its
+share of a batched filter call, so a worker that takes chunks one by one falls behind at high patient counts;
+20 ms of added latency buys batches of ~20 chunks at 1,000 patients."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,8 +85,10 @@ class IngestWorker(WorkerThread):
         items: list[Delivery | Rejection] = []
         try:
             items.append(self._inbox.get(timeout=_HOUSEKEEPING_S))
+            linger_until = time.monotonic() + _LINGER_S
             while len(items) < _MAX_BATCH:
-                items.append(self._inbox.get_nowait())
+                wait = linger_until - time.monotonic()
+                items.append(self._inbox.get(timeout=wait) if wait > 0 else self._inbox.get_nowait())
         except queue.Empty:
             pass
         with self.lock:

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from evaluation.data import ONSETS, EvalData, Sample, open_benchmark
+from evaluation.data import ONSETS, EvalData, InputKey, Sample, open_benchmark
 from evaluation.metrics import reliability
 from evaluation.predictions import Predictions
 from llm_runtime.calibration import ANY_ARRHYTHMIA, OnsetCalibration, PlattScale
@@ -41,6 +41,7 @@ class OnsetSample:
     patient_id: str
     p: float  # the raw scored P(onset within h)
     y: int  # the label
+    weight: float = 1.0  # inverse inclusion probability of its input (the draw keeps rare labels first)
 
 
 def _logit(p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -48,19 +49,27 @@ def _logit(p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return np.log(q / (1 - q))  # type: ignore[no-any-return]
 
 
-def fit_platt(p: Sequence[float], y: Sequence[int], l2: float = 1e-2, iterations: int = 50) -> PlattScale:
-    """Maximum-likelihood ``sigmoid(a * logit(p) + b)`` by Newton's method, with an L2 pull of ``l2`` towards the
-    identity (a = 1, b = 0) so that a handful of samples cannot produce an extreme map."""
+def fit_platt(
+    p: Sequence[float],
+    y: Sequence[int],
+    weights: Sequence[float] | None = None,
+    l2: float = 1e-2,
+    iterations: int = 50,
+) -> PlattScale:
+    """Maximum-likelihood ``sigmoid(a * logit(p) + b)`` by Newton's method (sample ``weights`` normalised to a mean
+    of 1), with an L2 pull of ``l2`` towards the identity (a = 1, b = 0) so that a handful of samples cannot produce
+    an extreme map."""
     x, t = _logit(np.asarray(p, float)), np.asarray(y, float)
     if x.size == 0:
         raise ValueError("fit_platt: no samples")
+    v = np.ones_like(x) if weights is None else np.asarray(weights, float) / np.mean(weights)
     a, b = 1.0, 0.0
     for _ in range(iterations):
         z = a * x + b
         s = 1 / (1 + np.exp(-z))
-        r = s - t
+        r = v * (s - t)
         grad = np.array([r @ x + l2 * (a - 1), r.sum() + l2 * b])
-        w = s * (1 - s)
+        w = v * s * (1 - s)
         hess = np.array([[w @ (x * x) + l2, w @ x], [w @ x, w.sum() + l2]])
         step = np.linalg.solve(hess, grad)
         a, b = a - float(step[0]), b - float(step[1])
@@ -76,18 +85,26 @@ def fit_onset_calibration(
     scales: dict[int, dict[str, PlattScale]] = {}
     for h in sorted({s.horizon_s for s in samples}):
         at_h = [s for s in samples if s.horizon_s == h]
-        scales[h] = {ANY_ARRHYTHMIA: fit_platt([s.p for s in at_h], [s.y for s in at_h])}
+        scales[h] = {ANY_ARRHYTHMIA: _fit(at_h)}
         for cls in sorted({s.arrhythmia for s in at_h}):
             own = [s for s in at_h if s.arrhythmia == cls]
             positives = sum(s.y for s in own)
             if min(positives, len(own) - positives) >= min_per_outcome:
-                scales[h][cls] = fit_platt([s.p for s in own], [s.y for s in own])
+                scales[h][cls] = _fit(own)
     return OnsetCalibration(scales, fitted_on)
 
 
-def onset_samples(samples: Sequence[Sample], pred: Predictions) -> list[OnsetSample]:
+def _fit(samples: Sequence[OnsetSample]) -> PlattScale:
+    return fit_platt([s.p for s in samples], [s.y for s in samples], [s.weight for s in samples])
+
+
+def onset_samples(
+    samples: Sequence[Sample], pred: Predictions, weights: dict[InputKey, float] | None = None
+) -> list[OnsetSample]:
     return [
-        OnsetSample(s.horizon_s, cls, s.patient_id, float(pred.onset[i, j]), int(s.onset[cls]))
+        OnsetSample(
+            s.horizon_s, cls, s.patient_id, float(pred.onset[i, j]), int(s.onset[cls]), (weights or {}).get(s.key, 1.0)
+        )
         for i, s in enumerate(samples)
         for j, cls in enumerate(ONSETS)
     ]
@@ -115,9 +132,11 @@ def _reliability_report(samples: Sequence[OnsetSample], probs: Sequence[float]) 
     by_h: dict[str, Any] = {}
     for h in sorted({s.horizon_s for s in samples}):
         idx = [i for i, s in enumerate(samples) if s.horizon_s == h]
-        rel = reliability([samples[i].y for i in idx], [probs[i] for i in idx])
+        rel = reliability(
+            [samples[i].y for i in idx], [probs[i] for i in idx], weights=[samples[i].weight for i in idx]
+        )
         by_h[str(h)] = asdict(rel) if rel else None
-    pooled = reliability([s.y for s in samples], probs)
+    pooled = reliability([s.y for s in samples], probs, weights=[s.weight for s in samples])
     return {"pooled": asdict(pooled) if pooled else None, "by_horizon": by_h}
 
 
@@ -173,14 +192,16 @@ def run_calibration(config: CalibrationConfig) -> dict[str, Any]:
     engine = ForecastEngine.load(settings, "inline", calibrated=False)  # raw scores: what the map is fitted on
     forecaster = LmForecaster(engine, data, embedder)
     cells: dict[tuple[int, int], tuple[list[Sample], Predictions]] = {}
+    weights: dict[InputKey, float] = {}
     for w in config.windows_s:
         chosen = data.inputs(config.split, w, config.horizons_s, config.cap, config.seed)
+        weights |= data.input_weights(config.split, w, config.horizons_s, chosen)
         for h in config.horizons_s:
             samples = [s for s in data.samples(config.split, (w, h)) if s.key in chosen]
             if samples:
                 cells[(w, h)] = (samples, forecaster.predict(samples))
     engine.runner.close()
-    onset = [o for samples, pred in cells.values() for o in onset_samples(samples, pred)]
+    onset = [o for samples, pred in cells.values() for o in onset_samples(samples, pred, weights)]
     fitted_on = (
         f"{data.meta.get('spec', {}).get('name', config.data)} split={config.split}: "
         f"{len({o.patient_id for o in onset})} patients, {len(onset)} onset probabilities, w={list(config.windows_s)}"

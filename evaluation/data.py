@@ -7,6 +7,7 @@ function of the index and a seed, so a rerun picks identical samples.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,6 +138,17 @@ class EvalData:
         that forecasts all horizons from one pass (the LM) reads each input once."""
         rows = [s for h in horizons_s for s in self._by.get((split, window_s, h), [])]
         return _stratified(sorted({s.key for s in rows}), _tiers(rows), cap, seed)
+
+    def input_weights(
+        self, split: str, window_s: int, horizons_s: Sequence[int], chosen: set[InputKey]
+    ) -> dict[InputKey, float]:
+        """Inverse inclusion probability of each chosen input: (inputs of its tier) / (chosen of its tier). The
+        stratified draw keeps rare labels first, so a fit on it (a calibration) must re-weight to the split's own
+        label frequencies."""
+        rows = [s for h in horizons_s for s in self._by.get((split, window_s, h), [])]
+        tier = _tiers(rows)
+        available, picked = Counter(tier.values()), Counter(tier[k] for k in chosen)
+        return {k: available[tier[k]] / picked[tier[k]] for k in chosen}
 
     def record_ids(self, split: str) -> list[str]:
         return sorted(rid for rid, sp in self._split_of.items() if sp == split)

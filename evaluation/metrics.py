@@ -108,10 +108,15 @@ class Reliability:
     bin_count: list[int]
 
 
-def reliability(labels: npt.ArrayLike, probs: npt.ArrayLike, n_bins: int = 10) -> Reliability | None:
+def reliability(
+    labels: npt.ArrayLike, probs: npt.ArrayLike, n_bins: int = 10, weights: npt.ArrayLike | None = None
+) -> Reliability | None:
+    """Bins of equal width; ``weights`` (e.g. inverse inclusion probabilities of a stratified draw) weight every
+    mean, and ``bin_count`` stays the number of samples."""
     y, p = np.asarray(labels, float), np.clip(np.asarray(probs, float), 0.0, 1.0)
     if not y.size:
         return None
+    w = np.ones_like(y) if weights is None else np.asarray(weights, float)
     bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
     mean_prob: list[float | None] = []
     observed: list[float | None] = []
@@ -124,7 +129,8 @@ def reliability(labels: npt.ArrayLike, probs: npt.ArrayLike, n_bins: int = 10) -
             mean_prob.append(None)
             observed.append(None)
             continue
-        mean_prob.append(float(p[inside].mean()))
-        observed.append(float(y[inside].mean()))
-        ece += inside.mean() * abs(float(y[inside].mean()) - float(p[inside].mean()))
-    return Reliability(float(ece), float(np.mean((p - y) ** 2)), mean_prob, observed, counts)
+        wb = w[inside]
+        mean_prob.append(float(np.average(p[inside], weights=wb)))
+        observed.append(float(np.average(y[inside], weights=wb)))
+        ece += wb.sum() / w.sum() * abs(observed[-1] - mean_prob[-1])  # type: ignore[operator]
+    return Reliability(float(ece), float(np.average((p - y) ** 2, weights=w)), mean_prob, observed, counts)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from evaluation.calibrate import OnsetSample, cross_fitted, fit_onset_calibration, fit_platt, write_calibration
+from evaluation.metrics import reliability
 from llm_runtime.calibration import OnsetCalibration
 
 
@@ -72,3 +73,15 @@ def test_write_calibration_keeps_the_other_keys(tmp_path: Path) -> None:
         {h: {k: type(s)(round(s.a, 6), round(s.b, 6)) for k, s in per.items()} for h, per in cal.scales.items()},
         "val",
     )
+
+
+def test_weights_count_like_repeated_samples() -> None:
+    weighted = fit_platt([0.5, 0.5], [1, 0], weights=[1.0, 3.0])  # one positive, three negatives' worth
+    assert weighted(0.5) == pytest.approx(0.25, abs=0.01)  # the L2 pull (towards 0.5) costs a little with 2 samples
+    p, y, w = [0.1, 0.3, 0.35, 0.9], [0, 1, 0, 1], [2.0, 1.0, 3.0, 1.0]
+    repeated = reliability([0, 0, 1, 0, 0, 0, 1], [0.1, 0.1, 0.3, 0.35, 0.35, 0.35, 0.9])
+    got = reliability(y, p, weights=w)
+    assert got is not None and repeated is not None
+    assert got.ece == pytest.approx(repeated.ece) and got.brier == pytest.approx(repeated.brier)
+    assert got.bin_observed == repeated.bin_observed and got.bin_mean_prob == pytest.approx(repeated.bin_mean_prob)
+    assert got.bin_count == [0, 1, 0, 2, 0, 0, 0, 0, 0, 1]  # counts stay samples

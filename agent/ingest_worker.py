@@ -133,8 +133,8 @@ class IngestWorker(WorkerThread):
             for delivery in update.handled:
                 self._connection.ack(delivery.mid, delivery.qos)
             for completed in update.completed:
-                self.windows_emitted += len(completed.windows)
                 self._sink(completed)
+                self.windows_emitted += len(completed.windows)
 
     def housekeeping(self, now_mono: float) -> None:
         """Reorder timeouts, retained status messages and idle eviction, at most every 200 ms."""

@@ -1,0 +1,84 @@
+"""The shared PostgreSQL alert store and partition epochs: a new owner continues alerts, a stale owner is fenced."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from agent.alerts import AlertService, AlertSettings, Fence, PostgresAlertStore, StaleEpochError
+from agent.cluster import EpochLedger
+from agent.protocol import Topics
+from tests.agent.alerts.alert_builders import evidence
+
+SCOPE = "ecg.waves"
+LEADS_OFF = {"hr_bpm": None, "signal_quality": {"II": "leads_off"}}
+
+
+@dataclass
+class Wire:
+    sent: list[dict[str, Any]] = field(default_factory=list)
+
+    def __call__(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        self.sent.append(json.loads(payload))
+
+
+@dataclass
+class Claim:
+    """Which (partition, epoch) a replica believes it holds for every patient; None: it holds nothing."""
+
+    epoch: int | None
+
+    def __call__(self, patient_id: str) -> Fence | None:
+        return Fence(SCOPE, 5, self.epoch) if self.epoch is not None else None
+
+
+def service(url: str, wire: Wire, claim: Claim) -> AlertService:
+    settings = AlertSettings.model_validate({"store_url": url})
+    return AlertService(settings, None, wire, Topics("ecg/v1"), fence=claim)
+
+
+@pytest.mark.cluster
+def test_epochs_increase_per_partition(pg_url: str) -> None:
+    a, b = EpochLedger(pg_url, SCOPE, "agent-a"), EpochLedger(pg_url, SCOPE, "agent-b")
+    try:
+        assert [a.next(5), b.next(5), a.next(6), b.current(5)] == [1, 2, 1, 2]
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.cluster
+def test_new_owner_continues_the_alert_and_the_old_one_is_fenced(pg_url: str) -> None:
+    ledger = EpochLedger(pg_url, SCOPE, "test")
+    old_claim, old_wire = Claim(ledger.next(5)), Wire()
+    old = service(pg_url, old_wire, old_claim)
+    (raised,) = old.on_cannot_assess("P1", evidence(**LEADS_OFF))
+    assert raised.type == "new"
+
+    new_claim, new_wire = Claim(ledger.next(5)), Wire()  # the partition moved: epoch + 1
+    new = service(pg_url, new_wire, new_claim)
+    assert new.active("P1") == []  # nothing preloaded: a replica reads a patient when it meets it
+    new.on_cannot_assess("P1", evidence(**LEADS_OFF))
+    assert [a.alert_id for a in new.active("P1")] == [raised.after.alert_id]
+    assert new_wire.sent == []  # the same alert goes on: no second "new"
+
+    assert old.on_cannot_assess("P1", evidence(hr_bpm=70.0)) == []  # stale epoch: refused, nothing published
+    assert old.active("P1") == []
+    assert [m["type"] for m in old_wire.sent] == ["new"]
+    store = PostgresAlertStore(pg_url)
+    try:
+        (row,) = store.active_for("P1")
+        assert row.alert_id == raised.after.alert_id
+        with pytest.raises(StaleEpochError, match="epoch 2"):
+            store.save([row], Fence(SCOPE, 5, 1))
+    finally:
+        store.close()
+
+    new_claim.epoch = None  # the partition moved on again: this replica stays silent for P1
+    assert new.on_cannot_assess("P1", evidence(**LEADS_OFF)) == []
+    for s in (old, new):
+        s.close()
+    ledger.close()

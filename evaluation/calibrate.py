@@ -49,31 +49,50 @@ def _logit(p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return np.log(q / (1 - q))  # type: ignore[no-any-return]
 
 
+def _penalised_loss(
+    a: float, b: float, x: npt.NDArray[np.float64], t: npt.NDArray[np.float64], v: npt.NDArray[np.float64], l2: float
+) -> float:
+    z = a * x + b
+    nll = v @ (np.logaddexp(0.0, z) - t * z)
+    return float(nll + 0.5 * l2 * ((a - 1) ** 2 + b**2))
+
+
 def fit_platt(
     p: Sequence[float],
     y: Sequence[int],
     weights: Sequence[float] | None = None,
-    l2: float = 1e-2,
-    iterations: int = 50,
+    l2: float = 1.0,
+    iterations: int = 100,
 ) -> PlattScale:
-    """Maximum-likelihood ``sigmoid(a * logit(p) + b)`` by Newton's method (sample ``weights`` normalised to a mean
-    of 1), with an L2 pull of ``l2`` towards the identity (a = 1, b = 0) so that a handful of samples cannot produce
-    an extreme map."""
+    """Maximum-likelihood ``sigmoid(a * logit(p) + b)`` by damped Newton (every step lowers the objective), sample
+    ``weights`` normalised to a mean of 1, with an L2 pull of ``l2`` (about one sample's worth) towards the identity
+    (a = 1, b = 0): scores squeezed into a narrow range are nearly separable, and without the pull and the damping
+    the slope runs off to thousands."""
     x, t = _logit(np.asarray(p, float)), np.asarray(y, float)
     if x.size == 0:
         raise ValueError("fit_platt: no samples")
     v = np.ones_like(x) if weights is None else np.asarray(weights, float) / np.mean(weights)
     a, b = 1.0, 0.0
+    loss = _penalised_loss(a, b, x, t, v, l2)
     for _ in range(iterations):
-        z = a * x + b
-        s = 1 / (1 + np.exp(-z))
+        s = 1 / (1 + np.exp(-(a * x + b)))
         r = v * (s - t)
         grad = np.array([r @ x + l2 * (a - 1), r.sum() + l2 * b])
         w = v * s * (1 - s)
         hess = np.array([[w @ (x * x) + l2, w @ x], [w @ x, w.sum() + l2]])
         step = np.linalg.solve(hess, grad)
-        a, b = a - float(step[0]), b - float(step[1])
-        if float(np.abs(step).max()) < 1e-10:
+        scale = 1.0
+        while scale > 1e-8:
+            na, nb = a - scale * float(step[0]), b - scale * float(step[1])
+            new_loss = _penalised_loss(na, nb, x, t, v, l2)
+            if new_loss <= loss:
+                break
+            scale /= 2
+        else:
+            break
+        moved = max(abs(na - a), abs(nb - b))
+        a, b, loss = na, nb, new_loss
+        if moved < 1e-10:
             break
     return PlattScale(max(a, MIN_SLOPE), b)
 

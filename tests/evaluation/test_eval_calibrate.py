@@ -15,7 +15,7 @@ from llm_runtime.calibration import OnsetCalibration
 
 
 def test_constant_scores_fit_the_base_rate() -> None:
-    scale = fit_platt([0.5] * 40, [1] * 10 + [0] * 30)  # logit 0: only the intercept matters, at logit(1/4)
+    scale = fit_platt([0.5] * 40, [1] * 10 + [0] * 30, l2=1e-3)  # logit 0: only the intercept matters, at logit(1/4)
     assert scale.b == pytest.approx(math.log(1 / 3), abs=0.01)
     assert scale(0.5) == pytest.approx(0.25, abs=0.002)
 
@@ -34,6 +34,15 @@ def test_overconfident_scores_are_flattened() -> None:
     assert scale.a == pytest.approx(math.log(1.5) / math.log(9), abs=0.002)
     assert scale.b == pytest.approx(0.0, abs=0.002)
     assert scale(0.9) == pytest.approx(0.6, abs=0.002)
+
+
+def test_scores_in_a_narrow_range_do_not_run_off() -> None:
+    # nearly separable within 0.040-0.046 (what the first adapter gave): the slope stays bounded by the L2 pull
+    p = [0.040 + 0.0001 * i for i in range(40)] + [0.044 + 0.0001 * i for i in range(20)]
+    y = [0] * 40 + [1] * 20
+    scale = fit_platt(p, y)
+    assert 0 < scale.a < 200 and all(0 < scale(q) < 1 for q in p)
+    assert scale(0.046) > scale(0.040)
 
 
 def test_reversed_scores_give_no_negative_slope() -> None:
@@ -76,8 +85,8 @@ def test_write_calibration_keeps_the_other_keys(tmp_path: Path) -> None:
 
 
 def test_weights_count_like_repeated_samples() -> None:
-    weighted = fit_platt([0.5, 0.5], [1, 0], weights=[1.0, 3.0])  # one positive, three negatives' worth
-    assert weighted(0.5) == pytest.approx(0.25, abs=0.01)  # the L2 pull (towards 0.5) costs a little with 2 samples
+    weighted = fit_platt([0.5, 0.5], [1, 0], weights=[1.0, 3.0], l2=1e-3)  # one positive, three negatives' worth
+    assert weighted(0.5) == pytest.approx(0.25, abs=0.01)
     p, y, w = [0.1, 0.3, 0.35, 0.9], [0, 1, 0, 1], [2.0, 1.0, 3.0, 1.0]
     repeated = reliability([0, 0, 1, 0, 0, 0, 1], [0.1, 0.1, 0.3, 0.35, 0.35, 0.35, 0.9])
     got = reliability(y, p, weights=w)

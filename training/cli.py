@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     lm.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="run override")
     lm.add_argument("--max-steps", type=int, help="stop (with a checkpoint) after this many steps in this call")
     lm.add_argument("--ship", type=Path, help="copy the final adapter here (e.g. models/forecaster)")
+    lm.add_argument(
+        "--export-checkpoint", type=Path, metavar="DIR", help="with --resume: write the checkpoint's adapter"
+    )
     lm.set_defaults(func=cmd_train_lm)
 
     ev = stages.add_parser("lm-eval", help="held-out metrics per stage: an adapter next to the zero-shot backbone")
@@ -64,6 +67,11 @@ def cmd_train_lm(args: argparse.Namespace) -> int:
         if device.type == "cpu":  # type: ignore[attr-defined]
             torch.set_num_threads(run.num_threads)
         trainer = Trainer(run, stages, out, device)  # type: ignore[arg-type]
+        if args.export_checkpoint is not None:
+            if not args.resume:
+                raise EcgcastError("--export-checkpoint needs --resume --out RUN (the run whose checkpoint to export)")
+            print(f"adapter: {trainer.export_checkpoint(args.export_checkpoint)}")
+            return 0
         finished = trainer.train(resume=args.resume, max_steps=args.max_steps)
     except EcgcastError as exc:
         print(f"train lm failed: {exc}", file=sys.stderr)

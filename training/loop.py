@@ -195,6 +195,12 @@ class Trainer:
             save_encoder_weights(directory / "encoder.pt", t.encoder, {"source": f"fine-tuned in {self.run.name}"})
         return path
 
+    def export_checkpoint(self, directory: Path) -> Path:
+        """The adapter of the last checkpoint (a run stopped mid-stage for a deadline); its version names the step."""
+        state = self.load_checkpoint()
+        stage = self.stages[min(state["stage_index"], len(self.stages) - 1)].stage
+        return self.save_adapter(directory, f"{stage}-step{state['step']}")
+
     # --- evaluation ------------------------------------------------------------------------------------------
 
     @torch.no_grad()

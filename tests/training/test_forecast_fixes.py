@@ -106,3 +106,15 @@ def test_a_run_can_start_from_a_trained_adapter(tmp_path: Path, strip) -> None: 
         explain=False,
     )
     assert item.horizons == (30, 60)
+
+
+def test_a_checkpoint_exports_as_an_adapter(tmp_path: Path) -> None:
+    run, stages = load_curriculum(write_curriculum(tmp_path, steps=3, stages=("forecast",)))
+    out = tmp_path / "run"
+    assert not Trainer(run, stages, out, torch.device("cpu")).train(resume=False, max_steps=2)
+    trainer = Trainer(*Trainer.saved_config(out), out, torch.device("cpu"))
+    path = trainer.export_checkpoint(tmp_path / "exported")
+    saved = torch.load(out / "ckpt.pt", weights_only=True)["trainable"]
+    data = torch.load(path, weights_only=True)
+    assert data["extra"]["version"] == "tiny/forecast-step2"
+    torch.testing.assert_close(data["llava_proj"]["weight"], saved["ecg_lm.llava_proj.weight"])

@@ -17,9 +17,7 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -30,11 +28,11 @@ import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 import yaml
-from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.cluster import PrivateRabbitMQ
 from agent.settings import Settings
 from main import main
+from tests.agent.test_agent_e2e import Collector as E2eCollector
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e, pytest.mark.slow]
 
@@ -87,29 +85,24 @@ def replica_config(agent_id: str, rabbit: PrivateRabbitMQ, scope: str, pg_url: s
     }
 
 
-class Collector:
+class Collector(E2eCollector):
     """Every output under ecg/v1 (waves skipped), with its arrival time."""
 
     def __init__(self, port: int) -> None:
-        self.messages: list[tuple[float, str, dict[str, Any]]] = []
-        self._lock = threading.Lock()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"col-{uuid.uuid4().hex[:6]}")
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port)
-        self.client.subscribe("ecg/v1/#", 1)
-        self.client.loop_start()
+        self.timed: list[tuple[float, str, dict[str, Any]]] = []
+        super().__init__(port)
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         if msg.topic.endswith("/wave") or not msg.payload:
             return
         with self._lock:
-            self.messages.append((time.time(), msg.topic, json.loads(msg.payload)))
+            self.timed.append((time.time(), msg.topic, json.loads(msg.payload)))
 
     def of(self, kind: str, patient: str | None = None, since: float = 0.0) -> list[dict[str, Any]]:
         with self._lock:
             return [
                 body
-                for t, topic, body in self.messages
+                for t, topic, body in self.timed
                 if t >= since and topic.endswith(f"/{kind}") and (patient is None or topic.split("/")[2] == patient)
             ]
 
@@ -120,10 +113,6 @@ class Collector:
             if body.get("schema") == "ecgcast.agent_status/1" and "cluster" in body:
                 latest[body["agent_id"]] = body["cluster"]["partitions"]
         return latest
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:

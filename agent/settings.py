@@ -219,6 +219,9 @@ class SuperStreamSettings(StrictModel):
         "ecgcast-agents", pattern=_NAME, description="Single-active-consumer group name shared by all replicas"
     )
     credit: int = Field(10, ge=1, le=1000, description="Chunks the broker may send ahead per partition")
+    heartbeat_s: int = Field(
+        60, ge=5, le=600, description="Stream heartbeat: a replica whose machine vanished is declared dead after ~2x"
+    )
 
 
 class IngestSettings(StrictModel):

@@ -124,6 +124,7 @@ class SuperStreamSource:
             vhost=s.vhost,
             username=s.username,
             password=s.password,
+            heartbeat=s.heartbeat_s,
             super_stream=s.super_stream,
             connection_name=self._name,
             on_close_handler=self._on_close,

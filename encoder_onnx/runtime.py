@@ -166,8 +166,7 @@ class EncoderRuntime:
             raise EncoderError(
                 f"windows must be (N, {self.window_samples}) or (N, 1, {self.window_samples}), got {x.shape}"
             )
-        if x.shape[0] == 0:
-            return np.zeros((0, self.embedding_dim), dtype=np.float32)
-        step = self.settings.max_batch
-        parts = [self._run(x[i : i + step]) for i in range(0, x.shape[0], step)]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        n, step = x.shape[0], self.settings.max_batch
+        if n <= step:  # the common case, kept lean: per-call overhead is most of the cost of a small batch
+            return self._run(x) if n else np.zeros((0, self.embedding_dim), dtype=np.float32)
+        return np.concatenate([self._run(x[i : i + step]) for i in range(0, n, step)])

@@ -159,6 +159,36 @@ def _reliability_report(samples: Sequence[OnsetSample], probs: Sequence[float]) 
     return {"pooled": asdict(pooled) if pooled else None, "by_horizon": by_h}
 
 
+def operating_point(samples: Sequence[OnsetSample], probs: Sequence[float]) -> dict[str, float] | None:
+    """The threshold on (calibrated) probabilities with the largest Youden J (weighted sensitivity + specificity
+    - 1) over these samples, with its sensitivity and false-positive rate; None without both outcomes. Candidate
+    thresholds are the observed probabilities (a forecast counts as positive at or above the threshold)."""
+    y = np.array([s.y for s in samples], bool)
+    w = np.array([s.weight for s in samples], float)
+    p = np.asarray(probs, float)
+    if y.all() or not y.any():
+        return None
+    best: dict[str, float] | None = None
+    for t in np.unique(p):
+        hit = p >= t
+        tpr, fpr = w[hit & y].sum() / w[y].sum(), w[hit & ~y].sum() / w[~y].sum()
+        if best is None or tpr - fpr > best["youden_j"]:
+            best = {"threshold": float(t), "sensitivity": float(tpr), "false_positive_rate": float(fpr)}
+            best["youden_j"] = float(tpr - fpr)
+    return best
+
+
+def _operating_points(samples: Sequence[OnsetSample], probs: Sequence[float]) -> dict[str, Any]:
+    """horizon -> arrhythmia (and "*" pooled) -> operating point of the calibrated probabilities."""
+    out: dict[str, Any] = {}
+    for h in sorted({s.horizon_s for s in samples}):
+        out[str(h)] = {}
+        for cls in (ANY_ARRHYTHMIA, *sorted({s.arrhythmia for s in samples})):
+            idx = [i for i, s in enumerate(samples) if s.horizon_s == h and cls in (ANY_ARRHYTHMIA, s.arrhythmia)]
+            out[str(h)][cls] = operating_point([samples[i] for i in idx], [probs[i] for i in idx])
+    return out
+
+
 def write_calibration(adapter_dir: Path, calibration: OnsetCalibration) -> None:
     """Insert the map into ``adapter.json`` (the file the runtime reads it from), keeping every other key."""
     path = adapter_dir / "adapter.json"
@@ -237,6 +267,7 @@ def run_calibration(config: CalibrationConfig) -> dict[str, Any]:
         "reliability_raw": _reliability_report(onset, raw),
         "reliability_in_sample": _reliability_report(onset, _mapped(calibration, onset)),
         "reliability_cross_fitted": _reliability_report(onset, cross_fitted(onset, config.min_per_outcome)),
+        "operating_points": _operating_points(onset, _mapped(calibration, onset)),
         "cells": {
             f"w{w}_h{h}": cell_metrics(samples, pred, config.n_boot, config.seed)
             for (w, h), (samples, pred) in cells.items()

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from evaluation.calibrate import OnsetSample, cross_fitted, fit_onset_calibration, fit_platt, write_calibration
+from evaluation.calibrate import (
+    OnsetSample,
+    cross_fitted,
+    fit_onset_calibration,
+    fit_platt,
+    operating_point,
+    write_calibration,
+)
 from evaluation.metrics import reliability
 from llm_runtime.calibration import OnsetCalibration
 
@@ -94,3 +101,13 @@ def test_weights_count_like_repeated_samples() -> None:
     assert got.ece == pytest.approx(repeated.ece) and got.brier == pytest.approx(repeated.brier)
     assert got.bin_observed == repeated.bin_observed and got.bin_mean_prob == pytest.approx(repeated.bin_mean_prob)
     assert got.bin_count == [0, 1, 0, 2, 0, 0, 0, 0, 0, 1]  # counts stay samples
+
+
+def test_operating_point_by_hand() -> None:
+    data = [OnsetSample(300, "af", "p", p, y) for p, y in ((0.1, 0), (0.2, 0), (0.3, 1), (0.4, 0), (0.6, 1))]
+    point = operating_point(data, [s.p for s in data])
+    # t = 0.3: sensitivity 2/2, false-positive rate 1/3 -> J = 2/3 (t = 0.6: 1/2 - 0 = 1/2)
+    assert point == pytest.approx(
+        {"threshold": 0.3, "sensitivity": 1.0, "false_positive_rate": 1 / 3, "youden_j": 2 / 3}
+    )
+    assert operating_point(data[:2], [0.1, 0.2]) is None  # no positives

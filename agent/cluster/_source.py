@@ -73,7 +73,7 @@ class SuperStreamSource:
         self._epochs = epochs
         self._release = release
         self._name = name
-        self._loop = asyncio.new_event_loop()
+        self._loop: asyncio.AbstractEventLoop | None = None  # made by the thread, so an unstarted source holds none
         self._thread = threading.Thread(target=self._run, name="superstream-source", daemon=True)
         self._consumer: SuperStreamConsumer | None = None
         self._started = threading.Event()
@@ -96,7 +96,7 @@ class SuperStreamSource:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Leave the group (idempotent): the broker hands our partitions to another replica."""
-        if self._thread.is_alive() and self._consumer is not None:
+        if self._thread.is_alive() and self._loop is not None and self._consumer is not None:
             self._loop.call_soon_threadsafe(self._consumer.stop)
             self._thread.join(timeout_s)
         released = self.ownership.deactivate(list(self.ownership.partitions()))
@@ -106,15 +106,16 @@ class SuperStreamSource:
     # --- the event loop -----------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
+        loop = self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
         try:
-            self._loop.run_until_complete(self._main())
+            loop.run_until_complete(self._main())
         except Exception as exc:  # reported to start() or logged: the thread must not die silently
             self._failure = exc
             log.exception("superstream_consumer_failed")
         finally:
             self._started.set()
-            self._loop.close()
+            loop.close()
 
     async def _main(self) -> None:
         s = self._settings

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import queue
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 import agent.cluster
@@ -89,3 +93,49 @@ def test_exports() -> None:
         "partition_stream", "prepare_rootfs", "rootfs_ready", "routing_key_prefix",
     }  # fmt: skip
     assert all(hasattr(agent.cluster, name) for name in agent.cluster.__all__)
+
+
+class NoLedger:
+    """The source under test never activates a partition here; the ledger must not be asked."""
+
+    def next(self, partition: int) -> int:
+        raise AssertionError("no activation expected")
+
+
+def stream_message(patient: str, payload: bytes) -> Any:
+    from rstream import AMQPMessage
+
+    return AMQPMessage(body=payload, message_annotations={b"x-routing-key": f"ecg.v1.{patient}.wave".encode()})
+
+
+def test_source_decodes_like_the_mqtt_callback_and_drops_foreign_partitions() -> None:
+    from rstream import MessageContext
+
+    from agent.cluster import SuperStreamSource
+    from agent.daemon import _limits
+    from agent.ingest import Rejection
+    from agent.protocol import WaveChunk, encode_wave
+    from agent.sequencer import Delivery
+    from agent.settings import Settings
+
+    inbox: queue.Queue[Delivery | Rejection] = queue.Queue()
+    ownership = owned(partition=2, epoch=4, patients=())
+    released: list[list[str]] = []
+    source = SuperStreamSource(
+        SuperStreamSettings(super_stream="ecg.waves"), 630.0, _limits(Settings()), inbox, ownership,
+        NoLedger(), released.append, "agent-a",  # type: ignore[arg-type]
+    )  # fmt: skip
+    chunk = WaveChunk("P7", "dev-1", 3, 1.7e9, 250.0, ("II",), np.zeros((1, 250), np.float32))
+
+    def deliver(partition: int, patient: str, payload: bytes) -> None:
+        context = MessageContext(None, f"ecg.waves-{partition}", 1, None, 0, 2_000)  # type: ignore[arg-type]
+        asyncio.run(source._on_message(stream_message(patient, payload), context))
+
+    deliver(2, "P7", encode_wave(chunk, "b64"))
+    deliver(2, "P8", b"{not json")
+    deliver(5, "P9", encode_wave(chunk, "b64"))  # a partition this replica does not hold
+    first, second = inbox.get_nowait(), inbox.get_nowait()
+    assert isinstance(first, Delivery) and (first.chunk.patient_id, first.chunk.seq, first.qos) == ("P7", 3, 0)
+    assert isinstance(second, Rejection) and second.patient_id == "P8"
+    assert inbox.empty() and source.dropped_not_owned == 1
+    assert ownership.stamp("P7") == (2, 4) and not ownership.replaying("P7")  # written after the activation

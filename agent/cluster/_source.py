@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import random
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 from rstream import (
@@ -30,6 +32,7 @@ from rstream import (
     SuperStreamConsumer,
     amqp_decoder,
 )
+from rstream.recovery import IReliableEntity, RecoveryStrategy
 from rstream.schema import OffsetSpecification
 from rstream.utils import OnClosedErrorInfo
 
@@ -43,12 +46,42 @@ from ._epochs import EpochLedger
 from ._ownership import PartitionOwnership
 from ._topology import partition_index
 
-__all__ = ["Release", "SuperStreamSource"]
+__all__ = ["Release", "SteadyRecovery", "SuperStreamSource"]
 
 log = structlog.get_logger(__name__)
 
 Release = Callable[[list[str]], None]  # drop patients another replica owns now (ingest, model and alert state)
 _LATE_RELEASE_S = (0.5, 2.0)  # deliveries already queued when a partition left are released again after these
+
+
+class SteadyRecovery(RecoveryStrategy):
+    """Re-subscribe a lost partition every 1–3 s until it works or the source stops.
+
+    rstream's default back-off shares one delay across all partitions (every failure doubles it, so a broker restart
+    left partitions unsubscribed for tens of seconds here) and gives up after 10 attempts, which would leave a
+    partition without a consumer in this replica for good while the replica looks healthy.
+    """
+
+    def __init__(self, stopping: Callable[[], bool]) -> None:
+        super().__init__(enable=True, max_retries=0)
+        self._stopping = stopping
+
+    async def recover(
+        self, entity: IReliableEntity, stream: str, error: Exception, attempt: int, recovery_fun: Any
+    ) -> None:
+        while not self._stopping():
+            await asyncio.sleep(random.uniform(1.0, 3.0))  # jitter: replicas do not all retry at once
+            try:
+                if not await entity.stream_exists(stream):
+                    log.error("partition_stream_gone", stream=stream)
+                    return
+                await entity.clean_list(stream)
+                await recovery_fun()
+                log.info("partition_resubscribed", stream=stream, attempts=attempt)
+                return
+            except Exception as exc:  # any failure of the attempt: the broker may still be starting
+                log.info("partition_resubscribe_failed", stream=stream, attempt=attempt, error=repr(exc)[:200])
+                attempt += 1
 
 
 class SuperStreamSource:
@@ -77,6 +110,7 @@ class SuperStreamSource:
         self._thread = threading.Thread(target=self._run, name="superstream-source", daemon=True)
         self._consumer: SuperStreamConsumer | None = None
         self._started = threading.Event()
+        self._stopping = False
         self._failure: BaseException | None = None
         self.queue_full = 0
         self.rejected = 0
@@ -96,6 +130,7 @@ class SuperStreamSource:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Leave the group (idempotent): the broker hands our partitions to another replica."""
+        self._stopping = True
         if self._thread.is_alive() and self._loop is not None and self._consumer is not None:
             self._loop.call_soon_threadsafe(self._consumer.stop)
             self._thread.join(timeout_s)
@@ -129,6 +164,7 @@ class SuperStreamSource:
             super_stream=s.super_stream,
             connection_name=self._name,
             on_close_handler=self._on_close,
+            recovery_strategy=SteadyRecovery(lambda: self._stopping),
         )
         self._consumer = consumer
         await consumer.start()

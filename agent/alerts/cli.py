@@ -1,4 +1,5 @@
-"""Alert subcommands: ``alerts history`` reads the SQLite store, ``alerts ack`` publishes an acknowledgement.
+"""Alert subcommands: ``alerts history`` reads the alert store (SQLite, or PostgreSQL when ``store_url`` is set),
+``alerts ack`` publishes an acknowledgement.
 
 ``alerts ack`` is what a nurse's client would send; it connects with its own client id (never the agent's, which
 would take over the agent's session) and publishes one ``ecgcast.alert_ack/1`` message at QoS 1.
@@ -28,7 +29,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     history = actions.add_parser("history", help="print a patient's stored alerts (JSON lines, newest first)")
     add_config_argument(history)
     history.add_argument("patient_id")
-    history.add_argument("--store", type=Path, help="SQLite store (default: alerts.store_path of the config)")
+    history.add_argument(
+        "--store", type=Path, help="SQLite store (default: alerts.store_url, else alerts.store_path of the config)"
+    )
     history.add_argument("--limit", type=int, default=20, help="most alerts printed")
     history.add_argument("--active", action="store_true", help="only raised or acknowledged alerts")
     history.set_defaults(func=cmd_history)
@@ -51,16 +54,16 @@ def _settings(path: Path) -> Settings | None:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from agent.alerts._store import AlertStore
+    from agent.alerts._service import open_alert_store
 
     settings = _settings(args.config)
     if settings is None:
         return 2
     path = args.store or settings.alerts.store_path
-    if not Path(path).exists():
+    if (args.store or settings.alerts.store_url is None) and not Path(path).exists():
         print(f"no alert store at {path}", file=sys.stderr)
         return 1
-    store = AlertStore(path)
+    store = open_alert_store(settings.alerts, args.store)  # the shared PostgreSQL store when store_url is set
     try:
         alerts = store.history(args.patient_id, args.limit)
     finally:

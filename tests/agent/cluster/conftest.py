@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+import structlog
 
 from agent.cluster import PrivateRabbitMQ, rootfs_ready
 
@@ -48,6 +49,13 @@ def pg_url() -> Iterator[str]:
             yield f"{PG_URL}?options=-csearch_path%3D{schema}"
         finally:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """``main.py`` commands point structlog at the test's captured stderr; later tests must not inherit it."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from agent.alerts import AlertService, AlertSettings, Fence, PostgresAlertStore, StaleEpochError
 from agent.cluster import EpochLedger
 from agent.protocol import Topics
+from main import main
 from tests.agent.alerts.alert_builders import evidence
 
 SCOPE = "ecg.waves"
@@ -51,7 +53,9 @@ def test_epochs_increase_per_partition(pg_url: str) -> None:
 
 
 @pytest.mark.cluster
-def test_new_owner_continues_the_alert_and_the_old_one_is_fenced(pg_url: str) -> None:
+def test_new_owner_continues_the_alert_and_the_old_one_is_fenced(
+    pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     ledger = EpochLedger(pg_url, SCOPE, "test")
     old_claim, old_wire = Claim(ledger.next(5)), Wire()
     old = service(pg_url, old_wire, old_claim)
@@ -76,6 +80,13 @@ def test_new_owner_continues_the_alert_and_the_old_one_is_fenced(pg_url: str) ->
             store.save([row], Fence(SCOPE, 5, 1))
     finally:
         store.close()
+
+    config = tmp_path / "agent.yaml"
+    config.write_text(f"alerts:\n  store_url: '{pg_url}'\n")
+    capsys.readouterr()
+    assert main(["alerts", "history", "P1", "--config", str(config)]) == 0  # the CLI reads the shared store too
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert json.loads(line)["alert_id"] == raised.after.alert_id
 
     new_claim.epoch = None  # the partition moved on again: this replica stays silent for P1
     assert new.on_cannot_assess("P1", evidence(**LEADS_OFF)) == []

@@ -59,6 +59,18 @@ ON CONFLICT (alert_id) DO UPDATE SET state = EXCLUDED.state, updated_at = EXCLUD
 """
 
 
+_DDL_LOCK = 0x6563_6763  # advisory lock id ("ecgc"): replicas starting together must not race on CREATE TABLE
+
+
+def ensure_tables(db: psycopg.Connection[tuple[object, ...]], statements: tuple[str, ...]) -> None:
+    """Create what is missing, one replica at a time: ``CREATE TABLE IF NOT EXISTS`` run concurrently on a fresh
+    database fails in one of them (duplicate key in pg_type)."""
+    with db.transaction():
+        db.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
+        for ddl in statements:
+            db.execute(ddl)
+
+
 class StaleEpochError(LifecycleError):
     """A replica that lost its partition tried to write: a newer owner holds a higher epoch."""
 
@@ -80,8 +92,7 @@ class PostgresAlertStore(AlertReads):
         self._lock = threading.Lock()
         try:
             self._db = psycopg.connect(url, autocommit=True, connect_timeout=10)
-            for ddl in _DDL:
-                self._db.execute(ddl)
+            ensure_tables(self._db, _DDL)
         except psycopg.Error as exc:
             raise BrokerError(f"cannot open the PostgreSQL alert store at {self.path}: {exc}") from exc
         self._closed = False

@@ -13,7 +13,7 @@ import threading
 import psycopg
 import structlog
 
-from agent.alerts._pg_store import EPOCHS_DDL, EPOCHS_TABLE
+from agent.alerts._pg_store import EPOCHS_DDL, EPOCHS_TABLE, ensure_tables
 from agent.errors import BrokerError, LifecycleError
 
 __all__ = ["EpochLedger"]
@@ -37,7 +37,7 @@ class EpochLedger:
         self._lock = threading.Lock()
         try:
             self._db = psycopg.connect(url, autocommit=True, connect_timeout=10)
-            self._db.execute(EPOCHS_DDL)
+            ensure_tables(self._db, (EPOCHS_DDL,))
         except psycopg.Error as exc:
             raise BrokerError(f"cannot open the partition epoch ledger at {url.split('@')[-1]}: {exc}") from exc
         self._closed = False

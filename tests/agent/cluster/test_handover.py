@@ -219,6 +219,11 @@ def test_kill_one_replica_the_other_takes_over(
     for p in moved:
         (old_epoch, new_epoch) = before[p]["epoch"], collector.of("forecast", p)[-1]["epoch"]
         assert new_epoch > old_epoch
+        # Held while replaying: the new owner's first forecast reads signal at least as recent as the old owner's last.
+        forecasts = collector.of("forecast", p)
+        last_old = [f for f in forecasts if f["owner"] == victim][-1]
+        first_new = next(f for f in forecasts if f["owner"] == survivor)
+        assert first_new["window"]["end"] >= last_old["window"]["end"], (first_new["window"], last_old["window"])
 
     # Warm-up by replay, and no acknowledged sample lost: the survivor's stream of each moved patient is
     # contiguous (no gap) up to the last chunk the simulator published, and starts well before the kill.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,3 +94,25 @@ def test_new_owner_continues_the_alert_and_the_old_one_is_fenced(
     for s in (old, new):
         s.close()
     ledger.close()
+
+
+@pytest.mark.cluster
+def test_replicas_starting_together_create_the_tables_once(pg_url: str) -> None:
+    """Concurrent CREATE TABLE IF NOT EXISTS on a fresh database fails in one session unless serialised."""
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def open_both() -> None:
+        barrier.wait()
+        try:
+            PostgresAlertStore(pg_url).close()
+            EpochLedger(pg_url, SCOPE, "agent").close()
+        except Exception as exc:  # collected and asserted below: a thread must not swallow it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_both) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []

@@ -25,7 +25,7 @@ import paho.mqtt.client as mqtt
 import structlog
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.daemon import Agent, freeze_startup_heap
+from agent.daemon import Agent, tune_process_for_streaming
 from agent.local_broker import EmbeddedBroker, LocalMosquitto, broker_reachable
 from agent.protocol import Topics
 from agent.settings import Settings
@@ -48,7 +48,7 @@ class DemoOptions:
     json_path: Path | None = None
     backbone: str | None = None
     view_every_s: float = 2.0
-    freeze_heap: bool = True  # the demo owns its process; an in-process caller (a test) shares it and passes False
+    tune_process: bool = True  # the demo owns its process; an in-process caller (a test) shares it and passes False
 
 
 @dataclass(frozen=True)
@@ -216,8 +216,8 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
         watcher.loop_start()
         agent = Agent(demo, clock=lambda: time.monotonic() * options.speed)
         agent.start()
-        if options.freeze_heap:
-            freeze_startup_heap()
+        if options.tune_process:
+            tune_process_for_streaming()
         print(f"model: {agent.model.engine.model_id if agent.model else '-'}")
         publisher = _stream(options, demo, streams)
         started = time.monotonic()

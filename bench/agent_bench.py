@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-from agent.daemon import Agent, freeze_startup_heap
+from agent.daemon import Agent, tune_process_for_streaming
 from agent.local_broker import LocalMosquitto
 from agent.logs import configure_logging
 from agent.protocol import Topics
@@ -53,7 +53,7 @@ def main() -> None:
         load_s = time.perf_counter() - t_load
         assert agent.model is not None
         agent.start()
-        freeze_startup_heap()
+        tune_process_for_streaming()
         records = [
             (
                 f"b{i:03d}",

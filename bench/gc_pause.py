@@ -2,7 +2,7 @@
 
 The agent process imports torch, transformers and the project's model code; every object they create is tracked
 by the cyclic garbage collector, and a full (generation 2) collection walks all of them while holding the GIL, so
-ingest and forecasting stop meanwhile. ``agent.daemon.freeze_startup_heap`` moves them out of its reach once the
+ingest and forecasting stop meanwhile. ``agent.daemon.tune_process_for_streaming`` freezes them once the
 agent has started. This measures both sides in one run.
 
 Usage: python bench/gc_pause.py [--repeats 5]. Writes bench/results/gc_pause.json.
@@ -45,7 +45,7 @@ def main() -> None:
     gc.collect()
     tracked = len(gc.get_objects())
     before = full_collection_ms(args.repeats)
-    agent.daemon.freeze_startup_heap()
+    agent.daemon.tune_process_for_streaming()
     after = full_collection_ms(args.repeats)
     result = {
         "tracked_objects_after_imports": tracked,

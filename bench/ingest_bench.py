@@ -33,7 +33,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent.daemon import Agent, freeze_startup_heap
+from agent.daemon import Agent, tune_process_for_streaming
 from agent.local_broker import LocalMosquitto
 from agent.logs import configure_logging
 from agent.patient import CompletedWindows
@@ -176,7 +176,7 @@ def agent_consumer(port: int, client_id: str, expected_windows: int, timeout: fl
     )
     agent = Agent(settings, sink=sink, with_model=False)
     agent.start()
-    freeze_startup_heap()
+    tune_process_for_streaming()
     done.wait(timeout)
     agent.stop()
     return _summary(got, lat)

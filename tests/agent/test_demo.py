@@ -32,7 +32,7 @@ def test_demo_runs_and_summarises(broker: LocalMosquitto, tmp_path: Path) -> Non
     )
     out = tmp_path / "summary.json"
     options = DemoOptions(
-        patients=4, speed=60.0, minutes=2.5, json_path=out, backbone="tiny-random", view_every_s=1.0, freeze_heap=False
+        patients=4, speed=60.0, minutes=2.5, json_path=out, backbone="tiny-random", view_every_s=1.0, tune_process=False
     )
     summary = run_demo(settings, options)
     assert json.loads(out.read_text()) == summary

@@ -9,13 +9,16 @@ whose onset probability separates a precursor from stable sinus turns into the r
 broker, encoder, LM runtime, scheduler and alert policy. Synthetic data only; nothing here is clinical.
 
 Why these records (generate_scenario, 4 min, 250 Hz, leads II and V1, low noise):
-- af_onset seed 11 has the strongest precursor of seeds 0-11 (strength 0.94, PAC burden 18 % at onset) and a
-  precursor of 58 s, about one 60-s horizon: its precursor windows are exactly the windows whose label is "AF
+- af_onset seed 11 has the highest PAC burden at onset of seeds 0-11 (18 % of beats; precursor strength 0.94) and
+  a precursor of 58 s, about one 60-s horizon: its precursor windows are exactly the windows whose label is "AF
   starts within 60 s", so an alert in the precursor is a true positive of the label, not an early guess.
 - sinus_stable seed 1 is stable sinus with a trace of ectopy: the negative class.
-Measured when this test was written (``python -m pytest tests/agent/test_agent_alerts_e2e.py``, this repo's
-2-core machine): training about 50 s; AF onset probability at the runtime about 0.75-0.78 from the precursor
-start (81.6 s) to the onset (139.5 s) and 0.31-0.34 on the stable patient up to 150 s.
+Measured when this test was written (one run of this module with the forecasts printed, on the shared 2-core
+machine under load): training fixture 57-75 s wall (about 45 s CPU), agent run 21 s. In the agent run the
+converting patient's AF onset probability was 0.32-0.50 over the quiet baseline, 0.72-0.78 from the forecast at
+78 s to the end; the alert was raised on the forecast ending at 86 s (p 0.78), 53 s before the onset at 139.5 s;
+the stable patient stayed at 0.31-0.34 over 19 forecasts. Run seeds 1 and 2 (``train_alert_adapter(dir, seed)``)
+separate the same way on strips every 3 s.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ ENCODER = ROOT / "models" / "forecaster" / "encoder.pt"  # the frozen encoder th
 TOPICS = Topics("ecg/v1")
 LEADS = ("II", "V1")
 WINDOW_S = 20  # seconds an LM forecast reads (training windows and llm.window_s)
+SLACK_S = 2  # the runtime's cache holds WINDOW_S to WINDOW_S + SLACK_S seconds: close to the trained length
 HORIZON_S = 60  # the one forecast horizon (training labels and llm.horizons_s)
 REPLAY_S = 150  # signal seconds streamed per patient: past the converting patient's onset at 139.5 s
 SPEED = 8.0  # replay speed; the agent's scheduler runs on the same accelerated clock
@@ -98,10 +102,10 @@ class AlertModel:
     run_dir: Path
 
 
-@pytest.fixture(scope="module")
-def alert_model(tmp_path_factory: pytest.TempPathFactory) -> AlertModel:
+def train_alert_adapter(run_dir: Path, seed: int = 0) -> AlertModel:
     """Train the tiny-random backbone's adapter (LoRA q/v/o r 16, projector, ECG special tokens) through the real
-    Trainer, stage 5, on strips prepared and labelled by the training code (cut_strip, forecast_item)."""
+    Trainer, stage 5, on strips prepared and labelled by the training code (cut_strip, forecast_item). ``seed`` is
+    the run seed (adapter init, sample order): other seeds check that the fit does not hinge on one trajectory."""
     from llm_runtime.prompts import questions_for
     from training.config import CurriculumConfig, StageConfig, load_stage
     from training.dataset import Item
@@ -128,6 +132,7 @@ def alert_model(tmp_path_factory: pytest.TempPathFactory) -> AlertModel:
         {
             "name": "tiny-alerts-e2e",
             "backbone": "tiny-random",
+            "seed": seed,
             "encoder_weights": str(ENCODER),
             "horizons_s": [HORIZON_S],
             "forecast_leads": [lead.lower() for lead in LEADS],
@@ -154,7 +159,6 @@ def alert_model(tmp_path_factory: pytest.TempPathFactory) -> AlertModel:
         }
     )
     stages: list[StageConfig] = [load_stage(ref) for ref in run.stages]
-    run_dir = tmp_path_factory.mktemp("tiny-alerts-run")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -163,6 +167,11 @@ def alert_model(tmp_path_factory: pytest.TempPathFactory) -> AlertModel:
     finally:
         torch.set_num_threads(threads)
     return AlertModel(trainer.paths.adapter(), run_dir)
+
+
+@pytest.fixture(scope="module")
+def alert_model(tmp_path_factory: pytest.TempPathFactory) -> AlertModel:
+    return train_alert_adapter(tmp_path_factory.mktemp("tiny-alerts-run"))
 
 
 # --- one run of broker + simulator + agent ----------------------------------------------------------------------
@@ -174,8 +183,10 @@ class Watcher:
     def __init__(self, port: int) -> None:
         self._lock = threading.Lock()
         self._messages: list[tuple[str, str, dict[str, Any]]] = []
+        self.subscribed = threading.Event()  # alerts are not retained: nothing may be published before this
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"watch-{uuid.uuid4().hex[:6]}")
         self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda client, userdata, mid, reasons, props: self.subscribed.set()
         self.client.connect("127.0.0.1", port)
         self.client.subscribe([("ecg/v1/+/forecast", 1), ("ecg/v1/+/alert", 1)])
         self.client.loop_start()
@@ -204,18 +215,19 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None
 
 def agent_settings(broker: LocalMosquitto, model: AlertModel, workdir: Path) -> Settings:
     encoder = workdir / "encoder.pt"
-    shutil.copy(ENCODER, encoder)  # ONNX is exported next to it, never over the committed model
+    shutil.copy(ENCODER, encoder)  # copies: a stale ONNX is re-exported here, never over the committed model
+    shutil.copy(ENCODER.with_suffix(".onnx"), encoder.with_suffix(".onnx"))
     return Settings.model_validate(
         {
             "agent_id": "agent-alerts-e2e",
             "mqtt": {"url": broker.url, "client_id": f"agent-{uuid.uuid4().hex[:6]}"},
             "status": {"interval_s": 1.0},
-            "encoder": {"weights_path": str(encoder), "onnx_path": str(workdir / "encoder.onnx")},
+            "encoder": {"weights_path": str(encoder), "onnx_path": str(encoder.with_suffix(".onnx"))},
             "llm": {
                 "backbone": "tiny-random",
                 "adapter_dir": str(model.adapter_dir),
                 "window_s": WINDOW_S,
-                "slack_s": 10,
+                "slack_s": SLACK_S,
                 "horizons_s": [HORIZON_S],
                 "num_threads": 1,
             },
@@ -268,7 +280,7 @@ def alert_run(alert_model: AlertModel, tmp_path_factory: pytest.TempPathFactory)
         agent = Agent(settings, clock=lambda: time.monotonic() * SPEED)
         agent.start()
         try:
-            wait_for(lambda: agent.connection.connected, 60, "the agent to connect")
+            wait_for(lambda: agent.connection.connected and watcher.subscribed.is_set(), 60, "agent and watcher")
             publisher = threading.Thread(target=replay, args=(settings, records), name="simulator", daemon=True)
             publisher.start()
             publisher.join(timeout=REPLAY_S / SPEED + 120)
@@ -281,7 +293,8 @@ def alert_run(alert_model: AlertModel, tmp_path_factory: pytest.TempPathFactory)
             )
             assert agent.alerts is not None
             active = {
-                p: [(str(a.kind), a.arrhythmia, str(a.state)) for a in agent.alerts.active(p.patient_id)] for p in records
+                p: [(str(a.kind), a.arrhythmia, str(a.state)) for a in agent.alerts.active(p.patient_id)]
+                for p in records
             }
         finally:
             agent.stop()
@@ -317,9 +330,15 @@ def test_trained_model_separates_precursor_from_stable_sinus(alert_model: AlertM
     threshold = PolicySettings.model_validate({}).af.raise_at
     encoder, _ = load_encoder_weights(ENCODER)
     llm = LlmSettings.model_validate(
-        {"backbone": "tiny-random", "adapter_dir": str(alert_model.adapter_dir), "window_s": WINDOW_S, "slack_s": 10,
-         "horizons_s": [HORIZON_S], "num_threads": 1}
-    )  # fmt: skip
+        {
+            "backbone": "tiny-random",
+            "adapter_dir": str(alert_model.adapter_dir),
+            "window_s": WINDOW_S,
+            "slack_s": SLACK_S,
+            "horizons_s": [HORIZON_S],
+            "num_threads": 1,
+        }
+    )
     engine = ForecastEngine.load(llm, rebuild="inline")
     converting = CONVERTING.record()
     onset = int(onset_s(converting))
@@ -360,7 +379,7 @@ def test_converting_patient_gets_an_af_advisory_before_onset(alert_run: AlertRun
     assert "atrial fibrillation may begin" in alert["explanation"]
     assert alert["evidence"]["hr_bpm"] is not None
     forecast_time = alert["window"]["end_s"]
-    assert alert["window"]["end_s"] - alert["window"]["start_s"] == WINDOW_S
+    assert WINDOW_S <= alert["window"]["end_s"] - alert["window"]["start_s"] <= WINDOW_S + SLACK_S
     assert forecast_time < onset, f"alert rests on signal up to {forecast_time} s, AF starts at {onset:.1f} s"
     # persistence: it was raised on the forecast whose window ends there, with k of the last n over the threshold
     upto = [f for f in alert_run.forecasts[CONVERTING] if f["t_forecast"] <= forecast_time]

@@ -129,9 +129,9 @@ class ModelWorker(WorkerThread):
 
     def step(self) -> None:
         """1 encode, 2 feed caches, 3 observe, 4 schedule, 5 free, 6 cannot-assess, 7 forecast."""
-        t0 = time.perf_counter()
-        if encode_ready(self._ready, self.stage, timeout_s=0.2):  # 1
-            self.stats.encode_s += time.perf_counter() - t0
+        busy_before = self.stage.busy_s
+        encode_ready(self._ready, self.stage, timeout_s=0.2)  # 1
+        self.stats.encode_s += self.stage.busy_s - busy_before  # the wait for windows is not encoder time
         self._feed_new_seconds(self.scheduler.settings.feed_every_s)  # 2
         now = self._clock()
         self.scheduler.observe(self._readiness(), now)  # 3

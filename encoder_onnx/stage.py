@@ -8,6 +8,7 @@ a new segment (stream restart, clock jump) starts a fresh ring, because second i
 from __future__ import annotations
 
 import queue
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +41,7 @@ class EncoderStage:
         self.capacity_s = capacity_s
         self.patients: dict[str, PatientEmbeddings] = {}
         self.windows_encoded = 0
+        self.busy_s = 0.0  # time spent encoding and storing, waits excluded
         self.runs = 0
 
     def _patient(self, completed: CompletedWindows) -> PatientEmbeddings:
@@ -58,6 +60,7 @@ class EncoderStage:
         items = [(c, w) for c in batch for w in c.windows]
         if not items:
             return 0
+        t0 = time.perf_counter()
         windows = np.stack([w.samples for _, w in items])  # (N, 256) mV
         vectors = self.runtime.encode(windows)  # (N, 64)
         for (completed, window), vec in zip(items, vectors, strict=True):
@@ -69,6 +72,7 @@ class EncoderStage:
             state.encoded += 1
         self.windows_encoded += len(items)
         self.runs += 1
+        self.busy_s += time.perf_counter() - t0
         return len(items)
 
     def embedded_seconds(self, patient_id: str) -> int:

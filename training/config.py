@@ -50,6 +50,9 @@ class StageConfig(StrictModel):
         0.0, ge=0, le=1, description="Share of training samples whose second lead reads as absent (zero rows)"
     )
     explain_share: float = Field(0.25, ge=0, le=1, description="Stage 5: share of items training the rationale")
+    positive_weight: float = Field(
+        1.0, ge=1, le=100, description="Stage 5: loss weight of positive answers (onset yes, non-sinus rhythm)"
+    )
 
     @field_validator("leads")
     @classmethod

@@ -137,9 +137,9 @@ class Trainer:
             pickle.dump(items, fh)
         return items
 
-    def sequences(self, items: list[Item]) -> list[TrainSequence]:
+    def sequences(self, items: list[Item], positive_weight: float = 1.0) -> list[TrainSequence]:
         t = self._trainable()
-        return [pack(item, _book(t, item)) for item in items]
+        return [pack(item, _book(t, item), positive_weight=positive_weight) for item in items]
 
     def _trainable(self) -> Trainable:
         if self.t is None:
@@ -243,7 +243,7 @@ class Trainer:
         stage = self.stages[index]
         t = self._trainable()
         items = self.split(index, held_out=False)
-        train = self.sequences(items)
+        train = self.sequences(items, stage.positive_weight)  # the held-out loss stays unweighted
         pool = balanced_pool(items) if stage.balance else list(range(len(items)))
         held_out = self.sequences(select(self.split(index, held_out=True), stage.eval_samples))
         if start_step == 0:

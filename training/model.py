@@ -134,5 +134,8 @@ def sequence_loss(t: Trainable, seq: TrainSequence, drop_leads: tuple[int, ...] 
     hidden = t.model.decode(t.model.embed(packed), packed.meta, packed.meta, None)  # (1, n, hidden)
     where = (seq.targets != IGNORE).nonzero().squeeze(1)
     logits = t.model.logits(hidden[0, where.to(device)])  # (n_answer, vocab)
-    loss = F.cross_entropy(logits, seq.targets[where].to(device), reduction="sum")
+    per_token = F.cross_entropy(logits, seq.targets[where].to(device), reduction="none")
+    if seq.weights is not None:
+        per_token = per_token * seq.weights[where].to(device, per_token.dtype)
+    loss = per_token.sum()
     return loss, int(where.numel())

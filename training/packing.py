@@ -33,6 +33,7 @@ class TrainSequence:
     targets: torch.Tensor  # (n,) int64: token predicted at each position, IGNORE outside answers
     windows: torch.Tensor  # (n_leads, T, 256) float32 mV, the strip the ECG rows come from
     valid: torch.Tensor | None = None  # (n_leads, T) bool: seconds the agent encodes; the others read as zero rows
+    weights: torch.Tensor | None = None  # (n,) float: loss weight per position (None: 1 for every answer token)
 
     @property
     def n_answer_tokens(self) -> int:
@@ -47,12 +48,14 @@ class _Writer:
         self.ecg_dim = ecg_dim
         self.predictors: list[int] = []
         self.answer_ids: list[int] = []
+        self.answer_weights: list[float] = []
 
-    def text(self, ids: list[int], learn: bool = False) -> None:
+    def text(self, ids: list[int], learn: bool = False, weight: float = 1.0) -> None:
         for ident in ids:
             if learn:
                 self.predictors.append(len(self.builder) - 1)
                 self.answer_ids.append(ident)
+                self.answer_weights.append(weight)
             self.builder.text([ident])
 
     def block(self, strip: Strip) -> None:
@@ -68,7 +71,11 @@ class _Writer:
         targets = torch.full((packed.length,), IGNORE, dtype=torch.long)
         targets[torch.tensor(self.predictors, dtype=torch.long)] = torch.tensor(self.answer_ids, dtype=torch.long)
         valid = None if strip.valid is None else torch.from_numpy(strip.valid)
-        return TrainSequence(packed, targets, torch.from_numpy(strip.windows), valid)
+        weights = None
+        if any(w != 1.0 for w in self.answer_weights):
+            weights = torch.ones(packed.length)
+            weights[torch.tensor(self.predictors, dtype=torch.long)] = torch.tensor(self.answer_weights)
+        return TrainSequence(packed, targets, torch.from_numpy(strip.windows), valid, weights)
 
 
 def _leads_line(strip: Strip) -> str:
@@ -92,8 +99,12 @@ def pack_dialogue(item: Dialogue, book: PromptBook, ecg_dim: int = 64) -> TrainS
     return w.finish(strip)
 
 
-def pack_forecast(item: ForecastItem, book: PromptBook, ecg_dim: int = 64) -> TrainSequence:
-    """Stage 5 in the runtime's exact prompt: scored answers on branches, or the explanation prompt."""
+def pack_forecast(
+    item: ForecastItem, book: PromptBook, ecg_dim: int = 64, positive_weight: float = 1.0
+) -> TrainSequence:
+    """Stage 5 in the runtime's exact prompt: scored answers on branches, or the explanation prompt. Answer tokens
+    of a positive (an onset "yes", a non-sinus rhythm) weigh ``positive_weight`` in the loss: most answers are
+    "no" and "sinus", and an unweighted loss is won by always giving them."""
     strip = item.strip
     if strip.leads != book.leads:
         raise ValueError(f"stage-5 strip leads {strip.leads} differ from the prompt book's {book.leads}")
@@ -110,9 +121,14 @@ def pack_forecast(item: ForecastItem, book: PromptBook, ecg_dim: int = 64) -> Tr
         w.builder.branch(qi)
         w.text(book.answer_prefix(qi))
         w.builder.branch(qi, answer)
-        w.text(book.ids(question.option_texts[answer]), learn=True)
+        positive = question.options[answer] not in ("no", "sinus")
+        w.text(book.ids(question.option_texts[answer]), learn=True, weight=positive_weight if positive else 1.0)
     return w.finish(strip)
 
 
-def pack(item: Dialogue | ForecastItem, book: PromptBook, ecg_dim: int = 64) -> TrainSequence:
-    return pack_forecast(item, book, ecg_dim) if isinstance(item, ForecastItem) else pack_dialogue(item, book, ecg_dim)
+def pack(
+    item: Dialogue | ForecastItem, book: PromptBook, ecg_dim: int = 64, positive_weight: float = 1.0
+) -> TrainSequence:
+    if isinstance(item, ForecastItem):
+        return pack_forecast(item, book, ecg_dim, positive_weight)
+    return pack_dialogue(item, book, ecg_dim)

@@ -14,7 +14,8 @@ from tests.training.conftest import write_curriculum
 from training.config import load_curriculum
 from training.dataset import build_split
 from training.loop import BALANCE_SHARE, Trainer, balanced_pool, dropped_leads
-from training.model import build_trainable, ecg_rows
+from training.model import build_trainable, ecg_rows, sequence_loss
+from training.packing import IGNORE, pack_forecast
 from training.samples import cut_strip
 from training.tasks import ForecastItem, forecast_item
 
@@ -118,3 +119,24 @@ def test_a_checkpoint_exports_as_an_adapter(tmp_path: Path) -> None:
     data = torch.load(path, weights_only=True)
     assert data["extra"]["version"] == "tiny/forecast-step2"
     torch.testing.assert_close(data["llava_proj"]["weight"], saved["ecg_lm.llava_proj.weight"])
+
+
+def test_positive_answers_weigh_more_in_the_loss(tmp_path: Path) -> None:
+    run, _ = load_curriculum(write_curriculum(tmp_path))
+    t = build_trainable(run, torch.device("cpu"))
+    record = generate_scenario("af_onset", seed=4, minutes=3, leads=("II", "V1"), noise="low")
+    at = int(record.onsets["AF"]) - 10  # AF starts within the 30-s horizon: rhythm AF, onset "yes" for AF
+    item = forecast_item(record, cut_strip(record, at, 8), t.forecast_book.questions, explain=False)
+    plain, weighted = pack_forecast(item, t.forecast_book), pack_forecast(item, t.forecast_book, positive_weight=3.0)
+    assert plain.weights is None and weighted.weights is not None
+    learned = (weighted.targets != IGNORE).nonzero().squeeze(1)
+    heavy = {int(i) for i in learned if float(weighted.weights[i]) == 3.0}
+    yes = set(t.forecast_book.ids(" yes"))
+    assert heavy and all(int(weighted.targets[i]) not in set(t.forecast_book.ids(" no")) for i in heavy)
+    assert any(int(weighted.targets[i]) in yes for i in heavy)
+    assert float(weighted.weights.sum()) == weighted.weights.numel() + 2.0 * len(heavy)  # the rest weigh 1
+    t.train(False)
+    with torch.no_grad():
+        base, _ = sequence_loss(t, plain)
+        more, _ = sequence_loss(t, weighted)
+    assert float(more) > float(base)

@@ -268,7 +268,7 @@ def test_bad_inputs_raise_signal_error_naming_the_parameter(call: object, param:
 def test_exports() -> None:
     assert set(am.__all__) == {
         "BeatFeatures", "ClassifierConfig", "DetectorConfig", "Measurements", "QualityConfig",
-        "classify_beats", "detect_qrs", "measure", "measure_leads",
+        "analyse_lead", "classify_beats", "detect_qrs", "measure", "measure_leads",
     }  # fmt: skip
     for name in am.__all__:
         assert getattr(am, name) is not None

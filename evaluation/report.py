@@ -155,6 +155,8 @@ def _plot_lines(results: dict[str, Any], out: Path) -> None:
             }
             series.append((f"{method} ({set_name})", style, res))
     horizons = sorted({int(k.split("_h")[1]) for _, _, r in series for k in r["cells"]})
+    if not horizons:  # a replay-only run (--lm-windows "" and no cheap method): nothing to plot
+        return
     fig, axes = plt.subplots(1, len(horizons), figsize=(4 * len(horizons), 3.8), sharey=True, squeeze=False)
     for ax, h in zip(axes[0], horizons, strict=True):
         for label, style, res in series:

@@ -63,7 +63,7 @@ class OnsetCalibration:
 
     @staticmethod
     def from_meta(meta: Mapping[str, Any]) -> OnsetCalibration | None:
-        """The adapter's calibration (``adapter.json`` / the checkpoint's ``extra``), None when it has none; a
+        """The adapter's calibration (``adapter.json``), None when it has none; a
         malformed one is an error naming the bad entry, never silently ignored."""
         raw = meta.get("calibration")
         if raw is None:

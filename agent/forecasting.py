@@ -157,9 +157,9 @@ class ModelWorker(WorkerThread):
         """
         t0 = time.perf_counter()
         runner = self.engine.runner
-        for pid, state in self.stage.patients.items():
-            if only is not None and pid not in only:
-                continue
+        patients = self.stage.patients
+        chosen = patients.items() if only is None else ((pid, patients[pid]) for pid in only if pid in patients)
+        for pid, state in chosen:
             feed = self._feeds.get(pid)
             if feed is None or feed.segment != state.segment:
                 runner.finish([pid])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,7 +122,7 @@ class PatientStream:
             else:
                 self._apply(decision, update, own)
         if batch is None:
-            self.complete(update, own.run(), self.last_seen_wall or 0.0)
+            self.complete(update, own.run(), time.time())
         return update
 
     def accept(

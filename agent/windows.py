@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -337,12 +337,17 @@ class WindowBatch:
         zi = np.concatenate([b.assembler.take_state(b.x) for b in group], axis=1)
         x = np.concatenate([b.x for b in group]) if len(group) > 1 else group[0].x
         y, zf = sps.sosfilt(group[0].assembler.sos, x, axis=-1, zi=zi)
-        row = 0
-        for b in group:
-            rows = slice(row, row + len(b.x))
+        for b, rows in zip(group, _row_spans(len(b.x) for b in group), strict=True):
             b.assembler.put_state(np.ascontiguousarray(zf[:, rows]))
             self._seconds[b.ticket] += b.assembler.cut(b.x, y[rows], None)
-            row += len(b.x)
+
+
+def _row_spans(counts: Iterable[int]) -> Iterator[slice]:
+    """Row slices of consecutive blocks with these row counts, in an array that stacks them."""
+    row = 0
+    for n in counts:
+        yield slice(row, row + n)
+        row += n
 
 
 def _finish_seconds(seconds: list[_Second]) -> list[list[Window]]:
@@ -354,19 +359,14 @@ def _finish_seconds(seconds: list[_Second]) -> list[list[Window]]:
         raw = np.concatenate([seconds[i].raw for i in idx])
         filtered = np.concatenate([seconds[i].filtered for i in idx])
         measured = assess_window(raw, a.fs, a.quality, filtered)
-        row = 0
-        for i in idx:
-            n_leads = len(seconds[i].defects)
-            reasons[i] = [d or m for d, m in zip(seconds[i].defects, measured[row : row + n_leads], strict=True)]
-            row += n_leads
+        for i, rows in zip(idx, _row_spans(len(seconds[i].defects) for i in idx), strict=True):
+            reasons[i] = [d or m for d, m in zip(seconds[i].defects, measured[rows], strict=True)]
     for idx in _groups(seconds, lambda s: (s.filtered.shape[1], s.assembler.n_out)):
         n, n_out = seconds[idx[0]].filtered.shape[1], seconds[idx[0]].assembler.n_out
         stacked = np.concatenate([seconds[i].filtered for i in idx])
         out = resample_window(stacked, n_out) if n >= 2 else np.zeros((len(stacked), n_out), np.float32)
-        row = 0
-        for i in idx:
-            samples[i] = out[row : row + len(seconds[i].defects)]
-            row += len(seconds[i].defects)
+        for i, rows in zip(idx, _row_spans(len(seconds[i].defects) for i in idx), strict=True):
+            samples[i] = out[rows]
     return [
         [
             Window(lead, s.second, s.t_start, samples[i][k], reasons[i][k] is None, reasons[i][k])

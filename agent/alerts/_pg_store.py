@@ -128,12 +128,6 @@ class PostgresAlertStore(AlertReads):
                 self._closed = True
                 self._db.close()
 
-    def _query(self, sql: str, params: tuple[object, ...]) -> list[Alert]:
-        with self._lock:
-            self._check_open()
-            rows = self._db.execute(sql, params).fetchall()
-        return [Alert.model_validate_json(body) for (body,) in rows]
-
     def _check_open(self) -> None:
         if self._closed:
             raise LifecycleError(f"alert store {self.path} is closed")

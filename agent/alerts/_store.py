@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -51,14 +52,23 @@ class Fence:
 
 class AlertReads:
     """The read queries both stores share. A subclass names its table, its parameter placeholder and the
-    tie-break of equal ``raised_at``, and runs the SQL in ``_query``."""
+    tie-break of equal ``raised_at``, opens ``_db`` (a DB-API connection: sqlite3 or psycopg) guarded by ``_lock``,
+    and says in ``_check_open`` whether it is still open."""
 
     _table = "alerts"
     _p = "?"
     _tiebreak = "rowid"
+    _lock: threading.Lock
+    _db: Any
+
+    def _check_open(self) -> None:
+        raise NotImplementedError
 
     def _query(self, sql: str, params: tuple[object, ...]) -> list[Alert]:
-        raise NotImplementedError
+        with self._lock:
+            self._check_open()
+            rows = self._db.execute(sql, params).fetchall()
+        return [Alert.model_validate_json(body) for (body,) in rows]
 
     def get(self, alert_id: str) -> Alert | None:
         rows = self._query(f"SELECT body FROM {self._table} WHERE alert_id = {self._p}", (alert_id,))
@@ -131,12 +141,6 @@ class AlertStore(AlertReads):
             if self._state is StoreState.OPENED:
                 self._db.close()
                 self._state = StoreState.CLOSED
-
-    def _query(self, sql: str, params: tuple[object, ...]) -> list[Alert]:
-        with self._lock:
-            self._check_open()
-            rows = self._db.execute(sql, params).fetchall()
-        return [Alert.model_validate_json(body) for (body,) in rows]
 
     def _check_open(self) -> None:
         if self._state is StoreState.CLOSED:

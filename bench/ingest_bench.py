@@ -17,10 +17,12 @@ Writes bench/results/ingest.json.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import multiprocessing as mp
 import platform
 import resource
+import sys
 import threading
 import time
 import uuid
@@ -176,9 +178,12 @@ def agent_consumer(port: int, client_id: str, expected_windows: int, timeout: fl
     )
     agent = Agent(settings, sink=sink, with_model=False)
     agent.start()
+    switch_interval = sys.getswitchinterval()
     tune_process_for_streaming()
     done.wait(timeout)
     agent.stop()
+    sys.setswitchinterval(switch_interval)  # the bare subscriber runs next in this process: as a plain client would
+    gc.unfreeze()
     return _summary(got, lat)
 
 

@@ -18,7 +18,7 @@ from agent.windows import Window, WindowAssembler, WindowBatch
 __all__ = ["CompletedWindows", "PatientStream", "PatientUpdate"]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, slots=True)
 class CompletedWindows:
     """Windows one chunk completed for one patient, handed to the encoder stage."""
 
@@ -28,7 +28,7 @@ class CompletedWindows:
     ready_wall: float  # Unix time the windows became ready
 
 
-@dataclass
+@dataclass(slots=True)
 class PatientUpdate:
     """What the ingest worker must do after a chunk: acknowledge these deliveries, forward these windows.
 
@@ -92,8 +92,10 @@ class PatientStream:
         assert seg is not None
         chunk = placement.delivery.chunk
         samples = chunk.samples
-        invalid = ~np.isfinite(samples) | (np.abs(samples) > self._settings.protocol.max_abs_mv)
-        if invalid.any():
+        limit = self._settings.protocol.max_abs_mv
+        invalid = None
+        if not samples.min() >= -limit or not samples.max() <= limit:  # NaN fails both: two reductions decide
+            invalid = ~(np.abs(samples) <= limit)
             samples = np.where(invalid, np.float32(np.nan), samples)
             self.counters["invalid_samples"] += int(invalid.sum())
         seg.buffer.write(placement.start_index, samples)

@@ -64,8 +64,18 @@ LEAD_SYNONYMS: Final[dict[str, str]] = {
 """Lead names seen in the wild (MIT-BIH 'MLII', Holter 'ECG1', …) mapped to canonical names."""
 
 
+_LEADS_AS_SENT: Final[dict[str, str]] = {
+    **{canonical: canonical for canonical in LEAD_SYNONYMS.values()},
+    **{key.upper(): canonical for key, canonical in LEAD_SYNONYMS.items()},
+}
+"""Exact spellings devices send most (canonical and upper-case names): one dict lookup per lead per message."""
+
+
 def canonical_lead(name: str) -> str:
     """Return the canonical lead name, e.g. ``canonical_lead("MLII") == "II"``; unknown names are refused."""
+    exact = _LEADS_AS_SENT.get(name)
+    if exact is not None:
+        return exact
     key = name.strip().lower()
     if key not in LEAD_SYNONYMS:
         raise ProtocolError("unknown_lead", f"lead {name!r} is not a known ECG lead name", field="leads")
@@ -128,9 +138,13 @@ class PayloadLimits:
     max_fs: float = 1000.0
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, slots=True)
 class WaveChunk:
-    """One validated wave message: a contiguous block of samples for every lead of one stream."""
+    """One validated wave message: a contiguous block of samples for every lead of one stream.
+
+    Treat as immutable. It is a slotted, not a frozen, dataclass, like the other records the ingest path builds
+    per message (a frozen dataclass sets each field through ``object.__setattr__``, ~6x slower to construct).
+    """
 
     patient_id: str
     stream_id: str
@@ -143,6 +157,9 @@ class WaveChunk:
     @property
     def n_samples(self) -> int:
         return int(self.samples.shape[1])
+
+
+_JSON: Final = json.JSONDecoder()
 
 
 def _require(obj: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
@@ -193,11 +210,15 @@ def _decode_samples(obj: dict[str, Any], n_leads: int, limits: PayloadLimits) ->
 
 
 def decode_wave(payload: bytes, limits: PayloadLimits, topic_patient_id: str | None = None) -> WaveChunk:
-    """Parse and validate one wave payload; raise ProtocolError naming the first problem found."""
+    """Parse and validate one wave payload; raise ProtocolError naming the first problem found.
+
+    ``topic_patient_id`` is the id from the message's topic, already checked against :data:`PATIENT_ID_PATTERN`
+    (:meth:`Topics.patient_of`); the payload's id must equal it.
+    """
     if len(payload) > limits.max_payload_bytes:
         raise ProtocolError("oversize", f"payload of {len(payload)} bytes exceeds {limits.max_payload_bytes}")
     try:
-        obj = json.loads(payload)
+        obj = _JSON.decode(payload.decode("utf-8"))  # json.loads minus its encoding sniffing: the protocol is UTF-8
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProtocolError("bad_json", f"payload is not JSON: {exc}") from exc
     if not isinstance(obj, dict):
@@ -206,7 +227,7 @@ def decode_wave(payload: bytes, limits: PayloadLimits, topic_patient_id: str | N
     if schema != SCHEMA_WAVE:
         raise ProtocolError("unknown_schema", f"schema {schema[:40]!r} is not {SCHEMA_WAVE!r}", field="schema")
     patient_id = _require(obj, "patient_id", str)
-    if not PATIENT_ID_PATTERN.match(patient_id):
+    if patient_id != topic_patient_id and not PATIENT_ID_PATTERN.match(patient_id):  # the topic's id was checked
         raise ProtocolError("bad_patient_id", f"patient_id {patient_id[:80]!r} is not allowed", "patient_id")
     if topic_patient_id is not None and patient_id != topic_patient_id:
         raise ProtocolError("patient_mismatch", f"payload {patient_id!r} != topic {topic_patient_id!r}", "patient_id")

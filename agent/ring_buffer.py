@@ -41,8 +41,11 @@ class RingBuffer:
         if n > self.capacity:
             block, start_index, n = block[:, -self.capacity :], start_index + n - self.capacity, self.capacity
         pos = start_index % self.capacity
-        first = min(n, self.capacity - pos)
-        self._data[:, pos : pos + first] = block[:, :first]
+        if pos + n <= self.capacity:  # no wrap: one copy
+            self._data[:, pos : pos + n] = block
+            return
+        first = self.capacity - pos
+        self._data[:, pos:] = block[:, :first]
         self._data[:, : n - first] = block[:, first:]
 
     def write(self, start_index: int, block: npt.NDArray[np.float32]) -> None:

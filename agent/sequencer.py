@@ -17,7 +17,7 @@ from agent.protocol import WaveChunk
 __all__ = ["Delivery", "Drop", "Placement", "SegmentStart", "Sequencer"]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, slots=True)
 class Delivery:
     """A validated chunk plus its MQTT delivery handle, acknowledged once the chunk is safely handled."""
 
@@ -32,7 +32,7 @@ class DropReason(StrEnum):
     LATE = "late"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Drop:
     delivery: Delivery
     reason: DropReason
@@ -48,7 +48,7 @@ class SegmentStart:
     leads: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Placement:
     delivery: Delivery
     start_index: int  # absolute sample index on the current segment clock

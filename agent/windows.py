@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,9 +35,9 @@ __all__ = [
 FloatArray = npt.NDArray[np.float32]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, slots=True)
 class Window:
-    """One completed lead-second, ready for the encoder."""
+    """One completed lead-second, ready for the encoder. Treat as immutable (slotted for speed, see WaveChunk)."""
 
     lead: str
     second: int  # index from the segment origin: covers samples [ceil(second*fs), ceil((second+1)*fs))
@@ -156,6 +156,7 @@ class WindowAssembler:
         self._zi = np.zeros((n_sections, len(leads), 2))
         self._zi_unit = _steady_state(fs, windows)
         self._needs_init = np.ones(len(leads), bool)
+        self._restarting = True  # some lead's filter must start afresh: saves a numpy call per block otherwise
         self._next_index = 0
         self._second = 0
         self._raw: list[npt.NDArray[np.float64]] = []
@@ -186,6 +187,7 @@ class WindowAssembler:
             raise SignalError(f"start_index {start_index} < expected {self._next_index}")
         out = [self._take_second(complete=False)] if self._raw else []
         self._needs_init[:] = True
+        self._restarting = True
         self._second = math.floor(start_index / self.fs)
         while math.ceil(self._second * self.fs) > start_index:
             self._second -= 1
@@ -197,8 +199,10 @@ class WindowAssembler:
 
     def take_state(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Filter state ``(n_sections, n_leads, 2)`` for block ``x``, initialising leads that (re)start with it."""
-        for lead in np.flatnonzero(self._needs_init):
-            self._init_state(int(lead), float(x[lead, 0]))
+        if self._restarting:
+            for lead in np.flatnonzero(self._needs_init):
+                self._init_state(int(lead), float(x[lead, 0]))
+            self._restarting = bool(self._needs_init.any())
         return self._zi
 
     def put_state(self, zf: npt.NDArray[np.float64]) -> None:
@@ -215,6 +219,7 @@ class WindowAssembler:
             for part in np.split(np.arange(x.shape[1]), edges):
                 if bad[lead, part[0]]:
                     self._needs_init[lead] = True
+                    self._restarting = True
                 else:
                     y[lead, part] = self._filter_one(lead, x[lead, part])
         return y
@@ -257,7 +262,7 @@ class WindowAssembler:
         return second
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, slots=True)
 class _Second:
     """The samples of one second of all leads of one assembler, cut and filtered, awaiting its quality verdict."""
 
@@ -270,7 +275,7 @@ class _Second:
     complete: bool  # False: cut short by a gap, never assessed
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, slots=True)
 class _Block:
     assembler: WindowAssembler
     ticket: int
@@ -299,15 +304,17 @@ class WindowBatch:
         assembler: WindowAssembler,
         start_index: int,
         block_mv: npt.NDArray[np.floating],
-        invalid: npt.NDArray[np.bool_],
+        invalid: npt.NDArray[np.bool_] | None,
     ) -> int:
+        """Queue a block; ``invalid`` marks its unusable samples (None or all False: every sample is valid)."""
         if id(assembler) in self._round:
             self._filter_round()  # its previous block first: the filter state chains from block to block
         partial = assembler.begin(start_index)
         ticket = len(self._seconds)
         self._seconds.append(partial)
         x = np.asarray(block_mv, dtype=np.float64)
-        self._round[id(assembler)] = _Block(assembler, ticket, x, invalid if invalid.any() else None)
+        bad = invalid if invalid is not None and invalid.any() else None
+        self._round[id(assembler)] = _Block(assembler, ticket, x, bad)
         return ticket
 
     def run(self) -> list[list[Window]]:
@@ -351,37 +358,41 @@ def _row_spans(counts: Iterable[int]) -> Iterator[slice]:
 
 
 def _finish_seconds(seconds: list[_Second]) -> list[list[Window]]:
-    """Quality verdicts and 256-sample resampling for many seconds, stacked per (rate, length) to save calls."""
-    reasons: list[list[str | None]] = [["gap"] * len(s.defects) for s in seconds]
-    samples: list[FloatArray] = [np.zeros((0,), np.float32)] * len(seconds)
-    for idx in _groups(seconds, lambda s: (s.assembler.fs, s.raw.shape[1], id(s.assembler.quality)), complete=True):
-        a = seconds[idx[0]].assembler
-        raw = np.concatenate([seconds[i].raw for i in idx])
-        filtered = np.concatenate([seconds[i].filtered for i in idx])
-        measured = assess_window(raw, a.fs, a.quality, filtered)
-        for i, rows in zip(idx, _row_spans(len(seconds[i].defects) for i in idx), strict=True):
-            reasons[i] = [d or m for d, m in zip(seconds[i].defects, measured[rows], strict=True)]
-    for idx in _groups(seconds, lambda s: (s.filtered.shape[1], s.assembler.n_out)):
-        n, n_out = seconds[idx[0]].filtered.shape[1], seconds[idx[0]].assembler.n_out
-        stacked = np.concatenate([seconds[i].filtered for i in idx])
-        out = resample_window(stacked, n_out) if n >= 2 else np.zeros((len(stacked), n_out), np.float32)
-        for i, rows in zip(idx, _row_spans(len(seconds[i].defects) for i in idx), strict=True):
-            samples[i] = out[rows]
-    return [
-        [
-            Window(lead, s.second, s.t_start, samples[i][k], reasons[i][k] is None, reasons[i][k])
-            for k, lead in enumerate(s.assembler.leads)
-        ]
-        for i, s in enumerate(seconds)
-    ]
+    """Quality verdicts and 256-sample resampling for many seconds, stacked per group to save calls.
+
+    A second cut short by a gap is not assessed: all its windows are invalid with reason "gap".
+    """
+    out: list[list[Window]] = [[] for _ in seconds]
+    for idx in _groups(seconds):
+        first = seconds[idx[0]]
+        a = first.assembler
+        filtered = np.concatenate([seconds[i].filtered for i in idx]) if len(idx) > 1 else first.filtered
+        if filtered.shape[1] >= 2:
+            resampled = resample_window(filtered, a.n_out)
+        else:
+            resampled = np.zeros((len(filtered), a.n_out), np.float32)
+        measured: list[str | None] = ["gap"] * len(filtered)
+        if first.complete:
+            raw = np.concatenate([seconds[i].raw for i in idx]) if len(idx) > 1 else first.raw
+            measured = assess_window(raw, a.fs, a.quality, filtered)
+        row = 0
+        for i in idx:
+            s = seconds[i]
+            windows = out[i]
+            for k, lead in enumerate(s.assembler.leads):
+                reason = (s.defects[k] or measured[row]) if s.complete else "gap"
+                windows.append(Window(lead, s.second, s.t_start, resampled[row], reason is None, reason))
+                row += 1
+    return out
 
 
-def _groups(seconds: list[_Second], key: Callable[[_Second], Hashable], complete: bool = False) -> Iterator[list[int]]:
-    """Indexes of ``seconds`` grouped by ``key`` (only complete ones when asked), in chunks of bounded rows."""
+def _groups(seconds: list[_Second]) -> Iterator[list[int]]:
+    """Indexes of ``seconds`` that can be assessed and resampled in one stack (same completeness, rate, length,
+    settings), in chunks of bounded rows."""
     groups: dict[Hashable, list[int]] = {}
     for i, s in enumerate(seconds):
-        if s.complete or not complete:
-            groups.setdefault(key(s), []).append(i)
+        a = s.assembler
+        groups.setdefault((s.complete, a.fs, s.raw.shape[1], id(a.quality), a.n_out), []).append(i)
     for idx in groups.values():
         per_chunk = max(1, _ASSESS_ROWS // len(seconds[idx[0]].defects))
         for k in range(0, len(idx), per_chunk):

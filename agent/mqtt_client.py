@@ -26,6 +26,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.errors import BrokerError, LifecycleError
+from agent.mqtt_socket import BufferedReadClient
 from agent.protocol import SCHEMA_PRESENCE
 from agent.settings import MqttSettings
 
@@ -108,7 +109,7 @@ class MqttConnection:
         self.withheld = 0
         v5 = settings.protocol == "5"
         self._v5 = v5
-        self._client = mqtt.Client(
+        self._client = BufferedReadClient(
             CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,

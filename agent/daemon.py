@@ -25,7 +25,8 @@ import structlog
 
 from agent.alerts import Ack, AlertService, build_evidence, decode_ack
 from agent.errors import ConfigError, ProtocolError
-from agent.ingest import Rejection, WaveIngest
+from agent.inbox import IngestInbox
+from agent.ingest import WaveIngest
 from agent.ingest_worker import IngestWorker, WindowSink
 from agent.logs import configure_logging
 from agent.mqtt_client import MqttConnection
@@ -111,7 +112,7 @@ class Agent:
         self.settings = settings
         self.topics = Topics(settings.protocol.topic_prefix)
         self.metrics = AgentMetrics(self.metrics_snapshot)
-        self.inbox: queue.Queue[Delivery | Rejection] = queue.Queue(maxsize=settings.mqtt.receive_maximum)
+        self.inbox = IngestInbox(maxsize=settings.mqtt.receive_maximum)
         self.connection = MqttConnection(settings.mqtt, self.topics.presence(settings.agent_id), settings.agent_id)
         self.ingest: WaveIngest | None = None
         self.cluster: ClusterReplica | None = None

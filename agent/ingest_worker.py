@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import queue
 import threading
 import time
 from collections import Counter
@@ -16,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
+from agent.inbox import IngestInbox
 from agent.ingest import Rejection
 from agent.mqtt_client import MqttConnection
 from agent.patient import CompletedWindows, PatientStream, PatientUpdate
@@ -60,7 +60,7 @@ class IngestWorker(WorkerThread):
         self,
         settings: Settings,
         connection: MqttConnection,
-        inbox: queue.Queue[Delivery | Rejection],
+        inbox: IngestInbox,
         sink: WindowSink,
     ) -> None:
         self._settings = settings
@@ -82,15 +82,7 @@ class IngestWorker(WorkerThread):
     def step(self) -> None:
         """Apply every queued item (up to a batch; waiting up to 200 ms for the first), then housekeeping, under the
         ingest lock. Draining in batches lets one filter and one quality call serve every patient in it."""
-        items: list[Delivery | Rejection] = []
-        try:
-            items.append(self._inbox.get(timeout=_HOUSEKEEPING_S))
-            linger_until = time.monotonic() + _LINGER_S
-            while len(items) < _MAX_BATCH:
-                wait = linger_until - time.monotonic()
-                items.append(self._inbox.get(timeout=wait) if wait > 0 else self._inbox.get_nowait())
-        except queue.Empty:
-            pass
+        items = self._inbox.take_batch(_MAX_BATCH, _HOUSEKEEPING_S, _LINGER_S)
         with self.lock:
             self.handle_batch(items)
             self.housekeeping(time.monotonic())

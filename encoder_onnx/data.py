@@ -9,17 +9,37 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 import structlog
 
-__all__ = ["DataSpec", "WindowSet", "beat_class_of_windows", "build_window_set", "load_or_build"]
+if TYPE_CHECKING:
+    from simulators.records import AnnotatedRecord
+
+__all__ = [
+    "DataSpec",
+    "Patient",
+    "RecordCut",
+    "WindowSet",
+    "beat_class_of_windows",
+    "build_window_set",
+    "cut_lead_seconds",
+    "load_or_build",
+    "patient_columns",
+    "synthetic_patient",
+]
 
 log = structlog.get_logger(__name__)
+
+RecordCut: TypeAlias = Callable[["DataSpec", int], dict[str, npt.NDArray[np.generic]]]
+"""Cuts patient ``k`` of a spec into the fields of a :class:`WindowSet` (module-level, so worker processes can run
+it)."""
 
 
 @dataclass(frozen=True)
@@ -39,15 +59,17 @@ class DataSpec:
 
 @dataclass(frozen=True, eq=False)
 class WindowSet:
-    """Flat arrays over all lead-seconds of all records."""
+    """Flat arrays over all windows of all records: lead-seconds (:func:`cut_lead_seconds`), or other cuts such as
+    the beat-centred windows of ``encoder_onnx.beat_probe``."""
 
     windows: npt.NDArray[np.float32]  # (N, 256) filtered mV
     valid: npt.NDArray[np.bool_]  # (N,) signal-quality verdict of the agent
     record: npt.NDArray[np.int32]  # (N,) record index (patient)
     lead: npt.NDArray[np.int32]  # (N,) index into DataSpec.leads
-    second: npt.NDArray[np.int32]  # (N,) second within the record
+    second: npt.NDArray[np.int32]  # (N,) second within the record (beat-centred: the second holding the beat)
     rhythm: npt.NDArray[np.str_]  # (N,) rhythm aux at the window centre, e.g. "(N", "(AFIB"
-    beat: npt.NDArray[np.str_]  # (N,) "V" if a PVC starts in the window, else "A" if a PAC does, else "N"
+    beat: npt.NDArray[np.str_]  # (N,) lead-second: "V" if a PVC starts in it, else "A" if a PAC does, else "N";
+    # beat-centred: the class of the centred beat
     noise: npt.NDArray[np.str_]  # (N,) record noise level
     scenario: npt.NDArray[np.str_]  # (N,) scenario name
     fs: npt.NDArray[np.float32]  # (N,) record sampling rate
@@ -65,8 +87,19 @@ def beat_class_of_windows(
     return out
 
 
-def _record_windows(spec: DataSpec, k: int) -> dict[str, npt.NDArray[np.generic]]:
-    from agent.windows import preprocess_record
+@dataclass(frozen=True, eq=False)
+class Patient:
+    """Synthetic patient ``k`` of a spec: its record and the draws that made it."""
+
+    record: AnnotatedRecord
+    lead_idx: npt.NDArray[np.int64]  # (2,) sorted indexes into DataSpec.leads, the record's leads in order
+    scenario: str
+    noise: str
+
+
+def synthetic_patient(spec: DataSpec, k: int) -> Patient:
+    """Patient ``k``: scenario and noise level by ``k``, lead pair and fs drawn from ``[spec.seed, k]``, record seed
+    ``spec.seed + k``. Every cut of a spec sees the same patients."""
     from simulators.scenarios import SCENARIO_NAMES, generate_scenario
 
     rng = np.random.default_rng([spec.seed, k])
@@ -76,6 +109,28 @@ def _record_windows(spec: DataSpec, k: int) -> dict[str, npt.NDArray[np.generic]
     noise = spec.noise_levels[(k // len(SCENARIO_NAMES)) % len(spec.noise_levels)]
     leads = tuple(spec.leads[i] for i in lead_idx)
     rec = generate_scenario(scenario, seed=spec.seed + k, minutes=spec.minutes, fs=fs, leads=leads, noise=noise)
+    return Patient(rec, lead_idx, scenario, noise)
+
+
+def patient_columns(k: int, patient: Patient, lead: npt.NDArray[np.int32]) -> dict[str, npt.NDArray[np.generic]]:
+    """The per-patient fields of a :class:`WindowSet` for windows of leads ``lead`` (one DataSpec.leads index per
+    window) of patient ``k``."""
+    n = len(lead)
+    return {
+        "record": np.full(n, k, dtype=np.int32),
+        "lead": lead.astype(np.int32),
+        "noise": np.full(n, patient.noise),
+        "scenario": np.full(n, patient.scenario),
+        "fs": np.full(n, patient.record.fs, dtype=np.float32),
+    }
+
+
+def cut_lead_seconds(spec: DataSpec, k: int) -> dict[str, npt.NDArray[np.generic]]:
+    """Patient ``k`` cut as the agent cuts it: every complete lead-second, with the agent's validity verdict."""
+    from agent.windows import preprocess_record
+
+    patient = synthetic_patient(spec, k)
+    rec = patient.record
     pre = preprocess_record(np.asarray(rec.p_signal), rec.fs)
     n_sig, n_sec, n_out = pre.windows.shape
     centres = np.ceil((np.arange(n_sec) + 0.5) * rec.fs).astype(np.int64)
@@ -86,38 +141,39 @@ def _record_windows(spec: DataSpec, k: int) -> dict[str, npt.NDArray[np.generic]
     return {
         "windows": pre.windows.reshape(n_sig * n_sec, n_out),  # (n_sig, n_sec, 256) -> (n_sig*n_sec, 256)
         "valid": pre.valid.reshape(-1),
-        "record": np.full(n_sig * n_sec, k, dtype=np.int32),
-        "lead": np.repeat(lead_idx.astype(np.int32), n_sec),
         "second": np.tile(np.arange(n_sec, dtype=np.int32), n_sig),
         "rhythm": np.tile(rhythm, n_sig),
         "beat": np.tile(beats, n_sig),
-        "noise": np.full(n_sig * n_sec, noise),
-        "scenario": np.full(n_sig * n_sec, scenario),
-        "fs": np.full(n_sig * n_sec, fs, dtype=np.float32),
+        **patient_columns(k, patient, np.repeat(patient.lead_idx.astype(np.int32), n_sec)),
     }
 
 
-def build_window_set(spec: DataSpec, workers: int = 1) -> WindowSet:
-    """Generate and preprocess ``spec.n_records`` synthetic records (deterministic from ``spec.seed``)."""
+def build_window_set(spec: DataSpec, workers: int = 1, cut: RecordCut = cut_lead_seconds) -> WindowSet:
+    """Generate ``spec.n_records`` synthetic records (deterministic from ``spec.seed``) and cut each with ``cut``."""
     from tqdm import tqdm
 
     ks = range(spec.n_records)
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
-            parts = list(tqdm(pool.map(_record_windows, [spec] * len(ks), ks, chunksize=4), total=len(ks), desc="data"))
+            parts = list(tqdm(pool.map(cut, [spec] * len(ks), ks, chunksize=4), total=len(ks), desc="data"))
     else:
-        parts = [_record_windows(spec, k) for k in tqdm(ks, desc="data", disable=len(ks) < 20)]
+        parts = [cut(spec, k) for k in tqdm(ks, desc="data", disable=len(ks) < 20)]
     fields = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
     return WindowSet(**fields)
 
 
-def load_or_build(spec: DataSpec, cache_dir: Path, workers: int = 1) -> WindowSet:
-    """The window set for ``spec``, cached as ``cache_dir/windows-<spec key>.npz``."""
-    path = cache_dir / f"windows-{spec.key()}.npz"
+def load_or_build(
+    spec: DataSpec, cache_dir: Path, workers: int = 1, cut: RecordCut = cut_lead_seconds, stem: str = "windows"
+) -> WindowSet:
+    """The window set for ``spec`` cut by ``cut``, cached as ``cache_dir/<stem>-<spec key>.npz``.
+
+    ``stem`` names the cut: each cut of the same spec needs its own (the lead-second set is ``windows``).
+    """
+    path = cache_dir / f"{stem}-{spec.key()}.npz"
     if path.exists():
         with np.load(path) as data:
             return WindowSet(**{name: data[name] for name in data.files})
-    data_set = build_window_set(spec, workers)
+    data_set = build_window_set(spec, workers, cut)
     cache_dir.mkdir(parents=True, exist_ok=True)
     np.savez(path, **{name: getattr(data_set, name) for name in WindowSet.__dataclass_fields__})
     log.info("window_set_cached", path=str(path), n_windows=len(data_set.windows))

@@ -1,11 +1,17 @@
 """Evaluation of a pretrained encoder on held-out synthetic patients: reconstruction error and linear probes.
 
 All numbers come from the synthetic scenario generator (held-out seeds) and say nothing about clinical ECG.
+``python main.py train encoder --out RUN --eval-only`` evaluates a training run (it needs RUN/ckpt.pt for the
+decoder); ``python -m encoder_onnx.evaluate --weights FILE --out DIR`` runs the probes alone on an encoder weights
+file, e.g. the shipped one, where the run directory is not at hand.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import shlex
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -14,24 +20,35 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from agent.errors import SignalError
+from agent.errors import EcgcastError, SignalError
+from encoder_onnx.beat_probe import cut_beat_windows
 from encoder_onnx.data import WindowSet, load_or_build
 from encoder_onnx.model import ConvAutoencoder, ConvEncoder
-from encoder_onnx.train import TrainConfig, evaluate_reconstruction, split_records
+from encoder_onnx.settings import DEFAULT_WEIGHTS_PATH
+from encoder_onnx.train import TrainConfig, apply_overrides, evaluate_reconstruction, split_records
+from encoder_onnx.weights import file_sha256, load_encoder_weights
 
 __all__ = [
+    "BEAT_FEATURES",
     "RHYTHM_CLASSES",
     "ProbeResult",
+    "beat_probe_report",
     "embed",
     "evaluate_run",
+    "evaluate_weights",
     "linear_probe",
+    "main",
     "markdown_report",
     "probe_report",
+    "probe_table",
     "reconstruction_table",
 ]
 
 BLOCK_S = 10
 """Seconds pooled per example in the block-level rhythm probe (a single second holds one or two beats)."""
+
+BEAT_FEATURES = "beat-centred 1-s, 64-d"
+"""Feature name of the beat-centred probes (``encoder_onnx.beat_probe``)."""
 
 RHYTHM_CLASSES = {"(N": "sinus", "(SBR": "sinus", "(ST": "sinus", "(AFIB": "AF", "(AFL": "AFL", "(VT": "VT"}
 """The forecast classes. Bigeminy/trigeminy ('(B', '(T') and atrial runs ('(SVTA') are left out of the rhythm probe:
@@ -161,6 +178,11 @@ def _blocks(
     return np.asarray(feats, dtype=np.float32), np.asarray(labels)
 
 
+def _subsample(idx: npt.NDArray[np.int64], size: int, seed: int) -> npt.NDArray[np.int64]:
+    """A seeded sorted subsample of at most ``size`` of ``idx`` (the probes' training examples)."""
+    return np.sort(np.random.default_rng(seed).choice(idx, size=min(size, len(idx)), replace=False))
+
+
 def probe_report(
     encoder: ConvEncoder,
     data: WindowSet,
@@ -175,7 +197,7 @@ def probe_report(
     single second lacks); and 10-s blocks of both leads (384-d). Training examples are a seeded subsample.
     """
     emb = embed(encoder, data.windows)  # (N, 64): every window, so neighbours are available
-    sub = np.sort(np.random.default_rng(seed).choice(train_idx, size=min(max_train, len(train_idx)), replace=False))
+    sub = _subsample(train_idx, max_train, seed)
     ctx_train, sub_ctx = _with_context(data, emb, sub)
     ctx_test, test_ctx = _with_context(data, emb, test_idx)
     results = []
@@ -192,6 +214,61 @@ def probe_report(
     return results
 
 
+def beat_probe_report(
+    encoder: ConvEncoder,
+    beats: WindowSet,
+    split: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
+    *,
+    max_train: int = 30_000,
+    seed: int = 0,
+) -> list[ProbeResult]:
+    """Beat-type (N/A/V) probes on beat-centred windows (``encoder_onnx.beat_probe``): trained on a seeded
+    subsample of ``split[0]`` (training patients), tested on all of ``split[1]`` (held-out patients).
+
+    Two rows: every beat; and beats outside VT runs, where V is an isolated PVC or couplet among sinus beats (in
+    the generator every VT beat is a V, so the first row's V class is mostly VT).
+    """
+    train_idx, test_idx = split
+    sub = _subsample(train_idx, max_train, seed)
+    outside_vt = beats.rhythm != "(VT"  # (N,)
+    results = []
+    for task, rows_train, rows_test in (
+        ("beat type (N/A/V)", sub, test_idx),
+        ("beat type (N/A/V), VT runs excluded", sub[outside_vt[sub]], test_idx[outside_vt[test_idx]]),
+    ):
+        x_train, x_test = embed(encoder, beats.windows[rows_train]), embed(encoder, beats.windows[rows_test])
+        labels = (x_train, beats.beat[rows_train]), (x_test, beats.beat[rows_test])
+        results.append(linear_probe(task, BEAT_FEATURES, *labels))
+    return results
+
+
+def _random_init(config: TrainConfig) -> ConvEncoder:
+    """The baseline: an untrained encoder of the same shape, seeded with the run's seed."""
+    torch.manual_seed(config.seed)
+    return ConvEncoder(config.encoder)
+
+
+def _all_probes(encoder: ConvEncoder, config: TrainConfig, data: WindowSet, beats: WindowSet) -> list[dict[str, Any]]:
+    """Lead-second, neighbourhood, 10-s block and beat-centred probes, held-out patients vs the training ones."""
+    results = probe_report(encoder, data, *split_records(data, config))
+    results += beat_probe_report(encoder, beats, split_records(beats, config))
+    return [asdict(p) for p in results]
+
+
+def _beat_set(config: TrainConfig) -> WindowSet:
+    """Beat-centred windows of the run's patients, cached beside its lead-second window set."""
+    return load_or_build(config.data, config.out_dir / "data", config.workers, cut=cut_beat_windows, stem="beats")
+
+
+def _beat_counts(beats: WindowSet, config: TrainConfig) -> dict[str, dict[str, int]]:
+    """Beat-centred windows per class on each side of the split (before the training subsample)."""
+    train_idx, val_idx = split_records(beats, config)
+    return {
+        side: {str(c): int(n) for c, n in zip(*np.unique(beats.beat[idx], return_counts=True), strict=True)}
+        for side, idx in (("train", train_idx), ("val", val_idx))
+    }
+
+
 def evaluate_run(config: TrainConfig, command: str) -> dict[str, Any]:
     """Held-out reconstruction and probe results of the run in ``config.out_dir``; also written to eval.json.
 
@@ -199,25 +276,57 @@ def evaluate_run(config: TrainConfig, command: str) -> dict[str, Any]:
     """
     torch.set_num_threads(config.threads)
     data = load_or_build(config.data, config.out_dir / "data", config.workers)
+    beats = _beat_set(config)
     train_idx, val_idx = split_records(data, config)
     ckpt = torch.load(config.out_dir / "ckpt.pt", map_location="cpu", weights_only=False)
     model = ConvAutoencoder(config.encoder)
     model.load_state_dict(ckpt["model"])
-    torch.manual_seed(config.seed)
-    random_init = ConvEncoder(config.encoder)
     result = {
         "data": "synthetic scenarios; validation = held-out patients (seeds)",
         "n_train_windows": len(train_idx),
         "n_val_windows": len(val_idx),
         "n_val_records": len(np.unique(data.record[val_idx])),
+        "beat_windows": _beat_counts(beats, config),
         "steps": int(ckpt["step"]),
         "history": ckpt["history"],
         "reconstruction": reconstruction_table(model, data, val_idx),
-        "probes": [asdict(p) for p in probe_report(model.enc, data, train_idx, val_idx)],
-        "probes_random_init": [asdict(p) for p in probe_report(random_init, data, train_idx, val_idx)],
+        "probes": _all_probes(model.enc, config, data, beats),
+        "probes_random_init": _all_probes(_random_init(config), config, data, beats),
         "command": command,
     }
     Path(config.out_dir / "eval.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def evaluate_weights(weights: Path, config: TrainConfig, command: str) -> dict[str, Any]:
+    """The probes of :func:`evaluate_run` for an encoder weights file; also written to ``out_dir/probes.json``.
+
+    For when the training run directory is not at hand (a fresh machine has the shipped ``encoder.pt`` but no
+    ``ckpt.pt``): without the decoder there is no reconstruction table. The patients, split and random-init baseline
+    are those of ``config``; ``same_data_as_training`` records whether its data spec is the one the weights'
+    metadata says they were trained on (held-out patients are held out only then).
+    """
+    torch.set_num_threads(config.threads)
+    encoder, meta = load_encoder_weights(weights)
+    trained_on = meta.get("train_config", {}).get("data")
+    data, beats = load_or_build(config.data, config.out_dir / "data", config.workers), _beat_set(config)
+    train_idx, val_idx = split_records(data, config)
+    result = {
+        "data": "synthetic scenarios; validation = held-out patients (seeds)",
+        "data_spec": json.loads(json.dumps(asdict(config.data))),
+        "same_data_as_training": trained_on == json.loads(json.dumps(asdict(config.data))),
+        "weights": str(weights),
+        "weights_sha256": file_sha256(weights),
+        "n_train_windows": len(train_idx),
+        "n_val_windows": len(val_idx),
+        "n_val_records": len(np.unique(data.record[val_idx])),
+        "beat_windows": _beat_counts(beats, config),
+        "probes": _all_probes(encoder, config, data, beats),
+        "probes_random_init": _all_probes(_random_init(config), config, data, beats),
+        "command": command,
+    }
+    config.out_dir.mkdir(parents=True, exist_ok=True)
+    Path(config.out_dir / "probes.json").write_text(json.dumps(result, indent=2))
     return result
 
 
@@ -230,8 +339,12 @@ def markdown_report(result: dict[str, Any]) -> str:
     for group, key in (("rhythm", "by_rhythm"), ("noise", "by_noise")):
         for value, r in recon[key].items():
             lines.append(f"| {group} | `{value}` | {r['n']} | {r['mse']:.5f} | {r['rel_mse']:.3f} |")
-    lines += [
-        "",
+    return "\n".join([*lines, "", probe_table(result)])
+
+
+def probe_table(result: dict[str, Any]) -> str:
+    """The probes against chance, pretrained rows then random-init rows (of evaluate_run or evaluate_weights)."""
+    lines = [
         "| task | features | encoder | classes | n train / test | accuracy | balanced acc. | macro-F1 "
         "| chance acc. / bal. / F1 | recall per class |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -246,3 +359,28 @@ def markdown_report(result: dict[str, Any]) -> str:
                 + " |"
             )
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m encoder_onnx.evaluate --weights FILE --out DIR [--set KEY=VALUE ...]``: the probes of a weights
+    file (defaults: the shipped encoder on the training run's data spec); prints the probe table."""
+    parser = argparse.ArgumentParser(prog="python -m encoder_onnx.evaluate", description=evaluate_weights.__doc__)
+    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS_PATH, help="encoder .pt (default: shipped)")
+    parser.add_argument("--out", type=Path, required=True, help="directory: data caches and probes.json")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="TrainConfig override"
+    )
+    args = parser.parse_args(argv)
+    command = shlex.join(["python", "-m", "encoder_onnx.evaluate", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        config = apply_overrides(TrainConfig(), [*args.overrides, f"out_dir={args.out}"])
+        result = evaluate_weights(args.weights, config, command)
+    except EcgcastError as exc:
+        print(f"evaluate failed: {exc}", file=sys.stderr)
+        return 1
+    print(probe_table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -106,8 +106,9 @@ class PatientStream:
         if placement.clock_jump:
             self.counters["clock_jumps"] += 1
         update.pending.append((seg.index, batch.add(seg.assembler, placement.start_index, samples, invalid)))
+        n = samples.shape[1]
         for lead in seg.leads:
-            self.samples_received[lead] += chunk.n_samples
+            self.samples_received[lead] += n
         self.counters["chunks"] += 1
         self.last_seq = chunk.seq
         update.handled.append(placement.delivery)

@@ -191,7 +191,9 @@ def _decode_samples(obj: dict[str, Any], n_leads: int, limits: PayloadLimits) ->
         if len(raw) % (2 * n_leads):
             raise ProtocolError("bad_shape", "data_b64 length is not a whole number of int16 frames", "data_b64")
         ints = np.frombuffer(raw, dtype="<i2").reshape(-1, n_leads).T  # (n_samples, n_leads) -> (n_leads, n)
-        return np.multiply(ints, np.float32(scale), order="C")  # int16 x float32 -> float32, one pass
+        samples = ints.astype(np.float32, order="C")  # a plain cast is ~4x cheaper than a casting multiply
+        samples *= np.float32(scale)
+        return samples
     lists = _require(obj, "samples", list)
     if len(lists) != n_leads:
         raise ProtocolError("bad_shape", f"{len(lists)} sample lists for {n_leads} leads", field="samples")

@@ -371,7 +371,7 @@ def _finish_seconds(seconds: list[_Second]) -> list[list[Window]]:
             resampled = resample_window(filtered, a.n_out)
         else:
             resampled = np.zeros((len(filtered), a.n_out), np.float32)
-        measured: list[str | None] = ["gap"] * len(filtered)
+        measured: list[str | None] = []  # only complete seconds are assessed
         if first.complete:
             raw = np.concatenate([seconds[i].raw for i in idx]) if len(idx) > 1 else first.raw
             measured = assess_window(raw, a.fs, a.quality, filtered)

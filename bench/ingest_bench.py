@@ -51,11 +51,13 @@ FS = 250.0
 TOPICS = Topics("ecg/v1")
 
 
-def _payload(patient: str, seq: int, t0: float, encoding: str, samples: np.ndarray) -> bytes:
+def wave_payload(patient: str, seq: int, t0: float, encoding: str, samples: np.ndarray) -> bytes:
+    """One bench wave message: 2 leads at ``FS``, stream id "bench"."""
     return encode_wave(WaveChunk(patient, "bench", seq, t0, FS, ("II", "V1"), samples), encoding)
 
 
-def _samples() -> np.ndarray:
+def sine_samples() -> np.ndarray:
+    """One second of two synthetic sine leads (1.2 Hz), (2, 250) float32 mV: every bench chunk carries it."""
     t = np.arange(int(FS)) / FS
     return np.vstack([np.sin(2 * np.pi * 1.2 * t), 0.5 * np.sin(2 * np.pi * 1.2 * t + 1)]).astype(np.float32)
 
@@ -66,7 +68,7 @@ def publish_realtime(port: int, patients: int, seconds: float, encoding: str, st
     client.max_inflight_messages_set(2000)
     client.connect("127.0.0.1", port)
     client.loop_start()
-    samples = _samples()
+    samples = sine_samples()
     phases = np.arange(patients) / patients
     events = sorted((start_at + s + phases[p], p, s) for s in range(int(seconds)) for p in range(patients))
     for due, p, s in events:
@@ -74,7 +76,7 @@ def publish_realtime(port: int, patients: int, seconds: float, encoding: str, st
         if delay > 0:
             time.sleep(delay)
         t0 = due - 1.0
-        client.publish(TOPICS.wave(f"p{p:05d}"), _payload(f"p{p:05d}", s, t0, encoding, samples), qos=1)
+        client.publish(TOPICS.wave(f"p{p:05d}"), wave_payload(f"p{p:05d}", s, t0, encoding, samples), qos=1)
     time.sleep(2)
     client.loop_stop()
     client.disconnect()
@@ -96,13 +98,13 @@ def preload(port: int, client_id: str, messages: int, encoding: str) -> None:
     pub.max_inflight_messages_set(1000)
     pub.connect("127.0.0.1", port)
     pub.loop_start()
-    samples = _samples()
+    samples = sine_samples()
     n_patients = 500
     infos = []
     for i in range(messages):
         p, s = i % n_patients, i // n_patients
         infos.append(
-            pub.publish(TOPICS.wave(f"d{p:05d}"), _payload(f"d{p:05d}", s, 1.7e9 + s, encoding, samples), qos=1)
+            pub.publish(TOPICS.wave(f"d{p:05d}"), wave_payload(f"d{p:05d}", s, 1.7e9 + s, encoding, samples), qos=1)
         )
     for info in infos:
         info.wait_for_publish(60)

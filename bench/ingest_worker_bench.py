@@ -22,16 +22,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from ingest_bench import FS, sine_samples, wave_payload  # the sibling script: same chunks as its drain test
 
 from agent.daemon import tune_process_for_streaming
 from agent.ingest_worker import IngestWorker
 from agent.logs import configure_logging
-from agent.protocol import PayloadLimits, WaveChunk, decode_wave, encode_wave
+from agent.protocol import PayloadLimits, decode_wave
 from agent.sequencer import Delivery
 from agent.settings import Settings
 
-FS = 250.0
 BATCH = 512  # the running worker's largest batch (agent.ingest_worker._MAX_BATCH)
 RESULTS = Path(__file__).resolve().parent / "results" / "ingest_worker.json"
 
@@ -47,13 +46,12 @@ class _NoBroker:
 
 
 def _payloads(messages: int, patients: int) -> list[tuple[str, bytes]]:
-    t = np.arange(int(FS)) / FS
-    samples = np.vstack([np.sin(2 * np.pi * 1.2 * t), 0.5 * np.sin(2 * np.pi * 1.2 * t + 1)]).astype(np.float32)
+    """The drain test's chunks (``ingest_bench.preload``): patient ``i % patients`` sends second ``i // patients``."""
+    samples = sine_samples()
     out = []
     for i in range(messages):
         pid, second = f"d{i % patients:05d}", i // patients
-        chunk = WaveChunk(pid, "bench", second, 1.7e9 + second, FS, ("II", "V1"), samples)
-        out.append((pid, encode_wave(chunk, "b64")))
+        out.append((pid, wave_payload(pid, second, 1.7e9 + second, "b64", samples)))
     return out
 
 

@@ -317,9 +317,11 @@ def tune_process_for_streaming() -> None:
     - ``gc.freeze()``: with torch and transformers loaded a full collection walks ~440k objects (about 0.3-0.5 s
       on the project's 2-core machine, ``python bench/gc_pause.py``), stalling ingest and forecasting alike.
       Modules, models and configs live as long as the process, so collecting them is wasted work.
-    - GIL switch interval 0.5 ms instead of 5 ms: paho's network thread gives up the GIL on every socket read and
+    - GIL switch interval 0.5 ms instead of 5 ms: paho's network thread gave up the GIL on every socket read and
       then waited up to 5 ms behind the ingest worker's batches, which capped intake below 1,000 patients
-      (steady-state p99 at 1,000 real-time patients ≈ 870 ms → ≈ 280 ms, docs/BENCHMARKS.md).
+      (steady-state p99 at 1,000 real-time patients ≈ 870 ms → ≈ 280 ms, docs/BENCHMARKS.md). Reads are buffered
+      since (``agent.mqtt_socket``), but the thread still releases the GIL at every ``select`` and send; the drain
+      rate measured the same at 0.5, 2 and 5 ms, and the latency figures were not re-measured at 5 ms.
     """
     gc.collect()
     gc.freeze()

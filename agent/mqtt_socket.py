@@ -33,6 +33,7 @@ class ReadBufferedSocket:
 
     def __init__(self, sock: Any, read_size: int = READ_SIZE) -> None:
         self._sock = sock
+        self._inner_pending = getattr(sock, "pending", None)  # TLS sockets buffer decrypted bytes too
         self._read_size = read_size
         self._buf = b""
         self._pos = 0
@@ -49,7 +50,7 @@ class ReadBufferedSocket:
 
     def pending(self) -> int:
         """Bytes readable without the kernel: paho skips ``select`` while this is positive."""
-        inner = self._sock.pending() if hasattr(self._sock, "pending") else 0
+        inner = self._inner_pending() if self._inner_pending is not None else 0
         return len(self._buf) - self._pos + inner
 
     def send(self, data: bytes | bytearray) -> int:

@@ -269,29 +269,37 @@ def _beat_counts(beats: WindowSet, config: TrainConfig) -> dict[str, dict[str, i
     }
 
 
+def _probe_fields(encoder: ConvEncoder, config: TrainConfig) -> tuple[WindowSet, dict[str, Any]]:
+    """The run's lead-second window set, and the report fields :func:`evaluate_run` and :func:`evaluate_weights`
+    share: split sizes, beat-window counts, and every probe for ``encoder`` and for its random-init baseline."""
+    data, beats = load_or_build(config.data, config.out_dir / "data", config.workers), _beat_set(config)
+    train_idx, val_idx = split_records(data, config)
+    return data, {
+        "n_train_windows": len(train_idx),
+        "n_val_windows": len(val_idx),
+        "n_val_records": len(np.unique(data.record[val_idx])),
+        "beat_windows": _beat_counts(beats, config),
+        "probes": _all_probes(encoder, config, data, beats),
+        "probes_random_init": _all_probes(_random_init(config), config, data, beats),
+    }
+
+
 def evaluate_run(config: TrainConfig, command: str) -> dict[str, Any]:
     """Held-out reconstruction and probe results of the run in ``config.out_dir``; also written to eval.json.
 
     The probes are repeated on a random-init encoder of the same shape, so the gain from pretraining is visible.
     """
     torch.set_num_threads(config.threads)
-    data = load_or_build(config.data, config.out_dir / "data", config.workers)
-    beats = _beat_set(config)
-    train_idx, val_idx = split_records(data, config)
     ckpt = torch.load(config.out_dir / "ckpt.pt", map_location="cpu", weights_only=False)
     model = ConvAutoencoder(config.encoder)
     model.load_state_dict(ckpt["model"])
+    data, probes = _probe_fields(model.enc, config)
     result = {
         "data": "synthetic scenarios; validation = held-out patients (seeds)",
-        "n_train_windows": len(train_idx),
-        "n_val_windows": len(val_idx),
-        "n_val_records": len(np.unique(data.record[val_idx])),
-        "beat_windows": _beat_counts(beats, config),
+        **probes,
         "steps": int(ckpt["step"]),
         "history": ckpt["history"],
-        "reconstruction": reconstruction_table(model, data, val_idx),
-        "probes": _all_probes(model.enc, config, data, beats),
-        "probes_random_init": _all_probes(_random_init(config), config, data, beats),
+        "reconstruction": reconstruction_table(model, data, split_records(data, config)[1]),
         "command": command,
     }
     Path(config.out_dir / "eval.json").write_text(json.dumps(result, indent=2))
@@ -308,21 +316,15 @@ def evaluate_weights(weights: Path, config: TrainConfig, command: str) -> dict[s
     """
     torch.set_num_threads(config.threads)
     encoder, meta = load_encoder_weights(weights)
-    trained_on = meta.get("train_config", {}).get("data")
-    data, beats = load_or_build(config.data, config.out_dir / "data", config.workers), _beat_set(config)
-    train_idx, val_idx = split_records(data, config)
+    spec = json.loads(json.dumps(asdict(config.data)))  # as the weights' metadata stores it (tuples as lists)
+    _, probes = _probe_fields(encoder, config)
     result = {
         "data": "synthetic scenarios; validation = held-out patients (seeds)",
-        "data_spec": json.loads(json.dumps(asdict(config.data))),
-        "same_data_as_training": trained_on == json.loads(json.dumps(asdict(config.data))),
+        "data_spec": spec,
+        "same_data_as_training": meta.get("train_config", {}).get("data") == spec,
         "weights": str(weights),
         "weights_sha256": file_sha256(weights),
-        "n_train_windows": len(train_idx),
-        "n_val_windows": len(val_idx),
-        "n_val_records": len(np.unique(data.record[val_idx])),
-        "beat_windows": _beat_counts(beats, config),
-        "probes": _all_probes(encoder, config, data, beats),
-        "probes_random_init": _all_probes(_random_init(config), config, data, beats),
+        **probes,
         "command": command,
     }
     config.out_dir.mkdir(parents=True, exist_ok=True)

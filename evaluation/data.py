@@ -136,7 +136,7 @@ class EvalData:
     def inputs(self, split: str, window_s: int, horizons_s: Sequence[int], cap: int, seed: int) -> set[InputKey]:
         """At most ``cap`` inputs (record, anchor, w) of one window, chosen once for every horizon, so a model
         that forecasts all horizons from one pass (the LM) reads each input once."""
-        rows = [s for h in horizons_s for s in self._by.get((split, window_s, h), [])]
+        rows = self._window_rows(split, window_s, horizons_s)
         return _stratified(sorted({s.key for s in rows}), _tiers(rows), cap, seed)
 
     def input_weights(
@@ -145,10 +145,13 @@ class EvalData:
         """Inverse inclusion probability of each chosen input: (inputs of its tier) / (chosen of its tier). The
         stratified draw keeps rare labels first, so a fit on it (a calibration) must re-weight to the split's own
         label frequencies."""
-        rows = [s for h in horizons_s for s in self._by.get((split, window_s, h), [])]
-        tier = _tiers(rows)
+        tier = _tiers(self._window_rows(split, window_s, horizons_s))
         available, picked = Counter(tier.values()), Counter(tier[k] for k in chosen)
         return {k: available[tier[k]] / picked[tier[k]] for k in chosen}
+
+    def _window_rows(self, split: str, window_s: int, horizons_s: Sequence[int]) -> list[Sample]:
+        """The split's samples of one window over these horizons (one per input and horizon)."""
+        return [s for h in horizons_s for s in self._by.get((split, window_s, h), [])]
 
     def record_ids(self, split: str) -> list[str]:
         return sorted(rid for rid, sp in self._split_of.items() if sp == split)

@@ -197,7 +197,23 @@ class WindowAssembler:
         self._next_index = start_index
         return out
 
-    def take_state(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    def spans_one_second(self, n: int) -> bool:
+        """True when a block of ``n`` samples starting at the next index is exactly the open second, nothing of
+        which has arrived yet: the common case of 1-s chunks, which :class:`WindowBatch` windows without cutting."""
+        if self._raw or n < 2:
+            return False
+        first, end = self._bounds(self._second)
+        return first == self._next_index and end - first == n and not any(self._defect)
+
+    def advance_second(self) -> tuple[int, float]:
+        """Consume the open second whole (see :meth:`spans_one_second`); its index and start time."""
+        second = self._second
+        first, end = self._bounds(second)
+        self._next_index = end
+        self._second += 1
+        return second, self.t_origin + first / self.fs
+
+    def take_state(self, x: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
         """Filter state ``(n_sections, n_leads, 2)`` for block ``x``, initialising leads that (re)start with it."""
         if self._restarting:
             for lead in np.flatnonzero(self._needs_init):
@@ -279,7 +295,7 @@ class _Second:
 class _Block:
     assembler: WindowAssembler
     ticket: int
-    x: npt.NDArray[np.float64]  # (n_leads, n)
+    x: npt.NDArray[np.floating]  # (n_leads, n) as received; cast to float64 where it is filtered
     bad: npt.NDArray[np.bool_] | None  # None when every sample is valid (the fast path)
 
 
@@ -297,7 +313,8 @@ class WindowBatch:
 
     def __init__(self) -> None:
         self._round: dict[int, _Block] = {}  # id(assembler) -> its block awaiting the filter
-        self._seconds: list[list[_Second]] = []  # per ticket
+        self._seconds: list[list[_Second]] = []  # per ticket: seconds cut, awaiting quality and resampling
+        self._ready: list[list[Window]] = []  # per ticket: windows of whole-second blocks, already finished
 
     def add(
         self,
@@ -312,9 +329,9 @@ class WindowBatch:
         partial = assembler.begin(start_index)
         ticket = len(self._seconds)
         self._seconds.append(partial)
-        x = np.asarray(block_mv, dtype=np.float64)
+        self._ready.append([])
         bad = invalid if invalid is not None and invalid.any() else None
-        self._round[id(assembler)] = _Block(assembler, ticket, x, bad)
+        self._round[id(assembler)] = _Block(assembler, ticket, block_mv, bad)
         return ticket
 
     def run(self) -> list[list[Window]]:
@@ -322,7 +339,10 @@ class WindowBatch:
         self._filter_round()
         flat = [second for seconds in self._seconds for second in seconds]
         windows = iter(_finish_seconds(flat))
-        return [[w for _ in seconds for w in next(windows)] for seconds in self._seconds]
+        return [
+            ready + [w for _ in seconds for w in next(windows)]
+            for ready, seconds in zip(self._ready, self._seconds, strict=True)
+        ]
 
     def _filter_round(self) -> None:
         blocks = list(self._round.values())
@@ -331,22 +351,52 @@ class WindowBatch:
         for block in blocks:
             a = block.assembler
             if block.bad is None and a.sos is not None:
-                fast.setdefault((id(a.sos), block.x.shape[1]), []).append(block)
-            elif block.bad is not None:
-                y = a.filter_lead_runs(block.x, block.bad)
-                self._seconds[block.ticket] += a.cut(block.x, y, block.bad)
+                fast.setdefault((id(a.sos), block.x.shape[1], id(a.quality)), []).append(block)
+                continue
+            x = np.asarray(block.x, dtype=np.float64)
+            if block.bad is not None:
+                self._seconds[block.ticket] += a.cut(x, a.filter_lead_runs(x, block.bad), block.bad)
             else:
-                self._seconds[block.ticket] += a.cut(block.x, block.x, None)
+                self._seconds[block.ticket] += a.cut(x, x, None)
         for group in fast.values():
             self._filter_stacked(group)
 
     def _filter_stacked(self, group: list[_Block]) -> None:
+        """One filter call for the group; blocks that are exactly their assembler's open second are then assessed
+        and resampled straight from the stacked arrays (the 1-s chunk case), the rest are cut as usual."""
         zi = np.concatenate([b.assembler.take_state(b.x) for b in group], axis=1)
-        x = np.concatenate([b.x for b in group]) if len(group) > 1 else group[0].x
+        x = np.concatenate([b.x for b in group], dtype=np.float64)
         y, zf = sps.sosfilt(group[0].assembler.sos, x, axis=-1, zi=zi)
+        whole: list[tuple[_Block, slice]] = []
         for b, rows in zip(group, _row_spans(len(b.x) for b in group), strict=True):
-            b.assembler.put_state(np.ascontiguousarray(zf[:, rows]))
-            self._seconds[b.ticket] += b.assembler.cut(b.x, y[rows], None)
+            a = b.assembler
+            a.put_state(zf[:, rows])  # a view: each assembler owns its rows of zf
+            if a.spans_one_second(b.x.shape[1]):
+                whole.append((b, rows))
+            else:
+                self._seconds[b.ticket] += a.cut(x[rows], y[rows], None)
+        if whole:
+            self._finish_whole_seconds(whole, x, y)
+
+    def _finish_whole_seconds(
+        self, whole: list[tuple[_Block, slice]], x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]
+    ) -> None:
+        """Quality verdicts, resampling and windows for whole-second blocks, on their rows of the stacked arrays."""
+        if sum(rows.stop - rows.start for _, rows in whole) != len(x):  # some blocks were cut: keep the others
+            take = np.concatenate([np.arange(rows.start, rows.stop) for _, rows in whole])
+            x, y = x[take], y[take]
+        a = whole[0][0].assembler
+        resampled = resample_window(y, a.n_out)
+        measured = assess_window(x, a.fs, a.quality, y)
+        row = 0
+        for b, _ in whole:
+            assembler = b.assembler
+            second, t_start = assembler.advance_second()
+            windows = self._ready[b.ticket]
+            for lead in assembler.leads:
+                reason = measured[row]
+                windows.append(Window(lead, second, t_start, resampled[row], reason is None, reason))
+                row += 1
 
 
 def _row_spans(counts: Iterable[int]) -> Iterator[slice]:

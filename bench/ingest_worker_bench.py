@@ -82,6 +82,7 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--profile", action="store_true", help="also print the worker's top functions (cProfile)")
+    parser.add_argument("--sort", default="tottime", help="cProfile sort key for --profile (tottime, cumtime)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     configure_logging("warning", "console")
@@ -101,7 +102,7 @@ def main() -> None:
     if args.profile:
         profile = cProfile.Profile()
         one_round(payloads, profile)
-        pstats.Stats(profile).sort_stats("tottime").print_stats(25)
+        pstats.Stats(profile).sort_stats(args.sort).print_stats(35)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")

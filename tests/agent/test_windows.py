@@ -163,3 +163,38 @@ def test_a_shared_batch_gives_the_windows_of_pushing_each_assembler_alone() -> N
         ]
         assert all(np.array_equal(a.samples, b.samples) for a, b in zip(mine, ref, strict=True))
     assert any(w.reason == "gap" for w in alone[0]) and any(w.reason == "invalid_samples" for w in alone[0])
+
+
+def _as_offline(windows: list, n_sig: int) -> tuple[np.ndarray, list[list]]:
+    """Streamed windows (second, then lead) as preprocess_record's (n_sig, n_seconds, 256) array and reasons."""
+    n_seconds = len(windows) // n_sig
+    grid = [[windows[s * n_sig + i] for s in range(n_seconds)] for i in range(n_sig)]
+    return np.array([[w.samples for w in lead] for lead in grid]), [[w.reason for w in lead] for lead in grid]
+
+
+def test_whole_second_chunks_match_the_offline_windows_exactly() -> None:
+    """1-s chunks take the batch's whole-second lane (no cutting); a patient sending 0.6-s chunks shares their filter
+    call and is cut as usual, sometimes twice per batch. Both reproduce preprocess_record bit for bit."""
+    x_whole = np.vstack([ecg_like(8, FS, 5), 0.5 * ecg_like(8, FS, 6)])
+    x_cut = np.vstack([ecg_like(8, FS, 7), np.full(8 * int(FS), 0.02)])  # lead 2 is a flat line: leads_off
+    new = [WindowAssembler(("II", "V1"), FS, 0.0, WindowSettings(), QualitySettings()) for _ in range(2)]
+    streamed: list[list] = [[], []]
+    step, pos = 150, 0
+    for k in range(8):
+        batch = WindowBatch()
+        first, stop = k * int(FS), (k + 1) * int(FS)
+        assert new[0].spans_one_second(stop - first)
+        tickets = [(0, batch.add(new[0], first, x_whole[:, first:stop], None))]
+        while pos < stop:
+            tickets.append((1, batch.add(new[1], pos, x_cut[:, pos : pos + step], None)))
+            pos += step
+        results = batch.run()
+        for p, ticket in tickets:
+            streamed[p] += results[ticket]
+    for x, windows in zip((x_whole, x_cut), streamed, strict=True):
+        offline = preprocess_record(x.T, FS, sig_name=["II", "V1"])
+        samples, reasons = _as_offline(windows, 2)
+        n = offline.windows.shape[1]
+        assert np.array_equal(samples[:, :n], offline.windows)
+        assert reasons[0][:n] == offline.reasons[0] and reasons[1][:n] == offline.reasons[1]
+    assert set(_as_offline(streamed[1], 2)[1][1]) == {"leads_off"}

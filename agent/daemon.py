@@ -71,8 +71,7 @@ def check_encoder_pairing(settings: Settings) -> None:
 
 
 def _limits(settings: Settings) -> PayloadLimits:
-    p = settings.protocol
-    return PayloadLimits(p.max_payload_bytes, p.max_samples_per_lead, p.max_leads, p.min_fs, p.max_fs)
+    return PayloadLimits.from_settings(settings.protocol)
 
 
 class AlertWorker(WorkerThread):
@@ -117,7 +116,7 @@ class Agent:
         self.ingest: WaveIngest | None = None
         self.cluster: ClusterReplica | None = None
         if settings.ingest.source == "mqtt":
-            self.ingest = WaveIngest(self.connection, self.topics, _limits(settings), self.inbox, settings.mqtt.qos)
+            self.ingest = WaveIngest(self.connection, self.topics, self.inbox, settings.mqtt.qos)
         else:
             from agent.cluster import ClusterReplica
 

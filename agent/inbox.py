@@ -5,13 +5,13 @@ from __future__ import annotations
 import queue
 import time
 
-from agent.ingest import Rejection
+from agent.ingest import RawWave, Rejection
 from agent.sequencer import Delivery
 
 __all__ = ["IngestInbox"]
 
 
-class IngestInbox(queue.Queue[Delivery | Rejection]):
+class IngestInbox(queue.Queue[RawWave | Delivery | Rejection]):
     """A ``queue.Queue`` (producers keep ``put``/``put_nowait`` and its blocking backpressure) whose consumer takes
     everything queued under one lock acquisition.
 
@@ -20,10 +20,10 @@ class IngestInbox(queue.Queue[Delivery | Rejection]):
     ``queue.Queue`` documents for subclasses (``_qsize``, ``_get``, and its ``not_empty``/``not_full`` conditions).
     """
 
-    def take_batch(self, max_items: int, timeout: float, linger: float) -> list[Delivery | Rejection]:
+    def take_batch(self, max_items: int, timeout: float, linger: float) -> list[RawWave | Delivery | Rejection]:
         """Wait up to ``timeout`` s for a first item, then up to ``linger`` s for more; return at most
         ``max_items`` (an empty list when nothing came)."""
-        items: list[Delivery | Rejection] = []
+        items: list[RawWave | Delivery | Rejection] = []
         with self.not_empty:
             deadline = time.monotonic() + timeout
             while not self._qsize():

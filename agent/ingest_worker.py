@@ -16,10 +16,10 @@ import numpy.typing as npt
 import structlog
 
 from agent.inbox import IngestInbox
-from agent.ingest import Rejection
+from agent.ingest import RawWave, Rejection, decode_batch
 from agent.mqtt_client import MqttConnection
 from agent.patient import CompletedWindows, PatientStream, PatientUpdate
-from agent.protocol import Topics
+from agent.protocol import PayloadLimits, Topics
 from agent.sequencer import Delivery
 from agent.settings import Settings
 from agent.windows import WindowBatch
@@ -68,6 +68,7 @@ class IngestWorker(WorkerThread):
         self._inbox = inbox
         self._sink = sink
         self._topics = Topics(settings.protocol.topic_prefix)
+        self._limits = PayloadLimits.from_settings(settings.protocol)
         self.patients: dict[str, PatientStream] = {}
         self.rejected: Counter[str] = Counter()
         self.windows_emitted = 0
@@ -87,19 +88,21 @@ class IngestWorker(WorkerThread):
             self.handle_batch(items)
             self.housekeeping(time.monotonic())
 
-    def handle(self, item: Delivery | Rejection) -> None:
+    def handle(self, item: RawWave | Delivery | Rejection) -> None:
         """Apply one queue item. Public so tests can drive the worker without a thread."""
         self.handle_batch([item])
 
-    def handle_batch(self, items: list[Delivery | Rejection]) -> None:
+    def handle_batch(self, items: list[RawWave | Delivery | Rejection]) -> None:
+        """Decode the batch's raw waves, then sequence, store and window every chunk in one :class:`WindowBatch`."""
         batch = WindowBatch()
         updates: list[tuple[PatientStream, PatientUpdate]] = []
         now_mono, now_wall = time.monotonic(), time.time()
-        for item in items:
+        for item in decode_batch(items, self._limits):
             if isinstance(item, Rejection):
                 self.rejected[item.reason] += 1
                 if item.patient_id in self.patients:
                     self.patients[item.patient_id].rejected[item.reason] += 1
+                self._connection.ack(item.mid, item.qos)  # a no-op for rejections already acknowledged (qos 0)
                 continue
             self.accepted += 1
             pid = item.chunk.patient_id

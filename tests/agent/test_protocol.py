@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 
 from agent.errors import ProtocolError
-from agent.protocol import PayloadLimits, Topics, WaveChunk, canonical_lead, decode_wave, encode_wave
+from agent.protocol import (
+    PayloadLimits,
+    Topics,
+    WaveChunk,
+    canonical_lead,
+    decode_wave,
+    decode_waves,
+    encode_wave,
+)
 
 LIMITS = PayloadLimits()
 
@@ -61,41 +69,43 @@ def test_b64_encoding_round_trips_within_one_count() -> None:
     assert decode_wave(encode_wave(chunk, "json"), LIMITS).samples.shape == (3, 250)
 
 
-@pytest.mark.parametrize(
-    ("payload", "reason", "field"),
-    [
-        (b"{not json", "bad_json", None),
-        (b"[1, 2]", "bad_json", None),
-        (b"\xff\xfe", "bad_json", None),
-        (wave(schema="ecgcast.wave/2"), "unknown_schema", "schema"),
-        (wave(schema=...), "missing_field", "schema"),
-        (wave(seq=...), "missing_field", "seq"),
-        (wave(seq="7"), "wrong_type", "seq"),
-        (wave(seq=True), "wrong_type", "seq"),
-        (wave(seq=-1), "bad_value", "seq"),
-        (wave(t0="now"), "wrong_type", "t0"),
-        (wave(fs=5), "bad_fs", "fs"),
-        (wave(fs=50000), "bad_fs", "fs"),
-        (wave(units="uV"), "bad_units", "units"),
-        (wave(leads=["II"]), "bad_shape", "samples"),
-        (wave(leads=["II", "II"]), "bad_leads", "leads"),
-        (wave(leads=["II", "XYZ"]), "unknown_lead", "leads"),
-        (wave(leads=[]), "bad_leads", "leads"),
-        (wave(samples=[[1, 2, 3], [1, 2]]), "bad_shape", "samples"),
-        (wave(samples=[[1, "a", 3], [1, 2, 3]]), "wrong_type", "samples"),
-        (wave(samples=[[], []]), "bad_shape", "samples"),
-        (wave(samples="abc"), "wrong_type", "samples"),
-        (wave(patient_id="+"), "bad_patient_id", "patient_id"),
-        (wave(patient_id="#"), "bad_patient_id", "patient_id"),
-        (wave(patient_id="a/b"), "bad_patient_id", "patient_id"),
-        (wave(patient_id="other"), "patient_mismatch", "patient_id"),
-        (wave(stream_id="a b"), "bad_value", "stream_id"),
-        (wave(data_b64="!!!", scale=0.001), "bad_encoding", "data_b64"),
-        (wave(data_b64="AAA=", scale=0.001), "bad_shape", "data_b64"),
-        (wave(data_b64="AAAAAA==", scale=0), "bad_value", "scale"),
-        (b" " * 300_000, "oversize", None),
-    ],
-)
+MALFORMED = [
+    (b"{not json", "bad_json", None),
+    (b"[1, 2]", "bad_json", None),
+    (b"\xff\xfe", "bad_json", None),
+    (wave(schema="ecgcast.wave/2"), "unknown_schema", "schema"),
+    (wave(schema=...), "missing_field", "schema"),
+    (wave(seq=...), "missing_field", "seq"),
+    (wave(seq="7"), "wrong_type", "seq"),
+    (wave(seq=True), "wrong_type", "seq"),
+    (wave(seq=-1), "bad_value", "seq"),
+    (wave(t0="now"), "wrong_type", "t0"),
+    (wave(fs=5), "bad_fs", "fs"),
+    (wave(fs=50000), "bad_fs", "fs"),
+    (wave(units="uV"), "bad_units", "units"),
+    (wave(leads=["II"]), "bad_shape", "samples"),
+    (wave(leads=["II", "II"]), "bad_leads", "leads"),
+    (wave(leads=["II", "XYZ"]), "unknown_lead", "leads"),
+    (wave(leads=[]), "bad_leads", "leads"),
+    (wave(samples=[[1, 2, 3], [1, 2]]), "bad_shape", "samples"),
+    (wave(samples=[[1, "a", 3], [1, 2, 3]]), "wrong_type", "samples"),
+    (wave(samples=[[], []]), "bad_shape", "samples"),
+    (wave(samples="abc"), "wrong_type", "samples"),
+    (wave(patient_id="+"), "bad_patient_id", "patient_id"),
+    (wave(patient_id="#"), "bad_patient_id", "patient_id"),
+    (wave(patient_id="a/b"), "bad_patient_id", "patient_id"),
+    (wave(patient_id="other"), "patient_mismatch", "patient_id"),
+    (wave(stream_id="a b"), "bad_value", "stream_id"),
+    (wave(data_b64="!!!", scale=0.001), "bad_encoding", "data_b64"),
+    (wave(data_b64="AAA=", scale=0.001), "bad_shape", "data_b64"),
+    (wave(data_b64="AAAAAA==", scale=0), "bad_value", "scale"),
+    (wave(data_b64="AAA=A", scale=0.001), "bad_encoding", "data_b64"),
+    (wave(data_b64="AAAAA", scale=0.001), "bad_encoding", "data_b64"),
+    (b" " * 300_000, "oversize", None),
+]
+
+
+@pytest.mark.parametrize(("payload", "reason", "field"), MALFORMED)
 def test_malformed_waves_are_rejected_with_reason_and_field(payload: bytes, reason: str, field: str | None) -> None:
     with pytest.raises(ProtocolError) as info:
         decode_wave(payload, LIMITS, topic_patient_id="bed-12")
@@ -122,3 +132,31 @@ def test_lead_synonyms() -> None:
     assert canonical_lead(" v5 ") == "V5"
     with pytest.raises(ProtocolError, match="unknown_lead"):
         canonical_lead("Z9")
+
+
+def test_batch_decoding_gives_what_decoding_one_by_one_gives() -> None:
+    """int16 payloads of two shapes and two scales (converted per group), JSON payloads and every malformed case,
+    interleaved: each result is decode_wave's chunk, or its error with the same reason and field."""
+    rng = np.random.default_rng(3)
+    good = []
+    shapes = [(250, ("II", "V1"), 0.001), (125, ("II",), 0.001), (250, ("II", "V1"), 0.005)] * 3
+    for i, (n, leads, scale) in enumerate(shapes):
+        samples = rng.normal(0, 1, (len(leads), n)).astype(np.float32)
+        good.append(encode_wave(WaveChunk("bed-12", "dev-a1", i, 1.7e9 + i, 250.0, leads, samples), "b64", scale=scale))
+    good += [wave(), wave(seq=8)]
+    bad = [payload for payload, _, _ in MALFORMED]
+    payloads = [p for pair in zip(good, bad, strict=False) for p in pair] + bad[len(good) :]
+    results = decode_waves([(p, "bed-12") for p in payloads], LIMITS)
+    assert len(results) == len(payloads) == len(good) + len(bad)
+    for payload, result in zip(payloads, results, strict=True):
+        try:
+            expected = decode_wave(payload, LIMITS, topic_patient_id="bed-12")
+        except ProtocolError as exc:
+            assert isinstance(result, ProtocolError)
+            assert (result.reason, result.field) == (exc.reason, exc.field)
+            continue
+        assert isinstance(result, WaveChunk)
+        assert (result.seq, result.t0, result.leads) == (expected.seq, expected.t0, expected.leads)
+        assert result.samples.flags.c_contiguous and np.array_equal(result.samples, expected.samples)
+        if b"data_b64" in payload:
+            assert result.peak_mv == float(np.abs(expected.samples).max())

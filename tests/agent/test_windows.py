@@ -198,3 +198,12 @@ def test_whole_second_chunks_match_the_offline_windows_exactly() -> None:
         assert np.array_equal(samples[:, :n], offline.windows)
         assert reasons[0][:n] == offline.reasons[0] and reasons[1][:n] == offline.reasons[1]
     assert set(_as_offline(streamed[1], 2)[1][1]) == {"leads_off"}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_resampling_in_row_blocks_equals_the_one_expression_formula(dtype: type) -> None:
+    x = np.random.default_rng(2).normal(size=(3, 45, 257)).astype(dtype)  # 135 rows: several blocks and a tail
+    pos = np.linspace(0.0, 256, 256)
+    left = np.minimum(pos.astype(int), 255)
+    expected = (x[..., left] * (1.0 - (pos - left)) + x[..., left + 1] * (pos - left)).astype(np.float32)
+    assert np.array_equal(resample_window(x), expected)

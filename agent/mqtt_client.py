@@ -2,7 +2,8 @@
 
 Callback discipline (paho's examples, STYLE.md §3): subscriptions are (re)made in ``on_connect``; a refused
 connection returns without marking us connected; message callbacks registered per topic family do only
-match → decode → enqueue, and catch per message because paho re-raises callback exceptions on its network thread.
+match → check → enqueue (wave payloads are decoded later, in batches, by the ingest worker), and catch per message
+because paho re-raises callback exceptions on its network thread.
 """
 
 from __future__ import annotations

@@ -181,6 +181,16 @@ def _require(obj: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> A
     return value
 
 
+def _number(obj: dict[str, Any], name: str) -> float:
+    """A required finite number; an integer too large for a float is refused like infinity."""
+    value = _require(obj, name, (int, float))
+    try:
+        number = float(value)
+    except OverflowError as exc:
+        raise ProtocolError("bad_value", f"{name!r} is too large", field=name) from exc
+    return _finite(name, number)
+
+
 def _finite(name: str, value: float) -> float:
     if not math.isfinite(value):
         raise ProtocolError("bad_value", f"{name!r} must be finite, got {value!r}", field=name)
@@ -190,7 +200,7 @@ def _finite(name: str, value: float) -> float:
 def _int16_frames(obj: dict[str, Any], n_leads: int, limits: PayloadLimits) -> tuple[bytes, float]:
     """The checked bytes and scale of a ``data_b64`` payload: little-endian int16 frames of ``n_leads`` samples."""
     data = _require(obj, "data_b64", str)
-    scale = _finite("scale", float(_require(obj, "scale", (int, float))))
+    scale = _number(obj, "scale")
     if scale <= 0:
         raise ProtocolError("bad_value", f"'scale' must be positive, got {scale}", field="scale")
     try:
@@ -259,6 +269,8 @@ def _envelope(payload: bytes, limits: PayloadLimits, topic_patient_id: str | Non
         obj = _JSON.decode(payload.decode("utf-8"))  # json.loads minus its encoding sniffing: the protocol is UTF-8
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProtocolError("bad_json", f"payload is not JSON: {exc}") from exc
+    except RecursionError as exc:  # the C scanner recurses per nesting level
+        raise ProtocolError("bad_json", "payload nests too deeply") from exc
     if not isinstance(obj, dict):
         raise ProtocolError("bad_json", f"payload must be a JSON object, got {type(obj).__name__}")
     schema = _require(obj, "schema", str)
@@ -275,8 +287,8 @@ def _envelope(payload: bytes, limits: PayloadLimits, topic_patient_id: str | Non
     seq = _require(obj, "seq", int)
     if not 0 <= seq < 2**53:
         raise ProtocolError("bad_value", f"seq {seq} out of range [0, 2^53)", field="seq")
-    t0 = _finite("t0", float(_require(obj, "t0", (int, float))))
-    fs = _finite("fs", float(_require(obj, "fs", (int, float))))
+    t0 = _number(obj, "t0")
+    fs = _number(obj, "fs")
     if not limits.min_fs <= fs <= limits.max_fs:
         raise ProtocolError("bad_fs", f"fs {fs} outside [{limits.min_fs}, {limits.max_fs}] Hz", field="fs")
     units = obj.get("units", "mV")
@@ -325,6 +337,8 @@ def decode_waves(
                 out.append(env.chunk(_sample_lists(env.obj, len(env.leads), limits)))
         except ProtocolError as exc:
             out.append(exc)
+        except Exception as exc:  # a decoder bug costs this message, not the batch of every patient's chunks
+            out.append(ProtocolError("decoder_error", f"{type(exc).__name__}: {exc}"))
     for (_, n_leads, scale), members in groups.items():
         samples = _scaled_int16(b"".join(raw for _, _, raw in members), len(members), n_leads, scale)
         peaks = np.abs(samples).reshape(len(members), -1).max(axis=1).tolist()

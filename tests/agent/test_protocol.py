@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from agent import protocol
 from agent.errors import ProtocolError
 from agent.protocol import (
     PayloadLimits,
@@ -101,6 +102,10 @@ MALFORMED = [
     (wave(data_b64="AAAAAA==", scale=0), "bad_value", "scale"),
     (wave(data_b64="AAA=A", scale=0.001), "bad_encoding", "data_b64"),
     (wave(data_b64="AAAAA", scale=0.001), "bad_encoding", "data_b64"),
+    (wave(t0=10**400), "bad_value", "t0"),
+    (wave(fs=10**400), "bad_value", "fs"),
+    (wave(data_b64="AAAAAA==", scale=10**400), "bad_value", "scale"),
+    (b"[" * 50_000 + b"]" * 50_000, "bad_json", None),
     (b" " * 300_000, "oversize", None),
 ]
 
@@ -160,3 +165,19 @@ def test_batch_decoding_gives_what_decoding_one_by_one_gives() -> None:
         assert result.samples.flags.c_contiguous and np.array_equal(result.samples, expected.samples)
         if b"data_b64" in payload:
             assert result.peak_mv == float(np.abs(expected.samples).max())
+
+
+def test_a_decoder_failure_costs_only_its_own_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not a known malformation but an unexpected exception inside decoding: that message is refused with reason
+    decoder_error, and the rest of the batch decodes."""
+    real = protocol._envelope
+
+    def flaky(payload: bytes, limits: PayloadLimits, topic_patient_id: str | None) -> Any:
+        if b'"seq": 8' in payload:
+            raise KeyError("boom")
+        return real(payload, limits, topic_patient_id)
+
+    monkeypatch.setattr(protocol, "_envelope", flaky)
+    first, second, third = decode_waves([(wave(), "bed-12"), (wave(seq=8), "bed-12"), (wave(seq=9), "bed-12")], LIMITS)
+    assert isinstance(first, WaveChunk) and isinstance(third, WaveChunk) and third.seq == 9
+    assert isinstance(second, ProtocolError) and second.reason == "decoder_error" and "KeyError" in second.detail

@@ -70,10 +70,6 @@ def check_encoder_pairing(settings: Settings) -> None:
         )
 
 
-def _limits(settings: Settings) -> PayloadLimits:
-    return PayloadLimits.from_settings(settings.protocol)
-
-
 class AlertWorker(WorkerThread):
     """Applies acknowledgements and runs re-notification timers off the MQTT thread, about once a second."""
 
@@ -110,6 +106,7 @@ class Agent:
     ) -> None:
         self.settings = settings
         self.topics = Topics(settings.protocol.topic_prefix)
+        limits = PayloadLimits.from_settings(settings.protocol)
         self.metrics = AgentMetrics(self.metrics_snapshot)
         self.inbox = IngestInbox(maxsize=settings.mqtt.receive_maximum)
         self.connection = MqttConnection(settings.mqtt, self.topics.presence(settings.agent_id), settings.agent_id)
@@ -120,7 +117,7 @@ class Agent:
         else:
             from agent.cluster import ClusterReplica
 
-            self.cluster = ClusterReplica(settings, _limits(settings), self.inbox, self.connection, self.release)
+            self.cluster = ClusterReplica(settings, limits, self.inbox, self.connection, self.release)
         self.windows_ready: queue.Queue[CompletedWindows] = queue.Queue(maxsize=100_000)
         self.worker = IngestWorker(settings, self.connection, self.inbox, sink or self._enqueue_windows)
         self.acks: queue.Queue[Ack] = queue.Queue(maxsize=1000)
@@ -134,7 +131,7 @@ class Agent:
             self.health = HealthServer(settings.http.host, settings.http.port, self.metrics, self.readiness)
         self.station: StationServer | None = None
         if settings.station.enabled:
-            self.station = StationServer(settings.station, settings.mqtt, self.topics, _limits(settings), self.alerts)
+            self.station = StationServer(settings.station, settings.mqtt, self.topics, limits, self.alerts)
 
     def _build_model_stages(self, clock: Callable[[], float], alert_store: Path | None) -> None:
         """Encoder → LM → scheduler → alerts. Loading happens here, before we subscribe, so a bad model fails fast."""

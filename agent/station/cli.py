@@ -45,9 +45,8 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from agent.daemon import _limits  # the agent's own wave limits, so both accept the same chunks
     from agent.logs import configure_logging
-    from agent.protocol import Topics
+    from agent.protocol import PayloadLimits, Topics  # the agent's own wave limits: both accept the same chunks
     from agent.station.server import StationServer
 
     settings = settings_or_report(args.config)
@@ -65,7 +64,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
-    with StationServer(s, settings.mqtt, Topics(settings.protocol.topic_prefix), _limits(settings)) as station:
+    limits = PayloadLimits.from_settings(settings.protocol)
+    with StationServer(s, settings.mqtt, Topics(settings.protocol.topic_prefix), limits) as station:
         print(f"station on {station.url}", flush=True)
         stop.wait()
     return 0

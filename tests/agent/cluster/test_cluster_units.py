@@ -112,9 +112,8 @@ def test_source_decodes_like_the_mqtt_callback_and_drops_foreign_partitions() ->
     from rstream import MessageContext
 
     from agent.cluster import SuperStreamSource
-    from agent.daemon import _limits
     from agent.ingest import Rejection
-    from agent.protocol import WaveChunk, encode_wave
+    from agent.protocol import PayloadLimits, WaveChunk, encode_wave
     from agent.sequencer import Delivery
     from agent.settings import Settings
 
@@ -122,7 +121,8 @@ def test_source_decodes_like_the_mqtt_callback_and_drops_foreign_partitions() ->
     ownership = owned(partition=2, epoch=4, patients=())
     released: list[list[str]] = []
     source = SuperStreamSource(
-        SuperStreamSettings(super_stream="ecg.waves"), 630.0, _limits(Settings()), inbox, ownership,
+        SuperStreamSettings(super_stream="ecg.waves"), 630.0, PayloadLimits.from_settings(Settings().protocol),
+        inbox, ownership,
         NoLedger(), released.append, "agent-a",  # type: ignore[arg-type]
     )  # fmt: skip
     chunk = WaveChunk("P7", "dev-1", 3, 1.7e9, 250.0, ("II",), np.zeros((1, 250), np.float32))

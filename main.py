@@ -10,9 +10,10 @@ from agent import cli as agent_cli
 from agent.alerts import cli as alerts_cli
 from agent.cluster import cli as cluster_cli
 from agent.station import cli as station_cli
+from demo import cli as demo_cli
 from encoder_onnx import cli as encoder_cli
 from evaluation import cli as evaluation_cli
-from llm_runtime import cli as llm_cli
+from evaluation import forecast_cli
 from simulators import cli as simulators_cli
 from training import cli as training_cli
 
@@ -21,9 +22,10 @@ COMMAND_GROUPS = (
     alerts_cli,
     cluster_cli,
     station_cli,
+    demo_cli,
     encoder_cli,
     evaluation_cli,
-    llm_cli,
+    forecast_cli,
     simulators_cli,
     training_cli,
 )

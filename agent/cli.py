@@ -6,10 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from agent.errors import ConfigError
-from agent.settings import DEFAULT_CONFIG_PATH, Settings, load_settings
+from agent.settings import Settings, load_settings
+from core.config import DEFAULT_CONFIG_PATH
+from core.errors import ConfigError
 
-__all__ = ["register", "settings_or_report"]
+__all__ = ["add_config_argument", "register", "settings_or_report"]
 
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
@@ -19,25 +20,13 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    run = sub.add_parser("run", help="run the agent daemon (ingest, buffer, windows, status)")
+    run = sub.add_parser(
+        "run",
+        help="run the agent daemon: MQTT ingest, ring buffers, encoder, forecasts, alerts (and the station if enabled)",
+    )
     add_config_argument(run)
     run.add_argument("--log-format", choices=["auto", "json", "console"], help="override logging.format")
     run.set_defaults(func=cmd_run)
-
-    demo = sub.add_parser("demo", help="broker + simulator + agent + alerts on synthetic patients, with a live view")
-    add_config_argument(demo)
-    demo.add_argument("--patients", type=int, default=4, help="synthetic patients (scenarios cycle; default 4)")
-    demo.add_argument(
-        "--speed",
-        type=float,
-        default=5.0,
-        help="replay speed (default 5x: what Gemma 3 270M keeps up with on 2 CPU cores)",
-    )
-    demo.add_argument("--minutes", type=float, default=12.0, help="minutes of signal per patient (default 12)")
-    demo.add_argument("--seed", type=int, default=1, help="scenario seed")
-    demo.add_argument("--backbone", help="override llm.backbone (e.g. tiny-random for a quick smoke run)")
-    demo.add_argument("--json", type=Path, dest="json_path", help="also write the summary as JSON here")
-    demo.set_defaults(func=cmd_demo)
 
     check = sub.add_parser("validate-config", help="validate a config file and exit non-zero on any error")
     check.add_argument("path", type=Path, nargs="?", default=DEFAULT_CONFIG_PATH)
@@ -67,16 +56,3 @@ def cmd_run(args: argparse.Namespace) -> int:
     if settings is None:
         return 2
     return run_daemon(settings, log_format=args.log_format)
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from agent.demo import DemoOptions, run_demo
-    from agent.logs import configure_logging
-
-    settings = settings_or_report(args.config)
-    if settings is None:
-        return 2
-    configure_logging("warning", "console")
-    options = DemoOptions(args.patients, args.speed, args.minutes, args.seed, args.json_path, args.backbone)
-    run_demo(settings, options)
-    return 0

@@ -24,19 +24,19 @@ import paho.mqtt.client as mqtt
 import structlog
 
 from agent.alerts import Ack, AlertService, build_evidence, decode_ack
-from agent.errors import ConfigError, ProtocolError
 from agent.inbox import IngestInbox
 from agent.ingest import WaveIngest
 from agent.ingest_worker import IngestWorker, WindowSink
-from agent.logs import configure_logging
 from agent.mqtt_client import MqttConnection
 from agent.observability import AgentMetrics, HealthServer, MetricsSnapshot, Readiness
 from agent.patient import CompletedWindows
-from agent.protocol import PayloadLimits, Topics
 from agent.sequencer import Delivery
 from agent.settings import Settings
 from agent.station.server import StationServer
 from agent.worker_thread import WorkerThread
+from core.errors import ConfigError, ProtocolError
+from core.logs import configure_logging
+from core.protocol import PayloadLimits, Topics
 
 if TYPE_CHECKING:
     from agent.cluster import ClusterReplica
@@ -135,10 +135,10 @@ class Agent:
 
     def _build_model_stages(self, clock: Callable[[], float], alert_store: Path | None) -> None:
         """Encoder → LM → scheduler → alerts. Loading happens here, before we subscribe, so a bad model fails fast."""
+        from agent.encoder_stage import EncoderStage
         from agent.forecasting import ModelWorker
         from encoder_onnx.export import ensure_onnx
         from encoder_onnx.runtime import EncoderRuntime
-        from encoder_onnx.stage import EncoderStage
         from llm_runtime.engine import ForecastEngine
         from llm_runtime.scheduler import ForecastScheduler
 

@@ -18,12 +18,12 @@ import numpy as np
 import structlog
 import torch
 
+from agent.encoder_stage import EncoderStage, encode_ready
 from agent.ingest_worker import IngestWorker, SignalSnapshot
-from agent.measurements import Measurements, measure_leads
 from agent.patient import CompletedWindows
-from agent.protocol import Topics
 from agent.worker_thread import WorkerThread
-from encoder_onnx.stage import EncoderStage, encode_ready
+from core.measurements import Measurements, measure_leads
+from core.protocol import Topics
 from llm_runtime.engine import ForecastEngine
 from llm_runtime.forecast import Forecast
 from llm_runtime.runner import ScoreRequest

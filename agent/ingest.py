@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import paho.mqtt.client as mqtt
 import structlog
 
-from agent.errors import ProtocolError
 from agent.mqtt_client import MqttConnection
-from agent.protocol import PayloadLimits, Topics, decode_waves
 from agent.sequencer import Delivery
+from core.errors import ProtocolError
+from core.protocol import PayloadLimits, Topics, decode_waves
 
 __all__ = ["RawWave", "Rejection", "WaveIngest", "decode_batch"]
 

@@ -19,11 +19,11 @@ from agent.inbox import IngestInbox
 from agent.ingest import RawWave, Rejection, decode_batch
 from agent.mqtt_client import MqttConnection
 from agent.patient import CompletedWindows, PatientStream, PatientUpdate
-from agent.protocol import PayloadLimits, Topics
 from agent.sequencer import Delivery
 from agent.settings import Settings
-from agent.windows import WindowBatch
 from agent.worker_thread import WorkerThread
+from core.protocol import PayloadLimits, Topics
+from core.windows import WindowBatch
 
 __all__ = ["IngestWorker", "SignalSnapshot", "WindowSink"]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from agent.errors import BrokerError
+from core.errors import BrokerError
 
 __all__ = ["EmbeddedBroker", "LocalMosquitto", "broker_reachable", "free_port"]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -26,17 +25,17 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from agent.errors import BrokerError, LifecycleError
 from agent.mqtt_socket import BufferedReadClient
-from agent.protocol import SCHEMA_PRESENCE
-from agent.settings import MqttSettings
+from core.errors import BrokerError, LifecycleError
+from core.mqtt import apply_credentials
+from core.protocol import SCHEMA_PRESENCE
+from core.settings import MqttSettings
 
 __all__ = [
     "ConnectionState",
     "MessageHandler",
     "MqttConnection",
     "PublishFilter",
-    "apply_credentials",
     "filter_pattern",
 ]
 
@@ -44,21 +43,6 @@ log = structlog.get_logger(__name__)
 
 MessageHandler = Callable[[mqtt.Client, Any, mqtt.MQTTMessage], None]  # paho's on_message signature
 PublishFilter = Callable[[str, bytes], bytes | None]  # (topic, payload) -> payload to send, or None to withhold
-
-
-def apply_credentials(client: mqtt.Client, settings: MqttSettings) -> None:
-    """Username/password and TLS (CA, optional client certificate) from config: one place for every client."""
-    user, password = settings.credentials
-    if user is not None:
-        client.username_pw_set(user, password)
-    if settings.use_tls:
-        client.tls_set(
-            ca_certs=str(settings.tls_ca_file) if settings.tls_ca_file else None,
-            certfile=str(settings.tls_cert_file) if settings.tls_cert_file else None,
-            keyfile=str(settings.tls_key_file) if settings.tls_key_file else None,
-            cert_reqs=ssl.CERT_REQUIRED,
-        )
-        client.tls_insecure_set(settings.tls_insecure)
 
 
 class ConnectionState(Enum):

@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from agent.protocol import SCHEMA_STATUS
-from agent.ring_buffer import RingBuffer
 from agent.sequencer import Decision, Delivery, Drop, Placement, SegmentStart, Sequencer
 from agent.settings import Settings
-from agent.windows import Window, WindowAssembler, WindowBatch
+from core.protocol import SCHEMA_STATUS
+from core.ring_buffer import RingBuffer
+from core.windows import Window, WindowAssembler, WindowBatch
 
 __all__ = ["CompletedWindows", "PatientStream", "PatientUpdate"]
 

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from agent.protocol import WaveChunk
+from core.protocol import WaveChunk
 
 __all__ = ["Delivery", "Drop", "Placement", "SegmentStart", "Sequencer"]
 

@@ -30,9 +30,9 @@ import torch
 
 from agent.daemon import Agent, tune_process_for_streaming
 from agent.local_broker import LocalMosquitto
-from agent.logs import configure_logging
-from agent.protocol import Topics
 from agent.settings import load_settings
+from core.logs import configure_logging
+from core.protocol import Topics
 from llm_runtime.runner import ModelRunner
 from simulators.faults import device_actions
 from simulators.publisher import MqttPublisher, replay_actions

@@ -38,9 +38,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.cluster import PrivateRabbitMQ, Topology, declare_topology
 from agent.daemon import Agent
-from agent.logs import configure_logging
-from agent.protocol import Topics, WaveChunk, encode_wave
 from agent.settings import Settings
+from core.logs import configure_logging
+from core.protocol import Topics, WaveChunk, encode_wave
 
 FS = 250.0
 TOPICS = Topics("ecg/v1")

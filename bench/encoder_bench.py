@@ -26,7 +26,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from agent.windows import preprocess_record
+from core.windows import preprocess_record
 from encoder_onnx.embedding_ring import EmbeddingRing
 from encoder_onnx.export import export_onnx, random_windows
 from encoder_onnx.runtime import EncoderRuntime, cuda_device_usable

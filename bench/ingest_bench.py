@@ -41,11 +41,12 @@ from paho.mqtt.properties import Properties
 
 from agent.daemon import Agent, tune_process_for_streaming
 from agent.local_broker import LocalMosquitto
-from agent.logs import configure_logging
 from agent.mqtt_socket import BufferedReadClient
 from agent.patient import CompletedWindows
-from agent.protocol import Topics, WaveChunk, encode_wave
-from agent.settings import HttpSettings, MqttSettings, Settings
+from agent.settings import HttpSettings, Settings
+from core.logs import configure_logging
+from core.protocol import Topics, WaveChunk, encode_wave
+from core.settings import MqttSettings
 
 FS = 250.0
 TOPICS = Topics("ecg/v1")

@@ -28,9 +28,9 @@ from ingest_bench import FS, sine_samples, wave_payload  # the sibling script: s
 from agent.daemon import tune_process_for_streaming
 from agent.ingest import RawWave
 from agent.ingest_worker import IngestWorker
-from agent.logs import configure_logging
-from agent.protocol import PayloadLimits, decode_waves
 from agent.settings import Settings
+from core.logs import configure_logging
+from core.protocol import PayloadLimits, decode_waves
 
 BATCH = 512  # the running worker's largest batch (agent.ingest_worker._MAX_BATCH)
 RESULTS = Path(__file__).resolve().parent / "results" / "ingest_worker.json"

@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.errors import EcgcastError
+from core.errors import EcgcastError
 from llm_runtime.engine import ForecastEngine
 from llm_runtime.runner import ModelRunner, ScoreRequest
 from llm_runtime.settings import LlmSettings
@@ -40,7 +40,7 @@ FALLBACK_EVIDENCE = (
 def evidence_text() -> tuple[str, str]:
     """(text, source): real measurements of a synthetic sinus strip when the modules are there."""
     try:
-        from agent.measurements import measure_leads
+        from core.measurements import measure_leads
         from simulators.scenarios import generate_scenario
 
         rec = generate_scenario("sinus_stable", seed=1, minutes=5.0)
@@ -97,14 +97,13 @@ def streaming_costs(runner: ModelRunner, window: torch.Tensor, evidence: str, re
 def batched_throughput(
     runner: ModelRunner, window: torch.Tensor, evidence: str, sizes: list[int], repeats: int
 ) -> dict[str, object]:
-    """Forecasts per second when B patients, each with a 5-minute cache, are scored in one padded batch; and the
-    same B patients scored one call each, for comparison."""
+    """Forecasts per second when B patients, each with its own 5-minute cache (primed through the public API), are
+    scored in one padded batch; and the same B patients scored one call each, for comparison."""
     out: dict[str, object] = {}
-    runner.prime("b0", window, first_second=0)
-    primed = runner._patients["b0"]  # bench shortcut: every patient shares b0's cache (cost ignores the values)
     for b in sizes:
-        for i in range(1, b):
-            runner._patients[f"b{i}"] = primed
+        for i in range(b):
+            if f"b{i}" not in runner.patient_ids:
+                runner.prime(f"b{i}", window, first_second=0)
         requests = [ScoreRequest(f"b{i}", evidence) for i in range(b)]
         ms = timed(lambda requests=requests: runner.score(requests), repeats)  # type: ignore[misc]
         loop = timed(lambda requests=requests: [runner.score([r]) for r in requests], 1)

@@ -17,9 +17,9 @@ _EXPORTS = {
     "EmbeddingWindow": "encoder_onnx.embedding_ring",
     "EncoderRuntime": "encoder_onnx.runtime",
     "EncoderSettings": "encoder_onnx.settings",
-    "EncoderStage": "encoder_onnx.stage",
+    "EncoderStage": "agent.encoder_stage",
     "RuntimeState": "encoder_onnx.runtime",
-    "encode_ready": "encoder_onnx.stage",
+    "encode_ready": "agent.encoder_stage",
     "ensure_onnx": "encoder_onnx.export",
 }
 

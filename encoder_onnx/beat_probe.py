@@ -3,7 +3,7 @@
 A clock-aligned lead-second holds its beat at an arbitrary position, and the embedding codes shape by position
 (4 channels x 16 positions), which a linear probe cannot pool over. So beat type is also probed the standard way:
 one window centred on each annotated beat, cut from the signal as the agent filters it (the same causal notch and
-high-pass, :class:`agent.windows.WindowAssembler`) and resampled to 256 samples over the span of the agent's 1-s
+high-pass, :class:`core.windows.WindowAssembler`) and resampled to 256 samples over the span of the agent's 1-s
 window. Windows that leave the record's complete seconds, or touch a second the agent marks invalid for that lead,
 are skipped. Synthetic data only (``simulators.scenarios``).
 """
@@ -16,8 +16,8 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from agent.settings import QualitySettings, WindowSettings
-from agent.windows import WindowAssembler, preprocess_record
+from core.settings import QualitySettings, WindowSettings
+from core.windows import WindowAssembler, preprocess_record
 from encoder_onnx.data import DataSpec, patient_columns, synthetic_patient
 
 __all__ = [

@@ -14,7 +14,7 @@ from typing import TypeAlias
 import numpy as np
 import numpy.typing as npt
 
-from agent.errors import EcgcastError
+from core.errors import EcgcastError
 from encoder_onnx.settings import DEFAULT_ONNX_PATH, DEFAULT_WEIGHTS_PATH
 
 __all__ = ["register", "train_subparsers"]
@@ -60,7 +60,7 @@ def register(sub: SubParsers) -> None:
 
 def _real_windows(n_records: int) -> npt.NDArray[np.float32]:
     """Valid windows from a few synthetic scenarios, preprocessed as the agent does (the parity's 'real' set)."""
-    from agent.windows import preprocess_record
+    from core.windows import preprocess_record
     from simulators.scenarios import SCENARIO_NAMES, generate_scenario
 
     parts = []

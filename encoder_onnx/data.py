@@ -1,7 +1,7 @@
 """Encoder training and evaluation data: synthetic scenarios cut into windows exactly as the agent cuts them.
 
 Every record comes from ``simulators.scenarios.generate_scenario`` (synthetic, labelled as such everywhere) and is
-preprocessed with ``agent.windows.preprocess_record``, the offline twin of the streaming path, so training,
+preprocessed with ``core.windows.preprocess_record``, the offline twin of the streaming path, so training,
 evaluation and live streaming see identical windows. Patients are seeds: held-out sets use disjoint seeds.
 """
 
@@ -127,7 +127,7 @@ def patient_columns(k: int, patient: Patient, lead: npt.NDArray[np.int32]) -> di
 
 def cut_lead_seconds(spec: DataSpec, k: int) -> dict[str, npt.NDArray[np.generic]]:
     """Patient ``k`` cut as the agent cuts it: every complete lead-second, with the agent's validity verdict."""
-    from agent.windows import preprocess_record
+    from core.windows import preprocess_record
 
     patient = synthetic_patient(spec, k)
     rec = patient.record

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from agent.errors import EcgcastError, SignalError
+from core.errors import EcgcastError, SignalError
 from encoder_onnx.beat_probe import cut_beat_windows
 from encoder_onnx.data import WindowSet, load_or_build
 from encoder_onnx.model import ConvAutoencoder, ConvEncoder

@@ -23,7 +23,7 @@ import numpy.typing as npt
 import onnx
 import structlog
 
-from agent.errors import EncoderError
+from core.errors import EncoderError
 from encoder_onnx.settings import EncoderSettings
 
 __all__ = [

@@ -17,7 +17,7 @@ import structlog
 import torch
 from torch import nn
 
-from agent.errors import CheckpointError
+from core.errors import CheckpointError
 
 __all__ = [
     "CAMEL_PREFIXES",

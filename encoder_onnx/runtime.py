@@ -18,7 +18,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 import structlog
 
-from agent.errors import EncoderError, LifecycleError
+from core.errors import EncoderError, LifecycleError
 from encoder_onnx.export import INPUT_NAME, OUTPUT_NAME
 from encoder_onnx.settings import EncoderSettings
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from agent.config_base import StrictModel
+from core.config import StrictModel
 
 __all__ = ["DEFAULT_ONNX_PATH", "DEFAULT_WEIGHTS_PATH", "EncoderSettings"]
 

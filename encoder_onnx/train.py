@@ -20,7 +20,7 @@ import numpy.typing as npt
 import structlog
 import torch
 
-from agent.errors import CheckpointError, ConfigError
+from core.errors import CheckpointError, ConfigError
 from encoder_onnx.data import DataSpec, WindowSet, load_or_build
 from encoder_onnx.model import ConvAutoencoder, EncoderConfig
 from encoder_onnx.weights import save_encoder_weights

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from agent.errors import CheckpointError
+from core.errors import CheckpointError
 from encoder_onnx.model import ConvEncoder, EncoderConfig, load_camel_encoder_state
 
 __all__ = ["WEIGHTS_FORMAT", "file_sha256", "load_encoder_weights", "save_encoder_weights"]

@@ -218,8 +218,8 @@ def run_calibration(config: CalibrationConfig) -> dict[str, Any]:
     """Score the split's inputs with the raw runtime, fit, report; with ``write``, store the map in the adapter."""
     import torch
 
-    from agent.errors import ConfigError
     from agent.settings import load_settings
+    from core.errors import ConfigError
     from evaluation.embed import Embedder
     from evaluation.lm import LmForecaster
     from evaluation.scoring import cell_metrics, mean_over_cells

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from agent.errors import SignalError
+from core.errors import SignalError
 from simulators.benchmark import SPECS, BenchDataset, build_from_records, build_from_spec
 
 __all__ = [

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from agent.windows import preprocess_record
+from core.windows import preprocess_record
 from evaluation.data import Record
 
 __all__ = ["EmbeddedRecord", "Embedder", "lead_verdict"]

@@ -1,6 +1,6 @@
 """RR/HRV and ectopy features of a window, for the gradient-boosting baseline (CAMEL's XGBoost analogue).
 
-Beats come from ``agent.measurements.analyse_lead`` (the agent's own QRS detector and beat labeller), run once
+Beats come from ``core.measurements.analyse_lead`` (the agent's own QRS detector and beat labeller), run once
 per record; a window's features are computed from the beats inside it. Features: rate, RR variability,
 irregularity of normal-to-normal intervals, PAC/PVC rates, couplets and ventricular runs, over the whole window
 and over its last minute, and the change between the window's first and second half (precursor trends).
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from agent.measurements import analyse_lead
+from core.measurements import analyse_lead
 from evaluation.data import Record
 
 __all__ = ["FEATURE_NAMES", "RecordBeats", "lead_index", "record_beats", "window_features"]

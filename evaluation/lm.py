@@ -16,7 +16,7 @@ import numpy as np
 import structlog
 import torch
 
-from agent.measurements import measure_leads
+from core.measurements import measure_leads
 from evaluation.data import CLASSES, ONSETS, EvalData, Sample
 from evaluation.embed import Embedder
 from evaluation.predictions import Predictions

@@ -21,8 +21,8 @@ import structlog
 import torch
 
 from agent.alerts import AlertService, AlertSettings, build_evidence
-from agent.measurements import measure_leads
-from agent.protocol import Topics
+from core.measurements import measure_leads
+from core.protocol import Topics
 from evaluation.data import ONSETS, Record
 from evaluation.embed import EmbeddedRecord, lead_verdict
 from llm_runtime.engine import ForecastEngine

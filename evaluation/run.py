@@ -70,8 +70,8 @@ class EvalConfig:
 def _runtime_settings(config: EvalConfig) -> tuple[LlmSettings, AlertSettings, str]:
     """The agent's llm and alerts sections from the config file; the sections' defaults (which the shipped
     config/default.yaml repeats) when the file does not validate, said so in results.json."""
-    from agent.errors import ConfigError
     from agent.settings import load_settings
+    from core.errors import ConfigError
 
     try:
         settings = load_settings()

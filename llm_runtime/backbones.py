@@ -24,8 +24,8 @@ import yaml
 from pydantic import Field, TypeAdapter, ValidationError
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from agent.config_base import StrictModel
-from agent.errors import ConfigError, ModelError
+from core.config import StrictModel
+from core.errors import ConfigError, ModelError
 from llm_runtime.tiny_tokenizer import build_tiny_tokenizer
 
 __all__ = [

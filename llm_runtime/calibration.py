@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agent.errors import CheckpointError
+from core.errors import CheckpointError
 
 __all__ = ["ANY_ARRHYTHMIA", "OnsetCalibration", "PlattScale"]
 

@@ -4,7 +4,7 @@ CAMEL's ``camel_*.pt`` files are dicts: ``llava_proj`` (projector state dict), `
 dict), ``lora`` (``state_dict`` as peft saves it and ``config``), optional ``conv`` (encoder state dict, keys
 possibly prefixed ``module.``, ``_orig_mod.`` or ``enc.``) and ``extra``. They are loaded on top of a local base
 model. Loading never unpickles code: ``torch.load(weights_only=True)``, and any other layout is rejected with a
-:class:`~agent.errors.CheckpointError` that says what is wrong.
+:class:`~core.errors.CheckpointError` that says what is wrong.
 
 Our adapters (``save_adapter``/``load_adapter``) use the same dict in ``<dir>/ecg_lm.pt`` plus a readable
 ``<dir>/adapter.json``, so one loader serves both.
@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from agent.errors import CheckpointError
+from core.errors import CheckpointError
 from llm_runtime.model import EcgLanguageModel, EcgLmConfig, LoraSpec
 
 __all__ = ["CamelExtras", "build_from_checkpoint", "load_adapter", "load_camel_checkpoint", "save_adapter"]

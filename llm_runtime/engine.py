@@ -11,7 +11,7 @@ from pathlib import Path
 import structlog
 import torch
 
-from agent.errors import ConfigError
+from core.errors import ConfigError
 from llm_runtime.backbones import Backbone, load_backbone
 from llm_runtime.calibration import OnsetCalibration
 from llm_runtime.checkpoints import load_adapter, load_camel_checkpoint

@@ -22,7 +22,7 @@ import structlog
 import torch
 from transformers.cache_utils import DynamicCache
 
-from agent.errors import LifecycleError, ModelError
+from core.errors import LifecycleError, ModelError
 from llm_runtime.layout import Layout, TokenMeta
 from llm_runtime.model import EcgLanguageModel
 from llm_runtime.packing import SequenceBuilder, camel_block, streaming_close, streaming_header, streaming_second

@@ -16,7 +16,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from agent.config_base import StrictModel
+from core.config import StrictModel
 
 __all__ = [
     "ForecastBatch",

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from agent.config_base import StrictModel
+from core.config import StrictModel
 
 __all__ = ["LlmSettings"]
 

@@ -13,8 +13,8 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from agent.errors import SignalError
-from agent.protocol import canonical_lead
+from core.errors import SignalError
+from core.protocol import canonical_lead
 
 __all__ = ["LEAD_VECTORS", "WAVES", "BeatTemplate", "PatientMorphology", "lead_matrix", "render_waves"]
 

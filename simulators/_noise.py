@@ -12,7 +12,7 @@ from typing import Final, Literal
 import numpy as np
 import numpy.typing as npt
 
-from agent.errors import SignalError
+from core.errors import SignalError
 
 __all__ = ["NOISE_LEVELS", "NoiseLevel", "NoiseProfile", "add_noise"]
 

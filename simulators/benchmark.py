@@ -25,7 +25,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from agent.errors import SignalError
+from core.errors import SignalError
 from simulators.records import RHYTHM_CLASSES, AnnotatedRecord, rhythm_class
 from simulators.scenarios import GENERATOR_VERSION, SCENARIO_NAMES, generate_scenario
 

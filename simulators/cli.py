@@ -10,8 +10,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.errors import EcgcastError
-from agent.settings import DEFAULT_CONFIG_PATH, MqttSettings, load_settings
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.config import DEFAULT_CONFIG_PATH, load_config
+from core.errors import EcgcastError
+from core.settings import MqttSettings, ProtocolSettings
 
 __all__ = ["register"]
 
@@ -88,8 +91,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     real.set_defaults(func=cmd_realism)
 
 
+class PublisherConfig(BaseModel):
+    """The sections of the shared config file that the simulator publishes with; the agent validates the rest."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    protocol: ProtocolSettings = Field(default_factory=ProtocolSettings)
+
+
 def _mqtt_settings(args: argparse.Namespace) -> tuple[MqttSettings, str]:
-    settings = load_settings(args.config)
+    settings = load_config(PublisherConfig, args.config)
     mqtt = settings.mqtt
     if args.url:
         mqtt = MqttSettings.model_validate({**mqtt.model_dump(), "url": args.url})
@@ -118,7 +130,7 @@ def _publish(args: argparse.Namespace, records: list[tuple[str, Any]]) -> int:
     """Stream every (patient_id, record) pair concurrently, paced together; print a summary line."""
     import numpy as np
 
-    from agent.protocol import Topics
+    from core.protocol import Topics
     from simulators.faults import device_actions
     from simulators.publisher import MqttPublisher, replay_actions
 

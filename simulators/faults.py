@@ -17,8 +17,8 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from agent.errors import ProtocolError, SignalError
-from agent.protocol import Topics, WaveChunk, canonical_lead, encode_wave
+from core.errors import ProtocolError, SignalError
+from core.protocol import Topics, WaveChunk, canonical_lead, encode_wave
 from simulators.records import AnnotatedRecord
 
 __all__ = [

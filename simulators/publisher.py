@@ -19,9 +19,9 @@ import structlog
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from agent.errors import BrokerError, LifecycleError
-from agent.mqtt_client import apply_credentials
-from agent.settings import MqttSettings
+from core.errors import BrokerError, LifecycleError
+from core.mqtt import apply_credentials
+from core.settings import MqttSettings
 from simulators.faults import Action, Disconnect
 
 __all__ = ["MqttPublisher", "PublisherState", "ReplayStats", "replay_actions"]

@@ -14,7 +14,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from agent.errors import SignalError
+from core.errors import SignalError
 
 __all__ = [
     "BEAT_SYMBOLS",

@@ -17,8 +17,8 @@ from typing import Any, Final
 
 import numpy as np
 
-from agent.errors import SignalError
-from agent.protocol import canonical_lead
+from core.errors import SignalError
+from core.protocol import canonical_lead
 from simulators._beats import BeatSequence, RateModulator, build_beats
 from simulators._morphology import PatientMorphology, lead_matrix
 from simulators._noise import NOISE_LEVELS, add_noise

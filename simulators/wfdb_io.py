@@ -9,7 +9,7 @@ Reading handles the layouts of the PhysioNet databases we target:
 - PAF prediction (afpdb): beats in ``qrs``; no rhythm annotations (rhythm_at returns "").
 - Icentia11k: ``atr`` with beats and '+' rhythm notes, where ")" ends a rhythm (read as unlabelled "").
 
-Lead names are canonicalised with ``agent.protocol.canonical_lead`` ("MLII" -> "II"); unknown names are kept.
+Lead names are canonicalised with ``core.protocol.canonical_lead`` ("MLII" -> "II"); unknown names are kept.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import numpy.typing as npt
 import structlog
 import wfdb
 
-from agent.errors import ProtocolError, SignalError
-from agent.protocol import canonical_lead
+from core.errors import ProtocolError, SignalError
+from core.protocol import canonical_lead
 from simulators.records import AnnotatedRecord, BeatAnnotations, RhythmSegment
 
 __all__ = [

@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from agent.errors import EcgcastError
+from core.errors import EcgcastError
 from encoder_onnx.cli import train_subparsers
 
 __all__ = ["register"]

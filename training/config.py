@@ -1,6 +1,6 @@
 """Training configuration: one YAML per stage under ``config/train/`` plus a curriculum file that lists them.
 
-Every section is a :class:`~agent.settings.StrictModel` (unknown keys are errors). A curriculum names its stage
+Every section is a :class:`~core.config.StrictModel` (unknown keys are errors). A curriculum names its stage
 files and may override stage fields per entry (the short recipe shrinks the default one this way), and
 ``--set key=value`` overrides reach run-level fields; both are validated, so a typo fails before any training.
 """
@@ -13,8 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
-from agent.config_base import StrictModel
-from agent.errors import ConfigError
+from core.config import StrictModel
+from core.errors import ConfigError
 
 __all__ = ["CurriculumConfig", "StageConfig", "StageName", "apply_overrides", "load_curriculum", "load_stage"]
 

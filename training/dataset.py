@@ -16,7 +16,7 @@ from functools import partial
 
 import structlog
 
-from agent.settings import QualitySettings, WindowSettings
+from core.settings import QualitySettings, WindowSettings
 from llm_runtime.prompts import questions_for
 from simulators.records import AnnotatedRecord
 from training.config import CurriculumConfig, StageConfig

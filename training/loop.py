@@ -25,7 +25,7 @@ import structlog
 import torch
 from tqdm import tqdm
 
-from agent.errors import CheckpointError
+from core.errors import CheckpointError
 from llm_runtime.checkpoints import save_adapter
 from llm_runtime.prompts import PromptBook
 from training.config import CurriculumConfig, StageConfig

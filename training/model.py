@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from agent.errors import CheckpointError
+from core.errors import CheckpointError
 from encoder_onnx.model import ConvEncoder
 from encoder_onnx.weights import file_sha256, load_encoder_weights
 from llm_runtime.backbones import Backbone, load_backbone

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from agent.measurements import Measurements, measure_leads
-from agent.protocol import canonical_lead
-from agent.settings import QualitySettings, WindowSettings
-from agent.windows import preprocess_record
+from core.measurements import Measurements, measure_leads
+from core.protocol import canonical_lead
+from core.settings import QualitySettings, WindowSettings
+from core.windows import preprocess_record
 from simulators.records import RHYTHM_CLASSES, AnnotatedRecord, rhythm_class
 from simulators.scenarios import SCENARIO_NAMES, generate_scenario
 

@@ -15,7 +15,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from agent.measurements import Measurements
+from core.measurements import Measurements
 from llm_runtime.prompts import RHYTHMS, Question
 from simulators.records import AnnotatedRecord
 from training.samples import Strip, WindowTruth, onset_within, rhythm_after
@@ -92,7 +92,7 @@ QUANTITIES: dict[str, tuple[str, str, str]] = {
     "qrs_width_ms": ("What is the median QRS width", "milliseconds", ".0f"),
     "longest_ventricular_run": ("How many beats are in the longest run of ventricular beats", "beats", "d"),
 }
-"""Measurement field -> (question, unit, answer format). Values come from agent.measurements."""
+"""Measurement field -> (question, unit, answer format). Values come from core.measurements."""
 
 
 def format_quantity(quantity: str, value: float | None) -> str:

@@ -3,6 +3,8 @@
 A forecast alert is an advisory: it predicts an arrhythmia, it never reports a present life-threatening rhythm.
 :class:`AlertPolicy` decides (pure, no I/O); :class:`AlertService` stamps time, stores in SQLite and publishes
 ``ecgcast.alert/1`` lifecycle messages (``new`` / ``update`` / ``end``) on ``<prefix>/<patient_id>/alert``.
+The partition-epoch table (``EPOCHS_TABLE``, ``EPOCHS_DDL``, ``ensure_tables``) is exported for ``agent.cluster``:
+the shared PostgreSQL store fences its writes with it, so its schema is defined here, beside the store.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from ._ack import decode_ack
 from ._evidence import Evidence, build_evidence, quality_problem
 from ._explain import check_rationale
 from ._model import SCHEMA_ALERT, SCHEMA_ALERT_ACK, Ack, Alert, AlertEvent, AlertWindow, Transition, ihe_codes
-from ._pg_store import PostgresAlertStore, StaleEpochError
+from ._pg_store import EPOCHS_DDL, EPOCHS_TABLE, PostgresAlertStore, StaleEpochError, ensure_tables
 from ._policy import (
     AckReceived,
     AlertPolicy,
@@ -27,6 +29,8 @@ from ._store import AlertStore, Fence
 from .settings import AlertSettings, PolicySettings
 
 __all__ = [
+    "EPOCHS_DDL",
+    "EPOCHS_TABLE",
     "SCHEMA_ALERT",
     "SCHEMA_ALERT_ACK",
     "Ack",
@@ -53,6 +57,7 @@ __all__ = [
     "build_evidence",
     "check_rationale",
     "decode_ack",
+    "ensure_tables",
     "ihe_codes",
     "open_alert_store",
     "quality_problem",

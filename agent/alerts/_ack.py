@@ -12,7 +12,7 @@ import math
 import re
 from typing import Any, Final
 
-from agent.errors import ProtocolError
+from core.errors import ProtocolError
 
 from ._model import SCHEMA_ALERT_ACK, Ack
 

@@ -1,6 +1,6 @@
 """The measured evidence an alert rests on, and whether the signal is good enough to judge at all.
 
-Everything here is deterministic signal processing output (agent.measurements) plus the ingest's per-lead quality
+Everything here is deterministic signal processing output (core.measurements) plus the ingest's per-lead quality
 verdicts; nothing comes from the language model. Rates are per *usable* minute, so a strip that was half lead-off
 does not halve the ectopy rate.
 """
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .settings import QualityGate
 
 if TYPE_CHECKING:  # annotations only: importing it at run time pulls in scipy
-    from agent.measurements import Measurements
+    from core.measurements import Measurements
 
 __all__ = ["Evidence", "build_evidence", "quality_problem"]
 

@@ -17,12 +17,12 @@ from collections.abc import Iterable
 import psycopg
 import structlog
 
-from agent.errors import BrokerError, LifecycleError
+from core.errors import BrokerError, LifecycleError
 
 from ._model import Alert
 from ._store import AlertReads, Fence
 
-__all__ = ["EPOCHS_DDL", "EPOCHS_TABLE", "Fence", "PostgresAlertStore", "StaleEpochError"]
+__all__ = ["EPOCHS_DDL", "EPOCHS_TABLE", "Fence", "PostgresAlertStore", "StaleEpochError", "ensure_tables"]
 
 log = structlog.get_logger(__name__)
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, assert_never
 
-from agent.errors import ProtocolError
+from core.errors import ProtocolError
 
 from ._evidence import Evidence, quality_problem
 from ._explain import cannot_assess_text, forecast_text

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from agent.errors import BrokerError, LifecycleError, ProtocolError
-from agent.protocol import Topics
+from core.errors import BrokerError, LifecycleError, ProtocolError
+from core.protocol import Topics
 
 from ._evidence import Evidence
 from ._model import Ack, Alert, AlertEvent

@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from agent.errors import ConfigError, LifecycleError
+from core.errors import ConfigError, LifecycleError
 
 from ._model import ACTIVE_STATES, Alert
 

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 from agent.cli import add_config_argument, settings_or_report
-from agent.errors import LifecycleError
-from agent.logs import configure_logging
 from agent.settings import Settings
+from core.errors import LifecycleError
+from core.logs import configure_logging
 
 __all__ = ["register"]
 
@@ -79,8 +79,8 @@ def cmd_ack(args: argparse.Namespace) -> int:
     from paho.mqtt.enums import CallbackAPIVersion
 
     from agent.alerts._model import SCHEMA_ALERT_ACK
-    from agent.mqtt_client import apply_credentials
-    from agent.protocol import Topics
+    from core.mqtt import apply_credentials
+    from core.protocol import Topics
 
     settings = _settings(args.config)
     if settings is None:

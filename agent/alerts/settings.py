@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from agent.config_base import StrictModel
-from agent.protocol import PATIENT_ID_PATTERN
+from core.config import StrictModel
+from core.protocol import PATIENT_ID_PATTERN
 
 __all__ = ["AlertSettings", "ArrhythmiaPolicy", "EscalationSettings", "PolicySettings", "Priority", "QualityGate"]
 

@@ -21,8 +21,8 @@ from types import TracebackType
 
 import structlog
 
-from agent.errors import BrokerError, LifecycleError
 from agent.local_broker import broker_reachable, free_port
+from core.errors import BrokerError, LifecycleError
 
 __all__ = ["DEFAULT_ROOTFS", "BrokerPorts", "PrivateRabbitMQ", "prepare_rootfs", "rootfs_ready"]
 

@@ -2,8 +2,9 @@
 
 Why a database counter and not the activation time: clocks of different machines disagree, and a replica paused
 (GC, swap, a stopped VM) longer than the broker's heartbeat may wake up still believing it owns a partition. Each
-activation takes ``epoch + 1`` in one atomic upsert, and the shared alert store refuses writes stamped with an older
-epoch (:mod:`agent.alerts._pg_store`), so a stale owner can neither publish as current nor overwrite alert state.
+activation takes ``epoch + 1`` in one atomic upsert, and the shared alert store
+(:class:`agent.alerts.PostgresAlertStore`) refuses writes stamped with an older epoch, so a stale owner can neither
+publish as current nor overwrite alert state.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import threading
 import psycopg
 import structlog
 
-from agent.alerts._pg_store import EPOCHS_DDL, EPOCHS_TABLE, ensure_tables
-from agent.errors import BrokerError, LifecycleError
+from agent.alerts import EPOCHS_DDL, EPOCHS_TABLE, ensure_tables
+from core.errors import BrokerError, LifecycleError
 
 __all__ = ["EpochLedger"]
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import queue
 
 from agent.alerts import Fence
-from agent.errors import ConfigError
 from agent.ingest import Rejection
 from agent.mqtt_client import MqttConnection
-from agent.protocol import PayloadLimits
 from agent.sequencer import Delivery
 from agent.settings import Settings
+from core.errors import ConfigError
+from core.protocol import PayloadLimits
 
 from ._epochs import EpochLedger
 from ._gate import PublishGate

@@ -36,11 +36,11 @@ from rstream.recovery import IReliableEntity, RecoveryStrategy
 from rstream.schema import OffsetSpecification
 from rstream.utils import OnClosedErrorInfo
 
-from agent.errors import BrokerError, ProtocolError
 from agent.ingest import Rejection
-from agent.protocol import PATIENT_ID_PATTERN, PayloadLimits, decode_wave
 from agent.sequencer import Delivery
 from agent.settings import SuperStreamSettings
+from core.errors import BrokerError, ProtocolError
+from core.protocol import PATIENT_ID_PATTERN, PayloadLimits, decode_wave
 
 from ._epochs import EpochLedger
 from ._ownership import PartitionOwnership

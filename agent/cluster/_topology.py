@@ -17,8 +17,8 @@ import pika
 import pika.exceptions
 import structlog
 
-from agent.errors import BrokerError, ConfigError
 from agent.settings import SuperStreamSettings
+from core.errors import BrokerError, ConfigError
 
 __all__ = ["Topology", "declare_topology", "partition_index", "partition_stream", "routing_key_prefix"]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from types import FrameType
 
 from agent.cli import add_config_argument, settings_or_report
-from agent.errors import EcgcastError
-from agent.logs import configure_logging
+from core.errors import EcgcastError
+from core.logs import configure_logging
 
 __all__ = ["register"]
 

@@ -18,12 +18,12 @@ import paho.mqtt.client as mqtt
 import structlog
 
 from agent.alerts import SCHEMA_ALERT_ACK
-from agent.errors import LifecycleError, ProtocolError
 from agent.mqtt_client import MqttConnection
-from agent.protocol import PATIENT_ID_PATTERN, PayloadLimits, Topics, decode_wave
-from agent.settings import MqttSettings
 from agent.station._state import StationState
 from agent.station.settings import StationSettings
+from core.errors import LifecycleError, ProtocolError
+from core.protocol import PATIENT_ID_PATTERN, PayloadLimits, Topics, decode_wave
+from core.settings import MqttSettings
 
 __all__ = ["PushHub", "StationFeed", "sse_frame"]
 

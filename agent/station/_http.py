@@ -21,11 +21,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import structlog
 
-from agent.errors import EcgcastError, ProtocolError
 from agent.station._auth import SessionStore, verify_password
 from agent.station._feed import PushHub, StationFeed, sse_frame
 from agent.station._state import StationState
 from agent.station.settings import StationSettings
+from core.errors import EcgcastError, ProtocolError
 
 __all__ = ["StationHttp"]
 

@@ -16,9 +16,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from agent.protocol import WaveChunk
 from agent.station._wave import Strip, WaveRing, heart_rate_bpm
 from agent.station.settings import StationSettings
+from core.protocol import WaveChunk
 
 __all__ = ["AlertSource", "PatientView", "StationState", "Updates", "priority_rank", "quality_badge", "rhythm_summary"]
 

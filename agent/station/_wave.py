@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from agent.errors import SignalError
-from agent.measurements import detect_qrs
-from agent.protocol import WaveChunk
+from core.errors import SignalError
+from core.measurements import detect_qrs
+from core.protocol import WaveChunk
 
 __all__ = ["Strip", "WaveRing", "heart_rate_bpm"]
 

@@ -45,9 +45,9 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from agent.logs import configure_logging
-    from agent.protocol import PayloadLimits, Topics  # the agent's own wave limits: both accept the same chunks
     from agent.station.server import StationServer
+    from core.logs import configure_logging
+    from core.protocol import PayloadLimits, Topics  # the agent's own wave limits: both accept the same chunks
 
     settings = settings_or_report(args.config)
     if settings is None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from types import TracebackType
 
-from agent.errors import LifecycleError
-from agent.protocol import PayloadLimits, Topics
-from agent.settings import MqttSettings
 from agent.station._feed import PushHub, StationFeed
 from agent.station._http import StationHttp
 from agent.station._state import AlertSource, StationState
 from agent.station.settings import StationSettings
+from core.errors import LifecycleError
+from core.protocol import PayloadLimits, Topics
+from core.settings import MqttSettings
 
 __all__ = ["StationServer"]
 

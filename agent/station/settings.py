@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from agent.config_base import StrictModel
+from core.config import StrictModel
 
 __all__ = ["StationSettings"]
 

@@ -42,8 +42,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.daemon import Agent
 from agent.local_broker import LocalMosquitto
-from agent.protocol import Topics
-from agent.settings import QualitySettings, Settings, WindowSettings
+from agent.settings import Settings
+from core.protocol import Topics
+from core.settings import QualitySettings, WindowSettings
 from simulators.records import AnnotatedRecord
 from simulators.scenarios import generate_scenario
 

@@ -22,8 +22,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.daemon import Agent
 from agent.local_broker import LocalMosquitto
-from agent.protocol import Topics, WaveChunk, encode_wave
 from agent.settings import Settings
+from core.protocol import Topics, WaveChunk, encode_wave
 from simulators.scenarios import generate_scenario
 
 FS = 250.0

@@ -18,8 +18,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.daemon import Agent
 from agent.local_broker import LocalMosquitto, free_port
-from agent.protocol import Topics, WaveChunk, encode_wave
-from agent.settings import BufferSettings, HttpSettings, MqttSettings, Settings, StatusSettings
+from agent.settings import BufferSettings, HttpSettings, Settings, StatusSettings
+from core.protocol import Topics, WaveChunk, encode_wave
+from core.settings import MqttSettings
 
 FS = 250.0
 TOPICS = Topics("ecg/v1")

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from agent.daemon import check_encoder_pairing
-from agent.errors import ConfigError
-from agent.settings import DEFAULT_CONFIG_PATH, Settings, load_settings
+from agent.settings import Settings, load_settings
+from core.config import DEFAULT_CONFIG_PATH
+from core.errors import ConfigError
 
 
 def settings_with(adapter: Path, encoder: Path, backbone: str = "gemma3-270m") -> Settings:

@@ -8,9 +8,9 @@ import numpy as np
 
 from agent.ingest import RawWave, Rejection, decode_batch
 from agent.ingest_worker import IngestWorker
-from agent.protocol import PayloadLimits, WaveChunk, encode_wave
 from agent.sequencer import Delivery
 from agent.settings import Settings
+from core.protocol import PayloadLimits, WaveChunk, encode_wave
 
 
 def _b64(patient: str, seq: int) -> bytes:

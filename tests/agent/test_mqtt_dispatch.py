@@ -8,7 +8,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from agent.mqtt_client import MqttConnection, filter_pattern
-from agent.settings import MqttSettings
+from core.settings import MqttSettings
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.daemon import Agent
 from agent.local_broker import LocalMosquitto, free_port
-from agent.protocol import Topics
-from agent.settings import HttpSettings, MqttSettings, Settings
+from agent.settings import HttpSettings, Settings
+from core.protocol import Topics
+from core.settings import MqttSettings
 
 
 def get(url: str) -> tuple[int, str]:

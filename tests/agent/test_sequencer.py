@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent.protocol import WaveChunk
 from agent.sequencer import Delivery, Drop, Placement, SegmentStart, Sequencer
+from core.protocol import WaveChunk
 
 FS = 250.0
 N = 50  # samples per chunk: 0.2 s

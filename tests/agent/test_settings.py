@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 
 import main
-from agent.errors import ConfigError
-from agent.settings import DEFAULT_CONFIG_PATH, load_settings
+from agent.settings import load_settings
+from core.config import DEFAULT_CONFIG_PATH
+from core.errors import ConfigError
 
 
 def test_default_config_is_valid_and_points_at_local_broker() -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from agent.windows import preprocess_record, resample_window
+from core.windows import preprocess_record, resample_window
 from encoder_onnx.beat_probe import beat_windows, centred_windows, cut_beat_windows, filtered_signal
 from encoder_onnx.data import DataSpec, WindowSet, build_window_set
 from encoder_onnx.evaluate import BEAT_FEATURES, beat_probe_report

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.errors import SignalError
+from core.errors import SignalError
 from encoder_onnx.embedding_ring import EmbeddingRing
 
 

@@ -11,8 +11,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from agent.errors import EncoderError
-from agent.windows import preprocess_record
+from core.errors import EncoderError
+from core.windows import preprocess_record
 from encoder_onnx import export as export_mod
 from encoder_onnx.export import MODEL_VERSION, OPSET, ensure_onnx, export_onnx, onnx_metadata, random_windows
 from encoder_onnx.model import ConvEncoder

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from agent.errors import CheckpointError
+from core.errors import CheckpointError
 from encoder_onnx.model import (
     ConvAutoencoder,
     ConvEncoder,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from structlog.testing import capture_logs
 
-from agent.errors import EncoderError, LifecycleError
+from core.errors import EncoderError, LifecycleError
 from encoder_onnx.export import random_windows
 from encoder_onnx.runtime import CPU, CUDA, TRT, EncoderRuntime, RuntimeState, choose_providers, cuda_device_usable
 from encoder_onnx.settings import EncoderSettings

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from agent.errors import CheckpointError, ConfigError
+from core.errors import CheckpointError, ConfigError
 from encoder_onnx.train import TrainConfig, apply_overrides, lr_at, train_encoder
 from encoder_onnx.weights import load_encoder_weights
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from agent.errors import CheckpointError
+from core.errors import CheckpointError
 from llm_runtime.backbones import load_backbone
 from llm_runtime.checkpoints import build_from_checkpoint, load_adapter, load_camel_checkpoint, save_adapter
 from llm_runtime.model import EcgLanguageModel, LoraSpec

@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def encoded_window(window_s: int) -> tuple[torch.Tensor, str]:
     """(T, 2, 64) embeddings of an AF-onset scenario's last ``window_s`` seconds before 120 s, and its evidence."""
-    from agent.measurements import measure_leads
-    from agent.windows import preprocess_record
+    from core.measurements import measure_leads
+    from core.windows import preprocess_record
     from encoder_onnx.weights import load_encoder_weights
     from simulators.scenarios import generate_scenario
 

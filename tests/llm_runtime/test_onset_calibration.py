@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from agent.errors import CheckpointError
+from core.errors import CheckpointError
 from llm_runtime.calibration import OnsetCalibration, PlattScale
 from llm_runtime.checkpoints import save_adapter
 from llm_runtime.engine import ForecastEngine

@@ -14,6 +14,6 @@ def test_every_export_resolves() -> None:
 
 
 def test_cli_import_does_not_load_torch() -> None:
-    code = "import sys, llm_runtime.cli; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    code = "import sys, evaluation.forecast_cli; print('torch' in sys.modules, 'transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from agent.errors import LifecycleError, ModelError
+from core.errors import LifecycleError, ModelError
 from llm_runtime.backbones import Backbone
 from llm_runtime.runner import ModelRunner, RunnerConfig, ScoreRequest
 

@@ -7,9 +7,9 @@ import itertools
 import numpy as np
 import pytest
 
-from agent.errors import ProtocolError
-from agent.protocol import PayloadLimits, Topics, WaveChunk, decode_wave
-from agent.settings import ProtocolSettings
+from core.errors import ProtocolError
+from core.protocol import PayloadLimits, Topics, WaveChunk, decode_wave
+from core.settings import ProtocolSettings
 from simulators.faults import (
     MALFORMED_EXPECTED,
     Disconnect,

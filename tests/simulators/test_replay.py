@@ -14,10 +14,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.errors import ProtocolError
 from agent.local_broker import LocalMosquitto
-from agent.protocol import PayloadLimits, WaveChunk, decode_wave
-from agent.settings import MqttSettings
+from core.errors import ProtocolError
+from core.protocol import PayloadLimits, WaveChunk, decode_wave
+from core.settings import MqttSettings
 from main import main
 from simulators.faults import MALFORMED_EXPECTED, FaultPlan, Publish, device_actions
 from simulators.publisher import MqttPublisher, replay_actions

@@ -6,7 +6,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from agent.errors import SignalError
+from core.errors import SignalError
 from simulators.records import AnnotatedRecord
 from simulators.scenarios import SCENARIO_NAMES, generate_scenario
 

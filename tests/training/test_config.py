@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent.errors import ConfigError
+from core.errors import ConfigError
 from training.config import CurriculumConfig, StageRef, load_curriculum, load_stage
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-from agent.errors import CheckpointError, ConfigError
+from core.errors import CheckpointError, ConfigError
 from llm_runtime.checkpoints import save_adapter
 from simulators.scenarios import generate_scenario
 from tests.training.conftest import write_curriculum

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from agent.windows import preprocess_record
+from core.windows import preprocess_record
 from encoder_onnx.weights import load_encoder_weights
 from llm_runtime.checkpoints import load_adapter
 from simulators.scenarios import generate_scenario
@@ -34,7 +34,7 @@ def test_default_config_points_at_the_shipped_adapter() -> None:
 
 @pytest.mark.e2e
 def test_af_onset_window_gets_more_af_than_a_sinus_window() -> None:
-    from agent.measurements import measure_leads
+    from core.measurements import measure_leads
     from llm_runtime.backbones import load_backbone
     from llm_runtime.prompts import CHAT_FORMATS, PromptBook, questions_for
     from llm_runtime.runner import ModelRunner, RunnerConfig, ScoreRequest

@@ -4,7 +4,7 @@ import random
 
 import numpy as np
 
-from agent.measurements import measure_leads
+from core.measurements import measure_leads
 from llm_runtime.prompts import questions_for
 from simulators.records import AnnotatedRecord, BeatAnnotations, RhythmSegment
 from simulators.scenarios import generate_scenario

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from agent.alerts import SCHEMA_ALERT_ACK, decode_ack
-from agent.errors import ProtocolError
+from core.errors import ProtocolError
 
 
 def payload(**fields: object) -> bytes:

@@ -15,7 +15,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 import main
 from agent.alerts import AlertService, AlertSettings, decode_ack
 from agent.local_broker import LocalMosquitto
-from agent.protocol import Topics
+from core.protocol import Topics
 
 from .alert_builders import evidence, forecast
 

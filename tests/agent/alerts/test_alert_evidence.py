@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from agent.alerts import AlertService, AlertSettings, build_evidence, quality_problem
-from agent.measurements import Measurements, measure_leads
-from agent.protocol import Topics
+from core.measurements import Measurements, measure_leads
+from core.protocol import Topics
 from simulators import generate_scenario
 
 from .alert_builders import forecast

@@ -20,7 +20,7 @@ from agent.alerts import (
     PatientResolved,
     TimerTick,
 )
-from agent.errors import ProtocolError
+from core.errors import ProtocolError
 
 from .alert_builders import evidence, forecast
 

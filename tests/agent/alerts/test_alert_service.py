@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from agent.alerts import SCHEMA_ALERT, Ack, AlertService, AlertSettings, decode_ack
-from agent.errors import BrokerError, LifecycleError, ProtocolError
-from agent.protocol import Topics
+from core.errors import BrokerError, LifecycleError, ProtocolError
+from core.protocol import Topics
 
 from .alert_builders import evidence, forecast
 

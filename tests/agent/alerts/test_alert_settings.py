@@ -8,8 +8,9 @@ import pytest
 
 import agent.alerts
 from agent.alerts import AlertSettings
-from agent.errors import ConfigError
-from agent.settings import DEFAULT_CONFIG_PATH, load_settings
+from agent.settings import load_settings
+from core.config import DEFAULT_CONFIG_PATH
+from core.errors import ConfigError
 
 
 def test_default_config_has_the_alerts_section() -> None:
@@ -55,6 +56,7 @@ def test_exports() -> None:
         "PolicySettings", "SCHEMA_ALERT", "SCHEMA_ALERT_ACK", "TimerTick", "Track", "Transition", "build_evidence",
         "check_rationale", "decode_ack", "ihe_codes", "quality_problem",
         "Fence", "PostgresAlertStore", "StaleEpochError", "open_alert_store",
+        "EPOCHS_DDL", "EPOCHS_TABLE", "ensure_tables",
     }  # fmt: skip
     assert set(agent.alerts.__all__) == expected
     assert all(hasattr(agent.alerts, name) for name in expected)

@@ -14,8 +14,8 @@ import pytest
 import agent.cluster
 from agent.cluster import PartitionOwnership, PublishGate, Topology, partition_index, partition_stream
 from agent.cluster import routing_key_prefix as rk_prefix
-from agent.errors import ConfigError
 from agent.settings import SuperStreamSettings, load_settings
+from core.errors import ConfigError
 
 
 def owned(partition: int = 3, epoch: int = 7, patients: tuple[str, ...] = ("P1",)) -> PartitionOwnership:
@@ -113,9 +113,9 @@ def test_source_decodes_like_the_mqtt_callback_and_drops_foreign_partitions() ->
 
     from agent.cluster import SuperStreamSource
     from agent.ingest import Rejection
-    from agent.protocol import PayloadLimits, WaveChunk, encode_wave
     from agent.sequencer import Delivery
     from agent.settings import Settings
+    from core.protocol import PayloadLimits, WaveChunk, encode_wave
 
     inbox: queue.Queue[Delivery | Rejection] = queue.Queue()
     ownership = owned(partition=2, epoch=4, patients=())

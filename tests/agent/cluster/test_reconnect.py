@@ -14,8 +14,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.cluster import PrivateRabbitMQ, Topology, declare_topology
 from agent.daemon import Agent
-from agent.protocol import Topics, WaveChunk, encode_wave
 from agent.settings import Settings
+from core.protocol import Topics, WaveChunk, encode_wave
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 PATIENTS = ("A1", "B2", "C3")

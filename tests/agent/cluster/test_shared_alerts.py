@@ -12,7 +12,7 @@ import pytest
 
 from agent.alerts import AlertService, AlertSettings, Fence, PostgresAlertStore, StaleEpochError
 from agent.cluster import EpochLedger
-from agent.protocol import Topics
+from core.protocol import Topics
 from main import main
 from tests.agent.alerts.alert_builders import evidence
 

@@ -21,10 +21,10 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.local_broker import LocalMosquitto
-from agent.protocol import Topics
-from agent.settings import MqttSettings
 from agent.station import StationSettings, hash_password
 from agent.station.server import StationServer
+from core.protocol import Topics
+from core.settings import MqttSettings
 
 from .ward import Bed, Ward
 

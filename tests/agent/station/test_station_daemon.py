@@ -16,9 +16,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.daemon import Agent
 from agent.local_broker import LocalMosquitto
-from agent.protocol import WaveChunk, encode_wave
 from agent.settings import Settings
 from agent.station import hash_password, verify_password
+from core.protocol import WaveChunk, encode_wave
 from main import main
 from simulators import generate_scenario
 

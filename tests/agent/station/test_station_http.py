@@ -19,12 +19,12 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.alerts import decode_ack
-from agent.errors import LifecycleError
 from agent.local_broker import LocalMosquitto
-from agent.protocol import Topics
-from agent.settings import MqttSettings
 from agent.station import StationSettings, hash_password
 from agent.station.server import StationServer
+from core.errors import LifecycleError
+from core.protocol import Topics
+from core.settings import MqttSettings
 
 PASSWORD = "pw-for-tests"
 

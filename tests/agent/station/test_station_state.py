@@ -7,8 +7,6 @@ import pytest
 from pydantic import ValidationError
 
 import agent.station
-from agent.measurements import measure
-from agent.protocol import WaveChunk
 from agent.settings import load_settings
 from agent.station import (
     SessionStore,
@@ -23,6 +21,8 @@ from agent.station import (
     rhythm_summary,
     verify_password,
 )
+from core.measurements import measure
+from core.protocol import WaveChunk
 from simulators import generate_scenario
 
 FS = 250.0

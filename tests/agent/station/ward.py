@@ -24,8 +24,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.alerts import Ack, AlertService, AlertSettings, build_evidence, decode_ack
 from agent.daemon import AlertWorker
-from agent.measurements import measure_leads
-from agent.protocol import Topics, WaveChunk, encode_wave
+from core.measurements import measure_leads
+from core.protocol import Topics, WaveChunk, encode_wave
 from llm_runtime.forecast import Forecast
 from simulators import generate_scenario
 

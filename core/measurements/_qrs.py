@@ -57,13 +57,13 @@ def detect_qrs(sig_mv: npt.ArrayLike, fs: float, *, config: DetectorConfig | Non
 
     Raises
     ------
-    agent.errors.SignalError
+    core.errors.SignalError
         If ``sig_mv`` is not 1-D real numbers or is empty, or ``fs`` is not a valid rate.
 
     Examples
     --------
     >>> import numpy as np
-    >>> from agent.measurements import detect_qrs
+    >>> from core.measurements import detect_qrs
     >>> fs = 250.0
     >>> t = np.arange(int(10 * fs)) / fs
     >>> sig_mv = sum(np.exp(-(((t - b) / 0.012) ** 2)) for b in np.arange(0.5, 10, 1.0))  # 60 bpm spikes

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from agent.errors import SignalError
+from core.errors import SignalError
 
 __all__ = ["RingBuffer"]
 

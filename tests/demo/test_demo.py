@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.demo import DemoOptions, run_demo
 from agent.local_broker import LocalMosquitto
 from agent.settings import Settings
+from demo.run import DemoOptions, run_demo
 
 
 @pytest.mark.e2e

@@ -27,8 +27,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.daemon import Agent, tune_process_for_streaming
 from agent.local_broker import EmbeddedBroker, LocalMosquitto, broker_reachable
-from agent.protocol import Topics
 from agent.settings import Settings
+from core.protocol import Topics
 
 __all__ = ["DemoOptions", "run_demo"]
 

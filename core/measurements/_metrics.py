@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from agent.errors import ProtocolError, SignalError
-from agent.protocol import canonical_lead
+from core.errors import ProtocolError, SignalError
+from core.protocol import canonical_lead
 
 from ._beats import BeatFeatures, artifact_beats, beat_features, label_beats, local_median
 from ._checks import check_fs, check_p_signal, check_sig
@@ -81,7 +81,7 @@ def measure(sig_mv: npt.ArrayLike, fs: float, *, lead: str = "II") -> Measuremen
     fs : float
         Sampling rate in Hz.
     lead : str, default "II"
-        Lead name (any synonym :func:`agent.protocol.canonical_lead` knows); stored in canonical form.
+        Lead name (any synonym :func:`core.protocol.canonical_lead` knows); stored in canonical form.
 
     Returns
     -------
@@ -90,13 +90,13 @@ def measure(sig_mv: npt.ArrayLike, fs: float, *, lead: str = "II") -> Measuremen
 
     Raises
     ------
-    agent.errors.SignalError
+    core.errors.SignalError
         On a signal that is not 1-D real numbers, an empty one, a bad ``fs`` or an unknown ``lead``.
 
     Examples
     --------
     >>> import numpy as np
-    >>> from agent.measurements import measure
+    >>> from core.measurements import measure
     >>> fs = 250.0
     >>> t = np.arange(int(30 * fs)) / fs
     >>> sig_mv = sum(np.exp(-(((t - b) / 0.012) ** 2)) for b in np.arange(0.4, 30, 0.8))  # 75 bpm
@@ -240,13 +240,13 @@ def measure_leads(p_signal: npt.ArrayLike, fs: float, sig_name: list[str] | tupl
 
     Raises
     ------
-    agent.errors.SignalError
+    core.errors.SignalError
         If ``p_signal`` is not 2-D, is empty, disagrees with ``sig_name``, or ``fs`` or a lead name is bad.
 
     Examples
     --------
     >>> import numpy as np
-    >>> from agent.measurements import measure_leads
+    >>> from core.measurements import measure_leads
     >>> fs = 250.0
     >>> t = np.arange(int(30 * fs)) / fs
     >>> ii = sum(np.exp(-(((t - b) / 0.012) ** 2)) for b in np.arange(0.4, 30, 0.8))

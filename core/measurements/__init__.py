@@ -2,25 +2,33 @@
 
 The evidence in a nurse's alert (rate, RR irregularity, ectopy, QRS width, signal quality) comes from here, by
 signal processing, never from the language model. All functions are pure: array in, dataclass or array out, ``fs``
-explicit. ``python -m agent.measurements`` measures accuracy on synthetic scenarios (docs/MEASUREMENTS.md).
+explicit. ``python bench/measurements_bench.py`` measures accuracy on synthetic scenarios (docs/MEASUREMENTS.md).
 """
 
 from __future__ import annotations
 
+from ._accuracy import BEAT_CLASSES, score_beats, true_rate_bpm
 from ._beats import BeatFeatures, ClassifierConfig, classify_beats
-from ._metrics import Measurements, analyse_lead, measure, measure_leads
+from ._metrics import LeadAnalysis, Measurements, analyse_lead, analyse_leads, best_lead, measure, measure_leads
 from ._qrs import DetectorConfig, detect_qrs
-from ._quality import QualityConfig
+from ._quality import QualityConfig, run_bounds
 
 __all__ = [
+    "BEAT_CLASSES",
     "BeatFeatures",
     "ClassifierConfig",
     "DetectorConfig",
+    "LeadAnalysis",
     "Measurements",
     "QualityConfig",
     "analyse_lead",
+    "analyse_leads",
+    "best_lead",
     "classify_beats",
     "detect_qrs",
     "measure",
     "measure_leads",
+    "run_bounds",
+    "score_beats",
+    "true_rate_bpm",
 ]

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from agent.errors import SignalError
+from core.errors import SignalError
 
 __all__ = ["MAX_FS", "MIN_FS", "check_fs", "check_p_signal", "check_r_peaks", "check_sig"]
 

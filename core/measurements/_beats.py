@@ -96,13 +96,13 @@ def classify_beats(
 
     Raises
     ------
-    agent.errors.SignalError
+    core.errors.SignalError
         On a bad signal, ``fs`` or ``r_peaks``.
 
     Examples
     --------
     >>> import numpy as np
-    >>> from agent.measurements import classify_beats
+    >>> from core.measurements import classify_beats
     >>> fs = 250.0
     >>> t = np.arange(int(20 * fs)) / fs
     >>> narrow = [b for b in np.arange(0.5, 20, 0.8) if abs(b - 10.1) > 0.1]

@@ -8,13 +8,13 @@ from itertools import cycle
 import numpy as np
 import numpy.typing as npt
 
+from agent.encoder_stage import EncoderStage, encode_ready
 from agent.patient import CompletedWindows, PatientStream
-from agent.protocol import WaveChunk
 from agent.sequencer import Delivery
 from agent.settings import BufferSettings, Settings
-from agent.windows import preprocess_record
+from core.protocol import WaveChunk
+from core.windows import preprocess_record
 from encoder_onnx.runtime import EncoderRuntime
-from encoder_onnx.stage import EncoderStage, encode_ready
 from simulators.scenarios import generate_scenario
 
 FS = 250.0

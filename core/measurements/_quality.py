@@ -39,7 +39,7 @@ def usable_mask(
 ) -> npt.NDArray[np.bool_]:
     """Per-sample usability of one lead: finite, not flat, not saturated, in a stretch long enough to measure.
 
-    Inputs are assumed checked (1-D float, valid ``fs``); see :func:`agent.measurements.measure` for the public edge.
+    Inputs are assumed checked (1-D float, valid ``fs``); see :func:`core.measurements.measure` for the public edge.
     """
     cfg = config or QualityConfig()
     finite = np.isfinite(sig_mv)

@@ -6,9 +6,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agent import protocol
-from agent.errors import ProtocolError
-from agent.protocol import (
+from core import protocol
+from core.errors import ProtocolError
+from core.protocol import (
     PayloadLimits,
     Topics,
     WaveChunk,

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from agent.errors import ProtocolError
+from core.errors import ProtocolError
 
 if TYPE_CHECKING:
-    from agent.settings import ProtocolSettings
+    from core.settings import ProtocolSettings
 
 __all__ = [
     "LEAD_SYNONYMS",

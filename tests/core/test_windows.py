@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.errors import SignalError
-from agent.settings import QualitySettings, WindowSettings
-from agent.windows import WindowAssembler, WindowBatch, assess_window, preprocess_record, resample_window
+from core.errors import SignalError
+from core.settings import QualitySettings, WindowSettings
+from core.windows import WindowAssembler, WindowBatch, assess_window, preprocess_record, resample_window
 
 FS = 250.0
 

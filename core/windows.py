@@ -18,8 +18,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal as sps
 
-from agent.errors import SignalError
-from agent.settings import QualitySettings, WindowSettings
+from core.errors import SignalError
+from core.settings import QualitySettings, WindowSettings
 
 __all__ = [
     "PreprocessedRecord",

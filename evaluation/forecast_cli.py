@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.errors import EcgcastError
-from agent.settings import DEFAULT_CONFIG_PATH
+from core.config import DEFAULT_CONFIG_PATH
+from core.errors import EcgcastError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -47,8 +47,8 @@ def _signal(args: argparse.Namespace, leads: tuple[str, ...]) -> tuple[npt.NDArr
     """(p_signal (sig_len, n_leads) mV, fs, sig_name, record name) with columns in ``leads`` order."""
     import numpy as np
 
-    from agent.errors import SignalError
-    from agent.protocol import canonical_lead
+    from core.errors import SignalError
+    from core.protocol import canonical_lead
 
     wanted = [canonical_lead(lead) for lead in leads]
     if args.scenario:
@@ -73,7 +73,7 @@ def _embeddings(
     settings: Settings, segment: npt.NDArray[np.float32], fs: float, names: list[str]
 ) -> npt.NDArray[np.float32]:
     """(sig_len, n_leads) mV -> (n_leads, T, 64) encoder embeddings, via the agent's own preprocessing."""
-    from agent.windows import preprocess_record
+    from core.windows import preprocess_record
     from encoder_onnx.export import ensure_onnx
     from encoder_onnx.runtime import EncoderRuntime
 
@@ -87,9 +87,9 @@ def _embeddings(
 def _run(args: argparse.Namespace) -> Forecast:
     import torch
 
-    from agent.logs import configure_logging
-    from agent.measurements import measure_leads
     from agent.settings import load_settings
+    from core.logs import configure_logging
+    from core.measurements import measure_leads
     from llm_runtime.engine import ForecastEngine
     from llm_runtime.runner import ScoreRequest
     from llm_runtime.settings import LlmSettings

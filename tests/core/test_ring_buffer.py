@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.errors import SignalError
-from agent.ring_buffer import RingBuffer
+from core.errors import SignalError
+from core.ring_buffer import RingBuffer
 
 
 def test_wraps_and_keeps_the_newest_samples() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from agent.settings import Settings, load_settings
 from core.config import DEFAULT_CONFIG_PATH
-from core.errors import ConfigError
+from core.errors import ConfigError, EcgcastError
 
 __all__ = ["add_config_argument", "register", "settings_or_report"]
 
@@ -55,4 +55,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = settings_or_report(args.config)
     if settings is None:
         return 2
-    return run_daemon(settings, log_format=args.log_format)
+    try:
+        return run_daemon(settings, log_format=args.log_format)
+    except EcgcastError as exc:
+        print(f"agent failed to start: {exc}", file=sys.stderr)
+        return 2

@@ -30,7 +30,6 @@ from agent.ingest_worker import IngestWorker, WindowSink
 from agent.mqtt_client import MqttConnection
 from agent.observability import AgentMetrics, HealthServer, MetricsSnapshot, Readiness
 from agent.patient import CompletedWindows
-from agent.sequencer import Delivery
 from agent.settings import Settings
 from agent.station.server import StationServer
 from agent.worker_thread import WorkerThread
@@ -70,12 +69,17 @@ def check_encoder_pairing(settings: Settings) -> None:
         )
 
 
-class AlertWorker(WorkerThread):
-    """Applies acknowledgements and runs re-notification timers off the MQTT thread, about once a second."""
+EVICTED_REASON = "stream evicted: no samples for buffer.idle_evict_s"
 
-    def __init__(self, service: AlertService, acks: queue.Queue[Ack]) -> None:
+
+class AlertWorker(WorkerThread):
+    """Applies acknowledgements, resolves the alerts of evicted patients and runs re-notification timers, off the
+    MQTT and ingest threads, about once a second."""
+
+    def __init__(self, service: AlertService, acks: queue.Queue[Ack], departures: queue.SimpleQueue[str]) -> None:
         self.service = service
         self._acks = acks
+        self._departures = departures
         super().__init__("alert-worker")
 
     def step(self) -> None:
@@ -89,6 +93,10 @@ class AlertWorker(WorkerThread):
                 log.info("alert_acknowledged", patient_id=alert.patient_id, alert_id=alert.alert_id, by=ack.by)
             except ProtocolError as exc:
                 log.warning("ack_rejected", reason=exc.reason, detail=exc.detail, alert_id=ack.alert_id)
+        while not self._departures.empty():
+            patient_id = self._departures.get_nowait()
+            ended = self.service.resolve_patient(patient_id, EVICTED_REASON)
+            log.info("patient_alerts_resolved", patient_id=patient_id, alerts=len(ended), reason=EVICTED_REASON)
         self.service.tick()
 
 
@@ -121,14 +129,20 @@ class Agent:
         self.windows_ready: queue.Queue[CompletedWindows] = queue.Queue(maxsize=100_000)
         self.worker = IngestWorker(settings, self.connection, self.inbox, sink or self._enqueue_windows)
         self.acks: queue.Queue[Ack] = queue.Queue(maxsize=1000)
+        self.departures: queue.SimpleQueue[str] = queue.SimpleQueue()  # evicted patients whose alerts must end
         self.alerts: AlertService | None = None
         self.alert_worker: AlertWorker | None = None
         self.model: ModelWorker | None = None
-        if with_model:
-            self._build_model_stages(clock, alert_store)
         self.health: HealthServer | None = None
-        if settings.http.port:
+        if settings.http.port:  # bound before the model loads: a busy port fails in a second, not after the load
             self.health = HealthServer(settings.http.host, settings.http.port, self.metrics, self.readiness)
+        if with_model:
+            try:
+                self._build_model_stages(clock, alert_store)
+            except BaseException:
+                if self.health is not None:
+                    self.health.close()
+                raise
         self.station: StationServer | None = None
         if settings.station.enabled:
             self.station = StationServer(settings.station, settings.mqtt, self.topics, limits, self.alerts)
@@ -150,7 +164,8 @@ class Agent:
         publish = self._publish
         fence = self.cluster.fence if self.cluster is not None else None
         self.alerts = AlertService(s.alerts, alert_store, publish, self.topics, fence=fence)
-        self.alert_worker = AlertWorker(self.alerts, self.acks)
+        self.alert_worker = AlertWorker(self.alerts, self.acks, self.departures)
+        self.worker.on_evicted = self.departures.put  # an evicted patient's alerts end (a released one's do not)
         self.model = ModelWorker(
             self.windows_ready,
             stage,
@@ -195,7 +210,7 @@ class Agent:
         """MQTT callback: validate and enqueue; the alert worker applies it."""
         try:
             patient_id = self.topics.patient_of(message.topic, "alert/ack")
-            self.acks.put_nowait(decode_ack(message.payload, patient_id))
+            self.acks.put_nowait(decode_ack(bytes(message.payload), patient_id))
         except ProtocolError as exc:
             log.warning(
                 "ack_rejected", reason=exc.reason, field=exc.field, detail=exc.detail[:200], topic=message.topic[:200]
@@ -246,8 +261,8 @@ class Agent:
             "ingest_queue": self.inbox.qsize(),
             "windows_queue": self.windows_ready.qsize(),
         }
-        oldest = self.inbox.queue[0] if self.inbox.qsize() else None  # peek: the deque behind the queue
-        ingest_lag = time.monotonic() - oldest.received_mono if isinstance(oldest, Delivery) else 0.0
+        oldest = self.inbox.oldest_received_mono()
+        ingest_lag = time.monotonic() - oldest if oldest is not None else 0.0
         checks["ingest_lag_s"] = round(ingest_lag, 3)
         ok = self.connection.connected and (self.model is None or self.model.loaded)
         ok = ok and ingest_lag <= self.settings.http.max_ingest_lag_s

@@ -20,6 +20,13 @@ class IngestInbox(queue.Queue[RawWave | Delivery | Rejection]):
     ``queue.Queue`` documents for subclasses (``_qsize``, ``_get``, and its ``not_empty``/``not_full`` conditions).
     """
 
+    def oldest_received_mono(self) -> float | None:
+        """When the oldest waiting message arrived (``time.monotonic()``); None when the inbox is empty or its head
+        is a rejection (which carries no arrival time and costs no work). What ``/readyz`` measures lag from."""
+        with self.mutex:
+            head = self.queue[0] if self._qsize() else None
+        return head.received_mono if isinstance(head, RawWave | Delivery) else None
+
     def take_batch(self, max_items: int, timeout: float, linger: float) -> list[RawWave | Delivery | Rejection]:
         """Wait up to ``timeout`` s for a first item, then up to ``linger`` s for more; return at most
         ``max_items`` (an empty list when nothing came)."""

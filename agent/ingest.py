@@ -111,7 +111,7 @@ class WaveIngest:
         except ProtocolError as exc:
             self._reject(message, exc)
             return
-        raw = RawWave(patient_id, message.payload, message.mid, message.qos, time.monotonic())
+        raw = RawWave(patient_id, bytes(message.payload), message.mid, message.qos, time.monotonic())
         try:
             self._out.put_nowait(raw)
         except queue.Full:

@@ -78,6 +78,7 @@ class IngestWorker(WorkerThread):
         self.lock = threading.Lock()
         self.evicted: list[str] = []  # patients dropped since the model worker last looked
         self.extra_status: Callable[[str], dict[str, Any]] | None = None  # fields other stages add to status
+        self.on_evicted: Callable[[str], None] | None = None  # told of each idle eviction (not of a release)
         super().__init__("ingest-worker")
 
     def step(self) -> None:
@@ -157,6 +158,8 @@ class IngestWorker(WorkerThread):
         status["state"] = "evicted"
         self._connection.publish(self._topics.status(pid), json.dumps(status).encode(), qos=1, retain=True)
         log.info("patient_evicted", patient_id=pid)
+        if self.on_evicted is not None:
+            self.on_evicted(pid)
 
     def release(self, patient_ids: list[str]) -> None:
         """Drop patients this agent no longer owns (another replica took them over): their state is freed and the

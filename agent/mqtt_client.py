@@ -170,7 +170,8 @@ class MqttConnection:
         )
         client.publish(self._presence_topic, _presence(self._agent_id, "online"), qos=1, retain=True)
         with self._pending_lock:
-            self._pending_subacks = {client.subscribe(sub.topic_filter, sub.qos)[1] for sub in self._subscriptions}
+            mids = [client.subscribe(sub.topic_filter, sub.qos)[1] for sub in self._subscriptions]
+            self._pending_subacks = {mid for mid in mids if mid is not None}  # None: the client is not connected
             if not self._pending_subacks:
                 self._connected.set()
 
@@ -197,7 +198,7 @@ class MqttConnection:
             raise LifecycleError(f"MqttConnection is {self.state.value}; a closed connection cannot be reopened")
         props = None
         if self._v5:
-            props = Properties(PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho leaves __init__ unannotated
             props.SessionExpiryInterval = self._settings.session_expiry_s
             props.ReceiveMaximum = self._settings.receive_maximum
         try:

@@ -11,13 +11,15 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from agent.http_listen import listen
 
 __all__ = ["AgentMetrics", "HealthServer", "MetricsSnapshot", "Readiness"]
 
@@ -48,7 +50,7 @@ class AgentMetrics:
     def __init__(self, snapshot: Callable[[], MetricsSnapshot]) -> None:
         self.registry = CollectorRegistry()
         self._snapshot = snapshot
-        self.registry.register(self)  # type: ignore[arg-type]
+        self.registry.register(self)
 
     def describe(self) -> list[Metric]:
         return []  # families are built at scrape time; declaring none keeps registration cheap
@@ -102,7 +104,7 @@ class HealthServer:
             def log_message(self, format: str, *args: Any) -> None:
                 return  # access logs would drown the structured log; Prometheus scrapes every few seconds
 
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
+        self._httpd = listen(host, port, Handler, "http")
         self.port = int(self._httpd.server_address[1])
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="health-http", daemon=True)
         self._closed = False

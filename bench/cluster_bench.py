@@ -29,7 +29,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -171,8 +171,8 @@ def main() -> int:
         wait_until(lambda: len(cluster.ownership.partitions()) > 0, 60)
         time.sleep(1.0)  # let the rebalance settle: B's share is whatever it holds now
         share = cluster.ownership.partitions()
-        expected = cluster.ownership.summary()["patients"]
-        rebalance_s = wait_until(lambda: len(full(survivor, seconds - 1)) >= int(expected), 600) + 1.0
+        expected = cast(int, cluster.ownership.summary()["patients"])
+        rebalance_s = wait_until(lambda: len(full(survivor, seconds - 1)) >= expected, 600) + 1.0
         moved_before = len(full(survivor, seconds - 1))
         print(f"replica B joined: {len(share)} partitions, {moved_before} patients full after {rebalance_s:.1f} s")
 

@@ -86,7 +86,7 @@ def publish_realtime(port: int, patients: int, seconds: float, encoding: str, st
 def preload(port: int, client_id: str, messages: int, encoding: str) -> None:
     """Create a persistent session for ``client_id`` and queue ``messages`` chunks for it."""
     session = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    props = Properties(PacketTypes.CONNECT)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho leaves __init__ unannotated
     props.SessionExpiryInterval = 3600
     props.ReceiveMaximum = 1000  # mosquitto keeps the flow-control limit of the connect that created the session
     session.connect("127.0.0.1", port, clean_start=True, properties=props)
@@ -115,7 +115,7 @@ def preload(port: int, client_id: str, messages: int, encoding: str) -> None:
 
 def bare_subscriber(
     port: int, client_id: str, expected: int, timeout: float, stamp: bool, client_class: type[mqtt.Client] = mqtt.Client
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """paho with auto-ack, doing nothing with messages but counting them (and, if asked, their latency).
 
     ``client_class`` :class:`~agent.mqtt_socket.BufferedReadClient` gives the same subscriber on the agent's
@@ -138,7 +138,7 @@ def bare_subscriber(
 
     client = client_class(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     client.on_message = on_message
-    props = Properties(PacketTypes.CONNECT)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho leaves __init__ unannotated
     props.SessionExpiryInterval = 3600
     props.ReceiveMaximum = 1000
     client.on_connect = lambda c, u, f, rc, p: c.subscribe("ecg/v1/+/wave", 1)
@@ -170,7 +170,7 @@ def _percentiles(lat: list[tuple[float, float]], after: float) -> dict[str, floa
     }
 
 
-def agent_consumer(port: int, client_id: str, expected_windows: int, timeout: float, stamp: bool) -> dict[str, float]:
+def agent_consumer(port: int, client_id: str, expected_windows: int, timeout: float, stamp: bool) -> dict[str, Any]:
     """The real agent (ingest → sequencer → ring buffer → filters → windows), timing windows as they are ready."""
     got = {"n": 0, "first": 0.0, "last": 0.0}
     lat: list[tuple[float, float]] = []

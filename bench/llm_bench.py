@@ -19,6 +19,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -94,6 +95,11 @@ def streaming_costs(runner: ModelRunner, window: torch.Tensor, evidence: str, re
     }
 
 
+def _score_one_by_one(runner: ModelRunner, requests: list[ScoreRequest]) -> None:
+    for request in requests:
+        runner.score([request])
+
+
 def batched_throughput(
     runner: ModelRunner, window: torch.Tensor, evidence: str, sizes: list[int], repeats: int
 ) -> dict[str, object]:
@@ -105,8 +111,8 @@ def batched_throughput(
             if f"b{i}" not in runner.patient_ids:
                 runner.prime(f"b{i}", window, first_second=0)
         requests = [ScoreRequest(f"b{i}", evidence) for i in range(b)]
-        ms = timed(lambda requests=requests: runner.score(requests), repeats)  # type: ignore[misc]
-        loop = timed(lambda requests=requests: [runner.score([r]) for r in requests], 1)
+        ms = timed(partial(runner.score, requests), repeats)
+        loop = timed(partial(_score_one_by_one, runner, requests), 1)
         out[str(b)] = {
             **summary(ms),
             "forecasts_per_s": round(b / (statistics.median(ms) / 1000), 2),

@@ -363,7 +363,7 @@ class WindowBatch:
     def _filter_round(self) -> None:
         blocks = list(self._round.values())
         self._round.clear()
-        fast: dict[tuple[int, int], list[_Block]] = {}
+        fast: dict[tuple[int, int, int], list[_Block]] = {}  # (filter id, block length, quality id) -> blocks
         for block in blocks:
             a = block.assembler
             if block.bad is None and a.sos is not None:

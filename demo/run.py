@@ -253,7 +253,7 @@ def summarise(
 ) -> dict[str, Any]:
     """Per patient: alerts with signal time, lead time before each onset, false alerts, cannot-assess."""
     per_patient = []
-    totals = {
+    totals: dict[str, float] = {
         "patients": len(patients),
         "alerts_raised": 0,
         "onsets": 0,

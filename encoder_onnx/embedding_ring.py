@@ -57,18 +57,6 @@ class EmbeddingRing:
         self.newest_second = max(self.newest_second, second)
         self.n_put += 1
 
-    def put_many(
-        self,
-        lead_idx: npt.NDArray[np.int64],
-        seconds: npt.NDArray[np.int64],
-        t_start: npt.NDArray[np.float64],
-        vecs: npt.NDArray[np.float32],
-        valid: npt.NDArray[np.bool_],
-    ) -> None:
-        """Store a batch of lead-seconds, e.g. one encoder run's output for this patient; (K,) arrays, vecs (K, dim)."""
-        for k in range(len(seconds)):
-            self.put(int(lead_idx[k]), int(seconds[k]), float(t_start[k]), vecs[k], bool(valid[k]))
-
     def window(self, last_n_seconds: int) -> EmbeddingWindow:
         """The ``last_n_seconds`` seconds ending at the newest one (fewer if the ring holds fewer): a slice copy."""
         n = min(last_n_seconds, self.capacity_s, self.newest_second + 1)

@@ -46,7 +46,7 @@ class OnsetSample:
 
 def _logit(p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     q = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(q / (1 - q))  # type: ignore[no-any-return]
+    return np.log(q / (1 - q))
 
 
 def _penalised_loss(

@@ -225,7 +225,7 @@ class Trainer:
         total = 0.0
         for seq, drop in zip(seqs, drops, strict=True):
             loss, _ = sequence_loss(t, seq, drop)
-            (loss / n_tokens).backward()
+            torch.autograd.backward(loss / n_tokens)
             total += float(loss.detach())
         for group in optimizer.param_groups:
             group["lr"] = lr

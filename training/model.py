@@ -114,7 +114,7 @@ def ecg_rows(
     (n_leads, T) bool zeroes the other rows, as the agent feeds an invalid second or a lead the patient lacks."""
     n_leads, n_seconds, n_samples = windows.shape
     with torch.set_grad_enabled(trainable and torch.is_grad_enabled()):
-        flat = encoder(windows.reshape(n_leads * n_seconds, n_samples))  # (L*T, 256) -> (L*T, 64)
+        flat: torch.Tensor = encoder(windows.reshape(n_leads * n_seconds, n_samples))  # (L*T, 256) -> (L*T, 64)
     rows = flat.reshape(n_leads, n_seconds, -1)  # (L, T, 64)
     if present is not None:
         rows = rows * present.to(rows.device, rows.dtype).unsqueeze(-1)

@@ -76,10 +76,6 @@ class PartitionOwnership:
             lease = self._leases.get(partition) if partition is not None else None
             return lease is not None and not lease.caught_up
 
-    def owns_partition(self, partition: int) -> bool:
-        with self._lock:
-            return partition in self._leases
-
     def partitions(self) -> dict[int, int]:
         """partition -> epoch of every partition held now."""
         with self._lock:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import queue
 
 from agent.alerts import Fence
-from agent.ingest import Rejection
+from agent.ingest import RawWave, Rejection
 from agent.mqtt_client import MqttConnection
 from agent.sequencer import Delivery
 from agent.settings import Settings
@@ -30,7 +30,7 @@ class ClusterReplica:
         self,
         settings: Settings,
         limits: PayloadLimits,
-        inbox: queue.Queue[Delivery | Rejection],
+        inbox: queue.Queue[RawWave | Delivery | Rejection],
         connection: MqttConnection,
         release: Release,
     ) -> None:

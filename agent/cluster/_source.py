@@ -36,7 +36,7 @@ from rstream.recovery import IReliableEntity, RecoveryStrategy
 from rstream.schema import OffsetSpecification
 from rstream.utils import OnClosedErrorInfo
 
-from agent.ingest import Rejection
+from agent.ingest import RawWave, Rejection
 from agent.sequencer import Delivery
 from agent.settings import SuperStreamSettings
 from core.errors import BrokerError, ProtocolError
@@ -92,7 +92,7 @@ class SuperStreamSource:
         settings: SuperStreamSettings,
         replay_s: float,
         limits: PayloadLimits,
-        inbox: queue.Queue[Delivery | Rejection],
+        inbox: queue.Queue[RawWave | Delivery | Rejection],
         ownership: PartitionOwnership,
         epochs: EpochLedger,
         release: Release,

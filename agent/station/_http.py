@@ -14,13 +14,14 @@ import threading
 from collections.abc import Callable
 from http import HTTPStatus
 from http.cookies import SimpleCookie
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import structlog
 
+from agent.http_listen import listen
 from agent.station._auth import SessionStore, verify_password
 from agent.station._feed import PushHub, StationFeed, sse_frame
 from agent.station._state import StationState
@@ -73,7 +74,7 @@ class StationHttp:
             def log_message(self, format: str, *args: Any) -> None:
                 return  # the page polls nothing, but SSE reconnects would still flood the structured log
 
-        self._httpd = ThreadingHTTPServer((settings.host, settings.port), Handler)
+        self._httpd = listen(settings.host, settings.port, Handler, "station")
         self._httpd.daemon_threads = True
         if self._tls:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

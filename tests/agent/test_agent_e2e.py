@@ -172,6 +172,43 @@ def test_forecasts_cannot_assess_ack_and_restart(
 
 
 @pytest.mark.e2e
+def test_an_evicted_patients_alerts_are_resolved_and_stay_resolved(
+    broker: LocalMosquitto, streams: mqtt.Client, encoder_weights: Path, tmp_path: Path
+) -> None:
+    """A flat-line patient gets "cannot assess"; when its stream stops for buffer.idle_evict_s the agent evicts it and
+    ends that alert (no more re-notification), and a restarted agent does not reload it as active."""
+    config = settings_dict(broker.url, encoder_weights, tmp_path / "alerts.sqlite3")
+    config["buffer"] = {"idle_evict_s": 3.0}
+    settings = Settings.model_validate(config)
+    collector = Collector(broker.port)
+    agent = Agent(settings)
+    agent.start()
+    try:
+        block = np.full((2, int(FS)), 0.2, np.float32)
+        for k in range(120):  # stream 1-s chunks until the alert is up (bounded), then fall silent
+            chunk = WaveChunk("bed-9", "dev-1", k, 1.7e9 + k, FS, ("II", "V1"), block)
+            streams.publish(TOPICS.wave("bed-9"), encode_wave(chunk, "b64"), qos=1).wait_for_publish(5)
+            if any(m["type"] == "new" for m in collector.of("bed-9", "alert")):
+                break
+            time.sleep(0.1)
+        new = next(m["after"] for m in collector.of("bed-9", "alert") if m["type"] == "new")
+        assert new["kind"] == "cannot_assess"
+        wait_for(lambda: any(m.get("state") == "evicted" for m in collector.of("bed-9", "status")), 30)
+        wait_for(lambda: any(m["type"] == "end" for m in collector.of("bed-9", "alert")), 10)
+        end = next(m["after"] for m in collector.of("bed-9", "alert") if m["type"] == "end")
+        assert (end["alert_id"], end["state"]) == (new["alert_id"], "resolved")
+        assert agent.alerts is not None and agent.alerts.active("bed-9") == []
+    finally:
+        agent.stop()
+    restarted = Agent(settings)
+    try:
+        assert restarted.alerts is not None and restarted.alerts.active("bed-9") == []
+    finally:
+        restarted.stop()
+    collector.close()
+
+
+@pytest.mark.e2e
 def test_sigterm_shuts_down_cleanly_and_publishes_offline(
     broker: LocalMosquitto, encoder_weights: Path, tmp_path: Path
 ) -> None:

@@ -294,6 +294,8 @@ def test_tls_connection_with_ca_verification(tmp_path: Path) -> None:
 
 def test_released_patients_are_dropped_without_an_evicted_status(broker: LocalMosquitto, running_agent: Agent) -> None:
     """A patient handed to another replica loses its state here, and the model stages are told to free theirs."""
+    told: list[str] = []
+    running_agent.worker.on_evicted = told.append
     pub = publisher(broker.port)
     watcher = StatusWatcher(broker.port)
     try:
@@ -307,7 +309,27 @@ def test_released_patients_are_dropped_without_an_evicted_status(broker: LocalMo
         assert running_agent.worker.take_evicted() == ["gone-1"]
         time.sleep(0.5)
         assert watcher.get("gone-1").get("state") != "evicted"
+        assert told == []  # the new owner continues its alerts: a release must not end them
     finally:
         watcher.close()
         pub.loop_stop()
+
+
+def test_an_idle_patient_is_evicted_and_the_alert_path_is_told(broker: LocalMosquitto) -> None:
+    settings = agent_settings(broker.url).model_copy(update={"buffer": BufferSettings(idle_evict_s=0.5)})
+    agent = Agent(settings, with_model=False)
+    told: list[str] = []
+    agent.worker.on_evicted = told.append
+    agent.start()
+    pub = publisher(broker.port)
+    watcher = StatusWatcher(broker.port)
+    try:
+        assert agent.connection.wait_connected(10)
+        pub.publish(TOPICS.wave("idle-1"), encode_wave(chunk("idle-1", 0)), qos=1).wait_for_publish(5)
+        wait_for(lambda: watcher.get("idle-1").get("state") == "evicted")
+        assert told == ["idle-1"] and "idle-1" not in agent.worker.patients
+    finally:
+        watcher.close()
+        pub.loop_stop()
+        agent.stop()
         pub.disconnect()

@@ -91,4 +91,5 @@ def test_ordered_dict_state_dicts_are_accepted(tmp_path: Path) -> None:
     data = camel_dict()
     data["ecg_special"] = collections.OrderedDict(data["ecg_special"])  # type: ignore[arg-type]
     torch.save(data, tmp_path / "c.pt")
-    load_camel_checkpoint(load_backbone("tiny-random").lm, tmp_path / "c.pt")
+    model, _ = load_camel_checkpoint(load_backbone("tiny-random").lm, tmp_path / "c.pt")
+    assert torch.equal(model.ecg_special.weight, data["ecg_special"]["weight"])  # type: ignore[index]

@@ -13,7 +13,6 @@ from training.ship import flat_tensors
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "models" / "forecaster"
-pytestmark = pytest.mark.skipif(not (SHIPPED / "ecg_lm.pt").exists(), reason="no shipped adapter yet")
 
 
 def test_safetensors_copy_matches_the_runtime_file() -> None:

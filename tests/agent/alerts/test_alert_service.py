@@ -250,3 +250,23 @@ def test_resolve_patient(tmp_path: Path) -> None:
         (event,) = service.resolve_patient("P001", "discharged")
         assert (event.type, event.after.state, event.after.history[-1].reason) == ("end", "resolved", "discharged")
         assert service.active("P001") == []
+
+
+def test_the_alert_worker_resolves_an_evicted_patients_alerts_for_good(tmp_path: Path) -> None:
+    """Eviction ends the patient's alerts (no more re-notification) and a restart does not bring them back."""
+    import queue
+
+    from agent.daemon import EVICTED_REASON, AlertWorker
+
+    wire, clock = Wire(), Clock()
+    departures: queue.SimpleQueue[str] = queue.SimpleQueue()
+    with open_service(tmp_path / "a.sqlite3", wire, clock) as service:
+        alert_id = raise_af(service, clock)
+        departures.put("P001")
+        AlertWorker(service, queue.Queue(), departures).step()
+        assert service.active("P001") == []
+        end = wire.messages()[-1]
+        assert (end["type"], end["after"]["alert_id"], end["after"]["state"]) == ("end", alert_id, "resolved")
+        assert end["after"]["history"][-1]["reason"] == EVICTED_REASON
+    with open_service(tmp_path / "a.sqlite3", Wire(), clock) as reopened:
+        assert reopened.active("P001") == []

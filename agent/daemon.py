@@ -31,7 +31,7 @@ from agent.mqtt_client import MqttConnection
 from agent.observability import AgentMetrics, HealthServer, MetricsSnapshot, Readiness
 from agent.patient import CompletedWindows
 from agent.settings import Settings
-from agent.station.server import StationServer
+from agent.station import StationServer
 from agent.worker_thread import WorkerThread
 from core.errors import ConfigError, ProtocolError
 from core.logs import configure_logging

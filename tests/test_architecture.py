@@ -207,3 +207,14 @@ def test_the_rules_catch_what_they_should() -> None:
     assert private_module_owner("agent.alerts") is None
     assert private_module_owner("agent.__init__") is None
     assert not inside("agent.cluster._epochs", "agent.alerts")
+
+
+def test_the_architecture_page_states_the_same_layers() -> None:
+    """docs/ARCHITECTURE.md's table is the human copy of LAYERS: they must not drift apart."""
+    rows = {}
+    for line in (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].strip("`") in LAYERS:
+            allowed = set() if cells[1] == "nothing of ours" else {c.strip(" `") for c in cells[1].split(",")}
+            rows[cells[0].strip("`")] = allowed
+    assert rows == {package: set(allowed) for package, allowed in LAYERS.items()}

@@ -4,10 +4,6 @@ It listens to the agent's own MQTT topics with its own client (so it works for a
 the latest status, forecast, alerts and a short waveform ring per patient, and pushes updates to signed-in
 browsers with Server-Sent Events. An acknowledgement from the page is published as the same
 ``ecgcast.alert_ack/1`` message a pager sends (docs/STATION.md).
-
-:class:`~agent.station.server.StationServer` is imported from ``agent.station.server``, not from here: it needs the
-MQTT client, which needs ``agent.settings``, which holds this package's settings model. Keeping this ``__init__``
-free of it is what lets ``agent.settings`` import :class:`StationSettings` without a cycle.
 """
 
 from __future__ import annotations
@@ -15,10 +11,12 @@ from __future__ import annotations
 from ._auth import SessionStore, hash_password, verify_password
 from ._state import StationState, order, priority_rank, quality_badge, rhythm_summary
 from ._wave import WaveRing, heart_rate_bpm
+from .server import StationServer
 from .settings import StationSettings
 
 __all__ = [
     "SessionStore",
+    "StationServer",
     "StationSettings",
     "StationState",
     "WaveRing",

@@ -45,7 +45,7 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from agent.station.server import StationServer
+    from agent.station import StationServer
     from core.logs import configure_logging
     from core.protocol import PayloadLimits, Topics  # the agent's own wave limits: both accept the same chunks
 

@@ -1,6 +1,6 @@
 """Scoring measurements against ground-truth beats: detector sensitivity/PPV, beat-label confusion, rate error.
 
-Used by the tests and by ``python -m core.measurements``. Reference beats inside stretches the ground truth marks
+Used by the tests and by ``bench/measurements_bench.py``. Reference beats inside stretches the ground truth marks
 unusable (lead-off, saturation, motion) are excluded, as are detections there: no detector can be asked to see
 beats through a disconnected lead.
 """

@@ -21,8 +21,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.local_broker import LocalMosquitto
-from agent.station import StationSettings, hash_password
-from agent.station.server import StationServer
+from agent.station import StationServer, StationSettings, hash_password
 from core.protocol import Topics
 from core.settings import MqttSettings
 

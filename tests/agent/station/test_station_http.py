@@ -20,8 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.alerts import decode_ack
 from agent.local_broker import LocalMosquitto
-from agent.station import StationSettings, hash_password
-from agent.station.server import StationServer
+from agent.station import StationServer, StationSettings, hash_password
 from core.errors import LifecycleError
 from core.protocol import Topics
 from core.settings import MqttSettings

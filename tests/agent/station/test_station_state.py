@@ -38,8 +38,8 @@ def alert(alert_id: str, state: str = "raised", priority: str = "low", **extra: 
 
 def test_exports_are_curated() -> None:
     assert set(agent.station.__all__) == {
-        "SessionStore", "StationSettings", "StationState", "WaveRing", "hash_password", "heart_rate_bpm", "order",
-        "priority_rank", "quality_badge", "rhythm_summary", "verify_password",
+        "SessionStore", "StationServer", "StationSettings", "StationState", "WaveRing", "hash_password",
+        "heart_rate_bpm", "order", "priority_rank", "quality_badge", "rhythm_summary", "verify_password",
     }  # fmt: skip
 
 

@@ -32,6 +32,7 @@ class Segment:
     duration_s: float
     hr_bpm: tuple[float, float]  # ventricular target rate (flutter: ignored, the conduction ratio decides)
     pac_burden: tuple[float, float] = (0.0, 0.0)  # probability per sinus beat of a following PAC
+    pac_coupling: tuple[float, float] = (0.55, 0.75)  # PAC time after its sinus beat, in RR (early: P' in the T)
     pvc_burden: tuple[float, float] = (0.0, 0.0)  # probability per beat of a following PVC event
     couplet_fraction: float = 0.0  # share of PVC events that are couplets
     atrial_runs_per_min: tuple[float, float] = (0.0, 0.0)  # short PAC runs, labelled "(SVTA"
@@ -141,7 +142,7 @@ def _sinus_segment(seq: BeatSequence, seg: Segment, t: float, rng: np.random.Gen
                 seq.beat(last, VENTRICULAR, False)
             t = _next_sinus_after_ectopy(t, rr, last)
         elif u < p_pvc + p_pac:
-            pac_t = t + rng.uniform(0.55, 0.75) * rr
+            pac_t = t + rng.uniform(*seg.pac_coupling) * rr
             seq.beat(pac_t, PAC, True)
             t = pac_t + rr * rng.uniform(1.0, 1.1)
         elif u < p_pvc + p_pac + p_run:

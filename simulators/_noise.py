@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from core.errors import SignalError
 
-__all__ = ["NOISE_LEVELS", "NoiseLevel", "NoiseProfile", "add_noise"]
+__all__ = ["NOISE_LEVELS", "NoiseLevel", "NoiseProfile", "add_noise", "varied_profile"]
 
 NoiseLevel = Literal["none", "ambient", "low", "medium", "high"]
 
@@ -40,6 +40,23 @@ NOISE_LEVELS: Final[dict[str, NoiseProfile]] = {
     "medium": NoiseProfile(0.2, 0.03, 0.02, 6.0, 2.0, 1.0),
     "high": NoiseProfile(0.4, 0.06, 0.05, 20.0, 6.0, 3.0),
 }
+
+
+def varied_profile(level: str, rng: np.random.Generator) -> NoiseProfile:
+    """Generator v2: one patient's profile around ``level``: wander 0.5-2.5x, EMG 0.3-3x, mains 0-2x, artifact
+    rates 0.3-2x (log-uniform), so records of one nominal level are not all alike. "none" stays silent."""
+    if level not in NOISE_LEVELS:
+        raise SignalError(f"noise level {level!r} unknown; choose from {sorted(NOISE_LEVELS)}")
+    base = NOISE_LEVELS[level]
+    scale = np.exp(rng.uniform(np.log([0.5, 0.3, 0.3, 0.3, 0.3]), np.log([2.5, 3.0, 2.0, 2.0, 2.0])))
+    return NoiseProfile(
+        base.wander_mv * scale[0],
+        base.emg_mv * scale[1],
+        base.mains_mv * float(rng.uniform(0.0, 2.0)),
+        base.motion_per_h * scale[2],
+        base.lead_off_per_h * scale[3],
+        base.saturation_per_h * scale[4],
+    )
 
 
 def _band_noise(rng: np.random.Generator, n: int, fs: float, low_hz: float, high_hz: float) -> npt.NDArray[np.float64]:
@@ -76,8 +93,10 @@ def add_noise(
     level: str,
     rng: np.random.Generator,
     mains_hz: float = 50.0,
+    profile: NoiseProfile | None = None,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
     """Return (noisy signal, unusable mask). ``p_signal`` is (sig_len, n_sig) in mV and is not modified.
+    ``profile`` replaces the level's amplitudes and rates (generator v2's per-patient variation).
 
     Examples
     --------
@@ -88,7 +107,7 @@ def add_noise(
     """
     if level not in NOISE_LEVELS:
         raise SignalError(f"noise level {level!r} unknown; choose from {sorted(NOISE_LEVELS)}")
-    profile = NOISE_LEVELS[level]
+    profile = profile or NOISE_LEVELS[level]
     sig_len, n_sig = p_signal.shape
     out = p_signal.copy()
     unusable = np.zeros(sig_len, dtype=bool)

@@ -196,6 +196,7 @@ class RhythmPreset:
     irregular: bool  # irregularly irregular RR (AF) or ectopy-driven irregularity
     qrs: Literal["narrow", "wide", "mixed"]  # wide: ventricular origin (QRS >= 120 ms); mixed: bigeminy
     p_waves: bool | None  # discrete P waves before (most) QRS complexes; None: not checked (flutter, bigeminy)
+    family: str | None = None  # generator v2 morphology family (simulators._families); None: v1's morphology
 
 
 RHYTHM_PRESETS: Final[dict[str, RhythmPreset]] = {

@@ -40,6 +40,7 @@ __all__ = [
     "build_from_spec",
     "class_changes",
     "label_sample",
+    "opaque_patient_id",
     "patient_of",
     "sample_anchors",
 ]
@@ -68,6 +69,7 @@ class BenchSpec:
     stride_s: float = 60.0  # regular anchor grid
     split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
     records_per_shard: int = 16
+    generator: str = GENERATOR_VERSION  # scenario generator ("2": varied precursors and decoys; record ids opaque)
 
 
 SPECS: Final[dict[str, BenchSpec]] = {
@@ -178,16 +180,26 @@ class _Item:
     rows: list[dict[str, Any]]
 
 
-def _item(record: AnnotatedRecord, patient_id: str, group: str, stride_s: float) -> _Item:
+def _item(record: AnnotatedRecord, patient_id: str, group: str, stride_s: float, record_id: str | None = None) -> _Item:
     scaled = np.clip(np.round(record.p_signal.T * _UV_PER_MV), -32768, 32767).astype(np.int16)  # (n_sig, sig_len)
     rows = _rows_for(record, stride_s)
-    return _Item(record.record_name, patient_id, group, record.fs, record.sig_name, scaled, record.unusable, rows)
+    record_id = record_id or record.record_name
+    return _Item(record_id, patient_id, group, record.fs, record.sig_name, scaled, record.unusable, rows)
+
+
+def opaque_patient_id(spec_name: str, scenario: str, seed: int) -> str:
+    """A record id that does not name its scenario (generator v2 specs): a model or a reader of the index cannot
+    learn the outcome from the name. Deterministic, so a spec always yields the same ids."""
+    return "p" + hashlib.sha256(f"{spec_name}:{scenario}:{seed}".encode()).hexdigest()[:10]
 
 
 def _synthetic_item(job: tuple[BenchSpec, str, int]) -> _Item:
     spec, scenario, seed = job
-    record = generate_scenario(scenario, seed, spec.minutes, spec.fs, spec.leads, spec.noise)
-    return _item(record, f"{scenario}-{seed}", scenario, spec.stride_s)
+    record = generate_scenario(scenario, seed, spec.minutes, spec.fs, spec.leads, spec.noise, generator=spec.generator)
+    if spec.generator == "1":
+        return _item(record, f"{scenario}-{seed}", scenario, spec.stride_s)
+    patient_id = opaque_patient_id(spec.name, scenario, seed)
+    return _item(record, patient_id, scenario, spec.stride_s, record_id=patient_id)
 
 
 def _write(items: Iterable[_Item], out: Path, meta: dict[str, Any], seed: int, per_shard: int) -> Path:
@@ -261,7 +273,7 @@ def build_from_spec(spec: str | BenchSpec, out: Path, workers: int = 2) -> Path:
         for k, scenario in enumerate(spec.scenarios)
         for i in range(spec.patients_per_scenario)
     ]
-    meta: dict[str, Any] = {"spec": asdict(spec), "generator_version": GENERATOR_VERSION, "source": "synthetic"}
+    meta: dict[str, Any] = {"spec": asdict(spec), "generator_version": spec.generator, "source": "synthetic"}
     meta |= {"split_fractions": list(spec.split_fractions), "classes": list(RHYTHM_CLASSES)}
     if workers <= 1:
         return _write(map(_synthetic_item, jobs), out, meta, spec.seed, spec.records_per_shard)

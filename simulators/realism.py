@@ -18,9 +18,11 @@ import numpy as np
 import numpy.typing as npt
 
 from simulators._scripts import RHYTHM_PRESETS, RhythmPreset
+from simulators._scripts_v2 import RHYTHM_PRESETS_V2
 from simulators.scenarios import generate_rhythm
 
 __all__ = [
+    "PRESETS",
     "TOLERANCES",
     "RealismRow",
     "check_row",
@@ -41,6 +43,9 @@ TOLERANCES: Final[dict[str, float]] = {
     "p_absent_max": 0.5,  # AF and VT: at most this share (flutter waves read as P waves: not checked)
 }
 """Stated tolerances; ``check_row`` applies them and the test asserts them."""
+
+PRESETS: Final[dict[str, RhythmPreset]] = RHYTHM_PRESETS | RHYTHM_PRESETS_V2
+"""v1's fixed rhythms, then what generator v2 adds (morphology families, AF of other rates and f-wave sizes)."""
 
 _TABLE_START: Final = "<!-- realism-table:start -->"
 _TABLE_END: Final = "<!-- realism-table:end -->"
@@ -139,7 +144,7 @@ def measure(preset: str, seconds: float = 60.0, seed: int = 0, fs: float = 250.0
     rr_ms, qrs, p_fraction, n_beats = _measure_ecg(record.lead("II").astype(np.float64), fs)
     return RealismRow(
         rhythm=preset,
-        asked_hr_bpm=RHYTHM_PRESETS[preset].hr_bpm,
+        asked_hr_bpm=PRESETS[preset].hr_bpm,
         hr_bpm=float(60000.0 / rr_ms.mean()),
         rr_cv=float(rr_ms.std() / rr_ms.mean()),
         rmssd_ms=float(np.sqrt(np.mean(np.diff(rr_ms) ** 2))),
@@ -151,7 +156,7 @@ def measure(preset: str, seconds: float = 60.0, seed: int = 0, fs: float = 250.0
 
 def check_row(row: RealismRow, ref_qrs_ms: float) -> list[str]:
     """Violations of :data:`TOLERANCES` for one row (empty when the rhythm measures as asked)."""
-    preset: RhythmPreset = RHYTHM_PRESETS[row.rhythm]
+    preset: RhythmPreset = PRESETS[row.rhythm]
     tol = TOLERANCES
     problems = []
     if abs(row.hr_bpm - row.asked_hr_bpm) > tol["hr_rel"] * row.asked_hr_bpm:
@@ -172,7 +177,7 @@ def check_row(row: RealismRow, ref_qrs_ms: float) -> list[str]:
 
 
 def measure_all(seconds: float = 60.0, seed: int = 0, presets: tuple[str, ...] | None = None) -> list[RealismRow]:
-    return [measure(name, seconds=seconds, seed=seed) for name in presets or tuple(RHYTHM_PRESETS)]
+    return [measure(name, seconds=seconds, seed=seed) for name in presets or tuple(PRESETS)]
 
 
 def markdown_table(rows: list[RealismRow], ref_qrs_ms: float) -> str:
@@ -182,7 +187,7 @@ def markdown_table(rows: list[RealismRow], ref_qrs_ms: float) -> str:
     head = "| " + " | ".join(columns) + " |\n" + "|---" * len(columns) + "|"
     lines = [head]
     for row in rows:
-        preset = RHYTHM_PRESETS[row.rhythm]
+        preset = PRESETS[row.rhythm]
         problems = check_row(row, ref_qrs_ms)
         lines.append(
             f"| {row.rhythm} | {row.asked_hr_bpm:.0f} | {row.hr_bpm:.1f} | {row.rr_cv:.3f} | {row.rmssd_ms:.0f} "

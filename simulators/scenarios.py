@@ -4,9 +4,13 @@
 >>> rec.p_signal.shape, rec.sig_name
 ((15000, 2), ['II', 'V1'])
 
-Everything is deterministic from (name, seed, minutes, fs, leads, noise). Morphology, script, beats, atrial waves
-and noise draw from independent child streams of one seed, so e.g. changing the noise level leaves the beats and
-labels unchanged.
+Everything is deterministic from (name, seed, minutes, fs, leads, noise, generator). Morphology, script, beats,
+atrial waves and noise draw from independent child streams of one seed, so e.g. changing the noise level leaves the
+beats and labels unchanged.
+
+Two generators: "1" (the default, what the shipped models were trained on; reproducible bit for bit) and "2"
+(precursors of several kinds not tied to the outcome, decoys that look like precursors, onsets anywhere, several
+beat-morphology families, varied PAC P' waves and noise; docs/SIMULATORS.md). They share the renderer.
 """
 
 from __future__ import annotations
@@ -20,25 +24,43 @@ import numpy as np
 from core.errors import SignalError
 from core.protocol import canonical_lead
 from simulators._beats import BeatSequence, RateModulator, build_beats
+from simulators._families import varied_morphology
 from simulators._morphology import PatientMorphology, lead_matrix
-from simulators._noise import NOISE_LEVELS, add_noise
+from simulators._noise import NOISE_LEVELS, add_noise, varied_profile
 from simulators._render import Canvas, render_atrial, render_beats
 from simulators._scripts import RHYTHM_PRESETS, SCRIPTS, Script
+from simulators._scripts_v2 import PRECURSOR_KINDS, RHYTHM_PRESETS_V2, SCRIPTS_V2
 from simulators.records import AnnotatedRecord, BeatAnnotations, RhythmSegment
 
 __all__ = [
     "GENERATOR_VERSION",
+    "GENERATOR_VERSIONS",
+    "PRECURSOR_KINDS",
     "RHYTHM_PRESETS",
+    "RHYTHM_PRESETS_V2",
     "SCENARIO_NAMES",
+    "SCENARIO_NAMES_V2",
     "SyntheticRecord",
     "generate_rhythm",
     "generate_scenario",
+    "scenario_names",
 ]
 
 GENERATOR_VERSION: Final = "1"
-"""Bumped whenever the same (name, seed, ...) would produce different samples or labels."""
+"""The default generator. A generator's output for given arguments never changes; a change makes a new version."""
+GENERATOR_VERSIONS: Final[tuple[str, ...]] = ("1", "2")
 
 SCENARIO_NAMES: Final[tuple[str, ...]] = tuple(SCRIPTS)
+SCENARIO_NAMES_V2: Final[tuple[str, ...]] = tuple(SCRIPTS_V2)
+_SCRIPTS_BY_GENERATOR: Final = {"1": SCRIPTS, "2": SCRIPTS_V2}
+
+
+def scenario_names(generator: str = GENERATOR_VERSION) -> tuple[str, ...]:
+    """The scenarios generator ``generator`` knows."""
+    if generator not in _SCRIPTS_BY_GENERATOR:
+        raise SignalError(f"generator {generator!r} unknown; choose from {list(GENERATOR_VERSIONS)}")
+    return tuple(_SCRIPTS_BY_GENERATOR[generator])
+
 
 SyntheticRecord = AnnotatedRecord
 """Synthetic and real records share one type, so both take one path through training and replay."""
@@ -86,6 +108,7 @@ def generate_scenario(
     leads: tuple[str, ...] = ("II", "V1"),
     noise: str = "low",
     mains_hz: float = 50.0,
+    generator: str = GENERATOR_VERSION,
 ) -> AnnotatedRecord:
     """Generate one patient's scenario with exact beat, rhythm, onset and signal-quality labels.
 
@@ -97,17 +120,21 @@ def generate_scenario(
     leads : any of I, II, III, aVR, aVL, aVF, V1-V6 (synonyms such as "MLII" accepted).
     noise : "none", "low", "medium" or "high".
     mains_hz : powerline frequency of the hum (50 or 60).
+    generator : "1" (default) or "2"; see the module docstring.
     """
-    if name not in SCRIPTS:
-        raise SignalError(f"scenario {name!r} unknown; choose from {list(SCENARIO_NAMES)}")
+    scripts = _SCRIPTS_BY_GENERATOR.get(generator, {})
+    if not scripts:
+        raise SignalError(f"generator {generator!r} unknown; choose from {list(GENERATOR_VERSIONS)}")
+    if name not in scripts:
+        raise SignalError(f"scenario {name!r} unknown to generator {generator}; choose from {list(scripts)}")
     _check_signal_args(minutes, fs, noise, mains_hz)
-    streams = np.random.SeedSequence([seed, zlib.crc32(name.encode())]).spawn(5)
+    entropy = [seed, zlib.crc32(name.encode())] + ([] if generator == "1" else [int(generator)])
+    streams = np.random.SeedSequence(entropy).spawn(5)
     rng_script = np.random.default_rng(streams[1])
     sig_len = round(minutes * 60.0 * fs)
-    script = SCRIPTS[name](rng_script, sig_len / fs)
-    return _synthesize(
-        f"{name}_{seed:06d}", script, streams, sig_len, fs, leads, noise, mains_hz, {"scenario": name, "seed": seed}
-    )
+    script = scripts[name](rng_script, sig_len / fs)
+    meta = {"scenario": name, "seed": seed}
+    return _synthesize(f"{name}_{seed:06d}", script, streams, sig_len, fs, leads, noise, mains_hz, meta, generator)
 
 
 def generate_rhythm(
@@ -119,14 +146,17 @@ def generate_rhythm(
     noise: str = "low",
 ) -> AnnotatedRecord:
     """One fixed rhythm (see ``RHYTHM_PRESETS``: sinus, af, flutter_2to1, vt, ...) for plots and realism checks."""
-    if preset not in RHYTHM_PRESETS:
-        raise SignalError(f"rhythm preset {preset!r} unknown; choose from {sorted(RHYTHM_PRESETS)}")
+    presets = RHYTHM_PRESETS | RHYTHM_PRESETS_V2
+    if preset not in presets:
+        raise SignalError(f"rhythm preset {preset!r} unknown; choose from {sorted(presets)}")
     _check_signal_args(seconds / 60.0, fs, noise, 50.0)
-    spec = RHYTHM_PRESETS[preset]
+    spec = presets[preset]
     script = Script([replace(spec.segment, duration_s=seconds + 5.0)], spec.hr_bpm)
     streams = np.random.SeedSequence([seed, zlib.crc32(preset.encode())]).spawn(5)
     meta = {"rhythm_preset": preset, "seed": seed}
-    return _synthesize(f"{preset}_{seed:06d}", script, streams, round(seconds * fs), fs, leads, noise, 50.0, meta)
+    return _synthesize(
+        f"{preset}_{seed:06d}", script, streams, round(seconds * fs), fs, leads, noise, 50.0, meta, family=spec.family
+    )
 
 
 def _synthesize(
@@ -139,13 +169,23 @@ def _synthesize(
     noise: str,
     mains_hz: float,
     meta: dict[str, Any],
+    generator: str = GENERATOR_VERSION,
+    family: str | None = None,
 ) -> AnnotatedRecord:
-    """Script -> beats -> waves -> noise -> labelled record; each stage draws from its own child stream."""
+    """Script -> beats -> waves -> noise -> labelled record; each stage draws from its own child stream.
+
+    Generator "2" draws a morphology family and a noise profile per patient; ``family`` forces a v2 family (the
+    fixed rhythm presets of what v2 adds), otherwise v1's single family is used."""
     lead_mat = lead_matrix(leads)
     sig_name = _canonical(leads)
     duration_s = sig_len / fs
     rng_morph, _, rng_beats, rng_render, rng_noise = (np.random.default_rng(s) for s in streams)
-    morph = PatientMorphology.random(rng_morph)
+    morph, profile = PatientMorphology.random(rng_morph), None
+    if generator != "1" or family is not None:
+        morph, family = varied_morphology(np.random.default_rng(streams[0]), family)
+        meta = {**meta, "morphology_family": family}
+    if generator != "1":
+        profile = varied_profile(noise, rng_noise)
     hrv = RateModulator(rng_beats, duration_s + 60.0)
     seq = build_beats(script.segments, float(rng_beats.uniform(0.2, 0.8)), rng_beats, hrv)
 
@@ -156,12 +196,12 @@ def _synthesize(
     canvas = Canvas(fs, sig_len, lead_mat)
     clean = render_beats(time_s, kind, has_p, morph, canvas, rng_render)
     clean += render_atrial(seq.atrial, morph, canvas, rng_render)
-    noisy, unusable = add_noise(clean, fs, noise, rng_noise, mains_hz)
+    noisy, unusable = add_noise(clean, fs, noise, rng_noise, mains_hz, profile)
 
     beats = BeatAnnotations(np.rint(time_s[keep] * fs).astype(np.int64), seq.symbols[keep])
     meta = {
         **meta,
-        "generator_version": GENERATOR_VERSION,
+        "generator_version": generator,
         "noise": noise,
         "mains_hz": mains_hz,
         "base_hr_bpm": round(script.base_hr_bpm, 2),

@@ -144,3 +144,25 @@ def test_synthetic_spec_is_reproducible_and_labels_match_records(tmp_path: Path)
     row = next(r for r in first.index if r["record_id"] == record.record_name and r["window_s"] == "30")
     lo, hi = round((float(row["anchor_s"]) - 30) * spec.fs), round(float(row["anchor_s"]) * spec.fs)
     np.testing.assert_allclose(first.window(row)[0], record.p_signal[lo:hi, 0], atol=6e-4)
+
+
+def test_a_generator_2_spec_hides_the_scenario_from_record_ids(tmp_path: Path) -> None:
+    from simulators.benchmark import opaque_patient_id
+
+    spec = BenchSpec(
+        "tiny-v2", "0", seed=5, patients_per_scenario=2, minutes=8.0, scenarios=("af_onset", "ectopy_rise_fall"),
+        generator="2",
+    )  # fmt: skip
+    data = BenchDataset(build_from_spec(spec, tmp_path / "v2", workers=1).parent)
+    assert data.meta["generator_version"] == "2" and data.meta["spec"]["generator"] == "2"
+    ids = {row["record_id"] for row in data.index}
+    assert ids == {
+        opaque_patient_id("tiny-v2", s, 5 + 1000 * k + i) for k, s in enumerate(spec.scenarios) for i in (0, 1)
+    }
+    assert not any("onset" in i or "ectopy" in i for i in ids)
+    record = generate_scenario("af_onset", 5, spec.minutes, spec.fs, spec.leads, spec.noise, generator="2")
+    rows = [r for r in data.index if r["record_id"] == opaque_patient_id("tiny-v2", "af_onset", 5)]
+    assert rows and all(
+        r["label_class"] == record.class_at(round((float(r["anchor_s"]) + int(r["horizon_s"])) * record.fs))
+        for r in rows
+    )

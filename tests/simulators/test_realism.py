@@ -14,7 +14,7 @@ def ref_qrs_ms() -> float:
     return reference_qrs_ms()
 
 
-@pytest.mark.parametrize("rhythm", ["sinus", "af", "flutter_2to1", "vt"])
+@pytest.mark.parametrize("rhythm", ["sinus", "af", "flutter_2to1", "vt", "sinus_rbbb", "af_fine_slow"])
 def test_rhythm_measures_as_asked(rhythm: str, ref_qrs_ms: float) -> None:
     row = measure(rhythm, seconds=40.0, seed=1)
     assert check_row(row, ref_qrs_ms) == []

@@ -8,14 +8,20 @@ import pytest
 
 from core.errors import SignalError
 from simulators.records import AnnotatedRecord
-from simulators.scenarios import SCENARIO_NAMES, generate_scenario
+from simulators.scenarios import GENERATOR_VERSIONS, generate_scenario, scenario_names
 
 FS = 250.0
 
 
-@pytest.fixture(scope="module", params=SCENARIO_NAMES)
+@pytest.fixture(
+    scope="module",
+    params=[(g, name) for g in GENERATOR_VERSIONS for name in scenario_names(g)],
+    ids=lambda p: f"v{p[0]}-{p[1]}",
+)
 def clean_record(request: pytest.FixtureRequest) -> AnnotatedRecord:
-    return generate_scenario(request.param, seed=3, minutes=4.0, fs=FS, leads=("II", "V1", "V5"), noise="none")
+    generator, name = request.param
+    leads = ("II", "V1", "V5")
+    return generate_scenario(name, seed=3, minutes=4.0, fs=FS, leads=leads, noise="none", generator=generator)
 
 
 def test_shapes_units_and_coverage(clean_record: AnnotatedRecord) -> None:

@@ -83,7 +83,7 @@ class Ward:
         self.client.loop_start()
         self.alerts = AlertService(AlertSettings(store_path=store), store, self._publish, TOPICS)
         self.acks: queue.Queue[Ack] = queue.Queue()
-        self.alert_worker = AlertWorker(self.alerts, self.acks)
+        self.alert_worker = AlertWorker(self.alerts, self.acks, queue.SimpleQueue())
         self.client.message_callback_add(TOPICS.ack_subscription, self._on_ack)
         self.client.subscribe(TOPICS.ack_subscription, 1)
         self.start_time = time.time()

@@ -2,6 +2,8 @@
 
 * ``gbt``: scikit-learn's HistGradientBoostingClassifier on RR/HRV and ectopy features (evaluation.features):
   our stand-in for CAMEL's XGBoost baseline.
+* ``gbt_no_trend``: the same trees on the whole-window features only (no last-60-s or first-vs-second-half
+  columns): how much of ``gbt`` the trend features carry.
 * ``linear_probe``: logistic regression on the frozen encoder's embeddings pooled over the window (mean and
   standard deviation of each of the 64 dimensions over valid seconds).
 
@@ -23,10 +25,18 @@ from sklearn.preprocessing import StandardScaler
 
 from evaluation.data import CLASSES, ONSETS, EvalData, Sample
 from evaluation.embed import Embedder
-from evaluation.features import RecordBeats, record_beats, window_features
+from evaluation.features import FEATURE_NAMES, RecordBeats, record_beats, window_features
 from evaluation.predictions import Predictions
 
-__all__ = ["FeatureSource", "TabularBaseline", "beat_features", "gbt", "linear_probe", "pooled_embeddings"]
+__all__ = [
+    "FeatureSource",
+    "TabularBaseline",
+    "beat_features",
+    "gbt",
+    "linear_probe",
+    "pooled_embeddings",
+    "without_trends",
+]
 
 FeatureSource = Callable[[Sequence[Sample]], npt.NDArray[np.float64]]
 
@@ -49,6 +59,18 @@ def beat_features(data: EvalData) -> FeatureSource:
                 cache[s.record_id] = record_beats(data.record(s.record_id))
             rows.append(window_features(cache[s.record_id], s.anchor_s, s.window_s))
         return np.array(rows)
+
+    return features
+
+
+TREND_FREE = [i for i, name in enumerate(FEATURE_NAMES) if not name.startswith(("last60_", "delta_"))]
+"""Columns of the whole-window features: everything but the last minute and the half-to-half changes."""
+
+
+def without_trends(source: FeatureSource) -> FeatureSource:
+    def features(samples: Sequence[Sample]) -> npt.NDArray[np.float64]:
+        x = source(samples)
+        return x[:, TREND_FREE] if x.ndim == 2 else x  # an empty sample list gives an empty 1-D array
 
     return features
 

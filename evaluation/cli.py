@@ -26,9 +26,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--methods",
         default="gbt,cnn,linear_probe,zero_shot,shipped",
-        help="comma list from gbt, cnn, linear_probe, zero_shot, shipped",
+        help="comma list from gbt, gbt_no_trend, cnn, linear_probe, zero_shot, shipped",
     )
-    p.add_argument("--train-cap", type=int, default=400, help="training samples per cell for trees and probe")
+    p.add_argument(
+        "--train-cap", type=int, default=400, help="training samples per cell for trees, probe and CNN; 0: all"
+    )
     p.add_argument("--lm-windows", type=_ints, default=(10, 30), help="windows the LM methods run on")
     p.add_argument("--lm-horizons", type=_ints, default=(60, 300), help="horizons the LM methods score")
     p.add_argument(
@@ -68,6 +70,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c.add_argument("--write", action="store_true", help="store the fitted map in ADAPTER/adapter.json")
     c.add_argument("--threads", type=int, default=1, help="torch threads")
     c.set_defaults(func=cmd_eval_calibrate)
+
+    y = inner.add_parser(
+        "yardstick", help="build the frozen forecasting yardstick (benchmark + LM subsample), print its sha256s"
+    )
+    y.add_argument("--bench-dir", type=Path, default=Path("runs/bench"), help="where it is built (cached)")
+    y.add_argument("--workers", type=int, default=2, help="processes generating records")
+    y.set_defaults(func=cmd_eval_yardstick)
 
 
 def cmd_eval_forecast(args: argparse.Namespace) -> int:
@@ -126,6 +135,35 @@ def cmd_eval_calibrate(args: argparse.Namespace) -> int:
         name: {k: result[name]["pooled"][k] for k in ("ece", "brier")}
         for name in ("reliability_raw", "reliability_in_sample", "reliability_cross_fitted")
         if result[name]["pooled"]
+    }
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def cmd_eval_yardstick(args: argparse.Namespace) -> int:
+    """Build (once) the yardstick spec and its frozen LM subsample, and print what identifies them."""
+    from evaluation.data import (
+        YARDSTICK,
+        YARDSTICK_LM_INPUTS_PER_WINDOW,
+        EvalData,
+        file_sha256,
+        freeze_lm_subsample,
+        open_benchmark,
+    )
+    from evaluation.run import HORIZONS_S, WINDOWS_S
+
+    bench = open_benchmark(YARDSTICK, args.bench_dir, workers=args.workers)
+    data = EvalData(bench)
+    subsample = freeze_lm_subsample(data, YARDSTICK_LM_INPUTS_PER_WINDOW, WINDOWS_S, HORIZONS_S)
+    patients = bench.meta["patients"]
+    summary = {
+        "spec": YARDSTICK,
+        "dir": str(bench.root),
+        "patients": {split: len(ids) for split, ids in patients.items()},
+        "records_with_onset": bench.meta["records_with_onset"],
+        "index_sha256": bench.meta["index_sha256"],
+        "lm_subsample_inputs": sum(1 for _ in subsample.open()) - 1,
+        "lm_subsample_sha256": file_sha256(subsample),
     }
     print(json.dumps(summary, indent=1))
     return 0

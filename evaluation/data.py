@@ -7,6 +7,8 @@ function of the index and a seed, so a rerun picks identical samples.
 
 from __future__ import annotations
 
+import csv
+import hashlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,13 +25,19 @@ from simulators.benchmark import SPECS, BenchDataset, build_from_records, build_
 __all__ = [
     "CLASSES",
     "CLASSES_CAMEL",
+    "LM_SUBSAMPLE_FILE",
     "ONSETS",
+    "YARDSTICK",
+    "YARDSTICK_LM_INPUTS_PER_WINDOW",
     "Cell",
     "EvalData",
     "InputKey",
     "Record",
     "Sample",
     "class_changes_of",
+    "file_sha256",
+    "freeze_lm_subsample",
+    "frozen_lm_subsample",
     "open_benchmark",
 ]
 
@@ -38,6 +46,11 @@ log = structlog.get_logger(__name__)
 CLASSES: tuple[str, ...] = ("sinus", "af", "flutter", "vt")  # our extension: with VT
 CLASSES_CAMEL: tuple[str, ...] = ("sinus", "af", "flutter")  # ECGForecastBench's classes
 ONSETS: tuple[str, ...] = ("af", "flutter", "vt")
+
+YARDSTICK = "synthetic-v2-yardstick"
+"""The benchmark spec every forecaster is accepted on (docs/EVALUATION.md, "The yardstick")."""
+YARDSTICK_LM_INPUTS_PER_WINDOW = 400  # x 6 windows = 2,400 inputs, each scored at every horizon
+LM_SUBSAMPLE_FILE = "lm_subsample.csv"
 
 
 def open_benchmark(data: str, work_dir: Path, workers: int = 2) -> BenchDataset:
@@ -217,8 +230,20 @@ def class_changes_of(data: EvalData, record_id: str) -> list[tuple[float, str]]:
         from simulators.scenarios import generate_scenario
 
         spec = meta["spec"]
-        seed = int(rec.patient_id.rsplit("-", 1)[1])
-        annotated = generate_scenario(rec.group, seed, spec["minutes"], spec["fs"], tuple(spec["leads"]), spec["noise"])
+        origin = meta["records"][record_id].get("origin") or {  # benchmarks built before origins were stored
+            "scenario": rec.group,
+            "seed": int(rec.patient_id.rsplit("-", 1)[1]),
+            "generator": "1",
+        }
+        annotated = generate_scenario(
+            origin["scenario"],
+            int(origin["seed"]),
+            spec["minutes"],
+            spec["fs"],
+            tuple(spec["leads"]),
+            spec["noise"],
+            generator=str(origin["generator"]),
+        )
         return class_changes(annotated)
     from simulators.wfdb_io import read_record
 
@@ -227,3 +252,35 @@ def class_changes_of(data: EvalData, record_id: str) -> list[tuple[float, str]]:
     if header is None:
         raise SignalError(f"record {record_id} not found under {source}")
     return class_changes(read_record(header))
+
+
+def freeze_lm_subsample(
+    data: EvalData, inputs_per_window: int, windows_s: Sequence[int], horizons_s: Sequence[int], seed: int = 0
+) -> Path:
+    """Draw the LM subsample once and write it next to the benchmark: ``inputs_per_window`` test inputs of each
+    window (stratified as :meth:`EvalData.inputs`: AF onsets, other onsets, non-sinus labels, the rest), every one
+    scored at every horizon. Every method, the LM included, is compared on exactly these rows. Idempotent: the
+    file is written only when missing, so a re-run can never silently move the yardstick."""
+    path = data.bench.root / LM_SUBSAMPLE_FILE
+    if path.exists():
+        return path
+    keys = sorted(k for w in windows_s for k in data.inputs("test", w, horizons_s, inputs_per_window, seed))
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["record_id", "anchor_s", "window_s"])
+        writer.writerows(keys)
+    log.info("lm_subsample_frozen", inputs=len(keys), path=str(path), sha256=file_sha256(path))
+    return path
+
+
+def frozen_lm_subsample(bench: BenchDataset) -> set[InputKey] | None:
+    """The benchmark's frozen LM subsample, or None when it has none."""
+    path = bench.root / LM_SUBSAMPLE_FILE
+    if not path.exists():
+        return None
+    with path.open(newline="") as handle:
+        return {(r["record_id"], float(r["anchor_s"]), int(r["window_s"])) for r in csv.DictReader(handle)}
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -3,11 +3,12 @@
 Two sample sets per cell, both drawn from the test patients only:
 
 * ``full``: every test sample of the cell; the cheap methods (trees, CNN, linear probe) run here on all 24 cells.
-* ``lm``: a capped subsample in the LM's windows (rare labels kept first, the rest drawn with the seed); every
-  method runs here, so the LM rows and the baseline rows of that table are on identical samples.
+* ``lm``: the benchmark's frozen LM subsample when it has one (the yardstick: every cell), else a capped subsample
+  in the LM's windows (rare labels kept first, the rest drawn with the seed); every method runs here, so the LM rows
+  and the baseline rows of that table are on identical samples.
 
-Baselines train on training-split samples only (capped per cell); validation patients are not used, and nothing
-is tuned on the test patients.
+Baselines train on training-split samples only (capped per cell, or all of them with ``train_cap`` 0); validation
+patients are not used, and nothing is tuned on the test patients.
 """
 
 from __future__ import annotations
@@ -24,9 +25,16 @@ import structlog
 import torch
 
 from agent.alerts.settings import AlertSettings
-from evaluation.baselines import TabularBaseline, beat_features, gbt, linear_probe, pooled_embeddings
+from evaluation.baselines import (
+    TabularBaseline,
+    beat_features,
+    gbt,
+    linear_probe,
+    pooled_embeddings,
+    without_trends,
+)
 from evaluation.cnn import CnnBaseline, CnnConfig
-from evaluation.data import Cell, EvalData, Sample, class_changes_of, open_benchmark
+from evaluation.data import Cell, EvalData, Sample, class_changes_of, frozen_lm_subsample, open_benchmark
 from evaluation.embed import Embedder
 from evaluation.predictions import Predictions
 from evaluation.scoring import calibration, cell_metrics, mean_over_cells
@@ -38,7 +46,7 @@ log = structlog.get_logger(__name__)
 
 WINDOWS_S = (10, 30, 60, 120, 300, 600)
 HORIZONS_S = (60, 180, 300, 600)
-CHEAP = ("gbt", "cnn", "linear_probe")
+CHEAP = ("gbt", "gbt_no_trend", "cnn", "linear_probe")
 LM = ("zero_shot", "shipped")
 
 
@@ -51,7 +59,7 @@ class EvalConfig:
     windows_s: tuple[int, ...] = WINDOWS_S
     horizons_s: tuple[int, ...] = HORIZONS_S
     methods: tuple[str, ...] = (*CHEAP, *LM)
-    train_cap: int = 400  # training samples per cell for the trees and the probe (all 24 cells stay cheap)
+    train_cap: int = 400  # training samples per cell for the trees, the probe and the CNN; 0: every one
     lm_windows_s: tuple[int, ...] = (10, 30)  # windows the LM methods run on (CPU budget; docs/EVALUATION.md)
     lm_horizons_s: tuple[int, ...] = (60, 300)  # horizons the LM scores: the shipped runtime's llm.horizons_s
     lm_cap: int = 9  # LM-subsample inputs per window (each scored once for every horizon)
@@ -106,6 +114,9 @@ def _encoder_path(config: EvalConfig) -> Path:
 def _sample_sets(data: EvalData, config: EvalConfig) -> dict[str, dict[Cell, list[Sample]]]:
     cells = [(w, h) for h in config.horizons_s for w in config.windows_s]
     full = {cell: data.samples("test", cell) for cell in cells}
+    frozen = frozen_lm_subsample(data.bench)
+    if frozen is not None:
+        return {"full": full, "lm": {cell: [s for s in full[cell] if s.key in frozen] for cell in cells}}
     lm_h = [h for h in config.lm_horizons_s if h in config.horizons_s]
     chosen = {w: data.inputs("test", w, lm_h, config.lm_cap, config.seed) for w in config.lm_windows_s}
     lm = {(w, h): [s for s in full[(w, h)] if s.key in chosen[w]] for (w, h) in cells if w in chosen and h in lm_h}
@@ -117,8 +128,14 @@ def _cheap_predictions(
 ) -> dict[str, dict[str, dict[Cell, Predictions]]]:
     """method -> sample set -> cell -> predictions, for the trees, the probe and the CNN."""
     out: dict[str, dict[str, dict[Cell, Predictions]]] = {}
-    train = {cell: data.samples("train", cell, config.train_cap, config.seed) for cell in sets["full"]}
-    tabular = {"gbt": (gbt, beat_features(data)), "linear_probe": (linear_probe, pooled_embeddings(data, embedder))}
+    cap = config.train_cap or None
+    train = {cell: data.samples("train", cell, cap, config.seed) for cell in sets["full"]}
+    beats = beat_features(data)
+    tabular = {
+        "gbt": (gbt, beats),
+        "gbt_no_trend": (gbt, without_trends(beats)),
+        "linear_probe": (linear_probe, pooled_embeddings(data, embedder)),
+    }
     for name, (template, features) in tabular.items():
         if name not in config.methods:
             continue

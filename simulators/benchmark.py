@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from core.errors import SignalError
 from simulators.records import RHYTHM_CLASSES, AnnotatedRecord, rhythm_class
-from simulators.scenarios import GENERATOR_VERSION, SCENARIO_NAMES, generate_scenario
+from simulators.scenarios import GENERATOR_VERSION, SCENARIO_NAMES, SCENARIO_NAMES_V2, generate_scenario
 
 __all__ = [
     "HORIZONS_S",
@@ -77,6 +77,19 @@ SPECS: Final[dict[str, BenchSpec]] = {
     for spec in (
         BenchSpec("synthetic-v1-small", "1", seed=20261127, patients_per_scenario=6, minutes=30.0),
         BenchSpec("synthetic-v1-train", "1", seed=20261128, patients_per_scenario=100, minutes=60.0, stride_s=30.0),
+        # The forecasting yardstick (docs/EVALUATION.md): generator v2, 8 scenarios x 64 patients, split 60/20/20
+        # by patient and scenario, so the test split holds 104 patients and 13 onsets of each arrhythmia.
+        BenchSpec(
+            "synthetic-v2-yardstick",
+            "1",
+            seed=20261207,
+            patients_per_scenario=64,
+            minutes=40.0,
+            scenarios=SCENARIO_NAMES_V2,
+            stride_s=120.0,
+            split_fractions=(0.6, 0.2, 0.2),
+            generator="2",
+        ),
     )
 }
 
@@ -178,13 +191,21 @@ class _Item:
     signal_uv: npt.NDArray[np.int16]  # (n_sig, sig_len)
     unusable: npt.NDArray[np.bool_]
     rows: list[dict[str, Any]]
+    origin: dict[str, Any]  # how to make the record again (synthetic: scenario, seed, generator); in dataset.json
 
 
-def _item(record: AnnotatedRecord, patient_id: str, group: str, stride_s: float, record_id: str | None = None) -> _Item:
+def _item(
+    record: AnnotatedRecord,
+    patient_id: str,
+    group: str,
+    stride_s: float,
+    record_id: str | None = None,
+    origin: dict[str, Any] | None = None,
+) -> _Item:
     scaled = np.clip(np.round(record.p_signal.T * _UV_PER_MV), -32768, 32767).astype(np.int16)  # (n_sig, sig_len)
     rows = _rows_for(record, stride_s)
     record_id = record_id or record.record_name
-    return _Item(record_id, patient_id, group, record.fs, record.sig_name, scaled, record.unusable, rows)
+    return _Item(record_id, patient_id, group, record.fs, record.sig_name, scaled, record.unusable, rows, origin or {})
 
 
 def opaque_patient_id(spec_name: str, scenario: str, seed: int) -> str:
@@ -196,10 +217,11 @@ def opaque_patient_id(spec_name: str, scenario: str, seed: int) -> str:
 def _synthetic_item(job: tuple[BenchSpec, str, int]) -> _Item:
     spec, scenario, seed = job
     record = generate_scenario(scenario, seed, spec.minutes, spec.fs, spec.leads, spec.noise, generator=spec.generator)
+    origin = {"scenario": scenario, "seed": seed, "generator": spec.generator}
     if spec.generator == "1":
-        return _item(record, f"{scenario}-{seed}", scenario, spec.stride_s)
+        return _item(record, f"{scenario}-{seed}", scenario, spec.stride_s, origin=origin)
     patient_id = opaque_patient_id(spec.name, scenario, seed)
-    return _item(record, patient_id, scenario, spec.stride_s, record_id=patient_id)
+    return _item(record, patient_id, scenario, spec.stride_s, record_id=patient_id, origin=origin)
 
 
 def _write(items: Iterable[_Item], out: Path, meta: dict[str, Any], seed: int, per_shard: int) -> Path:
@@ -226,17 +248,30 @@ def _write(items: Iterable[_Item], out: Path, meta: dict[str, Any], seed: int, p
                     counts[split][f"w{row['window_s']}_h{row['horizon_s']}_{row['label_class']}"] += 1
     meta |= {
         "records": {
-            it.record_id: {"fs": it.fs, "sig_name": it.sig_name, "sig_len": int(it.unusable.size)} for it in items
+            it.record_id: {"fs": it.fs, "sig_name": it.sig_name, "sig_len": int(it.unusable.size)}
+            | ({"origin": it.origin} if it.origin else {})
+            for it in items
         },
         "patients": {
             split: sorted({it.patient_id for it in items if splits[it.patient_id] == split}) for split in SPLITS
         },
         "class_counts": _count_summary(items, splits),
+        "records_with_onset": {
+            split: {
+                c: sum(1 for it in items if splits[it.patient_id] == split and _has_onset(it, c)) for c in ONSET_CLASSES
+            }
+            for split in SPLITS
+        },
         "cell_class_counts": {split: dict(sorted(c.items())) for split, c in counts.items()},
     }
     meta["index_sha256"] = hashlib.sha256((out / "index.csv").read_bytes()).hexdigest()  # reproducibility check
     (out / "dataset.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
     return out / "index.csv"
+
+
+def _has_onset(item: _Item, cls: str) -> bool:
+    """Whether an onset of ``cls`` falls inside the record's anchored horizons (every onset has such anchors)."""
+    return any(row[f"onset_{cls}"] for row in item.rows)
 
 
 def _row_fields() -> list[str]:
@@ -276,10 +311,17 @@ def build_from_spec(spec: str | BenchSpec, out: Path, workers: int = 2) -> Path:
     meta: dict[str, Any] = {"spec": asdict(spec), "generator_version": spec.generator, "source": "synthetic"}
     meta |= {"split_fractions": list(spec.split_fractions), "classes": list(RHYTHM_CLASSES)}
     if workers <= 1:
-        return _write(map(_synthetic_item, jobs), out, meta, spec.seed, spec.records_per_shard)
+        return _write(_progress(map(_synthetic_item, jobs), len(jobs)), out, meta, spec.seed, spec.records_per_shard)
     with ProcessPoolExecutor(max_workers=workers) as pool:
         items: Iterator[_Item] = pool.map(_synthetic_item, jobs, chunksize=2)
-        return _write(items, out, meta, spec.seed, spec.records_per_shard)
+        return _write(_progress(items, len(jobs)), out, meta, spec.seed, spec.records_per_shard)
+
+
+def _progress(items: Iterator[_Item], total: int) -> Iterator[_Item]:
+    """A progress bar on stderr (tqdm) while records are generated."""
+    from tqdm import tqdm
+
+    yield from tqdm(items, total=total, unit="record", desc="generating", mininterval=1.0)
 
 
 def build_from_records(

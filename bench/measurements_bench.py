@@ -2,6 +2,10 @@
 
 ``python bench/measurements_bench.py [--quick] [--out PATH]`` prints Markdown tables per scenario and noise level (the
 lead ``measure_leads`` chooses, and lead II alone) and writes bench/results/measurements.json.
+``python bench/measurements_bench.py --ec57 [--quick]`` instead scores beat by beat as ANSI/AAMI EC57 does (150 ms
+match window; QRS and ventricular-beat Se and +P, per record and gross), per scenario and noise level, for clean
+records (noise none/low) and for AF (``af_onset`` after its onset, and the ``af`` rhythm preset), and writes
+bench/results/measurements_ec57.json.
 
 Everything here is SYNTHETIC: records come from :mod:`simulators.scenarios`, whose beats and rhythms are scripted,
 so the numbers say how well the module recovers the generator's labels, not how it performs on patients.
@@ -22,11 +26,14 @@ import numpy.typing as npt
 
 from core.measurements import (
     BEAT_CLASSES,
+    Ec57Score,
     LeadAnalysis,
     analyse_leads,
     best_lead,
+    gross_ec57,
     run_bounds,
     score_beats,
+    score_ec57,
     true_rate_bpm,
 )
 
@@ -192,11 +199,142 @@ def table(results: dict[str, Any], lead: str) -> list[str]:
     return lines
 
 
+@dataclass(frozen=True)
+class Ec57Spec:
+    """What the EC57-style run generates; written into its results."""
+
+    scenarios: tuple[str, ...] = BenchSpec.scenarios
+    seeds: tuple[int, ...] = BenchSpec.seeds
+    minutes: float = BenchSpec.minutes
+    fs: float = BenchSpec.fs
+    leads: tuple[str, ...] = BenchSpec.leads
+    noises: tuple[str, ...] = BenchSpec.noises
+    af_preset_seconds: float = 300.0  # generate_rhythm("af", ...): AF at 110 bpm throughout, no PVCs placed
+    af_preset_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+
+
+CLEAN = ("none", "low")
+
+
+def _ec57_scores(rec: Any, analyses: list[LeadAnalysis], from_sample: int = 0) -> dict[str, Ec57Score]:
+    """EC57 counts of the chosen lead and of lead II, on beats at or after ``from_sample`` outside unusable spans."""
+    excluded = rec.unusable.copy()
+    excluded[:from_sample] = True
+    picked = {"chosen": analyses[best_lead(analyses)], "II": analyses[0]}
+    return {
+        key: score_ec57(rec.beats.sample, rec.beats.symbol, a.r_peaks, a.symbols, rec.fs, excluded)
+        for key, a in picked.items()
+    }
+
+
+def run_ec57(spec: Ec57Spec) -> dict[str, Any]:
+    """Score every record of ``spec`` beat by beat; group per scenario/noise, clean records, and AF stretches."""
+    from simulators.scenarios import GENERATOR_VERSION, generate_rhythm, generate_scenario
+
+    rows: list[dict[str, Any]] = []
+    for name in spec.scenarios:
+        for noise in spec.noises:
+            for seed in spec.seeds:
+                rec = generate_scenario(
+                    name, seed=seed, minutes=spec.minutes, fs=spec.fs, leads=spec.leads, noise=noise
+                )
+                analyses = analyse_leads(rec.p_signal.astype(np.float64), rec.fs, list(rec.sig_name))
+                rows.append({"group": name, "noise": noise, "seed": seed, "scores": _ec57_scores(rec, analyses)})
+                if name == "af_onset" and "AF" in rec.onsets:
+                    onset = round(rec.onsets["AF"] * rec.fs)
+                    post = _ec57_scores(rec, analyses, onset)
+                    rows.append({"group": "af_onset after onset", "noise": noise, "seed": seed, "scores": post})
+    for noise in spec.noises:
+        for seed in spec.af_preset_seeds:
+            rec = generate_rhythm("af", seconds=spec.af_preset_seconds, seed=seed, fs=spec.fs, leads=spec.leads,
+                                  noise=noise)  # fmt: skip
+            analyses = analyse_leads(rec.p_signal.astype(np.float64), rec.fs, list(rec.sig_name))
+            rows.append({"group": "af preset", "noise": noise, "seed": seed, "scores": _ec57_scores(rec, analyses)})
+    groups: dict[str, dict[str, Any]] = {}
+    names = [*spec.scenarios, "af_onset after onset", "af preset"]
+    selections: list[tuple[str, str | None, tuple[str, ...]]] = [
+        (f"{n}/{z}", n, (z,)) for n in names for z in spec.noises
+    ]
+    selections += [(f"{n}/clean", n, CLEAN) for n in names]
+    selections += [("all scenarios/clean", None, CLEAN), ("AF (af_onset after onset + af preset)/clean", "AF", CLEAN)]
+    selections += [("AF (af_onset after onset + af preset)/all noise", "AF", spec.noises)]
+    for key, group, noises in selections:
+        chosen = [r for r in rows if r["noise"] in noises and _in_group(r["group"], group, spec.scenarios)]
+        if chosen:
+            groups[key] = {lead: _ec57_summary([r["scores"][lead] for r in chosen]) for lead in ("chosen", "II")}
+    return {
+        "data": "SYNTHETIC: simulators.scenarios records (scripted beats and rhythms); not clinical performance",
+        "generator_version": GENERATOR_VERSION,
+        "spec": {k: list(v) if isinstance(v, tuple) else v for k, v in spec.__dict__.items()},
+        "tolerance_ms": 150,
+        "groups": groups,
+        "rows": [r | {"scores": {k: s.as_dict() for k, s in r["scores"].items()}} for r in rows],
+    }
+
+
+def _in_group(row_group: str, group: str | None, scenarios: tuple[str, ...]) -> bool:
+    """None: every whole scenario record; "AF": the two AF stretches; else that group exactly."""
+    if group is None:
+        return row_group in scenarios
+    if group == "AF":
+        return row_group in ("af_onset after onset", "af preset")
+    return row_group == group
+
+
+def _ec57_summary(scores: list[Ec57Score]) -> dict[str, Any]:
+    """Gross counts and rates, plus the worst record's QRS Se and +P (EC57 asks for both views)."""
+    qrs_se = [s.qrs_se for s in scores if not np.isnan(s.qrs_se)]
+    qrs_ppv = [s.qrs_ppv for s in scores if not np.isnan(s.qrs_ppv)]
+    return gross_ec57(scores).as_dict() | {
+        "qrs_se_min_record": round(min(qrs_se), 4) if qrs_se else None,
+        "qrs_ppv_min_record": round(min(qrs_ppv), 4) if qrs_ppv else None,
+    }
+
+
+EC57_HEADER = [
+    "| group / noise | records | ref beats | QRS Se | QRS +P | worst record Se / +P | ref V | V Se | V +P "
+    "| V TP / FN / FP |",
+    "|---|---|---|---|---|---|---|---|---|---|",
+]
+
+
+def ec57_table(results: dict[str, Any], lead: str) -> list[str]:
+    """Markdown rows of one lead ("chosen" or "II") across the EC57 groups."""
+    lines = list(EC57_HEADER)
+    for key, per_lead in results["groups"].items():
+        s = per_lead[lead]
+        lines.append(
+            f"| {key} | {s['records']} | {s['qrs_tp'] + s['qrs_fn']} | {s['qrs_se']} | {s['qrs_ppv']} "
+            f"| {s['qrs_se_min_record']} / {s['qrs_ppv_min_record']} | {s['v_tp'] + s['v_fn']} | {s['v_se']} "
+            f"| {s['v_ppv']} | {s['v_tp']} / {s['v_fn']} / {s['v_fp']} |"
+        )
+    return lines
+
+
+def main_ec57(quick: bool, out: Path) -> int:
+    spec = Ec57Spec()
+    if quick:
+        spec = Ec57Spec(seeds=(101,), minutes=3.0, noises=("low", "medium"), af_preset_seeds=(0,))
+    results = run_ec57(spec)
+    write_results(results, out)
+    print(f"{results['data']}\nspec: {results['spec']}, generator version {results['generator_version']}")
+    print("EC57-style, 150 ms window; 'worst record': lowest per-record QRS Se / +P in the group")
+    print("\nChosen lead (measure_leads):\n" + "\n".join(ec57_table(results, "chosen")))
+    print("\nLead II alone:\n" + "\n".join(ec57_table(results, "II")))
+    print(f"wrote {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python bench/measurements_bench.py", description=__doc__)
-    parser.add_argument("--out", type=Path, default=Path("bench/results/measurements.json"))
+    parser.add_argument("--out", type=Path, default=None, help="results JSON (default bench/results/measurements"
+                        "[_ec57].json)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="one seed, 3 minutes, low and medium noise only")
+    parser.add_argument("--ec57", action="store_true", help="EC57-style beat-by-beat scoring instead")
     args = parser.parse_args(argv)
+    if args.ec57:
+        return main_ec57(args.quick, args.out or Path("bench/results/measurements_ec57.json"))
+    args.out = args.out or Path("bench/results/measurements.json")
     spec = BenchSpec()
     if args.quick:
         spec = BenchSpec(seeds=(101,), minutes=3.0, noises=("low", "medium"), fs_sweep=(128.0,))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ._accuracy import BEAT_CLASSES, score_beats, true_rate_bpm
 from ._beats import BeatFeatures, ClassifierConfig, classify_beats
+from ._ec57 import Ec57Score, gross_ec57, score_ec57
 from ._metrics import LeadAnalysis, Measurements, analyse_lead, analyse_leads, best_lead, measure, measure_leads
 from ._qrs import DetectorConfig, detect_qrs
 from ._quality import QualityConfig, run_bounds
@@ -18,6 +19,7 @@ __all__ = [
     "BeatFeatures",
     "ClassifierConfig",
     "DetectorConfig",
+    "Ec57Score",
     "LeadAnalysis",
     "Measurements",
     "QualityConfig",
@@ -26,9 +28,11 @@ __all__ = [
     "best_lead",
     "classify_beats",
     "detect_qrs",
+    "gross_ec57",
     "measure",
     "measure_leads",
     "run_bounds",
     "score_beats",
+    "score_ec57",
     "true_rate_bpm",
 ]

@@ -9,7 +9,13 @@ The rules are deliberately simple and explainable, so a nurse-facing count can b
    cluster exists (the strip is all wide, e.g. sustained VT), or if it is premature with a full compensatory pause
    in a regular rhythm and is wider and only loosely alike. Requiring width as well as shape keeps fibrillatory
    waves riding on a QRS (which lower its correlation) from turning normal beats into PVCs.
-2. Timing. A beat of normal morphology is 'A' if its RR is short against the local median RR of supraventricular
+2. Irregular rhythm. Where the supraventricular RR intervals are irregularly irregular (AF-like), timing says
+   nothing and f-waves riding on each QRS blur its shape and width, so a beat is 'V' only on stronger morphology:
+   unlike the normal template (< 0.85) *and* wide *and* carrying more QRS area than a normal beat (≥ 1.2×), with
+   the QRS standing clear of the atrial activity before it (pre-QRS peak-to-peak < 35 % of its own), unless its
+   area alone is ventricular (≥ 2×). Conducted AF beats are narrow and share the normal shape; only their timing
+   is irregular.
+3. Timing. A beat of normal morphology is 'A' if its RR is short against the local median RR of supraventricular
    intervals (< 85 %), the interval before it was settled, and the local rhythm is not irregularly irregular
    (AF-like), where prematurity means nothing.
 """
@@ -57,6 +63,10 @@ class ClassifierConfig:
     context_beats: int = 17  # window of the local irregularity: short enough to follow AF onset within ~15 s
     min_neighbour_corr: float = 0.85  # 5-beat median neighbour likeness under this: motion (true beats: 1st pct 0.84)
     irregular_index: float = 0.07  # median calm |ΔRR| / RR above this: irregularly irregular (AF-like)
+    af_corr: float = 0.85  # in AF-like rhythm a 'V' correlates under this (synthetic PVCs in AF: ≤ 0.81) ...
+    af_area_ratio: float = 1.2  # ... and has this much more QRS area than normal (synthetic PVCs: 99 % ≥ 1.2) ...
+    af_clear_ratio: float = 0.35  # ... and pre-QRS activity under this share of its own QRS (f-waves rival it) ...
+    af_big_area_ratio: float = 2.0  # ... unless its area is this much larger: no f-wave makes a QRS that big
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,7 @@ class BeatFeatures:
     rr_next_ms: npt.NDArray[np.float64]  # RR interval starting at this beat
     qrs_amp_mv: npt.NDArray[np.float64]  # peak-to-peak within ±qrs_halfwidth of R
     pre_qrs_amp_mv: npt.NDArray[np.float64]  # peak-to-peak 250–100 ms before R: P wave, f-waves, noise
+    qrs_area_mv_ms: npt.NDArray[np.float64]  # area of |signal − window median| within ±qrs_halfwidth of R
     dominant_width_ms: float  # QRS width of the dominant template
 
 
@@ -150,6 +161,7 @@ def beat_features(
         neighbour_corr=_neighbour_corr(windows, half, lag, reach=3),
         qrs_amp_mv=qrs.max(axis=1) - qrs.min(axis=1),
         pre_qrs_amp_mv=pre.max(axis=1) - pre.min(axis=1),
+        qrs_area_mv_ms=np.abs(qrs - np.median(qrs, axis=1, keepdims=True)).sum(axis=1) * 1000.0 / fs_m,
         rr_prev_ms=np.concatenate(([np.nan], rr_ms)),
         rr_next_ms=np.concatenate((rr_ms, [np.nan])),
         dominant_width_ms=dom_width,
@@ -318,12 +330,45 @@ def label_beats(features: BeatFeatures, config: ClassifierConfig | None = None) 
     ref_rr = local_median(supra_rr, cfg.reference_beats)
     premature = features.rr_prev_ms < cfg.premature_ratio * ref_rr
     compensated = (features.rr_prev_ms + features.rr_next_ms) >= cfg.compensatory_ratio * ref_rr
-    irregular = _local_irregularity(supra_rr, ref_rr, cfg) > cfg.irregular_index
+    irregularity = _local_irregularity(supra_rr, ref_rr, cfg)
+    irregular = irregularity > cfg.irregular_index
+    # AF-like only where *all* intervals jump about too: inside VT, whose own intervals are regular, a few beats
+    # mislabelled 'N' leave supraventricular-looking intervals that can look irregular; there the rules above hold.
+    all_irregularity = _local_irregularity(
+        features.rr_prev_ms, local_median(features.rr_prev_ms, cfg.reference_beats), cfg
+    )
+    af_like = (
+        irregular & np.isfinite(irregularity) & (all_irregularity > cfg.irregular_index) & (dom <= cfg.wide_abs_ms)
+    )
+    area_ratio = _area_ratio(features.qrs_area_mv_ms, ~odd_shape)
     timing_says_v = premature & compensated & ~irregular & (corr < cfg.loose_corr) & (width > dom)
-    ventricular = odd_shape | (measurable & timing_says_v)
+    ventricular = np.where(
+        af_like,
+        measurable & wide & _ventricular_in_af(features, area_ratio, cfg),
+        odd_shape | (measurable & timing_says_v),
+    )
     labels[ventricular] = "V"
     labels[_atrial_premature(features.rr_prev_ms / ref_rr, premature & ~ventricular & ~irregular, ventricular)] = "A"
     return labels
+
+
+def _area_ratio(area: npt.NDArray[np.float64], normal_shape: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
+    """QRS area over the median area of the normally shaped beats (NaN if there are none).
+
+    A ventricular beat depolarises the ventricles slowly and carries far more area; f-waves add little to it,
+    though they do bend a conducted beat's shape and width.
+    """
+    normal = area[normal_shape & np.isfinite(area)]
+    return area / float(np.median(normal)) if normal.size else np.full(area.shape, np.nan)
+
+
+def _ventricular_in_af(
+    features: BeatFeatures, area_ratio: npt.NDArray[np.float64], cfg: ClassifierConfig
+) -> npt.NDArray[np.bool_]:
+    """Beats whose morphology alone says ventricular in AF-like rhythm (rule 2 of the module docstring)."""
+    clear = features.pre_qrs_amp_mv < cfg.af_clear_ratio * features.qrs_amp_mv
+    unlike = features.template_corr < cfg.af_corr
+    return np.asarray(unlike & (((area_ratio >= cfg.af_area_ratio) & clear) | (area_ratio >= cfg.af_big_area_ratio)))
 
 
 def _atrial_premature(
@@ -368,7 +413,11 @@ def _local_irregularity(
     # sinus rhythm before them.
     half = cfg.context_beats // 2
     ahead = np.concatenate((local[half:], np.full(min(half, local.size), np.nan)))[: local.size]
-    return np.fmax(centred, np.where(np.isfinite(ahead), ahead, centred))
+    # And over 4× as many beats: AF has calm stretches of a dozen beats whose local median looks regular, where
+    # a chance short interval would pass for a PAC. Sinus with PACs stays regular over the long window too.
+    return np.fmax(
+        np.fmax(centred, np.where(np.isfinite(ahead), ahead, centred)), np.where(np.isfinite(wider), wider, 0.0)
+    )
 
 
 def _nan_running_median(values: npt.NDArray[np.float64], size: int) -> npt.NDArray[np.float64]:

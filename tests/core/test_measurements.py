@@ -270,6 +270,8 @@ def test_exports() -> None:
         "analyse_lead", "classify_beats", "detect_qrs", "measure", "measure_leads",
         # scoring against reference annotations, for benchmarks and evaluation
         "BEAT_CLASSES", "LeadAnalysis", "analyse_leads", "best_lead", "run_bounds", "score_beats", "true_rate_bpm",
+        # EC57-style beat-by-beat scoring of any annotated record
+        "Ec57Score", "gross_ec57", "score_ec57",
     }  # fmt: skip
     for name in am.__all__:
         assert getattr(am, name) is not None

@@ -23,7 +23,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from evaluation.data import CLASSES, ONSETS, EvalData, Sample
+from evaluation.data import CLASSES, ONSETS, RecordSource, Sample
 from evaluation.embed import Embedder
 from evaluation.features import FEATURE_NAMES, RecordBeats, record_beats, window_features
 from evaluation.predictions import Predictions
@@ -49,7 +49,7 @@ def linear_probe(seed: int) -> ClassifierMixin:
     return make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000, random_state=seed))
 
 
-def beat_features(data: EvalData) -> FeatureSource:
+def beat_features(data: RecordSource) -> FeatureSource:
     cache: dict[str, RecordBeats] = {}
 
     def features(samples: Sequence[Sample]) -> npt.NDArray[np.float64]:
@@ -75,7 +75,7 @@ def without_trends(source: FeatureSource) -> FeatureSource:
     return features
 
 
-def pooled_embeddings(data: EvalData, embedder: Embedder) -> FeatureSource:
+def pooled_embeddings(data: RecordSource, embedder: Embedder) -> FeatureSource:
     def features(samples: Sequence[Sample]) -> npt.NDArray[np.float64]:
         rows = []
         for s in samples:

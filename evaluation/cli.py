@@ -78,6 +78,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     y.add_argument("--workers", type=int, default=2, help="processes generating records")
     y.set_defaults(func=cmd_eval_yardstick)
 
+    t = inner.add_parser(
+        "transfer", help="train baselines on each source, score them on every source's test patients (cross-source)"
+    )
+    t.add_argument("sources", nargs="+", help="two or more: spec names, built benchmark dirs or WFDB dirs")
+    t.add_argument("--out", type=Path, required=True, help="writes transfer.json and transfer.md here")
+    t.add_argument("--bench-dir", type=Path, default=Path("runs/bench"), help="where specs / WFDB sets are built")
+    t.add_argument("--methods", default="gbt,cnn", help="comma list from gbt, gbt_no_trend, cnn")
+    t.add_argument("--windows", type=_ints, default=(10, 30, 60, 120, 300, 600), help="w grid, seconds")
+    t.add_argument("--horizons", type=_ints, default=(60, 180, 300, 600), help="h grid, seconds")
+    t.add_argument("--train-cap", type=int, default=0, help="training samples per cell (0: all)")
+    t.add_argument("--cnn-epochs", type=int, default=4, help="CNN training epochs")
+    t.add_argument("--n-boot", type=int, default=200, help="patient-bootstrap resamples")
+    t.add_argument("--seed", type=int, default=0, help="sample selection and model seeds")
+    t.add_argument("--threads", type=int, default=1, help="torch threads")
+    t.set_defaults(func=cmd_eval_transfer)
+
 
 def cmd_eval_forecast(args: argparse.Namespace) -> int:
     from evaluation.cnn import CnnConfig
@@ -166,4 +182,25 @@ def cmd_eval_yardstick(args: argparse.Namespace) -> int:
         "lm_subsample_sha256": file_sha256(subsample),
     }
     print(json.dumps(summary, indent=1))
+    return 0
+
+
+def cmd_eval_transfer(args: argparse.Namespace) -> int:
+    from evaluation.cnn import CnnConfig
+    from evaluation.transfer import TransferConfig, run_transfer, transfer_table
+
+    config = TransferConfig(
+        sources=tuple(args.sources),
+        out=args.out,
+        bench_dir=args.bench_dir,
+        methods=tuple(m for m in args.methods.split(",") if m),
+        windows_s=args.windows,
+        horizons_s=args.horizons,
+        train_cap=args.train_cap,
+        seed=args.seed,
+        n_boot=args.n_boot,
+        threads=args.threads,
+        cnn=CnnConfig(horizons_s=args.horizons, epochs=args.cnn_epochs, seed=args.seed),
+    )
+    print(transfer_table(run_transfer(config)))
     return 0

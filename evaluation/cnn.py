@@ -19,7 +19,7 @@ import torch
 from scipy.signal import resample_poly
 from torch import nn
 
-from evaluation.data import CLASSES, ONSETS, EvalData, Sample
+from evaluation.data import CLASSES, ONSETS, RecordSource, Sample
 from evaluation.features import lead_index
 from evaluation.predictions import Predictions
 
@@ -60,7 +60,7 @@ class _Net(nn.Module):
 
 
 class CnnBaseline:
-    def __init__(self, data: EvalData, config: CnnConfig | None = None) -> None:
+    def __init__(self, data: RecordSource, config: CnnConfig | None = None) -> None:
         self.data = data
         self.config = config or CnnConfig()
         self._signals: dict[str, npt.NDArray[np.float32]] = {}

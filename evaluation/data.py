@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +33,7 @@ __all__ = [
     "EvalData",
     "InputKey",
     "Record",
+    "RecordSource",
     "Sample",
     "class_changes_of",
     "file_sha256",
@@ -83,6 +84,12 @@ class Record:
     fs: float
     sig_name: tuple[str, ...]
     p_signal: npt.NDArray[np.float32]  # (sig_len, n_sig) mV, wfdb orientation
+
+
+class RecordSource(Protocol):
+    """What feature extractors and the CNN need from a benchmark: its records by id (one benchmark, or several)."""
+
+    def record(self, record_id: str) -> Record: ...
 
 
 @dataclass(frozen=True)

@@ -69,3 +69,39 @@ def test_baselines_are_scored_on_the_frozen_subsample(tiny_v2: Path, random_enco
     assert set(results["results"]["lm"]) == {"gbt", "gbt_no_trend", "linear_probe"}
     assert results["dataset"]["generator_version"] == "2"
     assert (tiny_v2 / LM_SUBSAMPLE_FILE).exists()
+
+
+YARDSTICK_INDEX_SHA256 = "25aa33d20b452257c8ff4028f17b394940a6bcdea47d451a4eba260cd03cecad"
+YARDSTICK_LM_SUBSAMPLE_SHA256 = "2116fa7ff99c3818ce80036c3b35399565cf2a3127b87b13f535689ef89a9513"
+"""docs/EVALUATION.md states both; a change to the generator, the spec or the draw changes them and fails here."""
+
+
+@pytest.mark.slow
+def test_the_yardstick_builds_to_its_documented_sha256(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "yardstick", "--bench-dir", str(tmp_path), "--workers", "2"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["patients"] == {"train": 304, "val": 104, "test": 104}
+    assert summary["records_with_onset"]["test"] == {"af": 13, "flutter": 13, "vt": 13}
+    assert summary["lm_subsample_inputs"] == 2400
+    assert (summary["index_sha256"], summary["lm_subsample_sha256"]) == (
+        YARDSTICK_INDEX_SHA256,
+        YARDSTICK_LM_SUBSAMPLE_SHA256,
+    )
+    root = tmp_path / YARDSTICK
+    assert file_sha256(root / "index.csv") == YARDSTICK_INDEX_SHA256
+
+
+def test_transfer_scores_every_train_test_pair(tiny_v2: Path, tiny_bench: Path, tmp_path: Path) -> None:
+    """A 2 x 2 matrix per method: trained on each source, tested on each; in-source cells are the usual ones."""
+    out = tmp_path / "transfer"
+    argv = ["eval", "transfer", str(tiny_v2), str(tiny_bench), "--out", str(out), "--windows", "10,30"]
+    argv += ["--horizons", "60", "--methods", "gbt,cnn", "--cnn-epochs", "1", "--n-boot", "5"]
+    assert main(argv) == 0
+    results = json.loads((out / "transfer.json").read_text())
+    for method in ("gbt", "cnn"):
+        assert set(results["matrix"][method]) == {str(tiny_v2), str(tiny_bench)}
+        for by_test in results["matrix"][method].values():
+            assert set(by_test) == {str(tiny_v2), str(tiny_bench)}
+            assert all(0.0 <= m["mean"]["mean_macro_f1"] <= 1.0 for m in by_test.values())
+    table = (out / "transfer.md").read_text()
+    assert table.count("| gbt |") == 2 and table.count("| cnn |") == 2

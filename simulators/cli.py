@@ -1,5 +1,6 @@
 """Simulator subcommands: ``simulate`` (scenarios to MQTT, or ``--plot``), ``replay`` (WFDB records to MQTT),
-``build-bench`` (forecasting benchmark files) and ``realism`` (the measured realism table)."""
+``build-bench`` (forecasting benchmark files), ``realism`` (the measured realism table) and ``build-second-source``
+(labelled records from third-party generators, with an optional validation table)."""
 
 from __future__ import annotations
 
@@ -89,6 +90,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     real.add_argument("--seconds", type=float, default=60.0, help="seconds of signal per rhythm")
     real.add_argument("--write-docs", type=Path, help="replace the realism table in this Markdown file")
     real.set_defaults(func=cmd_realism)
+
+    second = sub.add_parser(
+        "build-second-source", help="write SYNTHETIC WFDB records made by third-party generators (neurokit2 ECGSYN)"
+    )
+    second.add_argument("--out", type=Path, required=True, help="output directory (records, RECORDS, manifest.json)")
+    second.add_argument("--patients", type=int, default=20, help="records to write; kinds rotate through all five")
+    second.add_argument("--minutes", type=float, default=30.0, help="minutes of signal per record")
+    second.add_argument("--fs", type=float, default=250.0, help="sampling rate, whole Hz in 128-1000")
+    second.add_argument("--seed", type=int, default=20261207, help="patient i uses child i of this seed")
+    second.add_argument("--check", type=Path, metavar="JSON", help="then measure the records; write the table here")
+    second.set_defaults(func=cmd_build_second_source)
 
 
 class PublisherConfig(BaseModel):
@@ -226,4 +238,29 @@ def cmd_realism(args: argparse.Namespace) -> int:
     if args.write_docs:
         write_table(args.write_docs, table)
         print(f"updated {args.write_docs}")
+    return 0
+
+
+def cmd_build_second_source(args: argparse.Namespace) -> int:
+    import json
+
+    from simulators.second_source import LABEL, build_second_source, check_records, markdown_table
+
+    def progress(i: int, total: int, record: Any) -> None:
+        onsets = ", ".join(f"{k} at {v:.1f} s" for k, v in record.onsets.items()) or "no onset"
+        print(f"[{i + 1}/{total}] {record.record_name} {record.meta['kind']} ({onsets})", file=sys.stderr, flush=True)
+
+    print(LABEL, file=sys.stderr)
+    try:
+        manifest = build_second_source(args.out, args.patients, args.minutes, args.fs, args.seed, on_record=progress)
+    except (EcgcastError, ValueError) as exc:
+        print(f"build-second-source: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {manifest}")
+    if args.check:
+        result = check_records(args.out)
+        args.check.parent.mkdir(parents=True, exist_ok=True)
+        args.check.write_text(json.dumps(result, indent=1, default=str))
+        print(markdown_table(result))
+        print(f"wrote {args.check}")
     return 0

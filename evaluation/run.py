@@ -112,8 +112,12 @@ def _encoder_path(config: EvalConfig) -> Path:
 
 
 def _sample_sets(data: EvalData, config: EvalConfig) -> dict[str, dict[Cell, list[Sample]]]:
-    cells = [(w, h) for h in config.horizons_s for w in config.windows_s]
-    full = {cell: data.samples("test", cell) for cell in cells}
+    """Cells without a test sample (records shorter than w + h) are left out, and logged."""
+    grid = [(w, h) for h in config.horizons_s for w in config.windows_s]
+    full = {cell: samples for cell in grid if (samples := data.samples("test", cell))}
+    cells = list(full)
+    if len(cells) < len(grid):
+        log.warning("cells_without_test_samples", cells=[f"w{w}_h{h}" for w, h in grid if (w, h) not in full])
     frozen = frozen_lm_subsample(data.bench)
     if frozen is not None:
         return {"full": full, "lm": {cell: [s for s in full[cell] if s.key in frozen] for cell in cells}}
@@ -141,6 +145,9 @@ def _cheap_predictions(
             continue
         out[name] = {"full": {}, "lm": {}}
         for cell, samples in sets["full"].items():
+            if not train[cell]:
+                log.warning("cell_without_training_samples", method=name, cell=cell)
+                continue
             both = samples + sets["lm"].get(cell, [])
             pred = TabularBaseline(template(config.seed), features).fit_predict(train[cell], both)
             out[name]["full"][cell] = _take(pred, 0, len(samples))

@@ -17,7 +17,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +211,7 @@ class Ec57Spec:
     noises: tuple[str, ...] = BenchSpec.noises
     af_preset_seconds: float = 300.0  # generate_rhythm("af", ...): AF at 110 bpm throughout, no PVCs placed
     af_preset_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    generator: str = "1"  # "2": generator v2's scenarios (morphology families, varied PACs and AF)
 
 
 CLEAN = ("none", "low")
@@ -229,14 +230,14 @@ def _ec57_scores(rec: Any, analyses: list[LeadAnalysis], from_sample: int = 0) -
 
 def run_ec57(spec: Ec57Spec) -> dict[str, Any]:
     """Score every record of ``spec`` beat by beat; group per scenario/noise, clean records, and AF stretches."""
-    from simulators.scenarios import GENERATOR_VERSION, generate_rhythm, generate_scenario
+    from simulators.scenarios import generate_rhythm, generate_scenario
 
     rows: list[dict[str, Any]] = []
     for name in spec.scenarios:
         for noise in spec.noises:
             for seed in spec.seeds:
                 rec = generate_scenario(
-                    name, seed=seed, minutes=spec.minutes, fs=spec.fs, leads=spec.leads, noise=noise
+                    name, seed, spec.minutes, spec.fs, spec.leads, noise=noise, generator=spec.generator
                 )
                 analyses = analyse_leads(rec.p_signal.astype(np.float64), rec.fs, list(rec.sig_name))
                 rows.append({"group": name, "noise": noise, "seed": seed, "scores": _ec57_scores(rec, analyses)})
@@ -264,7 +265,7 @@ def run_ec57(spec: Ec57Spec) -> dict[str, Any]:
             groups[key] = {lead: _ec57_summary([r["scores"][lead] for r in chosen]) for lead in ("chosen", "II")}
     return {
         "data": "SYNTHETIC: simulators.scenarios records (scripted beats and rhythms); not clinical performance",
-        "generator_version": GENERATOR_VERSION,
+        "generator_version": spec.generator,
         "spec": {k: list(v) if isinstance(v, tuple) else v for k, v in spec.__dict__.items()},
         "tolerance_ms": 150,
         "groups": groups,
@@ -311,10 +312,12 @@ def ec57_table(results: dict[str, Any], lead: str) -> list[str]:
     return lines
 
 
-def main_ec57(quick: bool, out: Path) -> int:
-    spec = Ec57Spec()
+def main_ec57(quick: bool, out: Path, generator: str) -> int:
+    from simulators.scenarios import scenario_names
+
+    spec = Ec57Spec(generator=generator, scenarios=scenario_names(generator))
     if quick:
-        spec = Ec57Spec(seeds=(101,), minutes=3.0, noises=("low", "medium"), af_preset_seeds=(0,))
+        spec = replace(spec, seeds=(101,), minutes=3.0, noises=("low", "medium"), af_preset_seeds=(0,))
     results = run_ec57(spec)
     write_results(results, out)
     print(f"{results['data']}\nspec: {results['spec']}, generator version {results['generator_version']}")
@@ -325,15 +328,60 @@ def main_ec57(quick: bool, out: Path) -> int:
     return 0
 
 
+def _rhythm_mask(rec: Any, aux: str) -> npt.NDArray[np.bool_]:
+    mask = np.zeros(rec.sig_len, dtype=bool)
+    for seg in rec.rhythms:
+        if seg.aux == aux:
+            mask[seg.start_sample : seg.end_sample] = True
+    return mask
+
+
+def run_ec57_records(directory: Path) -> dict[str, Any]:
+    """EC57 on every annotated WFDB record under ``directory`` (e.g. the second source): whole records, and their
+    AF stretches alone (beats outside ``(AFIB`` segments excluded), on the chosen lead."""
+    from simulators.wfdb_io import read_directory
+
+    rows = []
+    for rec in read_directory(directory):
+        analyses = analyse_leads(rec.p_signal.astype(np.float64), rec.fs, list(rec.sig_name))
+        a = analyses[best_lead(analyses)]
+        whole = score_ec57(rec.beats.sample, rec.beats.symbol, a.r_peaks, a.symbols, rec.fs, rec.unusable)
+        row: dict[str, Any] = {"record": rec.record_name, "whole": whole}
+        af = _rhythm_mask(rec, "(AFIB")
+        if af.any():
+            excluded = rec.unusable | ~af
+            row["af"] = score_ec57(rec.beats.sample, rec.beats.symbol, a.r_peaks, a.symbols, rec.fs, excluded)
+        rows.append(row)
+    groups = {
+        "all records": {"chosen": _ec57_summary([r["whole"] for r in rows])},
+        "AF stretches": {"chosen": _ec57_summary([r["af"] for r in rows if "af" in r])},
+    }
+    return {
+        "data": f"WFDB records under {directory} (SYNTHETIC when it is the second source); not clinical performance",
+        "source": str(directory),
+        "tolerance_ms": 150,
+        "groups": groups,
+        "rows": [{"record": r["record"]} | {k: r[k].as_dict() for k in ("whole", "af") if k in r} for r in rows],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python bench/measurements_bench.py", description=__doc__)
     parser.add_argument("--out", type=Path, default=None, help="results JSON (default bench/results/measurements"
                         "[_ec57].json)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="one seed, 3 minutes, low and medium noise only")
     parser.add_argument("--ec57", action="store_true", help="EC57-style beat-by-beat scoring instead")
+    parser.add_argument("--records", type=Path, help="with --ec57: score the annotated WFDB records under this folder")
+    parser.add_argument("--generator", default="1", choices=["1", "2"], help="with --ec57: scenario generator")
     args = parser.parse_args(argv)
+    if args.ec57 and args.records:
+        results = run_ec57_records(args.records)
+        write_results(results, args.out or Path("bench/results/measurements_ec57_records.json"))
+        print(results["data"] + "\n" + "\n".join(ec57_table(results, "chosen")))
+        return 0
     if args.ec57:
-        return main_ec57(args.quick, args.out or Path("bench/results/measurements_ec57.json"))
+        default = "measurements_ec57.json" if args.generator == "1" else f"measurements_ec57_v{args.generator}.json"
+        return main_ec57(args.quick, args.out or Path("bench/results") / default, args.generator)
     args.out = args.out or Path("bench/results/measurements.json")
     spec = BenchSpec()
     if args.quick:

@@ -5,10 +5,15 @@ The rules are deliberately simple and explainable, so a nurse-facing count can b
 1. Morphology. Each QRS (±100 ms around R, 0.5–40 Hz) is compared with the normal template (the median of the
    most populous narrow shape cluster) by Pearson correlation, best over ±40 ms of lag, and by QRS width. A beat is
    'V' if it correlates poorly *and* is clearly wider than the normal beat, or is very much wider whatever its
-   shape (two single upright waves of different width still correlate ~0.8 after lag alignment), or if no narrow
-   cluster exists (the strip is all wide, e.g. sustained VT), or if it is premature with a full compensatory pause
-   in a regular rhythm and is wider and only loosely alike. Requiring width as well as shape keeps fibrillatory
-   waves riding on a QRS (which lower its correlation) from turning normal beats into PVCs.
+   shape (two single upright waves of different width still correlate ~0.8 after lag alignment), or if it is
+   premature with a full compensatory pause in a regular rhythm and is wider and only loosely alike. Requiring
+   width as well as shape keeps fibrillatory waves riding on a QRS (which lower its correlation) from turning
+   normal beats into PVCs.
+1b. Wide dominant beat. Without a narrow cluster the normal beat is the largest wide cluster whose own rhythm is
+   not VT-like (bundle-branch block: as wide as a PVC, so there width cannot separate the two, and shape alone, or
+   timing with a QRS area ≥ 1.2× larger or smaller, decides). A wide beat is 'V' by rate when it sits in a
+   regular run at ≥ 115/min that was entered abruptly (or starts the strip): sustained VT, however alike it looks
+   to the conducted beat on this lead. Sinus tachycardia with bundle-branch block ramps up and is not called VT.
 2. Irregular rhythm. Where the supraventricular RR intervals are irregularly irregular (AF-like), timing says
    nothing and f-waves riding on each QRS blur its shape and width, so a beat is 'V' only on stronger morphology:
    unlike the normal template (< 0.85) *and* wide *and* carrying more QRS area than a normal beat (≥ 1.2×), with
@@ -23,13 +28,14 @@ The rules are deliberately simple and explainable, so a nurse-facing count can b
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 from scipy.ndimage import median_filter, uniform_filter1d
 
 from ._checks import check_fs, check_r_peaks, check_sig
-from ._quality import band_limited, usable_mask
+from ._quality import band_limited, run_bounds, usable_mask
 
 __all__ = [
     "BeatFeatures",
@@ -54,7 +60,7 @@ class ClassifierConfig:
     wide_ratio: float = 1.40  # ... and this much wider took a different (ventricular) path
     very_wide_ratio: float = 1.80  # this much wider is ventricular whatever the shape (normal beats: 99th pct 1.3)
     loose_corr: float = 0.93  # premature + compensatory pause + wider + correlation under this: ventricular
-    wide_abs_ms: float = 130.0  # a QRS this wide is wide in absolute terms; a *normal* one this wide: all is VT
+    wide_abs_ms: float = 130.0  # a QRS this wide is wide in absolute terms (normal conduction: < 120 ms)
     wide_abs_ratio: float = 1.20  # absolutely wide and this much wider than normal also counts as wide (the
     #                               normal QRS on a lead like V1 can measure wide itself)
     premature_ratio: float = 0.85  # RR under 85 % of the local median: premature (common Holter criterion)
@@ -67,6 +73,14 @@ class ClassifierConfig:
     af_area_ratio: float = 1.2  # ... and has this much more QRS area than normal (synthetic PVCs: 99 % ≥ 1.2) ...
     af_clear_ratio: float = 0.35  # ... and pre-QRS activity under this share of its own QRS (f-waves rival it) ...
     af_big_area_ratio: float = 2.0  # ... unless its area is this much larger: no f-wave makes a QRS that big
+    bbb_area_ratio: float = 1.2  # wide dominant beat (bundle-branch block): premature + compensatory pause + QRS
+    #                              area this many times larger or smaller than normal is ventricular (a PVC can be as
+    #                              wide and alike as the conducted beat there; conducted beats: 99 % within 1.2×)
+    vt_min_bpm: float = 115.0  # a wide rhythm is VT only at least this fast (VT: 120–220/min; sinus with bundle-
+    #                            branch block at rest: ≤ 110/min), regular (median |ΔRR| / RR ≤ irregular_index:
+    #                            monomorphic VT jitters ~2 %, AF with bundle-branch block does not pass) ...
+    vt_run_beats: int = 9  # ... over this many beats (2.5–4.5 s of VT, under the shortest non-sustained run, 5 s),
+    #                        and entered abruptly (RR < premature_ratio of the one before): sinus tachycardia ramps
 
 
 @dataclass(frozen=True)
@@ -147,12 +161,14 @@ def beat_features(
     lag = round(cfg.max_lag_s * fs_m)
     windows = _windows(loc_m, peaks_m, half + lag)  # (n_beats, 2*(half+lag)+1), NaN outside usable
     widths_ms = _qrs_widths(windows, fs_m) * 1000.0 / fs_m
-    template = _normal_template(_shape_clusters(windows, widths_ms, fs_m, half, lag, cfg), windows.shape[1], cfg)
+    rr_ms = np.diff(r_peaks) * 1000.0 / fs
+    rr_ms = np.where(_same_segment(usable, r_peaks), rr_ms, np.nan)
+    rr_prev = np.concatenate(([np.nan], rr_ms))
+    template = _normal_template(_shape_clusters(windows, widths_ms, fs_m, half, lag, cfg), rr_prev, windows.shape[1],
+                                cfg)  # fmt: skip
     corr = _best_lag_corr(windows, template, half, lag)
     finite = np.isfinite(template).all()
     dom_width = float(_qrs_widths(template[None, :], fs_m)[0] * 1000.0 / fs_m) if finite else np.nan
-    rr_ms = np.diff(r_peaks) * 1000.0 / fs
-    rr_ms = np.where(_same_segment(usable, r_peaks), rr_ms, np.nan)
     qrs = windows[:, lag : lag + 2 * half + 1]
     pre = _windows(loc_m, peaks_m - round(0.175 * fs_m), round(0.075 * fs_m))
     return BeatFeatures(
@@ -162,7 +178,7 @@ def beat_features(
         qrs_amp_mv=qrs.max(axis=1) - qrs.min(axis=1),
         pre_qrs_amp_mv=pre.max(axis=1) - pre.min(axis=1),
         qrs_area_mv_ms=np.abs(qrs - np.median(qrs, axis=1, keepdims=True)).sum(axis=1) * 1000.0 / fs_m,
-        rr_prev_ms=np.concatenate(([np.nan], rr_ms)),
+        rr_prev_ms=rr_prev,
         rr_next_ms=np.concatenate((rr_ms, [np.nan])),
         dominant_width_ms=dom_width,
     )
@@ -208,7 +224,12 @@ def _qrs_widths(windows: npt.NDArray[np.float64], fs: float) -> npt.NDArray[np.f
     return np.where(np.isnan(windows).any(axis=1), np.nan, width)
 
 
-Cluster = tuple[int, float, npt.NDArray[np.float64]]  # (members, QRS width in ms, median template)
+class Cluster(NamedTuple):
+    """One QRS shape: its beats (indices), the QRS width of its median template in ms, and that template."""
+
+    members: npt.NDArray[np.int64]
+    width_ms: float
+    template: npt.NDArray[np.float64]
 
 
 def _shape_clusters(
@@ -220,8 +241,8 @@ def _shape_clusters(
     A member must correlate with the cluster's template *and* have a width within 0.7–1.4× of it: on some leads
     a normal QRS and a PVC are both one upright wave, alike in shape after lag alignment, and differ only in width.
     """
-    complete = ~np.isnan(windows).any(axis=1)
-    remaining, widths = windows[complete], widths_ms[complete]
+    index = np.flatnonzero(~np.isnan(windows).any(axis=1))
+    remaining, widths = windows[index], widths_ms[index]
     min_members = max(3, remaining.shape[0] // 20)
     clusters: list[Cluster] = []
     while remaining.shape[0] >= min_members and len(clusters) < 3:
@@ -234,21 +255,41 @@ def _shape_clusters(
             break
         template = np.median(remaining[alike], axis=0)
         width_ms = float(_qrs_widths(template[None, :], fs)[0]) * 1000.0 / fs
-        clusters.append((int(alike.sum()), width_ms, template))
-        remaining, widths = remaining[~alike], widths[~alike]
+        clusters.append(Cluster(index[alike], width_ms, template))
+        remaining, widths, index = remaining[~alike], widths[~alike], index[~alike]
     return clusters
 
 
-def _normal_template(clusters: list[Cluster], n_cols: int, cfg: ClassifierConfig) -> npt.NDArray[np.float64]:
-    """Template of the normally conducted beat: the most populous narrow shape cluster.
+def _normal_template(
+    clusters: list[Cluster], rr_prev_ms: npt.NDArray[np.float64], n_cols: int, cfg: ClassifierConfig
+) -> npt.NDArray[np.float64]:
+    """Template of the normally conducted beat.
 
     The most common shape is not always the normal one (a strip that is mostly VT), so the largest cluster
-    narrower than ``wide_abs_ms`` is chosen, and only if none is narrow the largest cluster is.
+    narrower than ``wide_abs_ms`` is chosen. Without one, a wide cluster is still the normal beat (bundle-branch
+    block) unless its own rhythm is as fast and regular as VT; only if every cluster is, the largest is taken (the
+    strip is VT, which :func:`label_beats` tells by rate).
     """
     if not clusters:
         return np.full(n_cols, np.nan)
-    narrow = [c for c in clusters if c[1] <= cfg.wide_abs_ms]
-    return max(narrow or clusters, key=lambda c: c[0])[2]
+    narrow = [c for c in clusters if c.width_ms <= cfg.wide_abs_ms]
+    conducted = narrow or [c for c in clusters if not _tachycardic(rr_prev_ms, c.members, cfg)]
+    return max(conducted or clusters, key=lambda c: c.members.size).template
+
+
+def _tachycardic(rr_prev_ms: npt.NDArray[np.float64], members: npt.NDArray[np.int64], cfg: ClassifierConfig) -> bool:
+    """Whether a cluster's beats come at a VT rate (≥ ``vt_min_bpm``) with regular intervals (not AF-like)."""
+    rr = rr_prev_ms[members]
+    before = rr_prev_ms[np.maximum(members - 1, 0)]
+    change = np.abs(rr - before) / rr
+    if not np.isfinite(rr).any() or not np.isfinite(change).any():
+        return False
+    return bool(_at_vt_rate(np.nanmedian(rr), np.nanmedian(change), cfg))
+
+
+def _at_vt_rate(rr_ms: npt.ArrayLike, rr_change: npt.ArrayLike, cfg: ClassifierConfig) -> npt.NDArray[np.bool_]:
+    """Median RR at a VT rate (≥ ``vt_min_bpm``) and median |ΔRR| / RR regular (≤ ``irregular_index``)."""
+    return np.asarray((np.asarray(rr_ms) < 60_000.0 / cfg.vt_min_bpm) & (np.asarray(rr_change) <= cfg.irregular_index))
 
 
 def _refined_median(beats: npt.NDArray[np.float64], half: int, lag: int, min_corr: float) -> npt.NDArray[np.float64]:
@@ -323,7 +364,12 @@ def label_beats(features: BeatFeatures, config: ClassifierConfig | None = None) 
     measurable = np.isfinite(corr)
     wider = width / dom
     wide = (wider > cfg.wide_ratio) | ((width >= cfg.wide_abs_ms) & (wider > cfg.wide_abs_ratio))
-    odd_shape = measurable & (((corr < cfg.v_corr) & wide) | (wider > cfg.very_wide_ratio) | (dom > cfg.wide_abs_ms))
+    # A wide dominant beat: bundle-branch block, whose conducted beat is as wide as a PVC (so width cannot separate
+    # them), or VT, which only its rate tells from it when the two look alike on this lead.
+    wide_dominant = bool(dom > cfg.wide_abs_ms)
+    wide = wide | wide_dominant
+    vt_rate = measurable & wide_dominant & (width >= cfg.wide_abs_ms) & _tachycardic_run(features.rr_prev_ms, cfg)
+    odd_shape = measurable & (((corr < cfg.v_corr) & wide) | (wider > cfg.very_wide_ratio) | vt_rate)
     # RR intervals that touch an odd-shaped beat say nothing about the supraventricular rhythm.
     odd_before = np.concatenate(([False], odd_shape[:-1]))
     supra_rr = np.where(odd_shape | odd_before, np.nan, features.rr_prev_ms)
@@ -337,11 +383,11 @@ def label_beats(features: BeatFeatures, config: ClassifierConfig | None = None) 
     all_irregularity = _local_irregularity(
         features.rr_prev_ms, local_median(features.rr_prev_ms, cfg.reference_beats), cfg
     )
-    af_like = (
-        irregular & np.isfinite(irregularity) & (all_irregularity > cfg.irregular_index) & (dom <= cfg.wide_abs_ms)
-    )
+    af_like = irregular & np.isfinite(irregularity) & (all_irregularity > cfg.irregular_index) & ~vt_rate
     area_ratio = _area_ratio(features.qrs_area_mv_ms, ~odd_shape)
-    timing_says_v = premature & compensated & ~irregular & (corr < cfg.loose_corr) & (width > dom)
+    resized = np.abs(np.log(area_ratio)) >= np.log(cfg.bbb_area_ratio)
+    unlike = ((corr < cfg.loose_corr) & (width > dom)) | (wide_dominant & resized)
+    timing_says_v = premature & compensated & ~irregular & unlike
     ventricular = np.where(
         af_like,
         measurable & wide & _ventricular_in_af(features, area_ratio, cfg),
@@ -350,6 +396,26 @@ def label_beats(features: BeatFeatures, config: ClassifierConfig | None = None) 
     labels[ventricular] = "V"
     labels[_atrial_premature(features.rr_prev_ms / ref_rr, premature & ~ventricular & ~irregular, ventricular)] = "A"
     return labels
+
+
+def _tachycardic_run(rr_prev_ms: npt.NDArray[np.float64], cfg: ClassifierConfig) -> npt.NDArray[np.bool_]:
+    """Beats of a VT-like run: at a VT rate (own RR and the median over ``vt_run_beats``), regular, and started
+    abruptly, i.e. its median RR is under ``premature_ratio`` of the ``vt_run_beats`` intervals before it (or it
+    starts the strip: a wide-complex tachycardia with no onset in view is taken for VT, as at the bedside).
+
+    Sinus tachycardia with bundle-branch block speeds up gradually, so it never jumps into such a run.
+    """
+    rr = rr_prev_ms
+    change = _nan_running_median(np.abs(np.diff(rr, prepend=np.nan)) / rr, cfg.vt_run_beats)
+    fast = _at_vt_rate(_nan_running_median(rr, cfg.vt_run_beats), change, cfg)
+    run = np.zeros(rr.shape, dtype=bool)
+    last_end = -rr.size  # a run that resumes within vt_run_beats of a VT run continues it (a beat missed in VT)
+    for start, end in run_bounds(fast):
+        before, inside = (r[np.isfinite(r)] for r in (rr[max(0, start - cfg.vt_run_beats) : start], rr[start:end]))
+        jump = before.size == 0 or (inside.size > 0 and np.median(inside) < cfg.premature_ratio * np.median(before))
+        if jump or start - last_end <= cfg.vt_run_beats:
+            run[start:end], last_end = True, end
+    return run & (rr < 60_000.0 / cfg.vt_min_bpm)
 
 
 def _area_ratio(area: npt.NDArray[np.float64], normal_shape: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:

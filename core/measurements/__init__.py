@@ -13,9 +13,11 @@ from ._ec57 import Ec57Score, gross_ec57, score_ec57
 from ._metrics import LeadAnalysis, Measurements, analyse_lead, analyse_leads, best_lead, measure, measure_leads
 from ._qrs import DetectorConfig, detect_qrs
 from ._quality import QualityConfig, run_bounds
+from ._trends import TREND_FEATURE_NAMES, trend_features, ventricular_runs
 
 __all__ = [
     "BEAT_CLASSES",
+    "TREND_FEATURE_NAMES",
     "BeatFeatures",
     "ClassifierConfig",
     "DetectorConfig",
@@ -34,5 +36,7 @@ __all__ = [
     "run_bounds",
     "score_beats",
     "score_ec57",
+    "trend_features",
     "true_rate_bpm",
+    "ventricular_runs",
 ]

@@ -270,6 +270,8 @@ def test_exports() -> None:
         "analyse_lead", "classify_beats", "detect_qrs", "measure", "measure_leads",
         # scoring against reference annotations, for benchmarks and evaluation
         "BEAT_CLASSES", "LeadAnalysis", "analyse_leads", "best_lead", "run_bounds", "score_beats", "true_rate_bpm",
+        # window features with trends (the tree baseline's, and the forecaster evidence's to come)
+        "TREND_FEATURE_NAMES", "trend_features", "ventricular_runs",
         # EC57-style beat-by-beat scoring of any annotated record
         "Ec57Score", "gross_ec57", "score_ec57",
     }  # fmt: skip
@@ -277,7 +279,7 @@ def test_exports() -> None:
         assert getattr(am, name) is not None
 
 
-@pytest.mark.parametrize("module", ["_qrs", "_beats", "_metrics"])
+@pytest.mark.parametrize("module", ["_qrs", "_beats", "_metrics", "_trends"])
 def test_docstring_examples_run(module: str) -> None:
     result = doctest.testmod(importlib.import_module(f"core.measurements.{module}"), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0

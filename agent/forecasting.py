@@ -187,9 +187,10 @@ class ModelWorker(WorkerThread):
         out = []
         for pid, state in self.stage.patients.items():
             window = state.ring.window(self._window_s())
+            # Over the model's leads that the patient has: a lead it lacks is fed as zeros (absent), as training and
+            # evaluation feed it, so a one-lead patient is assessed; a lead it has but that is off counts invalid.
             rows = [r for r in self._lead_rows(state.leads) if r is not None]
             valid = window.valid[rows].mean() if rows and window.valid.size else 0.0
-            valid *= len(rows) / len(self._leads)  # a lead the model needs but the patient lacks counts invalid
             held = self._hold is not None and self._hold(pid)
             out.append(Readiness(pid, 0 if held else state.ring.embedded_seconds(), float(valid)))
         return out

@@ -172,6 +172,30 @@ def test_forecasts_cannot_assess_ack_and_restart(
 
 
 @pytest.mark.e2e
+def test_a_single_lead_patient_is_forecast(
+    broker: LocalMosquitto, streams: mqtt.Client, encoder_weights: Path, tmp_path: Path
+) -> None:
+    """The model reads II and V1; a telemetry stream that carries only II (a MLII Holter, a PhysioNet excerpt) is
+    forecast with V1 absent, not parked in leads_off with a "cannot assess" alert."""
+    settings = Settings.model_validate(settings_dict(broker.url, encoder_weights, tmp_path / "alerts.sqlite3"))
+    collector = Collector(broker.port)
+    agent = Agent(settings)
+    agent.start()
+    try:
+        rec = generate_scenario("sinus_stable", seed=4, minutes=0.75, fs=FS, leads=("II",), noise="low")
+        for k in range(rec.sig_len // int(FS)):
+            block = rec.p_signal[k * int(FS) : (k + 1) * int(FS)].T.astype(np.float32)
+            chunk = WaveChunk("bed-7", "dev-1", k, 1.7e9 + k, FS, ("II",), block)
+            streams.publish(TOPICS.wave("bed-7"), encode_wave(chunk, "b64"), qos=1).wait_for_publish(5)
+        wait_for(lambda: bool(collector.of("bed-7", "forecast")))
+        assert collector.of("bed-7", "forecast")[-1]["signal_quality"] == {"II": "good"}
+        assert not any(m["after"]["kind"] == "cannot_assess" for m in collector.of("bed-7", "alert"))
+    finally:
+        agent.stop()
+        collector.close()
+
+
+@pytest.mark.e2e
 def test_an_evicted_patients_alerts_are_resolved_and_stay_resolved(
     broker: LocalMosquitto, streams: mqtt.Client, encoder_weights: Path, tmp_path: Path
 ) -> None:

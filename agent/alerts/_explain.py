@@ -2,8 +2,9 @@
 
 The text is composed deterministically from the forecast numbers and the measured evidence. The language model's
 rationale is appended only when the forecast validated (it is a ``Forecast``) and the rationale does not contradict
-the numbers it was given: a heart rate more than 10 bpm from the measured one, another arrhythmia named, the
-forecast negated, or "no ectopy" while ectopy was counted all drop it, and the alert says so in ``rationale_note``.
+the numbers it was given: a heart rate more than 10 bpm from the measured one (any stated number, "heart rate 0.05"
+included), a PAC or PVC count or rate far from the measured one, another arrhythmia named, the forecast negated, or
+"no ectopy" while ectopy was counted all drop it, and the alert says so in ``rationale_note``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ RHYTHM_NAMES: Final[dict[str, str]] = {
     "vt": "ventricular tachycardia",
 }
 HR_TOLERANCE_BPM: Final = 10.0
+ECTOPY_TOLERANCE: Final = (2.0, 0.3)  # a stated count (or rate) may differ from the measured by 2 or 30 %, whichever
+#                                        is larger: counts are small integers, and the LM rounds
 
 _RHYTHM_MENTIONS: Final[dict[str, re.Pattern[str]]] = {
     "af": re.compile(r"\b(atrial fibrillation|a-?fib|af)\b", re.IGNORECASE),
@@ -29,7 +32,13 @@ _RHYTHM_MENTIONS: Final[dict[str, re.Pattern[str]]] = {
     "vt": re.compile(r"\b(ventricular tachycardia|v-?tach|vt)\b", re.IGNORECASE),
 }
 _HR_MENTION: Final = re.compile(
-    r"(\d{2,3}(?:\.\d+)?)\s*(?:bpm|beats per minute|beats/min)|heart rate (?:of |is |at |was |around )?(\d{2,3})",
+    r"(\d{1,3}(?:\.\d+)?)\s*(?:bpm|beats per minute|beats/min)"
+    r"|(?:heart rate|\bHR\b) (?:of |is |at |was |around |near |about )?(\d+(?:\.\d+)?)",
+    re.IGNORECASE,
+)
+_ECTOPY_MENTION: Final = re.compile(
+    r"(\d+(?:\.\d+)?)\s*(?:premature )?(?P<kind>pvcs?|pacs?|ventricular (?:premature|ectopic)|atrial premature)"
+    r"\w*(?P<rate>\s*(?:per minute|/\s*min|a minute))?",
     re.IGNORECASE,
 )
 _NEGATION: Final = re.compile(r"\b(unlikely|no (?:sign|evidence|risk)|not (?:expected|likely)|low risk)\b", re.I)
@@ -84,7 +93,9 @@ def check_rationale(rationale: str, arrhythmia: str, evidence: Evidence) -> str 
         stated = float(match.group(1) or match.group(2))
         if evidence.hr_bpm is None or abs(stated - evidence.hr_bpm) > HR_TOLERANCE_BPM:
             measured = "not measurable" if evidence.hr_bpm is None else f"{evidence.hr_bpm:.0f} bpm"
-            return f"rationale states HR {stated:.0f} bpm, measured {measured}"
+            return f"rationale states HR {stated:g} bpm, measured {measured}"
+    if (problem := _ectopy_problem(rationale, evidence)) is not None:
+        return problem
     others = [name for name, pattern in _RHYTHM_MENTIONS.items() if name != arrhythmia and pattern.search(rationale)]
     if others:
         return f"rationale names {', '.join(RHYTHM_NAMES[n] for n in others)}, forecast is {RHYTHM_NAMES[arrhythmia]}"
@@ -93,6 +104,22 @@ def check_rationale(rationale: str, arrhythmia: str, evidence: Evidence) -> str 
     ectopy = (evidence.pac_per_min or 0.0) + (evidence.pvc_per_min or 0.0)
     if ectopy > 0 and _NO_ECTOPY.search(rationale):
         return "rationale denies ectopy that was measured"
+    return None
+
+
+def _ectopy_problem(rationale: str, evidence: Evidence) -> str | None:
+    """A stated PAC/PVC count (over the measured window) or rate (per minute) far from the measured one."""
+    for match in _ECTOPY_MENTION.finditer(rationale):
+        ventricular = match.group("kind").lower().startswith(("pvc", "ventricular"))
+        per_min = evidence.pvc_per_min if ventricular else evidence.pac_per_min
+        if per_min is None:
+            continue
+        stated = float(match.group(1))
+        measured = per_min if match.group("rate") else per_min * evidence.window_s / 60.0
+        if abs(stated - measured) > max(ECTOPY_TOLERANCE[0], ECTOPY_TOLERANCE[1] * measured):
+            name, unit = ("PVC" if ventricular else "PAC"), ("/min" if match.group("rate") else "")
+            span = "" if match.group("rate") else f" in the last {evidence.window_s:.0f} s"
+            return f"rationale states {stated:g} {name}{unit}, measured {measured:.0f}{unit}{span}"
     return None
 
 

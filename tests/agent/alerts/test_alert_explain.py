@@ -60,3 +60,28 @@ def test_rationale_with_hr_when_hr_not_measurable_is_dropped() -> None:
 
 def test_hr_within_tolerance_is_kept() -> None:
     assert check_rationale("A rate of 85 bpm with frequent PACs.", "af", evidence(hr_bpm=78.0)) is None
+
+
+def test_the_rationale_from_the_issue_is_rejected_against_what_was_measured() -> None:
+    """Issue #18: a CLI rationale said "heart rate 0.05 ... 4 PVCs in 4 hours" while 101 bpm and 44 PVCs were
+    measured (over a 300-s window: 8.8 PVC/min)."""
+    measured = evidence(hr_bpm=101.0, window_s=300.0, pvc_per_min=8.8)
+    rationale = "The heart rate 0.05 is stable, with 4 PVCs in 4 hours."
+    assert check_rationale(rationale, "vt", measured) == "rationale states HR 0.05 bpm, measured 101 bpm"
+    ectopy_only = "There were 4 PVCs in 4 hours, which suggests ventricular tachycardia."
+    assert check_rationale(ectopy_only, "vt", measured) == "rationale states 4 PVC, measured 44 in the last 300 s"
+
+
+@pytest.mark.parametrize(
+    ("rationale", "ok"),
+    [
+        ("About 44 PVCs over the window, rising.", True),
+        ("Roughly 9 PVCs per minute precede VT here.", True),
+        ("2 PVCs per minute.", False),
+        ("HR 101 with 40 PVCs.", True),
+        ("HR 60 with 40 PVCs.", False),
+    ],
+)
+def test_ectopy_and_rate_statements_are_checked(rationale: str, ok: bool) -> None:
+    measured = evidence(hr_bpm=101.0, window_s=300.0, pvc_per_min=8.8)
+    assert (check_rationale(rationale, "vt", measured) is None) is ok

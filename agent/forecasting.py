@@ -41,6 +41,7 @@ class AlertSink(Protocol):
 
     def on_forecast(self, patient_id: str, forecast: Forecast, evidence: Any) -> Any: ...
     def on_cannot_assess(self, patient_id: str, evidence: Any) -> Any: ...
+    def would_raise(self, patient_id: str, forecast: Forecast, evidence: Any) -> bool: ...
 
 
 EvidenceBuilder = Callable[[Measurements | None, Measurements | None, dict[str, str], float, float | None], Any]
@@ -75,6 +76,8 @@ class ModelStats:
     feed_s: float = 0.0  # wall time spent extending KV caches
     forecast_s: float = 0.0  # wall time spent in forecast batches (measurements + scoring + publishing)
     encode_s: float = 0.0  # wall time in encoder ticks that had windows (from the wait for the first one)
+    rationales: int = 0  # LM rationales generated (only for forecasts about to raise an alert)
+    rationale_s: float = 0.0  # wall time spent generating them
 
 
 class ModelWorker(WorkerThread):
@@ -237,8 +240,9 @@ class ModelWorker(WorkerThread):
             log.exception("forecast_failed", patients=patient_ids, cached=[self._feeds.get(p) for p in patient_ids])
             raise
         risks = {}
-        for forecast in forecasts:
+        for request, forecast in zip(requests, forecasts, strict=True):
             pid = forecast.patient_id
+            forecast = self._explain_if_alerting(request, forecast, measured[pid].evidence)
             self._publish_forecast(forecast, measured[pid])
             risks[pid] = max(p for per_h in forecast.onset_probs.values() for p in per_h.values())
             if self._alerts is not None:
@@ -249,6 +253,18 @@ class ModelWorker(WorkerThread):
         self.stats.last_forecast_ms = round(1000 * elapsed, 1)
         log.info("forecast_batch", patients=len(forecasts), elapsed_ms=self.stats.last_forecast_ms)
         return RunnerOutput(patient_ids, risks, elapsed)
+
+    def _explain_if_alerting(self, request: ScoreRequest, forecast: Forecast, evidence: Any) -> Forecast:
+        """Add the LM's rationale when this forecast is about to raise an alert: cheap risk on every forecast, the
+        costly words only where a nurse will read them (the alert policy's guard then checks them)."""
+        if self._alerts is None or not self._alerts.would_raise(forecast.patient_id, forecast, evidence):
+            return forecast
+        t0 = time.perf_counter()
+        explained = self.engine.with_rationale(request, forecast)
+        self.stats.rationales += 1
+        self.stats.rationale_s += time.perf_counter() - t0
+        log.info("forecast_rationale", patient_id=forecast.patient_id, note=explained.explanation_note)
+        return explained
 
     def _publish_forecast(self, forecast: Forecast, measured: _Measured) -> None:
         body: dict[str, Any] = json.loads(forecast.to_json())

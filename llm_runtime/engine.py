@@ -124,10 +124,7 @@ class ForecastEngine:
             explanation, note, extra_ms = None, None, 0.0
             if explain:
                 t0 = time.perf_counter()
-                generation = self.runner.explain(request, summarise(rhythm, onset), self.settings.explain_max_tokens)
-                explanation, note = parse_explanation(
-                    generation.text, generation.stopped, prompt=f"{request.evidence}\n{EXPLAIN_REQUEST}"
-                )
+                explanation, note = self._rationale(request, rhythm, onset)
                 extra_ms = (time.perf_counter() - t0) * 1000
             out.append(
                 Forecast(
@@ -146,3 +143,19 @@ class ForecastEngine:
                 )
             )
         return out
+
+    def _rationale(
+        self, request: ScoreRequest, rhythm: dict[int, dict[str, float]], onset: dict[int, dict[str, float]]
+    ) -> tuple[str | None, str | None]:
+        """(explanation, note): the LM's short free-text rationale for these scores, on the patient's cache."""
+        generation = self.runner.explain(request, summarise(rhythm, onset), self.settings.explain_max_tokens)
+        return parse_explanation(generation.text, generation.stopped, prompt=f"{request.evidence}\n{EXPLAIN_REQUEST}")
+
+    def with_rationale(self, request: ScoreRequest, forecast: Forecast) -> Forecast:
+        """``forecast`` with the LM's rationale added: generation is costly (tens of decoding steps), so the agent
+        asks for it only when an alert is about to be raised, not on every forecast (docs/LLM_RUNTIME.md)."""
+        t0 = time.perf_counter()
+        explanation, note = self._rationale(request, forecast.rhythm_probs, forecast.onset_probs)
+        extra_ms = (time.perf_counter() - t0) * 1000
+        update = {"explanation": explanation, "explanation_note": note, "latency_ms": forecast.latency_ms + extra_ms}
+        return forecast.model_copy(update=update)

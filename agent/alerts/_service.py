@@ -101,6 +101,16 @@ class AlertService:
             raise ProtocolError("wrong_patient", f"forecast for {forecast.patient_id!r} fed as {patient_id!r}")
         return self._apply(patient_id, ForecastSeen(self._clock(), forecast, evidence))
 
+    def would_raise(self, patient_id: str, forecast: Forecast, evidence: Evidence) -> bool:
+        """Whether feeding ``forecast`` now would raise a new forecast alert: the policy's decision on the current
+        state, stored and published nowhere. The agent asks before :meth:`on_forecast` so that the costly LM
+        rationale is generated only for the forecasts that will carry one into an alert."""
+        with self._lock:
+            self._check_open()
+            prev = self._patients.get(patient_id) or self._load(patient_id)
+            _, events = self._policy.decide(prev, ForecastSeen(self._clock(), forecast, evidence))
+        return any(e.type == "new" and e.after.kind == "forecast" for e in events)
+
     def on_cannot_assess(self, patient_id: str, evidence: Evidence, problem: str | None = None) -> list[AlertEvent]:
         """The scheduler found the signal too poor to forecast: publish 'cannot assess', never a silent negative."""
         return self._apply(patient_id, CannotAssess(self._clock(), evidence, problem))

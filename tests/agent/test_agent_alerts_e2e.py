@@ -378,6 +378,8 @@ def test_converting_patient_gets_an_af_advisory_before_onset(alert_run: AlertRun
     assert alert["probability"] >= alert["threshold"]
     assert "tiny-random" in alert["model_id"] and "adapter" in alert["model_id"]
     assert "atrial fibrillation may begin" in alert["explanation"]
+    # the rationale was generated for the alert (the guard then kept or dropped it, and says which)
+    assert alert["rationale_note"] != "no model rationale was generated", alert["rationale_note"]
     assert alert["evidence"]["hr_bpm"] is not None
     forecast_time = alert["window"]["end_s"]
     assert WINDOW_S <= alert["window"]["end_s"] - alert["window"]["start_s"] <= WINDOW_S + SLACK_S

@@ -68,3 +68,20 @@ def test_engine_applies_the_adapters_calibration(tmp_path: Path) -> None:
         assert out[1].onset_probs[60][cls] == pytest.approx(scale(p), abs=1e-6)
     assert out[1].rhythm_probs == out[0].rhythm_probs  # only onset probabilities are calibrated
     torch.testing.assert_close(torch.tensor(1.0), torch.tensor(sum(out[1].rhythm_probs[60].values())))
+
+
+def test_with_rationale_adds_the_explanation_and_keeps_the_scores() -> None:
+    """The agent asks for a rationale only when an alert is about to be raised, on an already scored forecast."""
+    settings = LlmSettings(backbone="tiny-random", window_s=12, slack_s=4, horizons_s=(60,), device="cpu")
+    engine = ForecastEngine.load(settings, "inline")
+    with engine.runner as runner:
+        runner.prime("p", ecg_seconds(12), 0)
+        request = ScoreRequest("p", "heart rate 70 bpm")
+        (scored,) = engine.forecast([request])
+        explained = engine.with_rationale(request, scored)
+        (inline,) = engine.forecast([request], explain=True)
+    assert scored.explanation is None and scored.explanation_note is None
+    assert (explained.explanation is None) != (explained.explanation_note is None)
+    assert (explained.explanation, explained.explanation_note) == (inline.explanation, inline.explanation_note)
+    assert explained.onset_probs == scored.onset_probs and explained.rhythm_probs == scored.rhythm_probs
+    assert explained.latency_ms >= scored.latency_ms

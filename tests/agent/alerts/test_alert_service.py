@@ -270,3 +270,19 @@ def test_the_alert_worker_resolves_an_evicted_patients_alerts_for_good(tmp_path:
         assert end["after"]["history"][-1]["reason"] == EVICTED_REASON
     with open_service(tmp_path / "a.sqlite3", Wire(), clock) as reopened:
         assert reopened.active("P001") == []
+
+
+def test_would_raise_previews_the_decision_without_storing_or_publishing(tmp_path: Path) -> None:
+    """The agent asks before feeding a forecast, to generate the LM rationale only for alerts about to be raised."""
+    wire, clock = Wire(), Clock()
+    with open_service(tmp_path / "a.sqlite3", wire, clock) as service:
+        clock.now += 10
+        service.on_forecast("P001", forecast(af=0.7), evidence())
+        sent = len(wire.sent)
+        assert service.would_raise("P001", forecast(af=0.8), evidence())
+        assert not service.would_raise("P001", forecast(af=0.1), evidence())
+        assert service.active("P001") == [] and len(wire.sent) == sent
+        clock.now += 10
+        service.on_forecast("P001", forecast(af=0.8), evidence())
+        assert len(service.active("P001")) == 1
+        assert not service.would_raise("P001", forecast(af=0.9), evidence())  # already raised: an update, not new

@@ -16,7 +16,9 @@ import numpy.typing as npt
 __all__ = ["Reliability", "auprc", "auroc", "bootstrap_ci", "macro_f1", "reliability"]
 
 
-def macro_f1(truth: Sequence[str], pred: Sequence[str], classes: Sequence[str]) -> float | None:
+def macro_f1(
+    truth: Sequence[str] | npt.NDArray[np.str_], pred: Sequence[str] | npt.NDArray[np.str_], classes: Sequence[str]
+) -> float | None:
     """Mean over ``classes`` present in truth or prediction of F1 = 2TP / (2TP + FP + FN).
 
     Classes absent from both are skipped (as scikit-learn with ``labels`` = the classes seen): a test set without
@@ -44,13 +46,11 @@ def auroc(labels: npt.ArrayLike, scores: npt.ArrayLike) -> float | None:
 
 
 def _average_ranks(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(x.size)
-    ranks[order] = np.arange(1, x.size + 1)
-    for value in np.unique(x):
-        tied = x == value
-        ranks[tied] = ranks[tied].mean()
-    return ranks
+    """1-based ranks, ties sharing their mean rank (scipy's ``rankdata(method="average")``, vectorised: the
+    bootstrap calls this thousands of times per table)."""
+    from scipy.stats import rankdata
+
+    return np.asarray(rankdata(x, method="average"), dtype=np.float64)
 
 
 def auprc(labels: npt.ArrayLike, scores: npt.ArrayLike) -> float | None:
@@ -58,15 +58,13 @@ def auprc(labels: npt.ArrayLike, scores: npt.ArrayLike) -> float | None:
     y, s = np.asarray(labels, bool), np.asarray(scores, float)
     if not y.any():
         return None
-    thresholds = np.unique(s)[::-1]
-    precision, recall = [], []
-    for thr in thresholds:
-        chosen = s >= thr
-        tp = int(np.sum(chosen & y))
-        precision.append(tp / int(chosen.sum()))
-        recall.append(tp / int(y.sum()))
+    order = np.argsort(-s, kind="mergesort")
+    s_sorted, y_sorted = s[order], y[order]
+    last_of_tie = np.flatnonzero(np.diff(s_sorted, append=-np.inf) != 0)  # each threshold: all scores >= it chosen
+    tp = np.cumsum(y_sorted)[last_of_tie]
+    precision, recall = tp / (last_of_tie + 1), tp / int(y.sum())
     steps = np.diff(np.concatenate([[0.0], recall]))
-    return float(np.sum(steps * np.asarray(precision)))
+    return float(np.sum(steps * precision))
 
 
 def bootstrap_ci(

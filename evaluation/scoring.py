@@ -16,17 +16,29 @@ from evaluation.predictions import Predictions
 __all__ = ["calibration", "cell_metrics", "f1_camel", "mean_over_cells"]
 
 
+class _CellF1:
+    """A cell's labels and arg-max guesses as arrays, computed once: the bootstrap asks for F1 on hundreds of
+    index resamples of the same cell."""
+
+    def __init__(self, samples: Sequence[Sample], pred: Predictions) -> None:
+        self.truth = np.array([s.label_class for s in samples])
+        self.camel_rows = np.isin(self.truth, CLASSES_CAMEL)
+        self.guess_camel = np.array(pred.predicted(CLASSES_CAMEL))
+        self.guess_all = np.array(pred.predicted(CLASSES))
+
+    def camel(self, idx: npt.NDArray[np.int64]) -> float | None:
+        """CAMEL's protocol: macro-F1 over sinus / AF / flutter, samples whose label is VT left out, the arg-max
+        taken among the three classes."""
+        keep = idx[self.camel_rows[idx]]
+        return macro_f1(self.truth[keep], self.guess_camel[keep], CLASSES_CAMEL)
+
+    def with_vt(self, idx: npt.NDArray[np.int64]) -> float | None:
+        return macro_f1(self.truth[idx], self.guess_all[idx], CLASSES)
+
+
 def f1_camel(samples: Sequence[Sample], pred: Predictions, idx: npt.NDArray[np.int64]) -> float | None:
-    """CAMEL's protocol: macro-F1 over sinus / AF / flutter, samples whose label is VT left out, the arg-max
-    taken among the three classes."""
-    keep = [i for i in idx if samples[i].label_class in CLASSES_CAMEL]
-    guesses = pred.predicted(CLASSES_CAMEL)
-    return macro_f1([samples[i].label_class for i in keep], [guesses[i] for i in keep], CLASSES_CAMEL)
-
-
-def _f1_all(samples: Sequence[Sample], pred: Predictions, idx: npt.NDArray[np.int64]) -> float | None:
-    guesses = pred.predicted(CLASSES)
-    return macro_f1([samples[i].label_class for i in idx], [guesses[i] for i in idx], CLASSES)
+    """CAMEL's macro-F1 of the samples ``idx`` of one cell (see :meth:`_CellF1.camel`)."""
+    return _CellF1(samples, pred).camel(np.asarray(idx, dtype=np.int64))
 
 
 def cell_metrics(samples: Sequence[Sample], pred: Predictions, n_boot: int, seed: int) -> dict[str, Any]:
@@ -35,10 +47,11 @@ def cell_metrics(samples: Sequence[Sample], pred: Predictions, n_boot: int, seed
     every = np.arange(len(samples))
     out: dict[str, Any] = {"n": len(samples), "patients": len(set(patients))}
     out["label_counts"] = {c: sum(s.label_class == c for s in samples) for c in CLASSES}
-    out["macro_f1"] = f1_camel(samples, pred, every)
-    out["macro_f1_ci"] = bootstrap_ci(patients, lambda i: f1_camel(samples, pred, i), n_boot, seed)
-    out["macro_f1_vt"] = _f1_all(samples, pred, every)
-    out["macro_f1_vt_ci"] = bootstrap_ci(patients, lambda i: _f1_all(samples, pred, i), n_boot, seed)
+    f1 = _CellF1(samples, pred)
+    out["macro_f1"] = f1.camel(every)
+    out["macro_f1_ci"] = bootstrap_ci(patients, f1.camel, n_boot, seed)
+    out["macro_f1_vt"] = f1.with_vt(every)
+    out["macro_f1_vt_ci"] = bootstrap_ci(patients, f1.with_vt, n_boot, seed)
     guesses = pred.predicted(CLASSES)
     out["accuracy"] = float(np.mean([g == s.label_class for g, s in zip(guesses, samples, strict=True)]))
     for j, cls in enumerate(ONSETS):
@@ -60,20 +73,25 @@ def _onset_auroc(
 
 def mean_over_cells(cells: Sequence[tuple[Sequence[Sample], Predictions]], n_boot: int, seed: int) -> dict[str, Any]:
     """Mean CAMEL macro-F1 over cells; the interval resamples patients once for all cells together."""
-    values = [f1_camel(s, p, np.arange(len(s))) for s, p in cells]
+    f1s = [_CellF1(s, p) for s, p in cells]
+    values = [f1.camel(np.arange(len(s))) for f1, (s, _) in zip(f1s, cells, strict=True)]
     defined = [v for v in values if v is not None]
     if not defined:
         return {"mean_macro_f1": None, "cells": 0}
     patients = sorted({x.patient_id for s, _ in cells for x in s})
+    by_patient = []  # per cell: patient -> its sample indices, computed once
+    for s, _ in cells:
+        ids = np.array([x.patient_id for x in s])
+        by_patient.append({p: np.flatnonzero(ids == p) for p in np.unique(ids)})
+    empty = np.zeros(0, dtype=np.int64)
     rng = np.random.default_rng(seed)
     boots = []
     for _ in range(n_boot):
         drawn = rng.choice(patients, size=len(patients), replace=True)
         per_cell = []
-        for s, p in cells:
-            ids = np.array([x.patient_id for x in s])
-            idx = np.concatenate([np.flatnonzero(ids == d) for d in drawn])
-            value = f1_camel(s, p, idx)
+        for f1, index in zip(f1s, by_patient, strict=True):
+            idx = np.concatenate([index.get(d, empty) for d in drawn])
+            value = f1.camel(idx)
             if value is not None:
                 per_cell.append(value)
         if per_cell:

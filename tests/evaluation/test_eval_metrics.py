@@ -63,3 +63,23 @@ def test_reliability_hand_example() -> None:
     assert rel.brier == pytest.approx((0.04 + 0.64 + 0.01 + 0.01) / 4)
     assert rel.bin_count == [2, 2]
     assert rel.bin_observed == [pytest.approx(0.5), pytest.approx(1.0)]
+
+
+def test_auroc_and_auprc_match_their_definitions_on_ties() -> None:
+    """The vectorised forms equal the pairwise AUROC and the threshold-by-threshold average precision."""
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        n = int(rng.integers(5, 60))
+        y = rng.random(n) < 0.3
+        y[0], y[1] = True, False
+        s = np.round(rng.random(n), 1)  # many ties
+        pos, neg = s[y], s[~y]
+        pairwise = np.mean([(p > q) + 0.5 * (p == q) for p in pos for q in neg])
+        assert auroc(y, s) == pytest.approx(pairwise)
+        ap, prev_recall = 0.0, 0.0
+        for thr in np.unique(s)[::-1]:
+            chosen = s >= thr
+            tp = np.sum(chosen & y)
+            ap += (tp / y.sum() - prev_recall) * tp / chosen.sum()
+            prev_recall = tp / y.sum()
+        assert auprc(y, s) == pytest.approx(ap)

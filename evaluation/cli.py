@@ -178,7 +178,7 @@ def cmd_eval_yardstick(args: argparse.Namespace) -> int:
         "patients": {split: len(ids) for split, ids in patients.items()},
         "records_with_onset": bench.meta["records_with_onset"],
         "index_sha256": bench.meta["index_sha256"],
-        "lm_subsample_inputs": sum(1 for _ in subsample.open()) - 1,
+        "lm_subsample_inputs": len(subsample.read_text().splitlines()) - 1,
         "lm_subsample_sha256": file_sha256(subsample),
     }
     print(json.dumps(summary, indent=1))

@@ -124,15 +124,24 @@ def _ectopy_problem(rationale: str, evidence: Evidence) -> str | None:
 
 
 def forecast_text(
-    arrhythmia: str, horizon_s: int, probability: float, threshold: float, evidence: Evidence, rationale: str | None
+    arrhythmia: str,
+    horizon_s: int,
+    probability: float,
+    threshold: float,
+    evidence: Evidence,
+    rationale: str | None,
+    generation_note: str | None = None,
 ) -> Explanation:
-    """The explanation of a forecast alert; the LM rationale is appended only if it passes :func:`check_rationale`."""
+    """The explanation of a forecast alert; the LM rationale is appended only if it passes :func:`check_rationale`.
+    ``generation_note`` is the forecast's reason for having no rationale (a generation the runtime dropped)."""
     head = (
         f"Forecast advisory (a prediction, not a present rhythm): {RHYTHM_NAMES[arrhythmia]} may begin within "
         f"{_horizon(horizon_s)} (model onset probability {probability:.2f}, alert threshold {threshold:.2f})."
     )
     text = f"{head} {evidence_text(evidence)}"
     if rationale is None:
+        if generation_note:
+            return Explanation(text, f"model rationale dropped by the runtime: {generation_note}")
         return Explanation(text, "no model rationale was generated")
     problem = check_rationale(rationale, arrhythmia, evidence)
     if problem is not None:

@@ -321,7 +321,13 @@ def _forecast_fields(arrhythmia: str, reading: _Reading, obs: ForecastSeen) -> d
     """What a forecast alert takes from one forecast: numbers, explanation, evidence, window and model."""
     f = obs.forecast
     explanation = forecast_text(
-        arrhythmia, reading.horizon_s, reading.probability, reading.threshold, obs.evidence, f.explanation
+        arrhythmia,
+        reading.horizon_s,
+        reading.probability,
+        reading.threshold,
+        obs.evidence,
+        f.explanation,
+        f.explanation_note,
     )
     return {
         "horizon_s": reading.horizon_s,

@@ -79,7 +79,8 @@ YARDSTICK_LM_SUBSAMPLE_SHA256 = "2116fa7ff99c3818ce80036c3b35399565cf2a3127b87b1
 @pytest.mark.slow
 def test_the_yardstick_builds_to_its_documented_sha256(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["eval", "yardstick", "--bench-dir", str(tmp_path), "--workers", "2"]) == 0
-    summary = json.loads(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    summary = json.loads(out[out.index("{\n") :])  # after any log line
     assert summary["patients"] == {"train": 304, "val": 104, "test": 104}
     assert summary["records_with_onset"]["test"] == {"af": 13, "flutter": 13, "vt": 13}
     assert summary["lm_subsample_inputs"] == 2400

@@ -85,3 +85,12 @@ def test_the_rationale_from_the_issue_is_rejected_against_what_was_measured() ->
 def test_ectopy_and_rate_statements_are_checked(rationale: str, ok: bool) -> None:
     measured = evidence(hr_bpm=101.0, window_s=300.0, pvc_per_min=8.8)
     assert (check_rationale(rationale, "vt", measured) is None) is ok
+
+
+def test_a_rationale_the_runtime_dropped_says_so() -> None:
+    """A generation that parse_explanation refused is not 'no rationale was generated'."""
+    policy = AlertPolicy(AlertSettings.model_validate({"defaults": {"persistence_k": 1, "persistence_n": 1}}))
+    f = forecast(af=(0.3, 0.72)).model_copy(update={"explanation_note": "generation dropped: repetitive text"})
+    _, events = policy.decide(PatientAlerts("P001"), ForecastSeen(1.0, f, evidence()))
+    (event,) = events
+    assert event.after.rationale_note == "model rationale dropped by the runtime: generation dropped: repetitive text"

@@ -68,3 +68,12 @@ def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
     path.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         load_settings(path, env={})
+
+
+def test_the_run_command_says_what_the_daemon_does(capsys: pytest.CaptureFixture[str]) -> None:
+    """Its help once read "ingest, buffer, windows, status": the daemon also encodes, forecasts and alerts."""
+    with pytest.raises(SystemExit):
+        main.main(["--help"])
+    listing = capsys.readouterr().out
+    run_line = " ".join(listing[listing.index("    run ") :].split("validate-config")[0].split())
+    assert all(word in run_line for word in ("ingest", "encoder", "forecasts", "alerts")), run_line

@@ -158,12 +158,13 @@ def cmd_eval_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_eval_yardstick(args: argparse.Namespace) -> int:
     """Build (once) the yardstick spec and its frozen LM subsample, and print what identifies them."""
+    from encoder_onnx.weights import file_sha256
     from evaluation.data import (
         YARDSTICK,
         YARDSTICK_LM_INPUTS_PER_WINDOW,
         EvalData,
-        file_sha256,
         freeze_lm_subsample,
+        frozen_lm_subsample,
         open_benchmark,
     )
     from evaluation.run import HORIZONS_S, WINDOWS_S
@@ -178,7 +179,7 @@ def cmd_eval_yardstick(args: argparse.Namespace) -> int:
         "patients": {split: len(ids) for split, ids in patients.items()},
         "records_with_onset": bench.meta["records_with_onset"],
         "index_sha256": bench.meta["index_sha256"],
-        "lm_subsample_inputs": len(subsample.read_text().splitlines()) - 1,
+        "lm_subsample_inputs": len(frozen_lm_subsample(bench) or ()),
         "lm_subsample_sha256": file_sha256(subsample),
     }
     print(json.dumps(summary, indent=1))

@@ -8,7 +8,6 @@ function of the index and a seed, so a rerun picks identical samples.
 from __future__ import annotations
 
 import csv
-import hashlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +35,6 @@ __all__ = [
     "RecordSource",
     "Sample",
     "class_changes_of",
-    "file_sha256",
     "freeze_lm_subsample",
     "frozen_lm_subsample",
     "open_benchmark",
@@ -276,7 +274,7 @@ def freeze_lm_subsample(
         writer = csv.writer(handle)
         writer.writerow(["record_id", "anchor_s", "window_s"])
         writer.writerows(keys)
-    log.info("lm_subsample_frozen", inputs=len(keys), path=str(path), sha256=file_sha256(path))
+    log.info("lm_subsample_frozen", inputs=len(keys), path=str(path))
     return path
 
 
@@ -287,7 +285,3 @@ def frozen_lm_subsample(bench: BenchDataset) -> set[InputKey] | None:
         return None
     with path.open(newline="") as handle:
         return {(r["record_id"], float(r["anchor_s"]), int(r["window_s"])) for r in csv.DictReader(handle)}
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -21,6 +21,10 @@ class Predictions:
         if self.rhythm.shape[1:] != (len(CLASSES),) or self.onset.shape[1:] != (len(ONSETS),):
             raise ValueError(f"bad prediction shapes {self.rhythm.shape}, {self.onset.shape}")
 
+    def rows(self, lo: int, hi: int) -> Predictions:
+        """The predictions of samples ``lo`` to ``hi``: one fit predicts several sample lists at once."""
+        return Predictions(self.rhythm[lo:hi], self.onset[lo:hi])
+
     def predicted(self, classes: tuple[str, ...] = CLASSES) -> list[str]:
         """Arg-max class among ``classes`` (CAMEL's protocol restricts the choice to sinus / AF / flutter)."""
         columns = [CLASSES.index(c) for c in classes]

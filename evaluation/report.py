@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from evaluation.scoring import af_onset_aurocs
+
 __all__ = ["markdown_report", "merge_results", "write_report"]
 
 _SET_TITLES = {
@@ -52,8 +54,7 @@ def _summary(per_method: dict[str, Any]) -> list[str]:
     for method, res in per_method.items():
         cells = res["cells"]
         vt = [c["macro_f1_vt"] for c in cells.values() if c["macro_f1_vt"] is not None]
-        af = [c["onset_af"]["auroc"] for c in cells.values() if c["onset_af"]["auroc"] is not None]
-        af300 = [c["onset_af"]["auroc"] for k, c in cells.items() if k.endswith("_h300") and c["onset_af"]["auroc"]]
+        af, af300 = af_onset_aurocs(cells), af_onset_aurocs(cells, 300)
         onset = (res.get("calibration") or {}).get("onset") or {}
         lines.append(
             f"| {method} | {res['mean']['cells']} | {_pct(res['mean']['mean_macro_f1'])}"

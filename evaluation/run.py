@@ -150,19 +150,15 @@ def _cheap_predictions(
                 continue
             both = samples + sets["lm"].get(cell, [])
             pred = TabularBaseline(template(config.seed), features).fit_predict(train[cell], both)
-            out[name]["full"][cell] = _take(pred, 0, len(samples))
+            out[name]["full"][cell] = pred.rows(0, len(samples))
             if cell in sets["lm"]:
-                out[name]["lm"][cell] = _take(pred, len(samples), len(both))
+                out[name]["lm"][cell] = pred.rows(len(samples), len(both))
             log.info("baseline_cell", method=name, cell=cell, train=len(train[cell]), test=len(samples))
     if "cnn" in config.methods:
         cnn = CnnBaseline(data, config.cnn)
         cnn.fit([s for samples in train.values() for s in samples])
         out["cnn"] = {key: {cell: cnn.predict(s) for cell, s in cells.items()} for key, cells in sets.items()}
     return out
-
-
-def _take(pred: Predictions, lo: int, hi: int) -> Predictions:
-    return Predictions(pred.rhythm[lo:hi], pred.onset[lo:hi])
 
 
 def _lm_predictions(

@@ -13,7 +13,7 @@ from evaluation.data import CLASSES, CLASSES_CAMEL, ONSETS, Sample
 from evaluation.metrics import auprc, auroc, bootstrap_ci, macro_f1, reliability
 from evaluation.predictions import Predictions
 
-__all__ = ["calibration", "cell_metrics", "f1_camel", "mean_over_cells"]
+__all__ = ["af_onset_aurocs", "calibration", "cell_metrics", "f1_camel", "mean_over_cells"]
 
 
 class _CellF1:
@@ -63,6 +63,15 @@ def cell_metrics(samples: Sequence[Sample], pred: Predictions, n_boot: int, seed
             "auroc_ci": bootstrap_ci(patients, _onset_auroc(labels, pred.onset[:, j]), n_boot, seed),
         }
     return out
+
+
+def af_onset_aurocs(cells: dict[str, dict[str, Any]], horizon_s: int | None = None) -> list[float]:
+    """The defined AF-onset AUROCs of ``cell_metrics`` results keyed "w{w}_h{h}" (of one horizon, if given)."""
+    return [
+        c["onset_af"]["auroc"]
+        for key, c in cells.items()
+        if c["onset_af"]["auroc"] is not None and (horizon_s is None or key.endswith(f"_h{horizon_s}"))
+    ]
 
 
 def _onset_auroc(

@@ -23,7 +23,7 @@ from evaluation.baselines import FeatureSource, TabularBaseline, beat_features, 
 from evaluation.cnn import CnnBaseline, CnnConfig
 from evaluation.data import Cell, EvalData, Record, Sample, open_benchmark
 from evaluation.predictions import Predictions
-from evaluation.scoring import cell_metrics, mean_over_cells
+from evaluation.scoring import af_onset_aurocs, cell_metrics, mean_over_cells
 
 __all__ = ["SourceUnion", "TransferConfig", "run_transfer", "transfer_table"]
 
@@ -76,7 +76,7 @@ def _predict_tabular(
         pred = TabularBaseline(gbt(seed), features).fit_predict(samples, both)
         start = 0
         for name, lst in zip(tests, test_lists, strict=True):
-            out[name][cell] = Predictions(pred.rhythm[start : start + len(lst)], pred.onset[start : start + len(lst)])
+            out[name][cell] = pred.rows(start, start + len(lst))
             start += len(lst)
     return out
 
@@ -84,7 +84,7 @@ def _predict_tabular(
 def _summary(cells: dict[Cell, list[Sample]], preds: dict[Cell, Predictions], n_boot: int, seed: int) -> dict[str, Any]:
     pairs = [(cells[c], preds[c]) for c in cells if c in preds and cells[c]]
     per_cell = {f"w{w}_h{h}": cell_metrics(cells[(w, h)], preds[(w, h)], n_boot, seed) for (w, h) in preds}
-    af300 = [m["onset_af"]["auroc"] for k, m in per_cell.items() if k.endswith("_h300") and m["onset_af"]["auroc"]]
+    af300 = af_onset_aurocs(per_cell, 300)
     return {
         "mean": mean_over_cells(pairs, n_boot, seed),
         "af_onset_auroc_h300": float(np.mean(af300)) if af300 else None,

@@ -16,6 +16,7 @@ beat-morphology families, varied PAC P' waves and noise; docs/SIMULATORS.md). Th
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Final
 
@@ -55,11 +56,15 @@ SCENARIO_NAMES_V2: Final[tuple[str, ...]] = tuple(SCRIPTS_V2)
 _SCRIPTS_BY_GENERATOR: Final = {"1": SCRIPTS, "2": SCRIPTS_V2}
 
 
-def scenario_names(generator: str = GENERATOR_VERSION) -> tuple[str, ...]:
-    """The scenarios generator ``generator`` knows."""
+def _scripts(generator: str) -> dict[str, Callable[[np.random.Generator, float], Script]]:
     if generator not in _SCRIPTS_BY_GENERATOR:
         raise SignalError(f"generator {generator!r} unknown; choose from {list(GENERATOR_VERSIONS)}")
-    return tuple(_SCRIPTS_BY_GENERATOR[generator])
+    return _SCRIPTS_BY_GENERATOR[generator]
+
+
+def scenario_names(generator: str = GENERATOR_VERSION) -> tuple[str, ...]:
+    """The scenarios generator ``generator`` knows."""
+    return tuple(_scripts(generator))
 
 
 SyntheticRecord = AnnotatedRecord
@@ -122,9 +127,7 @@ def generate_scenario(
     mains_hz : powerline frequency of the hum (50 or 60).
     generator : "1" (default) or "2"; see the module docstring.
     """
-    scripts = _SCRIPTS_BY_GENERATOR.get(generator, {})
-    if not scripts:
-        raise SignalError(f"generator {generator!r} unknown; choose from {list(GENERATOR_VERSIONS)}")
+    scripts = _scripts(generator)
     if name not in scripts:
         raise SignalError(f"scenario {name!r} unknown to generator {generator}; choose from {list(scripts)}")
     _check_signal_args(minutes, fs, noise, mains_hz)
@@ -180,12 +183,12 @@ def _synthesize(
     sig_name = _canonical(leads)
     duration_s = sig_len / fs
     rng_morph, _, rng_beats, rng_render, rng_noise = (np.random.default_rng(s) for s in streams)
-    morph, profile = PatientMorphology.random(rng_morph), None
-    if generator != "1" or family is not None:
-        morph, family = varied_morphology(np.random.default_rng(streams[0]), family)
+    if generator == "1" and family is None:
+        morph = PatientMorphology.random(rng_morph)
+    else:
+        morph, family = varied_morphology(rng_morph, family)
         meta = {**meta, "morphology_family": family}
-    if generator != "1":
-        profile = varied_profile(noise, rng_noise)
+    profile = varied_profile(noise, rng_noise) if generator != "1" else None
     hrv = RateModulator(rng_beats, duration_s + 60.0)
     seq = build_beats(script.segments, float(rng_beats.uniform(0.2, 0.8)), rng_beats, hrv)
 

@@ -107,8 +107,7 @@ class AlertService:
         rationale is generated only for the forecasts that will carry one into an alert."""
         with self._lock:
             self._check_open()
-            prev = self._patients.get(patient_id) or self._load(patient_id)
-            _, events = self._policy.decide(prev, ForecastSeen(self._clock(), forecast, evidence))
+            _, events = self._policy.decide(self._current(patient_id), ForecastSeen(self._clock(), forecast, evidence))
         return any(e.type == "new" and e.after.kind == "forecast" for e in events)
 
     def on_cannot_assess(self, patient_id: str, evidence: Evidence, problem: str | None = None) -> list[AlertEvent]:
@@ -176,7 +175,7 @@ class AlertService:
             return []  # another replica owns this patient now: it alone decides and speaks
         with self._lock:
             self._check_open()
-            prev = self._patients.get(patient_id) or self._load(patient_id)
+            prev = self._current(patient_id)
             state, events = self._policy.decide(prev, obs)
             try:
                 self._store.save(_changed(prev, state, events), fence)
@@ -191,6 +190,10 @@ class AlertService:
             for event in events:
                 self._send(event)
         return events
+
+    def _current(self, patient_id: str) -> PatientAlerts:
+        """The patient's alert state: in memory, else its stored active alerts. Call with the lock held."""
+        return self._patients.get(patient_id) or self._load(patient_id)
 
     def _load(self, patient_id: str) -> PatientAlerts:
         """A patient met for the first time (or again after a handover): its stored active alerts, if any."""

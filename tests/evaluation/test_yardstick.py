@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from encoder_onnx.weights import file_sha256
 from evaluation.data import (
     LM_SUBSAMPLE_FILE,
     YARDSTICK,
     EvalData,
-    file_sha256,
     freeze_lm_subsample,
     frozen_lm_subsample,
 )

@@ -53,9 +53,15 @@ pytestmark = [
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> object:
+    """Poll ``predicate``; an element that vanished or went stale under a page reload counts as "not yet"."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        value = predicate()
+        try:
+            value = predicate()
+        except (NoSuchElementException, StaleElementReferenceException):
+            value = None
         if value:
             return value
         time.sleep(0.1)
@@ -155,7 +161,12 @@ def test_sign_in_live_strips_alert_ack_detail_and_stale(
         assert tiles
         first = _strip_end(driver, "P001")
         wait_for(lambda: _strip_end(driver, "P001") > first + 1.0, what="strip moving")
-        Select(_tile(driver, "P004").find_element(By.CSS_SELECTOR, ".lead-select")).select_by_visible_text("V1")
+        wait_for(
+            lambda: _done(
+                Select(_tile(driver, "P004").find_element(By.CSS_SELECTOR, ".lead-select")).select_by_visible_text("V1")
+            ),
+            what="lead V1 chosen",
+        )
         wait_for(lambda: "lead V1" in _strip_label(driver, "P004"), what="lead V1 drawn")
         ward.backfill_forecasts("P002", vt_from=0.05, vt_to=0.35)
         ward.backfill_forecasts("P003", vt_from=0.02, vt_to=0.06)
@@ -169,8 +180,7 @@ def test_sign_in_live_strips_alert_ack_detail_and_stale(
         # An alert arrives (VT onset probability over threshold twice: persistence 2 of 3) with its explanation.
         ward.publish_forecast("P002", vt=0.62)
         ward.publish_forecast("P002", vt=0.64)
-        alert_box = wait_for(lambda: _tile(driver, "P002").find_elements(By.CSS_SELECTOR, ".alert"), what="alert")
-        text = alert_box[0].text  # type: ignore[index]
+        text, alert_id = wait_for(lambda: _first_alert(driver, "P002"), what="alert")  # type: ignore[misc]
         assert "MEDIUM" in text and "ventricular tachycardia" in text and "Forecast advisory" in text
         assert "Measured on lead" in text and "Unacknowledged" in text
         toast = lambda: driver.find_element(By.ID, "toast").text  # type: ignore[attr-defined]  # noqa: E731
@@ -180,11 +190,10 @@ def test_sign_in_live_strips_alert_ack_detail_and_stale(
             for t in driver.find_elements(By.CSS_SELECTOR, ".tile")  # type: ignore[attr-defined]
         ]
         wait_for(lambda: tiles_in_order()[0] == "P002", what="alerting patient first")  # then by risk
-        alert_id = alert_box[0].get_attribute("data-alert-id")  # type: ignore[index]
         _screenshot(driver, "station.png", settle_s=8.0)
 
         # Acknowledge from the page: the agent's state machine publishes the update on the MQTT alert topic.
-        _tile(driver, "P002").find_element(By.CSS_SELECTOR, "button.ack").click()
+        wait_for(lambda: _done(_tile(driver, "P002").find_element(By.CSS_SELECTOR, "button.ack").click()), what="ack")
         wait_for(lambda: "acknowledged" in alarms.states(alert_id), what="ack on the MQTT alert topic")
         ack_msg = next(m for m in alarms.messages if m["after"]["state"] == "acknowledged")
         assert ack_msg["type"] == "update" and ack_msg["after"]["acknowledged_by"] == "nurse.kim"
@@ -192,7 +201,9 @@ def test_sign_in_live_strips_alert_ack_detail_and_stale(
         assert not _tile(driver, "P002").find_elements(By.CSS_SELECTOR, "button.ack")
 
         # Detail view: long strip with beats, forecast window, alert history; keyboard closes it.
-        _tile(driver, "P002").find_element(By.CSS_SELECTOR, ".open-detail").click()
+        wait_for(
+            lambda: _done(_tile(driver, "P002").find_element(By.CSS_SELECTOR, ".open-detail").click()), what="detail"
+        )
         wait_for(lambda: "acknowledged" in driver.find_element(By.ID, "detail-history").text, what="detail history")  # type: ignore[attr-defined]
         label = driver.find_element(By.ID, "detail-strip").get_attribute("aria-label")  # type: ignore[attr-defined]
         assert "beats marked" in label and "forecast window" in label
@@ -227,6 +238,19 @@ def _sign_in(driver: object, user: str, password: str) -> None:
     secret.clear()
     secret.send_keys(password)
     driver.find_element(By.ID, "sign-in").click()  # type: ignore[attr-defined]
+
+
+def _done(_: object) -> bool:
+    """For ``wait_for``: an action on an element that a re-render may replace, retried until it goes through."""
+    return True
+
+
+def _first_alert(driver: object, pid: str) -> tuple[str, str] | None:
+    """The first alert box's text and id, read together so that a re-render between the two cannot split them."""
+    from selenium.webdriver.common.by import By
+
+    boxes = _tile(driver, pid).find_elements(By.CSS_SELECTOR, ".alert")  # type: ignore[attr-defined]
+    return (boxes[0].text, str(boxes[0].get_attribute("data-alert-id"))) if boxes else None
 
 
 def _tile(driver: object, pid: str) -> object:

@@ -27,6 +27,7 @@ __all__ = [
     "Patient",
     "RecordCut",
     "WindowSet",
+    "beat_bins_of_windows",
     "beat_class_of_windows",
     "build_window_set",
     "cut_lead_seconds",
@@ -50,6 +51,9 @@ class DataSpec:
     leads: tuple[str, ...] = ("I", "II", "III", "V1", "V5")  # the generator's leads; each record draws two
     fs_choices: tuple[float, ...] = (128.0, 250.0, 360.0, 500.0)  # Holter, Icentia/AFDB, MIT-BIH, 12-lead carts
     noise_levels: tuple[str, ...] = ("none", "low", "medium", "high")
+    # Scenario generator versions, patient k uses generators[k % len]: "2" adds v2's morphology families, decoys and
+    # precursors (docs/SIMULATORS.md). Seeds from 0 upward never meet a benchmark's (20261127 and up).
+    generators: tuple[str, ...] = ("1",)
 
     def key(self) -> str:
         """Stable short hash naming the cache file of this spec."""
@@ -73,6 +77,20 @@ class WindowSet:
     noise: npt.NDArray[np.str_]  # (N,) record noise level
     scenario: npt.NDArray[np.str_]  # (N,) scenario name
     fs: npt.NDArray[np.float32]  # (N,) record sampling rate
+    # (N,) lead-seconds only: bit i set when a beat fiducial falls in sixteenth i of the second (the 16 positions
+    # the embedding keeps), so a supervised encoder can learn where beats are, hence RR intervals across seconds
+    beat_bins: npt.NDArray[np.uint16] | None = None
+
+
+def beat_bins_of_windows(beat_samples: npt.NDArray[np.int64], fs: float, n_seconds: int) -> npt.NDArray[np.uint16]:
+    """Per-second 16-bit mask of beat positions: bit i for a fiducial in [i/16, (i+1)/16) of the second."""
+    out = np.zeros(n_seconds, dtype=np.uint16)
+    position = beat_samples / fs
+    second = np.floor(position).astype(np.int64)
+    inside = (second >= 0) & (second < n_seconds)
+    sixteenth = np.minimum((position - second) * 16, 15).astype(np.int64)
+    np.bitwise_or.at(out, second[inside], (1 << sixteenth[inside]).astype(np.uint16))
+    return out
 
 
 def beat_class_of_windows(
@@ -100,15 +118,20 @@ class Patient:
 def synthetic_patient(spec: DataSpec, k: int) -> Patient:
     """Patient ``k``: scenario and noise level by ``k``, lead pair and fs drawn from ``[spec.seed, k]``, record seed
     ``spec.seed + k``. Every cut of a spec sees the same patients."""
-    from simulators.scenarios import SCENARIO_NAMES, generate_scenario
+    from simulators.scenarios import generate_scenario, scenario_names
 
     rng = np.random.default_rng([spec.seed, k])
-    scenario = SCENARIO_NAMES[k % len(SCENARIO_NAMES)]
+    generator = spec.generators[k % len(spec.generators)]
+    names = scenario_names(generator)
+    j = k // len(spec.generators)  # this generator's own patient count: one generator reproduces the old draws
+    scenario = names[j % len(names)]
     lead_idx = np.sort(rng.choice(len(spec.leads), size=2, replace=False))
     fs = float(rng.choice(spec.fs_choices))
-    noise = spec.noise_levels[(k // len(SCENARIO_NAMES)) % len(spec.noise_levels)]
+    noise = spec.noise_levels[(j // len(names)) % len(spec.noise_levels)]
     leads = tuple(spec.leads[i] for i in lead_idx)
-    rec = generate_scenario(scenario, seed=spec.seed + k, minutes=spec.minutes, fs=fs, leads=leads, noise=noise)
+    rec = generate_scenario(
+        scenario, seed=spec.seed + k, minutes=spec.minutes, fs=fs, leads=leads, noise=noise, generator=generator
+    )
     return Patient(rec, lead_idx, scenario, noise)
 
 
@@ -135,15 +158,15 @@ def cut_lead_seconds(spec: DataSpec, k: int) -> dict[str, npt.NDArray[np.generic
     n_sig, n_sec, n_out = pre.windows.shape
     centres = np.ceil((np.arange(n_sec) + 0.5) * rec.fs).astype(np.int64)
     rhythm = np.array([rec.rhythm_at(int(c)) for c in centres])
-    beats = beat_class_of_windows(
-        np.asarray(rec.beats.sample, dtype=np.int64), np.asarray(rec.beats.symbol), rec.fs, n_sec
-    )
+    beat_samples = np.asarray(rec.beats.sample, dtype=np.int64)
+    beats = beat_class_of_windows(beat_samples, np.asarray(rec.beats.symbol), rec.fs, n_sec)
     return {
         "windows": pre.windows.reshape(n_sig * n_sec, n_out),  # (n_sig, n_sec, 256) -> (n_sig*n_sec, 256)
         "valid": pre.valid.reshape(-1),
         "second": np.tile(np.arange(n_sec, dtype=np.int32), n_sig),
         "rhythm": np.tile(rhythm, n_sig),
         "beat": np.tile(beats, n_sig),
+        "beat_bins": np.tile(beat_bins_of_windows(beat_samples, rec.fs, n_sec), n_sig),
         **patient_columns(k, patient, np.repeat(patient.lead_idx.astype(np.int32), n_sec)),
     }
 
@@ -175,6 +198,7 @@ def load_or_build(
             return WindowSet(**{name: data[name] for name in data.files})
     data_set = build_window_set(spec, workers, cut)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **{name: getattr(data_set, name) for name in WindowSet.__dataclass_fields__})
+    arrays = {name: getattr(data_set, name) for name in WindowSet.__dataclass_fields__}
+    np.savez(path, **{name: value for name, value in arrays.items() if value is not None})
     log.info("window_set_cached", path=str(path), n_windows=len(data_set.windows))
     return data_set

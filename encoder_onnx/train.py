@@ -1,5 +1,8 @@
 """CAMEL stage 1: pretrain the encoder as the encoder half of an autoencoder (MSE reconstruction of 1-s windows).
 
+With ``supervision_weight`` > 0 the same run also trains linear read-outs of each token (rhythm, ectopic beat, beat
+positions; ``encoder_onnx.supervision``), so the tokens carry what a forecaster reads, not only waveform shape.
+
 Reproducible: a dataclass config (typed overrides, unknown keys rejected), seeded batches drawn from
 ``np.random.default_rng([seed, step])`` so a resumed run draws the same batches it would have drawn, and
 checkpoints that carry the config; on resume the checkpoint's config wins for everything but ``steps``.
@@ -22,7 +25,8 @@ import torch
 
 from core.errors import CheckpointError, ConfigError
 from encoder_onnx.data import DataSpec, WindowSet, load_or_build
-from encoder_onnx.model import ConvAutoencoder, EncoderConfig
+from encoder_onnx.model import ConvAutoencoder, EncoderConfig, scale_input
+from encoder_onnx.supervision import RHYTHMS, SecondHeads, SecondTargets, head_metrics, second_targets, supervised_loss
 from encoder_onnx.weights import save_encoder_weights
 
 __all__ = ["TrainConfig", "apply_overrides", "evaluate_reconstruction", "resumed_config", "train_encoder"]
@@ -46,6 +50,7 @@ class TrainConfig:
     threads: int = 1  # torch intra-op threads: on a shared 2-core machine 2 threads spin and run ~8x slower
     workers: int = 2  # processes generating synthetic records
     only_valid: bool = True  # train on windows the agent judged usable; invalid ones are never forecast on
+    supervision_weight: float = 0.0  # 0: CAMEL's reconstruction only; > 0: plus the simulator-label read-outs
     data: DataSpec = field(default_factory=DataSpec)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
 
@@ -129,6 +134,7 @@ def _config_from_json(data: dict[str, Any]) -> TrainConfig:
 def _save_checkpoint(
     path: Path,
     model: ConvAutoencoder,
+    heads: SecondHeads,
     opt: torch.optim.Optimizer,
     step: int,
     config: TrainConfig,
@@ -137,6 +143,7 @@ def _save_checkpoint(
     tmp = path.with_suffix(".tmp")
     payload = {
         "model": model.state_dict(),
+        "heads": heads.state_dict(),
         "optimizer": opt.state_dict(),
         "step": step,
         "config": _config_to_json(config),
@@ -182,6 +189,53 @@ def evaluate_reconstruction(
     return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 
 
+def _rhythm_weights(targets: SecondTargets, train_idx: npt.NDArray[np.int64]) -> torch.Tensor:
+    """Inverse-frequency rhythm weights over the training windows (mean 1), so sinus' majority cannot win alone."""
+    counts = np.bincount(targets.rhythm[train_idx], minlength=len(RHYTHMS)).astype(np.float64)
+    weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1.0), 0.0)
+    return torch.tensor(weights / weights[counts > 0].mean(), dtype=torch.float32)
+
+
+class _Objective:
+    """Reconstruction MSE, plus ``supervision_weight`` x the read-out loss when the run is supervised."""
+
+    def __init__(self, model: ConvAutoencoder, data: WindowSet, config: TrainConfig, train_idx: npt.NDArray[np.int64]):
+        self.model, self.weight = model, config.supervision_weight
+        self.heads = SecondHeads(config.encoder.embedding_dim)
+        self.targets = second_targets(data) if self.weight > 0 else None
+        self.class_weights = _rhythm_weights(self.targets, train_idx) if self.targets is not None else None
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return [*self.model.parameters(), *(self.heads.parameters() if self.targets is not None else [])]
+
+    def loss(self, x: torch.Tensor, idx: npt.NDArray[np.int64]) -> tuple[torch.Tensor, float]:
+        """Total loss of one batch and its reconstruction part (for the log)."""
+        z = self.model.enc(x)
+        mse = ((self.model.dec(z) - scale_input(x, self.model.enc.config)) ** 2).mean()
+        if self.targets is None:
+            return mse, float(mse.item())
+        t = self.targets
+        supervised = supervised_loss(
+            self.heads,
+            z,
+            torch.from_numpy(t.rhythm[idx]),
+            torch.from_numpy(t.beat[idx]),
+            torch.from_numpy(t.positions[idx]),
+            self.class_weights,
+        )
+        return mse + self.weight * supervised, float(mse.item())
+
+    @torch.no_grad()
+    def validate(self, windows: npt.NDArray[np.float32], val_idx: npt.NDArray[np.int64]) -> dict[str, float]:
+        out = {"val_mse": float(evaluate_reconstruction(self.model, windows[val_idx]).mean())}
+        if self.targets is not None:
+            z = torch.cat(
+                [self.model.enc(torch.from_numpy(windows[val_idx[i : i + 4096]])) for i in range(0, len(val_idx), 4096)]
+            )
+            out.update(head_metrics(self.heads, z, self.targets, val_idx))
+        return out
+
+
 def train_encoder(config: TrainConfig, resume: bool = False) -> Path:
     """Run pretraining; returns the path of the final encoder weights (``out_dir/encoder.pt``)."""
     from tqdm import tqdm
@@ -196,10 +250,13 @@ def train_encoder(config: TrainConfig, resume: bool = False) -> Path:
     train_idx, val_idx = split_records(data, config)
     windows = torch.from_numpy(data.windows)
     model = ConvAutoencoder(config.encoder)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    objective = _Objective(model, data, config, train_idx)
+    opt = torch.optim.Adam(objective.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     start, history = 0, []
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
+        if "heads" in ckpt:
+            objective.heads.load_state_dict(ckpt["heads"])
         opt.load_state_dict(ckpt["optimizer"])
         start, history = int(ckpt["step"]), list(ckpt["history"])
     log.info("encoder_training", n_train=len(train_idx), n_val=len(val_idx), start=start, steps=config.steps)
@@ -211,8 +268,8 @@ def train_encoder(config: TrainConfig, resume: bool = False) -> Path:
         idx = np.random.default_rng([config.seed, step]).choice(train_idx, size=config.batch_size)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, config)
-        # 2) one Adam step on the reconstruction MSE
-        loss = batch_mse(model, windows[idx]).mean()
+        # 2) one Adam step on the reconstruction MSE (plus the read-outs when supervised)
+        loss, mse = objective.loss(windows[idx], idx)
         opt.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
@@ -220,14 +277,14 @@ def train_encoder(config: TrainConfig, resume: bool = False) -> Path:
         done = step + 1
         # 3) validation on held-out patients, and a checkpoint
         if done % config.eval_every == 0 or done == config.steps:
-            val = float(evaluate_reconstruction(model, data.windows[val_idx]).mean())
-            entry = {"step": done, "train_mse": float(loss.item()), "val_mse": val, "elapsed_s": time.time() - t0}
+            entry = {"step": done, "train_mse": mse, "train_loss": float(loss.item()), "elapsed_s": time.time() - t0}
+            entry.update(objective.validate(data.windows, val_idx))
             history.append(entry)
             with log_path.open("a") as fh:
                 fh.write(json.dumps(entry) + "\n")
             log.info("encoder_eval", **entry)
         if done % config.ckpt_every == 0 or done == config.steps:
-            _save_checkpoint(config.out_dir / "ckpt.pt", model, opt, done, config, history)
+            _save_checkpoint(config.out_dir / "ckpt.pt", model, objective.heads, opt, done, config, history)
     weights = config.out_dir / "encoder.pt"
     meta = {"train_config": _config_to_json(config), "history": history, "synthetic_data": True}
     save_encoder_weights(weights, model.enc, meta)

@@ -78,6 +78,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     y.add_argument("--workers", type=int, default=2, help="processes generating records")
     y.set_defaults(func=cmd_eval_yardstick)
 
+    f = inner.add_parser(
+        "probe-features", help="extract a probe adapter's LM features (resumable) for its forecast head"
+    )
+    f.add_argument("--adapter", type=Path, required=True, help="probe-variant adapter directory")
+    f.add_argument("--data", default="synthetic-v2-yardstick", help="spec name or built benchmark dir")
+    f.add_argument("--bench-dir", type=Path, default=Path("runs/bench"), help="where specs are built")
+    f.add_argument("--split", required=True, choices=["train", "val", "test"], help="test: the frozen LM subsample")
+    f.add_argument("--per-window", type=int, default=500, help="train/val inputs per window")
+    f.add_argument("--windows", type=_ints, default=(10, 30, 60, 120, 300, 600), help="w grid, seconds")
+    f.add_argument("--out", type=Path, required=True, help="writes SPLIT.npz here (parts under SPLIT-parts/)")
+    f.add_argument("--threads", type=int, default=1, help="torch threads")
+    f.set_defaults(func=cmd_eval_probe_features)
+
     t = inner.add_parser(
         "transfer", help="train baselines on each source, score them on every source's test patients (cross-source)"
     )
@@ -204,4 +217,27 @@ def cmd_eval_transfer(args: argparse.Namespace) -> int:
         cnn=CnnConfig(horizons_s=args.horizons, epochs=args.cnn_epochs, seed=args.seed),
     )
     print(transfer_table(run_transfer(config)))
+    return 0
+
+
+def cmd_eval_probe_features(args: argparse.Namespace) -> int:
+    import torch
+
+    from evaluation.data import EvalData, open_benchmark
+    from evaluation.embed import Embedder
+    from evaluation.lm import LmForecaster, load_engine
+    from evaluation.probe_features import extract, input_keys, labels_of, merge_parts
+    from llm_runtime.settings import LlmSettings
+    from training.probe import PROBE_HORIZONS
+
+    torch.set_num_threads(args.threads)
+    data = EvalData(open_benchmark(args.data, args.bench_dir))
+    keys = input_keys(data, args.split, args.windows, PROBE_HORIZONS, args.per_window)
+    engine = load_engine(LlmSettings.model_validate({}), args.adapter, max(args.windows), PROBE_HORIZONS[:1])
+    forecaster = LmForecaster(engine, data, Embedder(args.adapter / "encoder.pt"))
+    extract(forecaster, keys, args.out / f"{args.split}-parts")
+    layers = engine.probe_layers
+    labels = labels_of(data, args.split, keys, PROBE_HORIZONS)
+    path = merge_parts(args.out / f"{args.split}-parts", keys, labels, layers, args.out / f"{args.split}.npz")
+    print(json.dumps({"split": args.split, "inputs": len(keys), "features": str(path)}))
     return 0

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import structlog
 import torch
 
@@ -34,10 +35,21 @@ def load_engine(
     base: LlmSettings, adapter_dir: Path | None, window_s: int, horizons_s: Sequence[int]
 ) -> ForecastEngine:
     """The runtime as configured, with this method's adapter (None: zero-shot), window and horizons."""
-    settings = base.model_copy(
-        update={"adapter_dir": adapter_dir, "window_s": window_s, "horizons_s": tuple(horizons_s)}
-    )
+    update: dict[str, object] = {"adapter_dir": adapter_dir, "window_s": window_s, "horizons_s": tuple(horizons_s)}
+    leads = _adapter_leads(adapter_dir)
+    if leads:
+        update["leads"] = leads  # the leads the adapter was trained on, in its token order
+    settings = base.model_copy(update=update)
     return ForecastEngine.load(LlmSettings.model_validate(settings.model_dump()), rebuild="inline")
+
+
+def _adapter_leads(adapter_dir: Path | None) -> tuple[str, ...]:
+    import json
+
+    path = adapter_dir / "adapter.json" if adapter_dir is not None else None
+    if path is None or not path.exists():
+        return ()
+    return tuple(json.loads(path.read_text(encoding="utf-8")).get("leads") or ())
 
 
 def evidence_text(p_signal: np.ndarray, fs: float, sig_name: Sequence[str]) -> str:
@@ -63,23 +75,32 @@ class LmForecaster:
 
     def forecast(self, key: tuple[str, float, int]) -> Forecast:
         if key not in self._cache:
-            record_id, anchor_s, window_s = key
             start = time.perf_counter()
-            rec = self.data.record(record_id)
-            emb = self.embedder(rec)
-            end = min(int(anchor_s), emb.embeddings.shape[1])
-            seconds = emb.lm_seconds(tuple(self.engine.settings.leads), end - window_s, end)  # (w, L, 64)
-            runner = self.engine.runner
-            runner.prime("eval", torch.from_numpy(seconds), end - window_s)
-            lo, hi = round((end - window_s) * rec.fs), round(end * rec.fs)
-            evidence = evidence_text(rec.p_signal[lo:hi], rec.fs, rec.sig_name)
-            (self._cache[key],) = self.engine.forecast([ScoreRequest("eval", evidence)])
-            runner.finish(["eval"])
-            self.seconds_read += window_s
-            log.info(
-                "lm_input_scored", record=record_id, window_s=window_s, ms=round(1000 * (time.perf_counter() - start))
-            )
+            try:
+                (self._cache[key],) = self.engine.forecast([self._prime(key)])
+            finally:
+                self.engine.runner.finish(["eval"])
+            log.info("lm_input_scored", record=key[0], window_s=key[2], ms=round(1000 * (time.perf_counter() - start)))
         return self._cache[key]
+
+    def features(self, key: tuple[str, float, int]) -> npt.NDArray[np.float32]:
+        """What the probe variant's forecast head reads for this input, (F,); not cached (extraction writes them)."""
+        try:
+            return self.engine.probe_features([self._prime(key)])[0].numpy()
+        finally:
+            self.engine.runner.finish(["eval"])
+
+    def _prime(self, key: tuple[str, float, int]) -> ScoreRequest:
+        """Prime the runner with input ``key``'s window (seconds before the anchor) and return its request."""
+        record_id, anchor_s, window_s = key
+        rec = self.data.record(record_id)
+        emb = self.embedder(rec)
+        end = min(int(anchor_s), emb.embeddings.shape[1])
+        seconds = emb.lm_seconds(tuple(self.engine.settings.leads), end - window_s, end)  # (w, L, 64)
+        self.engine.runner.prime("eval", torch.from_numpy(seconds), end - window_s)
+        lo, hi = round((end - window_s) * rec.fs), round(end * rec.fs)
+        self.seconds_read += window_s
+        return ScoreRequest("eval", evidence_text(rec.p_signal[lo:hi], rec.fs, rec.sig_name))
 
     def predict(self, samples: Sequence[Sample]) -> Predictions:
         rhythm = np.zeros((len(samples), len(CLASSES)))

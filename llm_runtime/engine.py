@@ -17,7 +17,8 @@ from llm_runtime.calibration import OnsetCalibration
 from llm_runtime.checkpoints import load_adapter, load_camel_checkpoint
 from llm_runtime.forecast import SCHEMA, Forecast, parse_explanation, probabilities_by_horizon, summarise
 from llm_runtime.model import EcgLanguageModel, EcgLmConfig
-from llm_runtime.prompts import CHAT_FORMATS, EXPLAIN_REQUEST, PromptBook, questions_for
+from llm_runtime.probe import ProbeHead
+from llm_runtime.prompts import CHAT_FORMATS, EXPLAIN_REQUEST, PromptBook, Question, questions_for
 from llm_runtime.runner import ModelRunner, RunnerConfig, ScoreRequest
 from llm_runtime.settings import LlmSettings
 
@@ -71,6 +72,26 @@ def _ecg_model(backbone: Backbone, settings: LlmSettings) -> tuple[EcgLanguageMo
     return model, "UNTRAINED ECG adapter (random projector, LoRA at zero): forecasts carry no information", "untrained"
 
 
+_Read = tuple[int, int, dict[int, dict[str, float]], dict[int, dict[str, float]]]
+
+
+def _forecast_readout(settings: LlmSettings, label: str) -> tuple[tuple[Question, ...], ProbeHead | None]:
+    """Questions to score, or none and the forecast head, as the adapter says (adapter.json ``prompt``)."""
+    adapter = settings.adapter_dir
+    if adapter is None or not label.startswith("adapter") or _adapter_json(adapter).get("prompt") != "probe":
+        return questions_for(settings.horizons_s), None
+    leads = tuple(str(lead) for lead in _adapter_json(adapter).get("leads", []))  # type: ignore[attr-defined]
+    if leads != tuple(settings.leads):
+        raise ConfigError(f"llm.leads {list(settings.leads)} differ from the adapter's {list(leads)} ({adapter})")
+    if not ProbeHead.exists(adapter):
+        return (), None
+    head = ProbeHead.load(adapter)
+    missing = sorted(set(settings.horizons_s) - set(head.horizons_s))
+    if missing:
+        raise ConfigError(f"llm.horizons_s {missing} are not forecast by the head in {adapter} ({head.horizons_s})")
+    return (), head
+
+
 @dataclass(frozen=True)
 class ForecastEngine:
     """A runner plus what the forecast object needs to say about the model."""
@@ -80,6 +101,7 @@ class ForecastEngine:
     model_id: str
     model_version: str
     calibration: OnsetCalibration | None = None  # the adapter's onset calibration (adapter.json), applied in forecast
+    probe: ProbeHead | None = None  # the probe variant's forecast head; None: options are scored (generative)
 
     @staticmethod
     def load(settings: LlmSettings, rebuild: str = "background", calibrated: bool = True) -> ForecastEngine:
@@ -95,9 +117,8 @@ class ForecastEngine:
         if calibrated and settings.adapter_dir is not None and label.startswith("adapter"):
             calibration = OnsetCalibration.from_meta(_adapter_json(settings.adapter_dir))
         model = model.to(device=device, dtype=_DTYPES[settings.dtype])
-        prompts = PromptBook(
-            backbone.tokenizer, CHAT_FORMATS[backbone.chat], settings.leads, questions_for(settings.horizons_s)
-        )
+        questions, probe = _forecast_readout(settings, label)
+        prompts = PromptBook(backbone.tokenizer, CHAT_FORMATS[backbone.chat], settings.leads, questions)
         config = RunnerConfig(settings.layout, settings.window_s, settings.slack_s, rebuild)  # type: ignore[arg-type]
         runner = ModelRunner(model, prompts, config)
         model_id = f"{backbone.model_id} + {label}; layout {settings.layout}"
@@ -108,17 +129,48 @@ class ForecastEngine:
             dtype=settings.dtype,
             calibrated=calibration is not None,
         )
-        return ForecastEngine(runner, settings, model_id, f"{backbone.model_version}/{version}", calibration)
+        return ForecastEngine(runner, settings, model_id, f"{backbone.model_version}/{version}", calibration, probe)
+
+    def probe_features(self, requests: Sequence[ScoreRequest]) -> torch.Tensor:
+        """What the forecast head reads, (B, F): a probe-variant adapter's features, with or without its head."""
+        if not self.runner.prompts.probe:
+            raise ConfigError("this adapter scores answer options; it has no probe features (adapter.json prompt)")
+        return self.runner.probe_features(requests, self.probe_layers)
+
+    @property
+    def probe_layers(self) -> tuple[int, ...]:
+        """The layers the head reads: its own, or for a new head the middle decoder layer (9 of Gemma 3 270M's 18)
+        and the final normed output."""
+        if self.probe is not None:
+            return self.probe.layers
+        return (self.runner.model.lm.config.num_hidden_layers // 2, -1)
+
+    def _read(self, requests: Sequence[ScoreRequest]) -> list[_Read]:
+        """Per request: last second read, seconds read, rhythm_probs, onset_probs; from the forecast head or from
+        scored options."""
+        if self.runner.prompts.probe:
+            if self.probe is None:
+                raise ConfigError(f"{self.settings.adapter_dir}: probe adapter without a forecast head (train it)")
+            wanted = self.settings.horizons_s
+            spans = [self.runner.window_span(r.patient_id) for r in requests]
+            out = self.probe.predict(self.probe_features(requests).numpy())
+            return [
+                (*span, {h: r[h] for h in wanted}, {h: o[h] for h in wanted})
+                for span, (r, o) in zip(spans, out, strict=True)
+            ]
+        questions = self.runner.prompts.questions
+        return [
+            (result.t_end_s, result.window_s, *probabilities_by_horizon(questions, result.probs))
+            for result in self.runner.score(requests)
+        ]
 
     def forecast(self, requests: Sequence[ScoreRequest], explain: bool = False) -> list[Forecast]:
         """Score every patient in one batch; with ``explain``, add a generated rationale per patient."""
         start = time.perf_counter()
-        scored = self.runner.score(requests)
+        read = self._read(requests)
         batch_ms = (time.perf_counter() - start) * 1000
-        questions = self.runner.prompts.questions
         out = []
-        for request, result in zip(requests, scored, strict=True):
-            rhythm, onset = probabilities_by_horizon(questions, result.probs)
+        for request, (t_end_s, window_s, rhythm, onset) in zip(requests, read, strict=True):
             if self.calibration is not None:
                 onset = self.calibration.apply(onset)
             explanation, note, extra_ms = None, None, 0.0
@@ -130,8 +182,8 @@ class ForecastEngine:
                 Forecast(
                     schema=SCHEMA,
                     patient_id=request.patient_id,
-                    t_forecast=float(result.t_end_s + 1),
-                    window_s=result.window_s,
+                    t_forecast=float(t_end_s + 1),
+                    window_s=window_s,
                     horizons_s=tuple(self.settings.horizons_s),
                     rhythm_probs=rhythm,
                     onset_probs=onset,

@@ -14,7 +14,9 @@ are the vocabulary, so full logits over a 700-token prompt would dominate the co
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -120,15 +122,28 @@ class EcgLanguageModel(nn.Module):
     ) -> torch.Tensor:
         """Run the decoder over ``embeds`` (B, Q, hidden) whose metadata is ``query``; ``key`` describes every key
         (cached tokens followed by the queries). Returns final hidden states (B, Q, hidden); ``cache`` grows."""
+        return self._run(embeds, query, key, cache, every_layer=False).last_hidden_state  # type: ignore[no-any-return]
+
+    def layer_states(
+        self, embeds: torch.Tensor, query: TokenMeta, key: TokenMeta, cache: DynamicCache | None, layers: Sequence[int]
+    ) -> list[torch.Tensor]:
+        """As :meth:`decode`, but the hidden states after each of ``layers`` (1-based decoder layers; -1 is the
+        final, normed output), each (B, Q, hidden): what a forecast head on the LM reads."""
+        out = self._run(embeds, query, key, cache, every_layer=True)
+        return [out.last_hidden_state if layer == -1 else out.hidden_states[layer] for layer in layers]
+
+    def _run(
+        self, embeds: torch.Tensor, query: TokenMeta, key: TokenMeta, cache: DynamicCache | None, every_layer: bool
+    ) -> Any:
         masks = attention_masks(query, key, self.sliding_window, self.dtype, self.device)
-        out = self.lm.model(
+        return self.lm.model(
             inputs_embeds=embeds,
             attention_mask=masks,
             position_ids=query.pos.clamp(min=0).to(self.device),
             cache=cache,
             use_cache=cache is not None,
+            output_hidden_states=every_layer,
         )
-        return out.last_hidden_state  # type: ignore[no-any-return]
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """LM logits for a few selected hidden states (..., hidden) -> (..., vocab), in float32."""

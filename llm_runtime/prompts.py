@@ -27,7 +27,16 @@ from functools import cached_property
 
 from transformers import PreTrainedTokenizerBase
 
-__all__ = ["ARRHYTHMIAS", "EXPLAIN_REQUEST", "RHYTHMS", "ChatFormat", "PromptBook", "Question", "questions_for"]
+__all__ = [
+    "ARRHYTHMIAS",
+    "EXPLAIN_REQUEST",
+    "PROBE_QUERY",
+    "RHYTHMS",
+    "ChatFormat",
+    "PromptBook",
+    "Question",
+    "questions_for",
+]
 
 RHYTHMS: dict[str, str] = {
     "sinus": "sinus rhythm",
@@ -38,6 +47,12 @@ RHYTHMS: dict[str, str] = {
 """Answer options of the rhythm question, keyed as in the forecast object."""
 
 ARRHYTHMIAS: dict[str, str] = {k: v for k, v in RHYTHMS.items() if k != "sinus"}
+
+PROBE_QUERY = (
+    "Forecast the rhythm over the coming minutes and any onset of atrial fibrillation, atrial flutter or "
+    "ventricular tachycardia."
+)
+"""What the probe variant asks after the evidence: the forecast head reads the LM's state at the end of this turn."""
 
 EXPLAIN_REQUEST = "In one or two sentences, explain this forecast for a nurse, citing the measured evidence."
 """The instruction ending the rationale prompt; a generation that merely repeats it is not an explanation."""
@@ -111,21 +126,30 @@ class PromptBook:
     def ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False).input_ids)
 
+    @property
+    def probe(self) -> bool:
+        """No questions: the probe variant, whose forecast head reads the state at the end of :meth:`context`."""
+        return not self.questions
+
     @cached_property
     def head(self) -> list[int]:
-        """<bos>, user turn, the questions, and the line announcing the ECG block."""
+        """<bos>, user turn, the questions (none in the probe variant), and the line announcing the ECG block."""
         names = ", ".join(lead.upper() for lead in self.leads)
         bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
         listed = "".join(f"Q{k + 1}: {q.text}\n" for k, q in enumerate(self.questions))
+        intro = "" if self.probe else f"Answer these questions about the ECG below.\n{listed}"
         return bos + self.ids(
-            f"{self.chat.user_start}Answer these questions about the ECG below.\n{listed}"
-            f"Continuous ECG, one token per lead-second, leads {names}:\n"
+            f"{self.chat.user_start}{intro}Continuous ECG, one token per lead-second, leads {names}:\n"
         )
 
     def context(self, window_s: int, evidence: str) -> list[int]:
         """After the ECG block: its length, the measured evidence (deterministic measurements, never the LM's),
-        and the model turn that the answers continue. Kept short: these tokens are paid at every forecast."""
-        return self.ids(f"\n{window_s} s.\nEvidence: {evidence.strip()}{self.chat.turn_end}{self.chat.model_start}")
+        the probe variant's query, and the model turn that the answers continue. Kept short: these tokens are paid
+        at every forecast."""
+        query = f"\n{PROBE_QUERY}" if self.probe else ""
+        return self.ids(
+            f"\n{window_s} s.\nEvidence: {evidence.strip()}{query}{self.chat.turn_end}{self.chat.model_start}"
+        )
 
     def answer_prefix(self, index: int) -> list[int]:
         """Branch opener of question ``index`` (0-based): "Q1:"."""

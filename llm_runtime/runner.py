@@ -235,6 +235,19 @@ class ModelRunner:
             return [(t, emb) for t, emb in state.seconds if t >= state.prefix.first_second]
         return list(state.seconds)[-self.config.window_s :]
 
+    def window_span(self, patient_id: str) -> tuple[int, int]:
+        """(last second, seconds) that a forecast of ``patient_id`` reads now."""
+        self._check_open()
+        state = self._patients.get(patient_id)
+        if state is None or not state.seconds:
+            raise ModelError(f"patient {patient_id}: no ECG seconds yet")
+        if self.config.layout == "streaming":
+            self._adopt_rebuild(state)
+        prefix = state.prefix
+        if prefix is not None:
+            return prefix.last_second, prefix.last_second - prefix.first_second + 1
+        return state.seconds[-1][0], len(self._window(patient_id))
+
     def _row_start(self, patient_id: str, prefill: bool) -> tuple[SequenceBuilder, KeyValues | None, TokenMeta, int]:
         """Builder for the part to run now, positioned after the cached prefix (if one is used)."""
         ecg_dim = self.model.config.ecg_dim
@@ -298,6 +311,23 @@ class ModelRunner:
                 grouped.append(tuple(opts))
             results.append(ScoreResult(request.patient_id, t_end, n_seconds, tuple(probs), tuple(grouped)))
         return results
+
+    @torch.inference_mode()
+    def probe_features(self, requests: Sequence[ScoreRequest], layers: Sequence[int]) -> torch.Tensor:
+        """The probe variant's features: for each request, the states after ``layers`` at the last token of the
+        prompt (cached ECG block, its close, evidence and query), concatenated: (B, len(layers) * hidden)."""
+        self._check_open()
+        rows = []
+        for request in requests:
+            builder, kv, meta, n_seconds = self._row_start(request.patient_id, prefill=False)
+            builder.text(self.prompts.context(n_seconds, request.evidence))
+            packed = builder.build()
+            cache = DynamicCache(ddp_cache_data=kv) if kv else DynamicCache()
+            states = self.model.layer_states(
+                self.model.embed(packed), packed.meta, meta.cat(packed.meta), cache, layers
+            )
+            rows.append(torch.cat([state[0, -1] for state in states]).float().cpu())
+        return torch.stack(rows)
 
     # --- explanation -----------------------------------------------------------------------------------------
 

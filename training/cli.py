@@ -41,6 +41,41 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ev.add_argument("--forecast-window", type=int, default=300, help="held-out stage-5 window, seconds")
     ev.add_argument("--forecast-limit", type=int, help="held-out stage-5 samples (default --limit)")
     ev.set_defaults(func=cmd_eval_lm)
+    _register_probe(stages)
+
+
+def _register_probe(stages: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    adapter = stages.add_parser("probe-adapter", help="probe variant: fit the grounded projector (closed form)")
+    adapter.add_argument("--encoder", type=Path, required=True, help="supervised encoder weights (.pt)")
+    adapter.add_argument("--windows", type=Path, required=True, help="lead-second window set (.npz) with labels")
+    adapter.add_argument("--out", type=Path, required=True, help="adapter directory to write")
+    adapter.add_argument("--backbone", default="gemma3-270m", help="backbone registry entry")
+    adapter.set_defaults(func=cmd_probe_adapter)
+
+    head = stages.add_parser("probe-head", help="probe variant: fit the forecast head on extracted LM features")
+    head.add_argument("--features", type=Path, required=True, help="directory with train.npz and val.npz")
+    head.add_argument("--adapter", type=Path, required=True, help="the probe adapter the features came from")
+    head.add_argument("--c", type=float, default=0.05, help="inverse L2 strength of the logistic read-outs")
+    head.set_defaults(func=cmd_probe_head)
+
+
+def cmd_probe_adapter(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from encoder_onnx.data import WindowSet
+    from training.probe import build_probe_adapter
+
+    with np.load(args.windows) as data:
+        windows = WindowSet(**{name: data[name] for name in data.files})
+    print(f"adapter: {build_probe_adapter(args.out, args.encoder, windows, args.backbone)}")
+    return 0
+
+
+def cmd_probe_head(args: argparse.Namespace) -> int:
+    from training.probe import train_head
+
+    print(f"head: {train_head(args.features, args.adapter, args.c)}")
+    return 0
 
 
 def _device(choice: str) -> object:

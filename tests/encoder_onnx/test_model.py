@@ -144,3 +144,29 @@ def test_export_form_computes_the_same_function() -> None:
     x = torch.randn(9, 256) * 3.0  # includes samples beyond the clip
     with torch.no_grad():
         assert torch.allclose(ExportEncoder(enc)(x), enc(x), atol=1e-6)
+
+
+def test_beat_bins_mark_the_sixteenth_of_the_second_each_beat_falls_in() -> None:
+    import numpy as np
+
+    from encoder_onnx.data import beat_bins_of_windows
+
+    fs = 250.0
+    beats = np.array([0, 125, 249, 250 + 16, 1000], dtype=np.int64)  # 0 s, 0.5 s, 0.996 s, 1.064 s, 4 s (outside)
+    bins = beat_bins_of_windows(beats, fs, n_seconds=3)
+    assert bins.tolist() == [(1 << 0) | (1 << 8) | (1 << 15), 1 << 1, 0]
+
+
+def test_one_generator_reproduces_the_patients_of_specs_that_predate_the_choice() -> None:
+    from encoder_onnx.data import DataSpec, synthetic_patient
+    from simulators.scenarios import SCENARIO_NAMES, scenario_names
+
+    spec = DataSpec(n_records=30, minutes=0.1)
+    assert spec.generators == ("1",)
+    for k in (1, 7, 25):  # the draws before generators existed: scenario k % 6, noise level (k // 6) % 4
+        patient = synthetic_patient(spec, k)
+        assert patient.scenario == SCENARIO_NAMES[k % 6]
+        assert patient.noise == spec.noise_levels[(k // 6) % 4]
+    mixed = DataSpec(n_records=30, minutes=0.1, generators=("1", "2"))
+    assert synthetic_patient(mixed, 3).scenario in scenario_names("2")  # odd patients: generator 2
+    assert synthetic_patient(mixed, 2).scenario == SCENARIO_NAMES[1]  # even patients: generator 1, its own count

@@ -83,3 +83,27 @@ def test_resume_continues_exactly_and_forces_the_config(tmp_path: Path) -> None:
 def test_resume_without_checkpoint_fails(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="no checkpoint at"):
         train_encoder(dataclasses.replace(TrainConfig(), out_dir=tmp_path), resume=True)
+
+
+def test_supervised_run_trains_the_read_outs_and_resumes_exactly(tmp_path: Path) -> None:
+    supervised = ["supervision_weight=0.5", "data.generators=1,2"]
+    config = apply_overrides(tiny(tmp_path / "straight", steps=4), supervised)
+    straight = train_encoder(config)
+    train_encoder(apply_overrides(tiny(tmp_path / "resumed", steps=2), supervised))
+    resumed = train_encoder(apply_overrides(tiny(tmp_path / "resumed", steps=4), supervised), resume=True)
+    a, _ = load_encoder_weights(straight)
+    b, _ = load_encoder_weights(resumed)
+    for pa, pb in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
+        assert torch.equal(pa, pb)
+    ckpt = torch.load(tmp_path / "resumed" / "ckpt.pt", weights_only=False)
+    assert set(ckpt["heads"]) == {f"{h}.{p}" for h in ("rhythm", "beat", "positions") for p in ("weight", "bias")}
+    assert {"rhythm_f1", "beat_f1", "position_acc", "val_mse"} <= set(ckpt["history"][-1])
+    assert ckpt["config"]["supervision_weight"] == 0.5
+
+
+def test_supervision_changes_what_the_encoder_learns(tmp_path: Path) -> None:
+    plain = train_encoder(tiny(tmp_path / "plain", steps=4))
+    supervised = train_encoder(apply_overrides(tiny(tmp_path / "sup", steps=4), ["supervision_weight=1"]))
+    a, _ = load_encoder_weights(plain)
+    b, _ = load_encoder_weights(supervised)
+    assert any(not torch.equal(pa, pb) for pa, pb in zip(a.state_dict().values(), b.state_dict().values(), strict=True))

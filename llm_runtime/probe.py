@@ -1,0 +1,95 @@
+"""The forecast head of CAMEL's "probe" variant: linear read-outs of the LM's state after the ECG and evidence.
+
+The ECG-LM reads the ECG tokens and the evidence line; at the end of the probe prompt (``PromptBook.probe``) the
+hidden states of a few decoder layers are concatenated into one feature vector. Per horizon, a softmax over the
+rhythm classes and one logistic output per arrhythmia ("starts within h") read it, after standardisation. Onset
+outputs carry a Platt calibration fitted on validation patients. Numbers only: this module does no I/O beyond
+its own file, so the head is the same object in training, evaluation and the agent.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from core.errors import CheckpointError
+from llm_runtime.prompts import ARRHYTHMIAS, RHYTHMS
+
+__all__ = ["PROBE_FILE", "ProbeHead"]
+
+PROBE_FILE = "probe_head.npz"
+
+Floats = npt.NDArray[np.float64]
+
+
+def _softmax(x: Floats) -> Floats:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    out: Floats = e / e.sum(axis=-1, keepdims=True)
+    return out
+
+
+def _sigmoid(x: Floats) -> Floats:
+    out: Floats = 1.0 / (1.0 + np.exp(-x))
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class ProbeHead:
+    """Linear read-outs, per horizon, of standardised LM features."""
+
+    horizons_s: tuple[int, ...]
+    layers: tuple[int, ...]  # decoder layers whose last-position states are concatenated (-1: final, normed)
+    mean: Floats  # (F,)
+    scale: Floats  # (F,)
+    rhythm_w: Floats  # (H, len(RHYTHMS), F)
+    rhythm_b: Floats  # (H, len(RHYTHMS))
+    onset_w: Floats  # (H, len(ARRHYTHMIAS), F)
+    onset_b: Floats  # (H, len(ARRHYTHMIAS))
+    platt: Floats  # (H, len(ARRHYTHMIAS), 2): calibrated logit = a * raw logit + b
+
+    def predict(self, features: Floats) -> list[tuple[dict[int, dict[str, float]], dict[int, dict[str, float]]]]:
+        """Features (B, F) -> per row (rhythm_probs, onset_probs), keyed by horizon as the Forecast object."""
+        x = (np.asarray(features, dtype=np.float64) - self.mean) / self.scale  # (B, F)
+        rhythm = _softmax(np.einsum("hcf,bf->bhc", self.rhythm_w, x) + self.rhythm_b)  # (B, H, 4)
+        raw = np.einsum("hcf,bf->bhc", self.onset_w, x) + self.onset_b  # (B, H, 3)
+        onset = _sigmoid(self.platt[..., 0] * raw + self.platt[..., 1])
+        out = []
+        for b in range(x.shape[0]):
+            rows = {h: dict(zip(RHYTHMS, map(float, rhythm[b, i]), strict=True)) for i, h in enumerate(self.horizons_s)}
+            ons = {
+                h: dict(zip(ARRHYTHMIAS, map(float, onset[b, i]), strict=True)) for i, h in enumerate(self.horizons_s)
+            }
+            out.append((rows, ons))
+        return out
+
+    def save(self, directory: Path, meta: dict[str, Any]) -> Path:
+        """Arrays to ``directory/probe_head.npz`` (no pickle), horizons, layers and ``meta`` beside them in JSON."""
+        directory.mkdir(parents=True, exist_ok=True)
+        arrays = {k: getattr(self, k) for k in ("mean", "scale", "rhythm_w", "rhythm_b", "onset_w", "onset_b", "platt")}
+        np.savez(directory / PROBE_FILE, **arrays)
+        info = {"horizons_s": list(self.horizons_s), "layers": list(self.layers), **meta}
+        (directory / "probe_head.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        return directory / PROBE_FILE
+
+    @staticmethod
+    def load(directory: Path) -> ProbeHead:
+        try:
+            info = json.loads((directory / "probe_head.json").read_text(encoding="utf-8"))
+            with np.load(directory / PROBE_FILE, allow_pickle=False) as data:
+                arrays = {k: np.asarray(data[k], dtype=np.float64) for k in data.files}
+            head = ProbeHead(tuple(info["horizons_s"]), tuple(info["layers"]), **arrays)
+        except (OSError, KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{directory}: unreadable forecast head ({exc})") from exc
+        n_h, n_f = len(head.horizons_s), head.mean.shape[0]
+        if head.rhythm_w.shape != (n_h, len(RHYTHMS), n_f) or head.onset_w.shape != (n_h, len(ARRHYTHMIAS), n_f):
+            raise CheckpointError(f"{directory}: forecast head shapes do not match {n_h} horizons x {n_f} features")
+        return head
+
+    @staticmethod
+    def exists(directory: Path) -> bool:
+        return (directory / PROBE_FILE).exists()

@@ -1,0 +1,155 @@
+"""The probe variant: its prompt, its features on the streaming cache, its head, and the engine that uses them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core.errors import CheckpointError, ConfigError
+from llm_runtime.backbones import load_backbone
+from llm_runtime.checkpoints import save_adapter
+from llm_runtime.engine import ForecastEngine
+from llm_runtime.model import EcgLanguageModel, EcgLmConfig
+from llm_runtime.probe import ProbeHead
+from llm_runtime.prompts import CHAT_FORMATS, PROBE_QUERY, PromptBook
+from llm_runtime.runner import ModelRunner, RunnerConfig, ScoreRequest
+from llm_runtime.settings import LlmSettings
+
+LAYERS = (1, -1)
+HORIZONS = (60, 300)
+
+
+def _model(seed: int = 0) -> EcgLanguageModel:
+    backbone = load_backbone("tiny-random")
+    torch.manual_seed(seed)
+    return EcgLanguageModel(backbone.lm, EcgLmConfig(hidden_size=backbone.lm.config.hidden_size, lora=None)).eval()
+
+
+def _runner(window_s: int = 12) -> ModelRunner:
+    backbone = load_backbone("tiny-random")
+    prompts = PromptBook(backbone.tokenizer, CHAT_FORMATS["gemma"], ("ii",), ())
+    return ModelRunner(_model(), prompts, RunnerConfig("streaming", window_s, 4, "inline"))
+
+
+def _seconds(n: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, 1, 64, generator=torch.Generator().manual_seed(seed))
+
+
+def _head(n_features: int, seed: int = 0) -> ProbeHead:
+    rng = np.random.default_rng(seed)
+    n_h = len(HORIZONS)
+    return ProbeHead(
+        HORIZONS,
+        LAYERS,
+        mean=rng.normal(size=n_features),
+        scale=np.ones(n_features),
+        rhythm_w=rng.normal(size=(n_h, 4, n_features)),
+        rhythm_b=np.zeros((n_h, 4)),
+        onset_w=rng.normal(size=(n_h, 3, n_features)),
+        onset_b=np.zeros((n_h, 3)),
+        platt=np.tile([1.0, 0.0], (n_h, 3, 1)),
+    )
+
+
+def test_probe_prompt_has_no_questions_and_ends_with_the_query() -> None:
+    runner = _runner()
+    prompts = runner.prompts
+    assert prompts.probe
+    head = prompts.tokenizer.decode(prompts.head)
+    assert "Q1" not in head and "Answer these questions" not in head
+    context = prompts.tokenizer.decode(prompts.context(30, "heart rate 72 bpm"))
+    assert PROBE_QUERY in context and context.rstrip().endswith("model")
+
+
+def test_features_on_the_streaming_cache_equal_those_of_one_prefill() -> None:
+    seconds = _seconds(10)
+    request = ScoreRequest("p", "heart rate 72 bpm")
+    with _runner() as live, _runner() as primed:
+        for t in range(10):
+            live.extend("p", seconds[t], t)
+        primed.prime("p", seconds, 0)
+        a = live.probe_features([request], LAYERS)
+        b = primed.probe_features([request], LAYERS)
+    assert a.shape == (1, 2 * 64)
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_features_depend_on_the_ecg_and_on_the_evidence() -> None:
+    with _runner() as runner:
+        runner.prime("a", _seconds(10, seed=1), 0)
+        runner.prime("b", _seconds(10, seed=2), 0)
+        base = runner.probe_features([ScoreRequest("a", "heart rate 72 bpm")], LAYERS)
+        other_ecg = runner.probe_features([ScoreRequest("b", "heart rate 72 bpm")], LAYERS)
+        other_text = runner.probe_features([ScoreRequest("a", "heart rate 141 bpm, irregular")], LAYERS)
+    assert not torch.allclose(base, other_ecg)
+    assert not torch.allclose(base, other_text)
+
+
+def test_head_gives_distributions_and_survives_a_round_trip(tmp_path: Path) -> None:
+    head = _head(8)
+    x = np.random.default_rng(1).normal(size=(5, 8))
+    out = head.predict(x)
+    for rhythm, onset in out:
+        assert set(rhythm) == set(HORIZONS)
+        assert all(abs(sum(p.values()) - 1) < 1e-9 for p in rhythm.values())
+        assert all(0 <= v <= 1 for p in onset.values() for v in p.values())
+    assert out[0] != out[1]
+    head.save(tmp_path, {"note": "test"})
+    again = ProbeHead.load(tmp_path)
+    assert again.layers == LAYERS and again.predict(x) == out
+
+
+def test_head_with_wrong_shapes_is_refused(tmp_path: Path) -> None:
+    head = _head(8)
+    head.save(tmp_path, {})
+    info = json.loads((tmp_path / "probe_head.json").read_text())
+    (tmp_path / "probe_head.json").write_text(json.dumps({**info, "horizons_s": [60, 300, 600]}))
+    with pytest.raises(CheckpointError, match="shapes"):
+        ProbeHead.load(tmp_path)
+
+
+def _probe_adapter(directory: Path, with_head: bool) -> Path:
+    model = _model(seed=3)
+    meta = {"backbone": "tiny-random", "prompt": "probe", "leads": ["ii"], "version": "probe/test"}
+    save_adapter(model, directory, meta)
+    if with_head:
+        _head(2 * model.config.hidden_size).save(directory, {})
+    return directory
+
+
+def _settings(adapter: Path, **extra: object) -> LlmSettings:
+    return LlmSettings.model_validate(
+        {"backbone": "tiny-random", "adapter_dir": adapter, "leads": ["ii"], "window_s": 12, "horizons_s": HORIZONS}
+        | extra
+    )
+
+
+def test_engine_forecasts_with_the_head_and_different_ecg_gives_different_risk(tmp_path: Path) -> None:
+    engine = ForecastEngine.load(_settings(_probe_adapter(tmp_path, with_head=True)), rebuild="inline")
+    runner = engine.runner
+    runner.prime("a", _seconds(12, seed=1), 0)
+    runner.prime("b", _seconds(12, seed=2), 0)
+    fa, fb = engine.forecast([ScoreRequest("a", "heart rate 72 bpm"), ScoreRequest("b", "heart rate 72 bpm")])
+    assert fa.horizons_s == HORIZONS and fa.window_s == 12 and fa.t_forecast == 12.0
+    assert fa.onset_probs != fb.onset_probs
+    features = engine.probe_features([ScoreRequest("a", "heart rate 72 bpm")]).numpy()
+    expected_rhythm, _ = engine.probe.predict(features)[0]  # type: ignore[union-attr]
+    assert fa.rhythm_probs == {h: expected_rhythm[h] for h in HORIZONS}
+
+
+def test_engine_refuses_leads_the_adapter_was_not_trained_on(tmp_path: Path) -> None:
+    adapter = _probe_adapter(tmp_path, with_head=True)
+    with pytest.raises(ConfigError, match="differ from the adapter"):
+        ForecastEngine.load(_settings(adapter, leads=["ii", "v1"]), rebuild="inline")
+
+
+def test_engine_without_a_head_gives_features_but_refuses_to_forecast(tmp_path: Path) -> None:
+    engine = ForecastEngine.load(_settings(_probe_adapter(tmp_path, with_head=False)), rebuild="inline")
+    engine.runner.prime("a", _seconds(12), 0)
+    assert engine.probe_features([ScoreRequest("a", "x")]).shape == (1, 2 * 64)
+    with pytest.raises(ConfigError, match="without a forecast head"):
+        engine.forecast([ScoreRequest("a", "x")])

@@ -1,0 +1,67 @@
+"""The probe variant's fits: the grounded projector and the forecast head (on synthetic features)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from llm_runtime.probe import ProbeHead
+from training.probe import PROBE_HORIZONS, fit_probe_head, grounded_projector, train_head
+
+
+def test_grounded_projector_sends_each_seconds_token_to_its_words() -> None:
+    rng = np.random.default_rng(0)
+    words = {k: torch.randn(32) for k in ("sinus", "af", "N", "V")}
+    rhythm = rng.choice(["sinus", "af"], size=400)
+    beat = rng.choice(["N", "V"], size=400)
+    # tokens that code the labels linearly (plus noise), as the supervised encoder's do
+    tokens = np.stack([(rhythm == "af"), (beat == "V")], 1).astype(np.float32) @ rng.normal(size=(2, 64))
+    tokens = (tokens + 0.01 * rng.normal(size=tokens.shape)).astype(np.float32)
+    weight, bias = grounded_projector(tokens, list(rhythm), list(beat), words)
+    assert weight.shape == (32, 64) and bias.shape == (32,)
+    projected = torch.from_numpy(tokens) @ weight.T + bias
+    target = torch.stack([(words[r] + words[b]) / 2 for r, b in zip(rhythm, beat, strict=True)])
+    assert float((projected - target).norm() / target.norm()) < 0.05
+
+
+def _features(n: int, seed: int) -> dict[str, np.ndarray]:
+    """Features whose first columns carry the rhythm and an AF-onset signal; the last horizon is missing for some
+    rows (-1), as at a record's end."""
+    rng = np.random.default_rng(seed)
+    rhythm = rng.integers(0, 4, size=n)
+    af_onset = rng.integers(0, 2, size=n)
+    x = rng.normal(size=(n, 12))
+    x[np.arange(n), rhythm] += 3.0
+    x[:, 4] += 2.0 * af_onset
+    out: dict[str, np.ndarray] = {"x": x, "layers": np.array([9, -1])}
+    for h in PROBE_HORIZONS:
+        out[f"rhythm_{h}"] = rhythm.copy()
+        out[f"onset_af_{h}"] = af_onset.copy()
+        out[f"onset_flutter_{h}"] = rng.integers(0, 2, size=n)
+        out[f"onset_vt_{h}"] = np.zeros(n, dtype=np.int64)  # one class only: no classifier, probability ~0
+    out[f"rhythm_{PROBE_HORIZONS[-1]}"][: n // 10] = -1
+    return out
+
+
+def test_head_reads_rhythm_and_onset_and_handles_missing_labels() -> None:
+    train, val, test = _features(600, 0), _features(300, 1), _features(300, 2)
+    head = fit_probe_head(train, val, (9, -1))
+    out = head.predict(test["x"])
+    for i, h in enumerate(PROBE_HORIZONS):
+        guess = np.array([max(r[h], key=r[h].__getitem__) for r, _ in out])
+        truth = np.array(["sinus", "af", "flutter", "vt"])[test[f"rhythm_{h}"]]
+        assert np.mean(guess == truth) > 0.8, h
+        p_af = np.array([o[h]["af"] for _, o in out])
+        assert p_af[test[f"onset_af_{h}"] == 1].mean() > p_af[test[f"onset_af_{h}"] == 0].mean() + 0.3
+        assert max(o[h]["vt"] for _, o in out) < 1e-6
+        assert head.platt[i, 0, 0] > 0  # calibrated on validation, same direction as the raw score
+
+
+def test_train_head_writes_a_head_the_runtime_loads(tmp_path: Path) -> None:
+    np.savez(tmp_path / "train.npz", **_features(300, 0))
+    np.savez(tmp_path / "val.npz", **_features(150, 1))
+    path = train_head(tmp_path, tmp_path / "adapter")
+    head = ProbeHead.load(path.parent)
+    assert head.horizons_s == PROBE_HORIZONS and head.layers == (9, -1)

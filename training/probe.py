@@ -1,0 +1,195 @@
+"""The probe variant's two fits (docs/TRAINING.md, "Probe variant"): a grounded projector, then the forecast head.
+
+1. **Projector, grounded in the LM's own words.** The frozen LM cannot read an untrained projector's vectors, and
+   back-propagating through 18 layers for thousands of windows does not fit our CPU. So the projector is fitted in
+   closed form: least squares from each lead-second's token (the supervised encoder) to the LM's input embedding
+   of words naming that second (its rhythm and its beat type, from the simulator's labels). Each ECG token then
+   sits near the words a cardiologist would use for it, in the vector space the LM already reads.
+2. **Head.** The LM's state at the end of the probe prompt (``llm_runtime.probe``) is extracted once per training
+   input (``evaluation.probe_features``); per horizon a class-balanced multinomial logistic regression reads the
+   rhythm and one balanced logistic regression per arrhythmia reads "onset within h"; onset outputs get a Platt
+   calibration on validation patients, so alert thresholds mean probabilities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import structlog
+import torch
+
+from encoder_onnx.data import WindowSet
+from llm_runtime.probe import ProbeHead
+from llm_runtime.prompts import ARRHYTHMIAS, RHYTHMS
+
+__all__ = [
+    "PROBE_HORIZONS",
+    "WORDS",
+    "build_probe_adapter",
+    "fit_probe_head",
+    "grounded_projector",
+    "load_features",
+    "train_head",
+]
+
+log = structlog.get_logger(__name__)
+
+PROBE_HORIZONS = (60, 180, 300, 600)
+WORDS: dict[str, str] = {
+    "sinus": " sinus",
+    "af": " fibrillation",
+    "flutter": " flutter",
+    "vt": " tachycardia",
+    "N": " normal",
+    "A": " atrial",
+    "V": " ventricular",
+}
+"""The word each label is grounded in (leading space: the form the words take inside a sentence)."""
+
+
+def _word_vectors(lm: Any, tokenizer: Any) -> dict[str, torch.Tensor]:
+    """Each label's word as the LM embeds it (the mean over its tokens, Gemma's input scaling included)."""
+    table = lm.get_input_embeddings()
+    out = {}
+    for label, word in WORDS.items():
+        ids = torch.tensor(tokenizer(word, add_special_tokens=False).input_ids)
+        out[label] = table(ids).float().mean(0).detach()
+    return out
+
+
+def grounded_projector(
+    tokens: npt.NDArray[np.float32], rhythm: Sequence[str], beat: Sequence[str], words: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Least-squares (weight (hidden, 64), bias (hidden,)) taking tokens (N, 64) to the mean of the vectors of
+    each second's rhythm word and beat word."""
+    target = torch.stack([(words[r] + words[b]) / 2 for r, b in zip(rhythm, beat, strict=True)])  # (N, hidden)
+    x = torch.cat([torch.from_numpy(tokens).double(), torch.ones(len(tokens), 1, dtype=torch.float64)], 1)
+    solution = torch.linalg.lstsq(x, target.double(), driver="gelsd").solution  # (65, hidden)
+    return solution[:-1].T.float().contiguous(), solution[-1].float().contiguous()
+
+
+def build_probe_adapter(
+    out_dir: Path, encoder_weights: Path, windows: WindowSet, backbone_name: str, n_windows: int = 60_000
+) -> Path:
+    """A probe-variant adapter: grounded projector, no LoRA, lead II, and the encoder it was grounded with."""
+    import shutil
+
+    from encoder_onnx.weights import file_sha256, load_encoder_weights
+    from llm_runtime.backbones import load_backbone
+    from llm_runtime.checkpoints import save_adapter
+    from llm_runtime.model import EcgLanguageModel, EcgLmConfig
+    from simulators.records import rhythm_class
+
+    backbone = load_backbone(backbone_name)
+    encoder, _ = load_encoder_weights(encoder_weights)
+    usable = np.flatnonzero(windows.valid)
+    pick = np.sort(np.random.default_rng(0).choice(usable, size=min(n_windows, len(usable)), replace=False))
+    with torch.inference_mode():
+        tokens = encoder(torch.from_numpy(windows.windows[pick])).numpy()
+    rhythm = [rhythm_class(str(a)) for a in windows.rhythm[pick]]
+    words = _word_vectors(backbone.lm, backbone.tokenizer)
+    weight, bias = grounded_projector(tokens, rhythm, list(windows.beat[pick]), words)
+    model = EcgLanguageModel(backbone.lm, EcgLmConfig(hidden_size=backbone.lm.config.hidden_size, lora=None))
+    newline = torch.tensor(backbone.tokenizer("\n", add_special_tokens=False).input_ids)
+    with torch.no_grad():
+        model.llava_proj.weight.copy_(weight)
+        model.llava_proj.bias.copy_(bias)
+        model.ecg_special.weight.copy_(
+            backbone.lm.get_input_embeddings()(newline).mean(0).expand_as(model.ecg_special.weight)
+        )
+    meta = {
+        "version": f"probe/{out_dir.name}",
+        "backbone": backbone_name,
+        "layout": "streaming",
+        "prompt": "probe",
+        "leads": ["ii"],
+        "horizons_s": list(PROBE_HORIZONS),
+        "encoder_sha256": file_sha256(encoder_weights),
+        "projector": "least squares to the LM embeddings of label words (training.probe.grounded_projector)",
+        "projector_windows": len(pick),
+        "synthetic_data": True,
+    }
+    save_adapter(model, out_dir, meta)
+    shutil.copyfile(encoder_weights, out_dir / "encoder.pt")
+    log.info("probe_adapter_built", out=str(out_dir), windows=len(pick))
+    return out_dir
+
+
+def _balanced_logistic(x: npt.NDArray[np.float64], y: npt.NDArray[np.int64], c: float, seed: int) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    if len(np.unique(y)) < 2:
+        return None
+    return LogisticRegression(C=c, class_weight="balanced", max_iter=3000, random_state=seed).fit(x, y)
+
+
+def _platt(raw: npt.NDArray[np.float64], y: npt.NDArray[np.int64]) -> tuple[float, float]:
+    """(a, b) of sigmoid(a * raw + b) fitted on validation; identity when validation has a single class."""
+    from sklearn.linear_model import LogisticRegression
+
+    if len(np.unique(y)) < 2:
+        return 1.0, 0.0
+    fit = LogisticRegression(C=1e4, max_iter=1000).fit(raw[:, None], y)
+    return float(fit.coef_[0, 0]), float(fit.intercept_[0])
+
+
+def fit_probe_head(
+    train: dict[str, npt.NDArray[Any]],
+    val: dict[str, npt.NDArray[Any]],
+    layers: Sequence[int],
+    c: float = 0.05,
+    seed: int = 0,
+) -> ProbeHead:
+    """Fit the head on training features and labels (``evaluation.probe_features`` arrays: ``x`` (N, F),
+    ``rhythm_<h>`` class indexes, ``onset_<cls>_<h>`` 0/1), calibrate onsets on ``val``."""
+    mean = train["x"].mean(0)
+    scale = train["x"].std(0) + 1e-6
+    xt, xv = (train["x"] - mean) / scale, (val["x"] - mean) / scale
+    n_f, n_h = xt.shape[1], len(PROBE_HORIZONS)
+    rhythm_w, rhythm_b = np.zeros((n_h, len(RHYTHMS), n_f)), np.full((n_h, len(RHYTHMS)), -30.0)
+    onset_w, onset_b = np.zeros((n_h, len(ARRHYTHMIAS), n_f)), np.full((n_h, len(ARRHYTHMIAS)), -30.0)
+    platt = np.tile([1.0, 0.0], (n_h, len(ARRHYTHMIAS), 1))
+    for i, h in enumerate(PROBE_HORIZONS):
+        y, known = train[f"rhythm_{h}"], train[f"rhythm_{h}"] >= 0  # -1: the record ends before the horizon
+        fit = _balanced_logistic(xt[known], y[known], c, seed)
+        if fit is not None:
+            binary = len(fit.classes_) == 2  # one coefficient row: the logit of classes_[1] against classes_[0]
+            rows = np.stack([np.zeros_like(fit.coef_[0]), fit.coef_[0]]) if binary else fit.coef_
+            bias = np.array([0.0, fit.intercept_[0]]) if binary else fit.intercept_
+            for j, cls in enumerate(fit.classes_):
+                rhythm_w[i, cls], rhythm_b[i, cls] = rows[j], bias[j]
+        for j, name in enumerate(ARRHYTHMIAS):
+            y, known = train[f"onset_{name}_{h}"], train[f"onset_{name}_{h}"] >= 0
+            fit = _balanced_logistic(xt[known], y[known], c, seed)
+            if fit is None:
+                continue
+            onset_w[i, j], onset_b[i, j] = fit.coef_[0], fit.intercept_[0]
+            yv, seen = val[f"onset_{name}_{h}"], val[f"onset_{name}_{h}"] >= 0
+            platt[i, j] = _platt(xv[seen] @ onset_w[i, j] + onset_b[i, j], yv[seen])
+    return ProbeHead(PROBE_HORIZONS, tuple(layers), mean, scale, rhythm_w, rhythm_b, onset_w, onset_b, platt)
+
+
+def load_features(path: Path) -> dict[str, npt.NDArray[Any]]:
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def train_head(features_dir: Path, adapter_dir: Path, c: float = 0.05) -> Path:
+    """Fit the head from ``features_dir/{train,val}.npz`` and write it into ``adapter_dir``."""
+    train, val = load_features(features_dir / "train.npz"), load_features(features_dir / "val.npz")
+    layers = tuple(int(v) for v in train["layers"])
+    head = fit_probe_head(train, val, layers, c)
+    meta: dict[str, Any] = {
+        "c": c,
+        "n_train": len(train["x"]),
+        "n_val": len(val["x"]),
+        "features": str(features_dir),
+        "synthetic_data": True,
+    }
+    path = head.save(adapter_dir, meta)
+    log.info("probe_head_fitted", **meta, path=str(path))
+    return path

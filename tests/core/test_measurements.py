@@ -206,6 +206,23 @@ def test_measure_leads_avoids_a_lead_where_waves_rival_the_qrs() -> None:
     assert m.lead == "II"
 
 
+@pytest.mark.parametrize(("names", "clean_at"), [(["V1", "II"], 1), (["II", "V5"], 1), (["II", "V1"], 0)])
+def test_measure_leads_avoids_a_lead_where_waves_rival_the_qrs_late_in_the_strip(
+    names: list[str], clean_at: int
+) -> None:
+    # Coarse "f-waves" in the last fifth only (an AF onset): the median beat of that lead is clean, so a median
+    # signal-to-noise ratio let it win on the beats it adds there, most of them false and labelled 'V'. The rule is
+    # not a lead-name preference: a clearly better V5 still beats a lead II with such waves.
+    t = np.arange(int(60 * FS)) / FS
+    beats_s = np.cumsum(np.random.default_rng(0).uniform(0.5, 1.0, 100))
+    clean = _spikes(FS, 60.0, beats_s[beats_s < 59.5])
+    waves = 0.5 * np.sin(2 * np.pi * 6.0 * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.3 * t)) * (t >= 48.0)
+    leads = [1.5 * clean + waves, clean] if clean_at == 1 else [clean, 1.5 * clean + waves]
+    m = measure_leads(np.stack(leads, axis=1), FS, names)
+    assert m.lead == names[clean_at]
+    assert m.pvc_count == 0
+
+
 # --- outputs -------------------------------------------------------------------------------------------------------
 
 

@@ -91,3 +91,13 @@ def test_a_strip_that_is_all_bundle_branch_block_is_normal(preset: str) -> None:
     rec = generate_rhythm(preset, seconds=60.0, seed=1, fs=FS, leads=("II", "V1"), noise="low")
     _, labelled_v = _chosen_score(rec)
     assert labelled_v == 0
+
+
+def test_af_onset_with_coarse_f_waves_on_v1_is_read_on_lead_ii() -> None:
+    # The v2 EC57 bench record (10 min, no noise) whose V1 carries f-waves as large as its QRS after the onset:
+    # V1 won the lead choice by 0.001 and labelled 92 conducted AF beats 'V' (V +P 0.05); lead II labels 5.
+    rec = generate_scenario("af_onset", 104, 10.0, FS, ("II", "V1"), noise="none", generator="2")
+    analyses = analyse_leads(rec.p_signal.astype(np.float64), rec.fs, list(rec.sig_name))
+    assert analyses[best_lead(analyses)].measurements.lead == "II"
+    score, _ = _chosen_score(rec, rec.onsets["AF"])
+    assert score.v_fp <= 5 and score.qrs_se >= 0.99 and score.qrs_ppv >= 0.99, score.as_dict()

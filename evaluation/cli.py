@@ -89,7 +89,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     f.add_argument("--windows", type=_ints, default=(10, 30, 60, 120, 300, 600), help="w grid, seconds")
     f.add_argument("--out", type=Path, required=True, help="writes SPLIT.npz here (parts under SPLIT-parts/)")
     f.add_argument("--threads", type=int, default=1, help="torch threads")
+    f.add_argument(
+        "--ablate", choices=["zero-ecg", "swap-evidence"], help="ablation: ECG tokens zeroed, or evidence swapped"
+    )
     f.set_defaults(func=cmd_eval_probe_features)
+
+    q = inner.add_parser("probe", help="score a probe adapter's head on the frozen LM subsample vs GBT, with ablations")
+    q.add_argument("--adapter", type=Path, required=True, help="probe adapter directory (with its head)")
+    q.add_argument("--features", type=Path, required=True, help="directory with test.npz (and ablation files)")
+    q.add_argument("--data", default="synthetic-v2-yardstick", help="spec name or built benchmark dir")
+    q.add_argument("--bench-dir", type=Path, default=Path("runs/bench"), help="where specs are built")
+    q.add_argument("--out", type=Path, required=True, help="writes probe_results.json here")
+    q.add_argument("--n-boot", type=int, default=200, help="patient-bootstrap resamples")
+    q.set_defaults(func=cmd_eval_probe)
 
     t = inner.add_parser(
         "transfer", help="train baselines on each source, score them on every source's test patients (cross-source)"
@@ -226,18 +238,36 @@ def cmd_eval_probe_features(args: argparse.Namespace) -> int:
     from evaluation.data import EvalData, open_benchmark
     from evaluation.embed import Embedder
     from evaluation.lm import LmForecaster, load_engine
-    from evaluation.probe_features import extract, input_keys, labels_of, merge_parts
+    from evaluation.probe_features import evidence_donors, extract, input_keys, labels_of, merge_parts
+    from llm_runtime.probe import PROBE_HORIZONS
     from llm_runtime.settings import LlmSettings
-    from training.probe import PROBE_HORIZONS
 
     torch.set_num_threads(args.threads)
     data = EvalData(open_benchmark(args.data, args.bench_dir))
     keys = input_keys(data, args.split, args.windows, PROBE_HORIZONS, args.per_window)
     engine = load_engine(LlmSettings.model_validate({}), args.adapter, max(args.windows), PROBE_HORIZONS[:1])
-    forecaster = LmForecaster(engine, data, Embedder(args.adapter / "encoder.pt"))
-    extract(forecaster, keys, args.out / f"{args.split}-parts")
-    layers = engine.probe_layers
+    donors = evidence_donors(data, keys) if args.ablate == "swap-evidence" else None
+    embedder = Embedder(args.adapter / "encoder.pt")
+    forecaster = LmForecaster(engine, data, embedder, zero_ecg=args.ablate == "zero-ecg", evidence_from=donors)
+    name = args.split + (f"-{args.ablate}" if args.ablate else "")
+    extract(forecaster, keys, args.out / f"{name}-parts")
     labels = labels_of(data, args.split, keys, PROBE_HORIZONS)
-    path = merge_parts(args.out / f"{args.split}-parts", keys, labels, layers, args.out / f"{args.split}.npz")
+    path = merge_parts(args.out / f"{name}-parts", keys, labels, engine.probe_layers, args.out / f"{name}.npz")
     print(json.dumps({"split": args.split, "inputs": len(keys), "features": str(path)}))
+    return 0
+
+
+def cmd_eval_probe(args: argparse.Namespace) -> int:
+    from evaluation.data import EvalData, open_benchmark
+    from evaluation.probe_eval import ProbeEvalConfig, evaluate_probe
+
+    data = EvalData(open_benchmark(args.data, args.bench_dir))
+    config = ProbeEvalConfig(args.adapter, args.features, args.out, n_boot=args.n_boot)
+    results = evaluate_probe(data, config)
+    brief = {k: {m: v for m, v in results[k].items() if m != "cells"} for k in ("probe", "gbt")}
+    print(
+        json.dumps(
+            {**brief, "probe_minus_gbt": results["probe_minus_gbt"], "ablations": results["ablations"]}, indent=1
+        )
+    )
     return 0

@@ -18,7 +18,7 @@ import structlog
 import torch
 
 from core.measurements import measure_leads
-from evaluation.data import CLASSES, ONSETS, EvalData, Sample
+from evaluation.data import CLASSES, ONSETS, EvalData, InputKey, Sample
 from evaluation.embed import Embedder
 from evaluation.predictions import Predictions
 from llm_runtime.engine import ForecastEngine
@@ -62,10 +62,21 @@ def evidence_text(p_signal: np.ndarray, fs: float, sig_name: Sequence[str]) -> s
 class LmForecaster:
     """Forecasts per sample input, cached: the horizons of one input come from one scoring pass."""
 
-    def __init__(self, engine: ForecastEngine, data: EvalData, embedder: Embedder) -> None:
+    def __init__(
+        self,
+        engine: ForecastEngine,
+        data: EvalData,
+        embedder: Embedder,
+        zero_ecg: bool = False,
+        evidence_from: dict[InputKey, InputKey] | None = None,
+    ) -> None:
+        """``zero_ecg`` and ``evidence_from`` are the ablations: ECG tokens of zeros (what a lead with no valid
+        second gives), or each input's evidence line taken from another patient's input."""
         self.engine = engine
         self.data = data
         self.embedder = embedder
+        self.zero_ecg = zero_ecg
+        self.evidence_from = evidence_from or {}
         self._cache: dict[tuple[str, float, int], Forecast] = {}
         self.seconds_read = 0
 
@@ -97,10 +108,18 @@ class LmForecaster:
         emb = self.embedder(rec)
         end = min(int(anchor_s), emb.embeddings.shape[1])
         seconds = emb.lm_seconds(tuple(self.engine.settings.leads), end - window_s, end)  # (w, L, 64)
+        if self.zero_ecg:
+            seconds[:] = 0.0
         self.engine.runner.prime("eval", torch.from_numpy(seconds), end - window_s)
-        lo, hi = round((end - window_s) * rec.fs), round(end * rec.fs)
         self.seconds_read += window_s
-        return ScoreRequest("eval", evidence_text(rec.p_signal[lo:hi], rec.fs, rec.sig_name))
+        return ScoreRequest("eval", self._evidence(self.evidence_from.get(key, key)))
+
+    def _evidence(self, key: InputKey) -> str:
+        record_id, anchor_s, window_s = key
+        rec = self.data.record(record_id)
+        end = min(int(anchor_s), int(rec.p_signal.shape[0] // rec.fs))
+        lo, hi = round((end - window_s) * rec.fs), round(end * rec.fs)
+        return evidence_text(rec.p_signal[lo:hi], rec.fs, rec.sig_name)
 
     def predict(self, samples: Sequence[Sample]) -> Predictions:
         rhythm = np.zeros((len(samples), len(CLASSES)))

@@ -23,7 +23,7 @@ import structlog
 from evaluation.data import ONSETS, EvalData, InputKey, Sample, frozen_lm_subsample
 from evaluation.lm import LmForecaster
 
-__all__ = ["PART", "extract", "input_keys", "labels_of", "merge_parts"]
+__all__ = ["PART", "evidence_donors", "extract", "input_keys", "labels_of", "merge_parts", "samples_of"]
 
 log = structlog.get_logger(__name__)
 
@@ -63,6 +63,19 @@ def labels_of(
                         onset[c][i] = s.onset[c]
         out[f"rhythm_{h}"] = rhythm
         out.update({f"onset_{c}_{h}": v for c, v in onset.items()})
+    return out
+
+
+def evidence_donors(data: EvalData, keys: Sequence[InputKey]) -> dict[InputKey, InputKey]:
+    """The evidence-swap ablation's pairing: each input takes the evidence of an input of the same window from
+    another patient (the next one in sorted order, so the pairing is fixed)."""
+    out: dict[InputKey, InputKey] = {}
+    for w in sorted({k[2] for k in keys}):
+        group = sorted(k for k in keys if k[2] == w)
+        patient = {k: data.record(k[0]).patient_id for k in group}
+        for i, key in enumerate(group):
+            others = (group[(i + j) % len(group)] for j in range(1, len(group)))
+            out[key] = next((o for o in others if patient[o] != patient[key]), key)
     return out
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -13,7 +13,7 @@ from evaluation.data import CLASSES, CLASSES_CAMEL, ONSETS, Sample
 from evaluation.metrics import auprc, auroc, bootstrap_ci, macro_f1, reliability
 from evaluation.predictions import Predictions
 
-__all__ = ["af_onset_aurocs", "calibration", "cell_metrics", "f1_camel", "mean_over_cells"]
+__all__ = ["af_onset_aurocs", "calibration", "cell_metrics", "f1_camel", "mean_over_cells", "paired_difference"]
 
 
 class _CellF1:
@@ -80,6 +80,26 @@ def _onset_auroc(
     return lambda idx: auroc(labels[idx], scores[idx])
 
 
+def _patient_resamples(
+    cells: Sequence[Sequence[Sample]], n_boot: int, seed: int
+) -> Iterator[list[npt.NDArray[np.int64]]]:
+    """Per bootstrap resample of the patients (drawn once for every cell together): each cell's sample indices."""
+    patients = sorted({x.patient_id for s in cells for x in s})
+    by_patient = []  # per cell: patient -> its sample indices, computed once
+    for s in cells:
+        ids = np.array([x.patient_id for x in s])
+        by_patient.append({p: np.flatnonzero(ids == p) for p in np.unique(ids)})
+    empty = np.zeros(0, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    for _ in range(n_boot):
+        drawn = rng.choice(patients, size=len(patients), replace=True)
+        yield [np.concatenate([index.get(d, empty) for d in drawn]) for index in by_patient]
+
+
+def _interval(values: Sequence[float]) -> tuple[float, float] | None:
+    return (float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))) if values else None
+
+
 def mean_over_cells(cells: Sequence[tuple[Sequence[Sample], Predictions]], n_boot: int, seed: int) -> dict[str, Any]:
     """Mean CAMEL macro-F1 over cells; the interval resamples patients once for all cells together."""
     f1s = [_CellF1(s, p) for s, p in cells]
@@ -87,26 +107,50 @@ def mean_over_cells(cells: Sequence[tuple[Sequence[Sample], Predictions]], n_boo
     defined = [v for v in values if v is not None]
     if not defined:
         return {"mean_macro_f1": None, "cells": 0}
-    patients = sorted({x.patient_id for s, _ in cells for x in s})
-    by_patient = []  # per cell: patient -> its sample indices, computed once
-    for s, _ in cells:
-        ids = np.array([x.patient_id for x in s])
-        by_patient.append({p: np.flatnonzero(ids == p) for p in np.unique(ids)})
-    empty = np.zeros(0, dtype=np.int64)
-    rng = np.random.default_rng(seed)
     boots = []
-    for _ in range(n_boot):
-        drawn = rng.choice(patients, size=len(patients), replace=True)
-        per_cell = []
-        for f1, index in zip(f1s, by_patient, strict=True):
-            idx = np.concatenate([index.get(d, empty) for d in drawn])
-            value = f1.camel(idx)
-            if value is not None:
-                per_cell.append(value)
+    for indices in _patient_resamples([s for s, _ in cells], n_boot, seed):
+        per_cell = [v for f1, idx in zip(f1s, indices, strict=True) if (v := f1.camel(idx)) is not None]
         if per_cell:
             boots.append(float(np.mean(per_cell)))
-    ci = (float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))) if boots else None
-    return {"mean_macro_f1": float(np.mean(defined)), "mean_macro_f1_ci": ci, "cells": len(defined)}
+    return {"mean_macro_f1": float(np.mean(defined)), "mean_macro_f1_ci": _interval(boots), "cells": len(defined)}
+
+
+def paired_difference(
+    cells: Sequence[Sequence[Sample]],
+    a: Sequence[Predictions],
+    b: Sequence[Predictions],
+    n_boot: int,
+    seed: int,
+    af_horizon_s: int | None = None,
+) -> dict[str, Any]:
+    """Method a minus method b on identical samples, with a paired patient bootstrap (both methods scored on each
+    resample): mean CAMEL macro-F1 over cells, and the mean AF-onset AUROC over the cells of ``af_horizon_s``."""
+    f1_a = [_CellF1(s, p) for s, p in zip(cells, a, strict=True)]
+    f1_b = [_CellF1(s, p) for s, p in zip(cells, b, strict=True)]
+    labels = [np.array([x.onset["af"] for x in s]) for s in cells]
+    af_cells = [i for i, s in enumerate(cells) if af_horizon_s is None or (s and s[0].horizon_s == af_horizon_s)]
+
+    def stats(indices: Sequence[npt.NDArray[np.int64]]) -> tuple[float | None, float | None]:
+        pairs = [(x.camel(i), y.camel(i)) for x, y, i in zip(f1_a, f1_b, indices, strict=True)]
+        f1 = [u - v for u, v in pairs if u is not None and v is not None]
+        aucs = []
+        for c in af_cells:
+            i = indices[c]
+            u, v = auroc(labels[c][i], a[c].onset[i, 0]), auroc(labels[c][i], b[c].onset[i, 0])
+            if u is not None and v is not None:
+                aucs.append(u - v)
+        return (float(np.mean(f1)) if f1 else None, float(np.mean(aucs)) if aucs else None)
+
+    f1_diff, auc_diff = stats([np.arange(len(s)) for s in cells])
+    boots = [stats(idx) for idx in _patient_resamples(cells, n_boot, seed)]
+    return {
+        "mean_macro_f1_diff": f1_diff,
+        "mean_macro_f1_diff_ci": _interval([f for f, _ in boots if f is not None]),
+        "af_onset_auroc_diff": auc_diff,
+        "af_onset_auroc_diff_ci": _interval([u for _, u in boots if u is not None]),
+        "af_horizon_s": af_horizon_s,
+        "n_boot": n_boot,
+    }
 
 
 def calibration(cells: Sequence[tuple[Sequence[Sample], Predictions]]) -> dict[str, Any]:

@@ -20,9 +20,11 @@ import numpy.typing as npt
 from core.errors import CheckpointError
 from llm_runtime.prompts import ARRHYTHMIAS, RHYTHMS
 
-__all__ = ["PROBE_FILE", "ProbeHead"]
+__all__ = ["PROBE_FILE", "PROBE_HORIZONS", "ProbeHead"]
 
 PROBE_FILE = "probe_head.npz"
+PROBE_HORIZONS = (60, 180, 300, 600)
+"""What a new head forecasts: ECGForecastBench's horizons, seconds."""
 
 Floats = npt.NDArray[np.float64]
 

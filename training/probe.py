@@ -23,7 +23,7 @@ import structlog
 import torch
 
 from encoder_onnx.data import WindowSet
-from llm_runtime.probe import ProbeHead
+from llm_runtime.probe import PROBE_HORIZONS, ProbeHead
 from llm_runtime.prompts import ARRHYTHMIAS, RHYTHMS
 
 __all__ = [
@@ -38,7 +38,6 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-PROBE_HORIZONS = (60, 180, 300, 600)
 WORDS: dict[str, str] = {
     "sinus": " sinus",
     "af": " fibrillation",

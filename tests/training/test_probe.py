@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from llm_runtime.probe import ProbeHead
-from training.probe import PROBE_HORIZONS, fit_probe_head, grounded_projector, train_head
+from llm_runtime.probe import PROBE_HORIZONS, ProbeHead
+from training.probe import fit_probe_head, grounded_projector, train_head
 
 
 def test_grounded_projector_sends_each_seconds_token_to_its_words() -> None:

@@ -1,0 +1,143 @@
+"""The probe variant on the yardstick's frozen LM subsample: its scores, the best baseline on the same rows, the
+paired non-inferiority margin, and the ablations (ECG tokens zeroed, evidence swapped between patients).
+
+Reads the features ``python main.py eval probe-features`` extracted through the runtime (``test.npz`` and, when
+present, ``test-zero-ecg.npz`` / ``test-swap-evidence.npz``) and the head in the adapter; the baseline is trained
+here on every training sample of each cell, as in docs/EVALUATION.md's baseline table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import structlog
+
+from evaluation.baselines import TabularBaseline, beat_features, gbt
+from evaluation.data import CLASSES, ONSETS, Cell, EvalData, InputKey, Sample
+from evaluation.predictions import Predictions
+from evaluation.scoring import af_onset_aurocs, cell_metrics, mean_over_cells, paired_difference
+from llm_runtime.probe import ProbeHead
+
+__all__ = ["ProbeEvalConfig", "evaluate_probe", "head_predictions"]
+
+log = structlog.get_logger(__name__)
+
+ABLATIONS = ("zero-ecg", "swap-evidence")
+
+
+@dataclass(frozen=True)
+class ProbeEvalConfig:
+    adapter: Path
+    features: Path
+    out: Path
+    horizons_s: tuple[int, ...] = (60, 180, 300, 600)
+    af_horizon_s: int = 300
+    n_boot: int = 200
+    seed: int = 0
+
+
+def _load(path: Path) -> tuple[list[InputKey], npt.NDArray[np.float64]]:
+    with np.load(path, allow_pickle=False) as data:
+        keys = [
+            (str(r), float(a), int(w))
+            for r, a, w in zip(data["record_id"], data["anchor_s"], data["window_s"], strict=True)
+        ]
+        return keys, np.asarray(data["x"], dtype=np.float64)
+
+
+def head_predictions(
+    head: ProbeHead, keys: Sequence[InputKey], x: npt.NDArray[np.float64], samples: Sequence[Sample]
+) -> Predictions:
+    """The head's forecasts for ``samples`` (each an input of ``keys`` at one horizon)."""
+    out = head.predict(x)
+    row = {k: i for i, k in enumerate(keys)}
+    rhythm = np.array([[out[row[s.key]][0][s.horizon_s][c] for c in CLASSES] for s in samples]).reshape(
+        -1, len(CLASSES)
+    )
+    onset = np.array([[out[row[s.key]][1][s.horizon_s][c] for c in ONSETS] for s in samples]).reshape(-1, len(ONSETS))
+    return Predictions(rhythm, onset)
+
+
+def _cells(data: EvalData, keys: Sequence[InputKey], horizons: Sequence[int]) -> dict[Cell, list[Sample]]:
+    wanted = set(keys)
+    windows = sorted({k[2] for k in keys})
+    cells = {(w, h): [s for s in data.samples("test", (w, h)) if s.key in wanted] for w in windows for h in horizons}
+    return {c: s for c, s in cells.items() if s}
+
+
+def _summary(
+    cells: dict[Cell, list[Sample]], preds: dict[Cell, Predictions], config: ProbeEvalConfig
+) -> dict[str, Any]:
+    per_cell = {f"w{w}_h{h}": cell_metrics(s, preds[(w, h)], config.n_boot, config.seed) for (w, h), s in cells.items()}
+    mean = mean_over_cells([(s, preds[c]) for c, s in cells.items()], config.n_boot, config.seed)
+    at_h = af_onset_aurocs(per_cell, config.af_horizon_s)
+    every = af_onset_aurocs(per_cell)
+    return {
+        **mean,
+        "mean_macro_f1_vt": float(
+            np.mean([c["macro_f1_vt"] for c in per_cell.values() if c["macro_f1_vt"] is not None])
+        ),
+        "af_onset_auroc_mean": float(np.mean(every)) if every else None,
+        f"af_onset_auroc_h{config.af_horizon_s}": float(np.mean(at_h)) if at_h else None,
+        "cells": per_cell,
+    }
+
+
+def _paired(
+    cells: dict[Cell, list[Sample]], a: dict[Cell, Predictions], b: dict[Cell, Predictions], config: ProbeEvalConfig
+) -> dict[str, Any]:
+    order = sorted(cells)
+    return paired_difference(
+        [cells[c] for c in order],
+        [a[c] for c in order],
+        [b[c] for c in order],
+        config.n_boot,
+        config.seed,
+        config.af_horizon_s,
+    )
+
+
+def evaluate_probe(data: EvalData, config: ProbeEvalConfig) -> dict[str, Any]:
+    """Scores of the head, the GBT baseline and the ablations on the frozen subsample; written to ``out``."""
+    head = ProbeHead.load(config.adapter)
+    keys, x = _load(config.features / "test.npz")
+    cells = _cells(data, keys, config.horizons_s)
+    probe = {c: head_predictions(head, keys, x, s) for c, s in cells.items()}
+    baseline = TabularBaseline(gbt(config.seed), beat_features(data))
+    best = {}
+    for c, s in cells.items():
+        best[c] = baseline.fit_predict(data.samples("train", c), s)
+        log.info("probe_eval_baseline_cell", cell=c, test=len(s))
+    results: dict[str, Any] = {
+        "synthetic": True,
+        "dataset": data.meta.get("spec", {}).get("name", str(data.bench.root)),
+        "adapter": str(config.adapter),
+        "inputs": len(keys),
+        "probe": _summary(cells, probe, config),
+        "gbt": _summary(cells, best, config),
+        "probe_minus_gbt": _paired(cells, probe, best, config),
+        "ablations": {},
+    }
+    for name in ABLATIONS:
+        path = config.features / f"test-{name}.npz"
+        if not path.exists():
+            continue
+        ab_keys, ab_x = _load(path)
+        ab_cells = {c: [s for s in samples if s.key in set(ab_keys)] for c, samples in cells.items()}
+        ab_cells = {c: s for c, s in ab_cells.items() if s}
+        full = {c: head_predictions(head, keys, x, s) for c, s in ab_cells.items()}
+        ablated = {c: head_predictions(head, ab_keys, ab_x, s) for c, s in ab_cells.items()}
+        results["ablations"][name] = {
+            "windows": sorted({c[0] for c in ab_cells}),
+            "full_minus_ablated": _paired(ab_cells, full, ablated, config),
+            "ablated": {k: v for k, v in _summary(ab_cells, ablated, config).items() if k != "cells"},
+        }
+    config.out.mkdir(parents=True, exist_ok=True)
+    (config.out / "probe_results.json").write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
+    return results

@@ -101,6 +101,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("--bench-dir", type=Path, default=Path("runs/bench"), help="where specs are built")
     q.add_argument("--out", type=Path, required=True, help="writes probe_results.json here")
     q.add_argument("--n-boot", type=int, default=200, help="patient-bootstrap resamples")
+    q.add_argument("--baseline-only", action="store_true", help="only fit and cache the GBT on the frozen subsample")
     q.set_defaults(func=cmd_eval_probe)
 
     t = inner.add_parser(
@@ -259,10 +260,15 @@ def cmd_eval_probe_features(args: argparse.Namespace) -> int:
 
 def cmd_eval_probe(args: argparse.Namespace) -> int:
     from evaluation.data import EvalData, open_benchmark
-    from evaluation.probe_eval import ProbeEvalConfig, evaluate_probe
+    from evaluation.probe_eval import ProbeEvalConfig, evaluate_probe, frozen_cells, gbt_predictions
 
     data = EvalData(open_benchmark(args.data, args.bench_dir))
     config = ProbeEvalConfig(args.adapter, args.features, args.out, n_boot=args.n_boot)
+    if args.baseline_only:
+        cells = frozen_cells(data, config.horizons_s)
+        gbt_predictions(data, cells, config.out / "gbt_predictions.npz", config.seed)
+        print(json.dumps({"cells": len(cells), "cache": str(config.out / "gbt_predictions.npz")}))
+        return 0
     results = evaluate_probe(data, config)
     brief = {k: {m: v for m, v in results[k].items() if m != "cells"} for k in ("probe", "gbt")}
     print(

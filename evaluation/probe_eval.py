@@ -24,7 +24,7 @@ from evaluation.predictions import Predictions
 from evaluation.scoring import af_onset_aurocs, cell_metrics, mean_over_cells, paired_difference
 from llm_runtime.probe import ProbeHead
 
-__all__ = ["ProbeEvalConfig", "evaluate_probe", "head_predictions"]
+__all__ = ["ProbeEvalConfig", "evaluate_probe", "frozen_cells", "gbt_predictions", "head_predictions"]
 
 log = structlog.get_logger(__name__)
 
@@ -103,17 +103,64 @@ def _paired(
     )
 
 
+def gbt_predictions(
+    data: EvalData, cells: dict[Cell, list[Sample]], cache: Path, seed: int = 0
+) -> dict[Cell, Predictions]:
+    """The GBT baseline, trained on every training sample of each cell, on ``cells``' samples. Cached in ``cache``
+    (its fits cost minutes per cell, most of it the beat features of 304 training records), keyed by sample."""
+    stored: dict[tuple[InputKey, int], tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
+    if cache.exists():
+        with np.load(cache, allow_pickle=False) as data_file:
+            for i, (r, a, w, h) in enumerate(
+                zip(
+                    data_file["record_id"],
+                    data_file["anchor_s"],
+                    data_file["window_s"],
+                    data_file["horizon_s"],
+                    strict=True,
+                )
+            ):
+                stored[((str(r), float(a), int(w)), int(h))] = (data_file["rhythm"][i], data_file["onset"][i])
+    baseline = TabularBaseline(gbt(seed), beat_features(data))
+    out = {}
+    for c, samples in cells.items():
+        if not all((s.key, s.horizon_s) in stored for s in samples):
+            pred = baseline.fit_predict(data.samples("train", c), samples)
+            stored.update({(s.key, s.horizon_s): (pred.rhythm[i], pred.onset[i]) for i, s in enumerate(samples)})
+            log.info("probe_eval_baseline_cell", cell=c, test=len(samples))
+        rows = [stored[(s.key, s.horizon_s)] for s in samples]
+        out[c] = Predictions(np.array([r for r, _ in rows]), np.array([o for _, o in rows]))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    keys = sorted(stored)
+    np.savez(
+        cache,
+        record_id=np.array([k[0][0] for k in keys]),
+        anchor_s=np.array([k[0][1] for k in keys]),
+        window_s=np.array([k[0][2] for k in keys]),
+        horizon_s=np.array([k[1] for k in keys]),
+        rhythm=np.array([stored[k][0] for k in keys]),
+        onset=np.array([stored[k][1] for k in keys]),
+    )
+    return out
+
+
+def frozen_cells(data: EvalData, horizons: Sequence[int]) -> dict[Cell, list[Sample]]:
+    """Every cell's samples on the frozen LM subsample."""
+    from evaluation.data import frozen_lm_subsample
+
+    frozen = frozen_lm_subsample(data.bench)
+    if frozen is None:
+        raise ValueError("this benchmark has no frozen LM subsample (python main.py eval yardstick)")
+    return _cells(data, sorted(frozen), horizons)
+
+
 def evaluate_probe(data: EvalData, config: ProbeEvalConfig) -> dict[str, Any]:
     """Scores of the head, the GBT baseline and the ablations on the frozen subsample; written to ``out``."""
     head = ProbeHead.load(config.adapter)
     keys, x = _load(config.features / "test.npz")
     cells = _cells(data, keys, config.horizons_s)
     probe = {c: head_predictions(head, keys, x, s) for c, s in cells.items()}
-    baseline = TabularBaseline(gbt(config.seed), beat_features(data))
-    best = {}
-    for c, s in cells.items():
-        best[c] = baseline.fit_predict(data.samples("train", c), s)
-        log.info("probe_eval_baseline_cell", cell=c, test=len(s))
+    best = gbt_predictions(data, cells, config.out / "gbt_predictions.npz", config.seed)
     results: dict[str, Any] = {
         "synthetic": True,
         "dataset": data.meta.get("spec", {}).get("name", str(data.bench.root)),

@@ -83,3 +83,47 @@ def test_auroc_and_auprc_match_their_definitions_on_ties() -> None:
             ap += (tp / y.sum() - prev_recall) * tp / chosen.sum()
             prev_recall = tp / y.sum()
         assert auprc(y, s) == pytest.approx(ap)
+
+
+def _cell(n: int, horizon: int, seed: int) -> tuple[list, object, object]:
+    """Samples of one cell from 20 patients, a method that knows the labels and one that guesses."""
+    import numpy as np
+
+    from evaluation.data import CLASSES, Sample
+    from evaluation.predictions import Predictions
+
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(["sinus", "af", "flutter"], size=n)
+    onsets = rng.integers(0, 2, size=n)
+    samples = [
+        Sample(
+            f"r{i % 20}",
+            f"p{i % 20}",
+            "g",
+            100.0 + i,
+            30,
+            horizon,
+            str(labels[i]),
+            {"af": int(onsets[i]), "flutter": 0, "vt": 0},
+        )
+        for i in range(n)
+    ]
+    truth = np.array([[float(c == lab) for c in CLASSES] for lab in labels])
+    knows = Predictions(0.8 * truth + 0.05, np.stack([onsets * 0.8 + 0.1, np.zeros(n), np.zeros(n)], 1))
+    guesses = Predictions(rng.dirichlet(np.ones(len(CLASSES)), size=n), rng.random((n, 3)))
+    return samples, knows, guesses
+
+
+def test_paired_difference_is_zero_against_itself_and_positive_against_guessing() -> None:
+    from evaluation.scoring import paired_difference
+
+    cells = [_cell(200, h, seed) for seed, h in enumerate((60, 300))]
+    samples = [c[0] for c in cells]
+    knows, guesses = [c[1] for c in cells], [c[2] for c in cells]
+    same = paired_difference(samples, knows, knows, n_boot=50, seed=0, af_horizon_s=300)
+    assert same["mean_macro_f1_diff"] == 0.0 and same["mean_macro_f1_diff_ci"] == (0.0, 0.0)
+    better = paired_difference(samples, knows, guesses, n_boot=50, seed=0, af_horizon_s=300)
+    assert better["mean_macro_f1_diff_ci"][0] > 0.3  # type: ignore[index]
+    assert better["af_onset_auroc_diff_ci"][0] > 0.2  # type: ignore[index]
+    worse = paired_difference(samples, guesses, knows, n_boot=50, seed=0, af_horizon_s=300)
+    assert worse["mean_macro_f1_diff"] == -better["mean_macro_f1_diff"]

@@ -9,6 +9,7 @@ simulator only the sections it reads.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ __all__ = [
     "ENV_MQTT_USERNAME",
     "StrictModel",
     "load_config",
+    "mask_secrets",
 ]
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "default.yaml"
@@ -33,6 +35,11 @@ ENV_MQTT_USERNAME = "ECGCAST_MQTT_USERNAME"
 ENV_MQTT_PASSWORD = "ECGCAST_MQTT_PASSWORD"
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+_SECRET_KEY = re.compile(r"pass|secret|token|credential|private|users|api_?key", re.IGNORECASE)
+"""Key names whose values are never printed: passwords, tokens, and station.users (password hashes)."""
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@")
+MASK = "***"
 
 
 class StrictModel(BaseModel):
@@ -58,17 +65,39 @@ def _yaml_lines(text: str) -> dict[tuple[str, ...], int]:
     return lines
 
 
+def mask_secrets(text: str) -> str:
+    """``text`` with the password of any ``scheme://user:password@host`` URL replaced by ``***``."""
+    return _URL_PASSWORD.sub(lambda m: f"{m['head']}{MASK}@", text)
+
+
+def _shown_value(path: tuple[str, ...], value: object) -> str:
+    """The ``(value …)`` part of an error line: masked under a secret-looking key, URL passwords masked anywhere."""
+    if isinstance(value, dict):
+        return ""
+    if any(_SECRET_KEY.search(part) for part in path):
+        return f" (value {MASK})"
+    return f" (value {mask_secrets(repr(value))})"
+
+
 def _format_errors(exc: ValidationError, source: str, lines: Mapping[tuple[str, ...], int]) -> str:
+    """One line per error: file and line, dotted key, the value (secrets masked), and the reason."""
     messages = []
-    for error in exc.errors():
+    for error in exc.errors(include_url=False):
         path = tuple(str(p) for p in error["loc"])
         key = ".".join(path) or "<root>"
         line = next((lines[path[:n]] for n in range(len(path), 0, -1) if path[:n] in lines), None)
         where = f"{source}:{line}" if line else source
-        value = error.get("input")
-        shown = "" if isinstance(value, dict) else f" (value {value!r})"
-        messages.append(f"{where}: {key}{shown}: {error['msg']}")
+        shown = _shown_value(path, error.get("input"))
+        messages.append(f"{where}: {key}{shown}: {mask_secrets(error['msg'])}")
     return "config invalid:\n  " + "\n  ".join(messages)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """The YAML error without the quoted source line PyYAML appends, which may hold a password."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem or exc.context or 'syntax error'}"
+    return mask_secrets(str(exc))
 
 
 def _env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
@@ -95,10 +124,10 @@ def load_config(model: type[ModelT], path: Path | None = None, env: Mapping[str,
         data = yaml.safe_load(text) or {}
         lines = _yaml_lines(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(data).__name__}")
     try:
         return model.model_validate(_env_overrides(data, env))
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, str(path), lines)) from exc
+        raise ConfigError(_format_errors(exc, str(path), lines)) from None  # the chained one prints raw values

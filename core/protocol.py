@@ -41,10 +41,13 @@ SCHEMA_WAVE: Final = "ecgcast.wave/1"
 SCHEMA_STATUS: Final = "ecgcast.status/1"
 SCHEMA_PRESENCE: Final = "ecgcast.presence/1"
 
-PATIENT_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-"""Letters, digits, '.', '_' and '-', starting alphanumeric: no '+', '#', '/' or '$' can reach a topic level."""
+PATIENT_ID_PATTERN: Final = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+"""Letters, digits, '.', '_' and '-', starting alphanumeric: no '+', '#', '/' or '$' can reach a topic level.
+Anchored with ``\\A``/``\\Z``, not ``^``/``$``: ``$`` also matches before a trailing newline, and "P001\\n" in a
+topic makes mosquitto drop the publisher's connection. Use ``fullmatch``."""
 
-_STREAM_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_STREAM_ID_PATTERN: Final = re.compile(r"\A[A-Za-z0-9._:-]{1,64}\Z")
+_AGENT_ID_PATTERN: Final = PATIENT_ID_PATTERN  # agent.settings.Settings.agent_id has the same rule
 
 LEAD_SYNONYMS: Final[dict[str, str]] = {
     "mlii": "II",
@@ -127,9 +130,19 @@ class Topics:
         if not (topic.startswith(head) and topic.endswith(tail)):
             raise ProtocolError("bad_topic", f"topic {topic!r} is not {head}<patient_id>{tail}")
         patient_id = topic[len(head) : -len(tail)]
-        if not PATIENT_ID_PATTERN.match(patient_id):
-            raise ProtocolError("bad_patient_id", f"patient id {patient_id!r} in topic is not allowed")
+        if not PATIENT_ID_PATTERN.fullmatch(patient_id):
+            raise ProtocolError("bad_patient_id", f"patient id {patient_id[:80]!r} in topic is not allowed")
         return patient_id
+
+    def agent_of(self, topic: str) -> str:
+        """Agent id of ``<prefix>/_agents/<agent_id>/presence``; raises ProtocolError for anything else."""
+        head = f"{self.prefix}/_agents/"
+        if not (topic.startswith(head) and topic.endswith("/presence")):
+            raise ProtocolError("bad_topic", f"topic {topic[:200]!r} is not {head}<agent_id>/presence")
+        agent_id = topic[len(head) : -len("/presence")]
+        if not _AGENT_ID_PATTERN.fullmatch(agent_id):
+            raise ProtocolError("bad_agent_id", f"agent id {agent_id[:80]!r} in topic is not allowed")
+        return agent_id
 
 
 @dataclass(frozen=True)
@@ -229,21 +242,36 @@ def _scaled_int16(raw: bytes, n_chunks: int, n_leads: int, scale: float) -> npt.
 
 
 def _sample_lists(obj: dict[str, Any], n_leads: int, limits: PayloadLimits) -> npt.NDArray[np.float32]:
-    """Samples given as JSON lists, one per lead."""
+    """Samples given as JSON lists, one flat list of numbers per lead, all of one length.
+
+    Each element's type is checked (one C-level pass per lead): numpy would otherwise flatten a list nested one
+    level deeper into a longer chunk, and read ``true``/``false`` as 1.0/0.0."""
     lists = _require(obj, "samples", list)
     if len(lists) != n_leads:
         raise ProtocolError("bad_shape", f"{len(lists)} sample lists for {n_leads} leads", field="samples")
-    lengths = {len(row) if isinstance(row, list) else -1 for row in lists}
-    if -1 in lengths:
-        raise ProtocolError("wrong_type", "each lead's samples must be a list of numbers", field="samples")
+    for index, row in enumerate(lists):
+        _check_row(row, index)
+    lengths = {len(row) for row in lists}
     if len(lengths) != 1:
         raise ProtocolError("bad_shape", f"leads have unequal lengths {sorted(lengths)}", field="samples")
     _check_length(lengths.pop(), limits)
     try:
         array = np.array(lists, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ProtocolError("wrong_type", "samples must be numbers", field="samples") from exc
     return array.reshape(n_leads, -1)
+
+
+_SAMPLE_TYPES: Final = frozenset({int, float})  # exact types: bool, a subclass of int, is not a sample
+
+
+def _check_row(row: object, index: int) -> None:
+    if not isinstance(row, list):
+        raise ProtocolError("wrong_type", f"samples[{index}] must be a list of numbers", field="samples")
+    kinds = set(map(type, row))
+    if not kinds <= _SAMPLE_TYPES:
+        found = sorted(kind.__name__ for kind in kinds - _SAMPLE_TYPES)
+        raise ProtocolError("wrong_type", f"samples[{index}] holds {', '.join(found)}, not only numbers", "samples")
 
 
 @dataclass(eq=False, slots=True)
@@ -277,12 +305,12 @@ def _envelope(payload: bytes, limits: PayloadLimits, topic_patient_id: str | Non
     if schema != SCHEMA_WAVE:
         raise ProtocolError("unknown_schema", f"schema {schema[:40]!r} is not {SCHEMA_WAVE!r}", field="schema")
     patient_id = _require(obj, "patient_id", str)
-    if patient_id != topic_patient_id and not PATIENT_ID_PATTERN.match(patient_id):  # the topic's id was checked
+    if patient_id != topic_patient_id and not PATIENT_ID_PATTERN.fullmatch(patient_id):  # the topic's id was checked
         raise ProtocolError("bad_patient_id", f"patient_id {patient_id[:80]!r} is not allowed", "patient_id")
     if topic_patient_id is not None and patient_id != topic_patient_id:
         raise ProtocolError("patient_mismatch", f"payload {patient_id!r} != topic {topic_patient_id!r}", "patient_id")
     stream_id = _require(obj, "stream_id", str)
-    if not _STREAM_ID_PATTERN.match(stream_id):
+    if not _STREAM_ID_PATTERN.fullmatch(stream_id):
         raise ProtocolError("bad_value", f"stream_id {stream_id[:80]!r} is not allowed", field="stream_id")
     seq = _require(obj, "seq", int)
     if not 0 <= seq < 2**53:

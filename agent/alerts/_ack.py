@@ -19,8 +19,8 @@ from ._model import SCHEMA_ALERT_ACK, Ack
 __all__ = ["MAX_ACK_BYTES", "decode_ack"]
 
 MAX_ACK_BYTES: Final = 4096
-_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-_PRINTABLE: Final = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
+_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")  # used with fullmatch: "$" would let "a\n" through
+_PRINTABLE: Final = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 _FIELDS: Final = frozenset({"schema", "alert_id", "by", "at", "patient_id"})
 
 
@@ -54,7 +54,7 @@ def _text(data: dict[str, Any], name: str, pattern: re.Pattern[str]) -> str:
     value = data.get(name)
     if value is None:
         raise ProtocolError("missing_field", f"{name} is required", name)
-    if not isinstance(value, str) or not pattern.match(value) or not value.strip():
+    if not isinstance(value, str) or not pattern.fullmatch(value) or not value.strip():
         raise ProtocolError("bad_field", f"{name} must be a short printable string", name)
     return value
 

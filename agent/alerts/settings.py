@@ -147,7 +147,7 @@ class AlertSettings(StrictModel):
     @model_validator(mode="after")
     def _overrides_validate(self) -> AlertSettings:
         for patient_id in self.patients:
-            if not PATIENT_ID_PATTERN.match(patient_id):
+            if not PATIENT_ID_PATTERN.fullmatch(patient_id):
                 raise ValueError(f"alerts.patients: {patient_id!r} is not a valid patient id")
             try:
                 self.for_patient(patient_id)

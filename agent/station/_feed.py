@@ -4,6 +4,10 @@ Callbacks only match and enqueue (STYLE.md §3); one feed thread decodes, update
 ``push_interval_s`` turns what changed into Server-Sent Events for every connected page. Acknowledgements from the
 page are published as the same ``ecgcast.alert_ack/1`` message a pager would send, so they go through the agent's
 one ack path and state machine.
+
+Any client on the broker can publish anything, retained, so every message is validated against its typed model
+and a bad one costs only itself: refused, counted, logged once per topic and reason. The feed thread is supervised:
+a failure outside one message restarts its loop and raises a technical alarm that every page shows.
 """
 
 from __future__ import annotations
@@ -12,18 +16,20 @@ import json
 import queue
 import threading
 import time
-from typing import Any
+from typing import Any, Final
 
 import paho.mqtt.client as mqtt
 import structlog
 
-from agent.alerts import SCHEMA_ALERT_ACK
+from agent.alerts import SCHEMA_ALERT_ACK, decode_ack
 from agent.mqtt_client import MqttConnection
+from agent.station._messages import decode_alert, decode_forecast
 from agent.station._state import StationState
 from agent.station.settings import StationSettings
 from core.errors import LifecycleError, ProtocolError
 from core.protocol import PATIENT_ID_PATTERN, PayloadLimits, Topics, decode_wave
 from core.settings import MqttSettings
+from core.wire import decode_presence, decode_status
 
 __all__ = ["PushHub", "StationFeed", "sse_frame"]
 
@@ -31,6 +37,9 @@ log = structlog.get_logger(__name__)
 
 KINDS = ("status", "forecast", "alert", "wave")
 HEARTBEAT_S = 2.0  # the page calls the stream stale after missing a few of these
+RESTART_DELAY_S: Final = 1.0  # between a feed loop failure and its restart: a failure per message cannot spin
+RECOVERED_AFTER_S: Final = 60.0  # the feed's technical alarm clears after this long without another failure
+FEED_ALARM: Final = "station_feed"
 
 
 def sse_frame(event: str, data: Any) -> bytes:
@@ -72,6 +81,25 @@ class PushHub:
                 log.warning("station_client_dropped", reason="push queue full")
 
 
+class RejectionLog:
+    """Logs a refused message once per (topic, reason, field): a retained bad message comes back on every
+    reconnect and a flood repeats one mistake, and neither should drown the log. The state counts every one."""
+
+    def __init__(self, max_keys: int = 1024) -> None:
+        self._seen: set[tuple[str, str, str | None]] = set()
+        self._max_keys = max_keys
+
+    def first(self, topic: str, reason: str, field: str | None) -> bool:
+        """Whether this is the first such rejection (remembered for up to ``max_keys`` distinct ones at a time)."""
+        key = (topic[:200], reason, field)
+        if key in self._seen:
+            return False
+        if len(self._seen) >= self._max_keys:
+            self._seen.clear()
+        self._seen.add(key)
+        return True
+
+
 class StationFeed:
     """Subscribes to status, forecast, alert, wave and agent presence; publishes acknowledgements."""
 
@@ -100,6 +128,9 @@ class StationFeed:
         self.connection.subscribe(f"{topics.prefix}/_agents/+/presence", self._enqueue("presence"), qos=1)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="station-feed", daemon=True)
+        self._rejections = RejectionLog()
+        self._failed_at: float | None = None  # monotonic time of the last loop failure, until recovered
+        self.restarts = 0
 
     def _enqueue(self, kind: str) -> Any:
         def on_message(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
@@ -120,18 +151,42 @@ class StationFeed:
             self._thread.join(timeout)
         self.connection.close()
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def publish_ack(self, patient_id: str, alert_id: str, by: str, timeout_s: float = 5.0) -> None:
-        """Publish the nurse's acknowledgement and wait for the broker to take it (QoS 1)."""
-        if not PATIENT_ID_PATTERN.match(patient_id):
+        """Publish the nurse's acknowledgement and wait for the broker to take it (QoS 1). It is checked with the
+        agent's own ``decode_ack`` first: a message the agent would refuse, or a topic the broker would drop the
+        connection for ("P001\\n"), is never sent."""
+        if not PATIENT_ID_PATTERN.fullmatch(patient_id):
             raise ProtocolError("bad_patient_id", f"patient id {patient_id[:80]!r} is not allowed", "patient_id")
         body = {"schema": SCHEMA_ALERT_ACK, "alert_id": alert_id, "by": by, "at": time.time()}
-        info = self.connection.publish(self._topics.alert_ack(patient_id), json.dumps(body).encode(), qos=1)
+        payload = json.dumps(body).encode()
+        decode_ack(payload, patient_id)
+        info = self.connection.publish(self._topics.alert_ack(patient_id), payload, qos=1)
         info.wait_for_publish(timeout_s)
         if not info.is_published():
             raise LifecycleError(f"broker did not confirm the acknowledgement within {timeout_s} s")
         log.info("station_ack_published", patient_id=patient_id, alert_id=alert_id, by=by)
 
     def _run(self) -> None:
+        """The feed thread, supervised: the loop is restarted after any failure it did not contain."""
+        while not self._stop.is_set():
+            try:
+                self._loop()
+            except Exception as exc:  # whatever it was, every patient's feed depends on this thread going on
+                self._on_loop_failure(exc)
+                self._stop.wait(RESTART_DELAY_S)
+
+    def _on_loop_failure(self, exc: Exception) -> None:
+        self._failed_at = time.monotonic()
+        detail = f"station message feed failed ({type(exc).__name__}) and was restarted; see the station log"
+        self._state.raise_technical(FEED_ALARM, detail)  # before the count, which observers wait on
+        self.restarts += 1
+        log.exception("station_feed_restarted", restarts=self.restarts, error=type(exc).__name__)
+
+    def _loop(self) -> None:
         next_push = time.monotonic()
         next_beat = next_push
         while not self._stop.is_set():
@@ -147,37 +202,61 @@ class StationFeed:
             if now >= next_beat:
                 next_beat = now + HEARTBEAT_S
                 self._hub.broadcast(sse_frame("heartbeat", self.heartbeat()))
+            if self._failed_at is not None and now - self._failed_at >= RECOVERED_AFTER_S:
+                self._failed_at = None
+                self._state.clear_technical(FEED_ALARM)
 
     def heartbeat(self) -> dict[str, Any]:
         return {
             "server_time": time.time(),
             "broker_connected": self.connection.connected,
             "agents": self._state.presence(),
+            "technical": self._state.technical(),
         }
 
     def _apply(self, kind: str, topic: str, payload: bytes) -> None:
-        """Decode one message into the state; a bad message is logged and affects nothing else."""
+        """Decode one message into the state; a bad message is refused, counted, logged once, and affects nothing
+        else. An unexpected failure on one message (a station bug) is contained the same way."""
         try:
-            if kind == "presence":
-                agent_id = topic.split("/")[-2]
-                self._state.on_presence(agent_id, json.loads(payload) if payload else {"state": "offline"})
-                return
-            pid = self._topics.patient_of(topic, kind)
-            if kind == "wave":
-                self._state.on_wave(decode_wave(payload, self._limits, pid))
-                return
-            if not payload:
-                return  # a cleared retained message
-            body = json.loads(payload)
-            if not isinstance(body, dict):
-                raise ValueError(f"{kind} payload is not an object")
-            {"status": self._state.on_status, "forecast": self._state.on_forecast, "alert": self._state.on_alert}[kind](
-                pid, body
-            )
+            self._decode_into_state(kind, topic, payload)
         except ProtocolError as exc:
-            log.warning("station_message_rejected", kind=kind, reason=exc.reason, topic=topic[:200])
-        except (ValueError, UnicodeDecodeError) as exc:
-            log.warning("station_message_rejected", kind=kind, reason="bad_json", detail=str(exc)[:200])
+            self._reject(kind, topic, exc.reason, exc.field, exc.detail)
+        except Exception as exc:  # a bug must cost this message, not the feed of every patient
+            self._reject(kind, topic, "station_error", None, f"{type(exc).__name__}: {exc}", exc_info=True)
+
+    def _decode_into_state(self, kind: str, topic: str, payload: bytes) -> None:
+        if kind == "presence":
+            agent_id = self._topics.agent_of(topic)
+            state = decode_presence(payload, agent_id).state if payload else "offline"  # empty: retained cleared
+            self._state.on_presence(agent_id, state)
+            return
+        pid = self._topics.patient_of(topic, kind)
+        if kind == "wave":
+            self._state.on_wave(decode_wave(payload, self._limits, pid))
+        elif not payload:
+            return  # a cleared retained message
+        elif kind == "status":
+            self._state.on_status(pid, decode_status(payload, pid))
+        elif kind == "forecast":
+            self._state.on_forecast(pid, decode_forecast(payload, pid))
+        elif kind == "alert":
+            self._state.on_alert(pid, decode_alert(payload, pid))
+
+    def _reject(
+        self, kind: str, topic: str, reason: str, field: str | None, detail: str, exc_info: bool = False
+    ) -> None:
+        self._state.record_rejection(kind, reason)
+        if self._rejections.first(topic, reason, field):
+            log.warning(
+                "station_message_rejected",
+                kind=kind,
+                topic=topic[:200],
+                reason=reason,
+                field=field,
+                detail=detail[:300],
+                exc_info=exc_info,
+                note="logged once per topic, reason and field; /api/state counts every one",
+            )
 
     def _push(self) -> None:
         updates = self._state.take_updates()

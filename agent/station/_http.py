@@ -49,6 +49,14 @@ SECURITY_HEADERS = {
 }
 
 
+class BadRequest(Exception):
+    """A malformed request: answered with ``status`` and a short message, never a 500 or a traceback."""
+
+    def __init__(self, message: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class StationHttp:
     """Routes requests; owns the HTTP server thread. ``close()`` is idempotent."""
 
@@ -106,23 +114,29 @@ class StationHttp:
 
     def _dispatch(self, request: BaseHTTPRequestHandler, method: str) -> None:
         path = urlsplit(request.path).path
-        public: dict[tuple[str, str], Callable[[BaseHTTPRequestHandler], None]] = {
-            ("GET", "/login"): lambda r: self._static(r, "login.html"),
-            ("POST", "/login"): self._login,
-            ("POST", "/logout"): self._logout,
-        }
         try:
-            if (method, path) in public:
-                public[(method, path)](request)
-            elif method == "GET" and path.startswith("/static/"):
-                self._static(request, path.removeprefix("/static/"))
-            else:
-                self._private(request, method, path)
+            _check_path(path)
+            self._route(request, method, path)
+        except BadRequest as exc:
+            self._json(request, exc.status, {"error": str(exc)})
         except (BrokenPipeError, ConnectionResetError):
             return  # the browser went away mid-response
         except Exception:
             log.exception("station_request_failed", method=method, path=path[:200])
             self._json(request, HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error"})
+
+    def _route(self, request: BaseHTTPRequestHandler, method: str, path: str) -> None:
+        public: dict[tuple[str, str], Callable[[BaseHTTPRequestHandler], None]] = {
+            ("GET", "/login"): lambda r: self._static(r, "login.html"),
+            ("POST", "/login"): self._login,
+            ("POST", "/logout"): self._logout,
+        }
+        if (method, path) in public:
+            public[(method, path)](request)
+        elif method == "GET" and path.startswith("/static/"):
+            self._static(request, path.removeprefix("/static/"))
+        else:
+            self._private(request, method, path)
 
     def _private(self, request: BaseHTTPRequestHandler, method: str, path: str) -> None:
         user = self._user(request)
@@ -137,7 +151,7 @@ class StationHttp:
         elif method == "GET" and path == "/api/me":
             self._json(request, HTTPStatus.OK, {"user": user, "sound": self._settings.sound})
         elif method == "GET" and path == "/api/state":
-            self._json(request, HTTPStatus.OK, self._state.snapshot())
+            self._json(request, HTTPStatus.OK, self._state_json())
         elif method == "GET" and path.startswith("/api/patient/"):
             detail = self._state.detail(path.removeprefix("/api/patient/"))
             code = HTTPStatus.OK if detail is not None else HTTPStatus.NOT_FOUND
@@ -186,10 +200,10 @@ class StationHttp:
         if not request.headers.get("Content-Type", "").startswith("application/json"):
             self._json(request, HTTPStatus.UNSUPPORTED_MEDIA_TYPE, {"error": "send application/json"})
             return
-        try:
-            body = json.loads(self._body(request))
-            patient_id, alert_id = str(body["patient_id"]), str(body["alert_id"])
-        except (ValueError, KeyError, TypeError):
+        body = _json_body(self._body(request))
+        fields = body if isinstance(body, dict) else {}
+        patient_id, alert_id = fields.get("patient_id"), fields.get("alert_id")
+        if not isinstance(patient_id, str) or not isinstance(alert_id, str):
             self._json(request, HTTPStatus.BAD_REQUEST, {"error": "need patient_id and alert_id"})
             return
         try:
@@ -201,6 +215,11 @@ class StationHttp:
             self._json(request, HTTPStatus.SERVICE_UNAVAILABLE, {"error": str(exc)})
             return
         self._json(request, HTTPStatus.ACCEPTED, {"published": True, "by": user, "alert_id": alert_id})
+
+    def _state_json(self) -> dict[str, Any]:
+        """The snapshot, with the station's own health: broker connection and feed thread."""
+        feed = {"alive": self._feed.alive, "restarts": self._feed.restarts}
+        return {**self._state.snapshot(), "broker_connected": self._feed.connection.connected, "feed": feed}
 
     def _events(self, request: BaseHTTPRequestHandler) -> None:
         """Server-Sent Events: a full snapshot first, then pushes until the page or the server goes away."""
@@ -224,10 +243,16 @@ class StationHttp:
 
     @staticmethod
     def _body(request: BaseHTTPRequestHandler) -> bytes:
-        length = min(int(request.headers.get("Content-Length") or 0), MAX_BODY)
+        """At most ``MAX_BODY`` bytes of the body; a Content-Length that is not a decimal count is a 400."""
+        declared = (request.headers.get("Content-Length") or "0").strip()
+        if not declared.isascii() or not declared.isdigit():
+            raise BadRequest("Content-Length must be a non-negative decimal number")
+        length = min(int(declared[:12]), MAX_BODY)
         return request.rfile.read(length) if length > 0 else b""
 
     def _static(self, request: BaseHTTPRequestHandler, name: str) -> None:
+        if not name.isprintable() or "/" in name:
+            raise BadRequest("not found", HTTPStatus.NOT_FOUND)
         path = (STATIC_DIR / name).resolve()
         if path.parent != STATIC_DIR or path.suffix not in CONTENT_TYPES or not path.is_file():
             self._json(request, HTTPStatus.NOT_FOUND, {"error": "not found"})
@@ -252,3 +277,19 @@ class StationHttp:
             request.send_header(name, value)
         request.end_headers()
         request.wfile.write(body)
+
+
+def _check_path(path: str) -> None:
+    """Control characters (a NUL, a newline) have no place in a URL path; refuse them before any route sees them."""
+    if not path.isprintable():
+        raise BadRequest("bad request path")
+
+
+def _json_body(raw: bytes) -> Any:
+    """The request body as JSON; malformed, undecodable or absurdly nested JSON is a 400."""
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise BadRequest("body is not UTF-8 JSON") from None
+    except RecursionError:
+        raise BadRequest("body nests too deeply") from None

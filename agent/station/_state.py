@@ -1,7 +1,9 @@
 """What the station knows: latest status, forecast and alerts per patient, risk history and waveform rings.
 
-Plain class under one lock: the feed thread writes, HTTP threads read. Everything a browser gets is built here as
-JSON-ready dicts, so the page only draws.
+Plain class under one lock: the feed thread writes, HTTP threads read. It holds only validated messages (typed
+models from ``core.wire`` and ``agent.station._messages``), so building a tile cannot trip over a forged field; a
+tile that fails anyway is replaced by a placeholder and a technical alarm, never by a 500 for every patient.
+Everything a browser gets is built here as JSON-ready dicts, so the page only draws.
 """
 
 from __future__ import annotations
@@ -9,18 +11,33 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+import structlog
 
+from agent.alerts import Alert
+from agent.station._messages import AlertMessage, ForecastMessage
 from agent.station._wave import Strip, WaveRing, heart_rate_bpm
 from agent.station.settings import StationSettings
 from core.protocol import WaveChunk
+from core.wire import StatusMessage
 
-__all__ = ["AlertSource", "PatientView", "StationState", "Updates", "priority_rank", "quality_badge", "rhythm_summary"]
+__all__ = [
+    "AlertSource",
+    "PatientView",
+    "StationState",
+    "TechnicalAlarm",
+    "Updates",
+    "priority_rank",
+    "quality_badge",
+    "rhythm_summary",
+]
+
+log = structlog.get_logger(__name__)
 
 PRIORITY_RANK = {"high": 3, "medium": 2, "low": 1}
 ACTIVE_STATES = ("raised", "acknowledged")
@@ -42,8 +59,8 @@ at every 0.5-s push 50 patients would need 1.7 cores; bedside monitors also refr
 class AlertSource(Protocol):
     """The agent's alert service, when the station runs inside the agent: durable history and restored alerts."""
 
-    def active(self, patient_id: str) -> list[Any]: ...
-    def history(self, patient_id: str, limit: int = 50) -> list[Any]: ...
+    def active(self, patient_id: str) -> list[Alert]: ...
+    def history(self, patient_id: str, limit: int = 50) -> list[Alert]: ...
 
 
 def priority_rank(alerts: list[dict[str, Any]]) -> int:
@@ -79,15 +96,6 @@ def rhythm_summary(measurements: dict[str, Any] | None) -> str:
     return words + (f"; {', '.join(ectopy)} in {duration:.0f} s" if ectopy else "")
 
 
-def forecast_risk(forecast: dict[str, Any] | None) -> dict[str, float]:
-    """Highest onset probability over horizons, per arrhythmia."""
-    risk: dict[str, float] = {}
-    for per_h in (forecast or {}).get("onset_probs", {}).values():
-        for arrhythmia, p in per_h.items():
-            risk[arrhythmia] = max(risk.get(arrhythmia, 0.0), float(p))
-    return risk
-
-
 def _finite_list(values: np.ndarray, digits: int = 3) -> list[float | None]:
     return [None if not math.isfinite(v) else round(float(v), digits) for v in values]
 
@@ -108,16 +116,29 @@ def strip_json(strip: Strip) -> dict[str, Any]:
 class PatientView:
     patient_id: str
     ring: WaveRing
-    status: dict[str, Any] | None = None
-    forecast: dict[str, Any] | None = None
-    alerts: dict[str, dict[str, Any]] = field(default_factory=dict)  # alert_id -> latest wire alert, active only
-    history: dict[str, dict[str, Any]] = field(default_factory=dict)  # every alert seen, latest version
+    status: StatusMessage | None = None
+    forecast: ForecastMessage | None = None
+    alerts: dict[str, Alert] = field(default_factory=dict)  # alert_id -> latest version, active only
+    history: dict[str, Alert] = field(default_factory=dict)  # every alert seen, latest version
     trend: deque[tuple[float, dict[str, float]]] = field(default_factory=deque)
     hr_bpm: float | None = None
     last_wave_at: float | None = None  # wall time the last chunk arrived
     pushed_count: int = 0
     hr_at: float = -math.inf  # when the live heart rate was last computed
     was_stale: bool = True
+
+
+@dataclass
+class TechnicalAlarm:
+    """A fault of the station itself (not of a patient): shown on every page until it clears."""
+
+    source: str  # e.g. "station_feed"
+    detail: str
+    since: float  # wall time first raised
+    count: int = 1  # times raised since
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "detail": self.detail, "since": self.since, "count": self.count}
 
 
 @dataclass
@@ -147,6 +168,8 @@ class StationState:
         self.agents: dict[str, str] = {}  # agent_id -> "online" / "offline"
         self._dirty: set[str] = set()
         self._new_alerts: list[dict[str, Any]] = []
+        self._technical: dict[str, TechnicalAlarm] = {}
+        self._rejected: Counter[tuple[str, str]] = Counter()  # (kind, reason) -> messages refused
 
     def _patient(self, pid: str) -> PatientView:
         view = self.patients.get(pid)
@@ -154,44 +177,40 @@ class StationState:
             view = PatientView(pid, WaveRing(self._settings.detail_s, self._settings.draw_hz))
             self.patients[pid] = view
             for alert in self._source.active(pid) if self._source else []:
-                wire = alert.to_wire()
-                view.alerts[wire["alert_id"]] = view.history[wire["alert_id"]] = wire
+                view.alerts[alert.alert_id] = view.history[alert.alert_id] = alert
         self._dirty.add(pid)
         return view
 
-    def on_status(self, pid: str, body: dict[str, Any]) -> None:
+    def on_status(self, pid: str, status: StatusMessage) -> None:
         with self._lock:
-            self._patient(pid).status = body
+            self._patient(pid).status = status
 
-    def on_forecast(self, pid: str, body: dict[str, Any]) -> None:
+    def on_forecast(self, pid: str, forecast: ForecastMessage) -> None:
         with self._lock:
             view = self._patient(pid)
-            view.forecast = body
-            at = float(body.get("published_at") or self._clock())
+            view.forecast = forecast
+            at = forecast.published_at
             if any(t == at for t, _ in view.trend):
                 return  # a retained forecast delivered again after a reconnect
-            view.trend.append((at, forecast_risk(body)))
+            view.trend.append((at, forecast.peak_risk))
             if len(view.trend) > 1 and view.trend[-2][0] > at:
                 view.trend = deque(sorted(view.trend, key=lambda point: point[0]))
             while view.trend and view.trend[0][0] < at - self._settings.trend_s:
                 view.trend.popleft()
 
-    def on_alert(self, pid: str, message: dict[str, Any]) -> None:
-        after = message.get("after")
-        if not isinstance(after, dict) or not isinstance(after.get("alert_id"), str):
-            raise ValueError("alert message without after.alert_id")
+    def on_alert(self, pid: str, message: AlertMessage) -> None:
+        after = message.after
         with self._lock:
             view = self._patient(pid)
-            alert_id = after["alert_id"]
-            view.history[alert_id] = after
+            view.history[after.alert_id] = after
             if len(view.history) > HISTORY_KEPT:
                 view.history.pop(next(iter(view.history)))
-            if after.get("state") in ACTIVE_STATES:
-                view.alerts[alert_id] = after
+            if after.state in ACTIVE_STATES:
+                view.alerts[after.alert_id] = after
             else:
-                view.alerts.pop(alert_id, None)
-            if message.get("type") == "new" or message.get("reason") in ("escalated", "renotified"):
-                self._new_alerts.append(after)
+                view.alerts.pop(after.alert_id, None)
+            if message.announces:
+                self._new_alerts.append(after.to_wire())
 
     def on_wave(self, chunk: WaveChunk) -> None:
         with self._lock:
@@ -199,14 +218,49 @@ class StationState:
             view.ring.append(chunk)
             view.last_wave_at = self._clock()
 
-    def on_presence(self, agent_id: str, body: dict[str, Any]) -> None:
+    def on_presence(self, agent_id: str, state: str) -> None:
         with self._lock:
-            self.agents[agent_id] = str(body.get("state", "unknown"))
+            self.agents[agent_id] = state
 
     def presence(self) -> dict[str, str]:
         """Agent id -> last presence state seen ("online" / "offline")."""
         with self._lock:
             return dict(self.agents)
+
+    def record_rejection(self, kind: str, reason: str) -> None:
+        """Count a refused message (shown in /api/state, so a flood of forged messages is visible, not silent)."""
+        with self._lock:
+            self._rejected[(kind, reason)] += 1
+
+    def rejected(self) -> dict[str, dict[str, int]]:
+        """Kind -> reason -> messages refused since start."""
+        with self._lock:
+            out: dict[str, dict[str, int]] = {}
+            for (kind, reason), n in sorted(self._rejected.items()):
+                out.setdefault(kind, {})[reason] = n
+            return out
+
+    def raise_technical(self, source: str, detail: str) -> None:
+        """Raise (or repeat) the technical alarm of ``source``; every page shows it until :meth:`clear_technical`."""
+        with self._lock:
+            alarm = self._technical.get(source)
+            if alarm is None:
+                self._technical[source] = TechnicalAlarm(source, detail, self._clock())
+            else:
+                alarm.detail, alarm.count = detail, alarm.count + 1
+
+    def clear_technical(self, source: str) -> None:
+        with self._lock:
+            if self._technical.pop(source, None) is not None:
+                log.info("station_technical_alarm_cleared", source=source)
+
+    def technical(self) -> list[dict[str, Any]]:
+        """Active technical alarms, oldest first."""
+        with self._lock:
+            return self._technical_json()
+
+    def _technical_json(self) -> list[dict[str, Any]]:
+        return [a.to_json() for a in sorted(self._technical.values(), key=lambda a: a.since)]
 
     def take_updates(self) -> Updates:
         """What changed since the last call; live heart rates and stale flags are refreshed on the way."""
@@ -231,49 +285,61 @@ class StationState:
                     if _rounded(hr_bpm) != _rounded(view.hr_bpm):
                         dirty.add(pid)
                     view.hr_bpm = hr_bpm
-            updates.tiles = [self._tile(self.patients[pid]) for pid in sorted(dirty)]
+            updates.tiles = [self._safe_tile(self.patients[pid]) for pid in sorted(dirty)]
             if dirty:
-                updates.order = [t["patient_id"] for t in order([self._tile(v) for v in self.patients.values()])]
+                updates.order = [t["patient_id"] for t in order([self._safe_tile(v) for v in self.patients.values()])]
         return updates
 
     def snapshot(self) -> dict[str, Any]:
         """Everything a freshly connected page needs: tiles in display order with their last strip seconds."""
         with self._lock:
-            tiles = [
-                {**self._tile(v), "strip": strip_json(v.ring.last(self._settings.strip_s))}
-                for v in self.patients.values()
-            ]
+            tiles = [self._safe_tile(v, with_strip=True) for v in self.patients.values()]
             agents = dict(self.agents)
+            technical = self._technical_json()
         return {
             "tiles": order(tiles),
             "agents": agents,
+            "technical": technical,
+            "rejected": self.rejected(),
             "server_time": self._clock(),
             "strip_s": self._settings.strip_s,
         }
 
+    def _safe_tile(self, view: PatientView, with_strip: bool = False) -> dict[str, Any]:
+        """The tile, or a placeholder saying it cannot be shown: one patient's bad data must not blank the others."""
+        try:
+            tile = self._tile(view)
+            return {**tile, "strip": strip_json(view.ring.last(self._settings.strip_s))} if with_strip else tile
+        except Exception as exc:  # a bug on one tile costs that tile, and raises a technical alarm
+            log.exception("station_tile_failed", patient_id=view.patient_id)
+            detail = f"a patient's tile could not be shown ({type(exc).__name__}); see the station log"
+            self._technical.setdefault("station_tile", TechnicalAlarm("station_tile", detail, self._clock()))
+            return _placeholder_tile(view.patient_id, self._settings.beds.get(view.patient_id), with_strip)
+
     def _tile(self, view: PatientView) -> dict[str, Any]:
-        status = view.status or {}
-        forecast = view.forecast or {}
-        signal_quality = status.get("signal_quality") or forecast.get("signal_quality") or {}
+        status, forecast = view.status, view.forecast
+        signal_quality = (status.signal_quality if status else {}) or (forecast.signal_quality if forecast else {})
         badge, per_lead = quality_badge(signal_quality)
-        if any(a.get("kind") == "cannot_assess" for a in view.alerts.values()):
+        if any(a.kind == "cannot_assess" for a in view.alerts.values()):
             badge = "cannot assess"
-        alerts = sorted(
-            view.alerts.values(), key=lambda a: (-PRIORITY_RANK.get(a.get("priority", ""), 0), -a.get("raised_at", 0))
-        )
-        risk = forecast_risk(view.forecast)
+        alerts = [
+            a.to_wire()
+            for a in sorted(view.alerts.values(), key=lambda a: (-PRIORITY_RANK.get(a.priority, 0), -a.raised_at))
+        ]
+        risk = forecast.peak_risk if forecast else {}
+        measurements = forecast.measurements if forecast else None
         now = self._clock()
         return {
             "patient_id": view.patient_id,
             "bed": self._settings.beds.get(view.patient_id),
-            "state": status.get("state", "unknown"),
+            "state": (status.state if status else None) or "unknown",
             "stale": view.last_wave_at is None or now - view.last_wave_at > self._settings.stale_after_s,
             "leads": list(view.ring.sig_name),
             "hr_bpm": _rounded(view.hr_bpm),
-            "rhythm": rhythm_summary(forecast.get("measurements")),
+            "rhythm": rhythm_summary(measurements.as_dict() if measurements else None),
             "quality": badge,
             "quality_by_lead": per_lead,
-            "forecast": _forecast_json(view.forecast),
+            "forecast": _forecast_json(forecast),
             "risk": round(max(risk.values(), default=0.0), 3),
             "trend": [[round(t, 1), round(max(r.values(), default=0.0), 3)] for t, r in view.trend],
             "alerts": alerts,
@@ -287,33 +353,54 @@ class StationState:
             if view is None:
                 return None
             strip = view.ring.last(self._settings.detail_s)
-            tile = self._tile(view)
+            tile = self._safe_tile(view)
             timeline = [{"at": round(t, 1), **{k: round(v, 3) for k, v in r.items()}} for t, r in view.trend]
             seen = list(view.history.values())
+            window = view.forecast.window if view.forecast else None
         _, beats = heart_rate_bpm(strip)
-        history = [a.to_wire() for a in self._source.history(pid, HISTORY_KEPT)] if self._source else seen
-        history.sort(key=lambda a: -float(a.get("raised_at") or 0))
-        window = (view.forecast or {}).get("window")
+        alerts = self._source.history(pid, HISTORY_KEPT) if self._source else seen
+        history = [a.to_wire() for a in sorted(alerts, key=lambda a: -a.raised_at)]
         return {
             **tile,
             "strip": strip_json(strip),
             "beats": [round(float(b), 3) for b in beats],
-            "forecast_window": window,
+            "forecast_window": window.model_dump() if window else None,
             "history": history,
             "timeline": timeline,
         }
 
 
-def _forecast_json(forecast: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not forecast:
+def _forecast_json(forecast: ForecastMessage | None) -> dict[str, Any] | None:
+    if forecast is None:
         return None
     return {
-        "horizons_s": forecast.get("horizons_s", []),
-        "onset_probs": forecast.get("onset_probs", {}),
-        "published_at": forecast.get("published_at"),
-        "model_id": forecast.get("model_id"),
-        "measurements": forecast.get("measurements"),
+        "horizons_s": list(forecast.horizons_s),
+        "onset_probs": {str(h): dict(p) for h, p in forecast.onset_probs.items()},
+        "published_at": forecast.published_at,
+        "model_id": forecast.model_id,
+        "measurements": forecast.measurements.as_dict() if forecast.measurements else None,
     }
+
+
+def _placeholder_tile(patient_id: str, bed: str | None, with_strip: bool) -> dict[str, Any]:
+    """What the page shows for a patient whose tile failed to build: the patient, and that it cannot be shown."""
+    tile: dict[str, Any] = {
+        "patient_id": patient_id,
+        "bed": bed,
+        "state": "unknown",
+        "stale": True,
+        "leads": [],
+        "hr_bpm": None,
+        "rhythm": "station error: this patient cannot be shown",
+        "quality": "cannot assess",
+        "quality_by_lead": {},
+        "forecast": None,
+        "risk": 0.0,
+        "trend": [],
+        "alerts": [],
+        "rank": 0,
+    }
+    return {**tile, "strip": {"fs": None, "t0": None, "leads": {}}} if with_strip else tile
 
 
 def order(tiles: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ import pytest
 from core import protocol
 from core.errors import ProtocolError
 from core.protocol import (
+    PATIENT_ID_PATTERN,
     PayloadLimits,
     Topics,
     WaveChunk,
@@ -107,6 +108,14 @@ MALFORMED = [
     (wave(data_b64="AAAAAA==", scale=10**400), "bad_value", "scale"),
     (b"[" * 50_000 + b"]" * 50_000, "bad_json", None),
     (b" " * 300_000, "oversize", None),
+    # issue 19: samples nested one level deeper were flattened into a longer chunk; booleans were read as 1.0/0.0
+    (wave(samples=[[[0.1, 0.2, 0.3]], [[0.0, -0.1, -0.2]]]), "wrong_type", "samples"),
+    (wave(samples=[[[0.1], [0.2], [0.3]], [[0.0], [-0.1], [-0.2]]]), "wrong_type", "samples"),
+    (wave(samples=[[True, 0.2, 0.3], [0.0, False, -0.2]]), "wrong_type", "samples"),
+    (wave(samples=[[None, 0.2, 0.3], [0.0, 0.1, -0.2]]), "wrong_type", "samples"),
+    (wave(samples=[[10**400, 0.2, 0.3], [0.0, 0.1, -0.2]]), "wrong_type", "samples"),
+    (wave(patient_id="bed-12\n"), "bad_patient_id", "patient_id"),
+    (wave(stream_id="dev-a1\n"), "bad_value", "stream_id"),
 ]
 
 
@@ -116,6 +125,47 @@ def test_malformed_waves_are_rejected_with_reason_and_field(payload: bytes, reas
         decode_wave(payload, LIMITS, topic_patient_id="bed-12")
     assert info.value.reason == reason
     assert info.value.field == field
+
+
+def test_a_one_second_chunk_nested_one_level_deeper_is_refused_not_decoded_as_longer() -> None:
+    """Issue 19: 250 samples sent as four nested lists per lead decoded as a 1000-sample (4-s) chunk."""
+    second = [[round(0.001 * i, 3) for i in range(250)]] * 4
+    with pytest.raises(ProtocolError, match=r"samples\[0\] holds list") as info:
+        decode_wave(wave(leads=["II"], samples=[second]), LIMITS)
+    assert (info.value.reason, info.value.field) == ("wrong_type", "samples")
+    with pytest.raises(ProtocolError, match=r"samples\[1\] holds bool"):
+        decode_wave(wave(samples=[[0.1, 0.2, 0.3], [0.0, True, 0.2]]), LIMITS)
+    assert decode_wave(wave(samples=[[1, 2.5, -3], [0, 0, 0]]), LIMITS).samples.shape == (2, 3)  # ints are numbers
+
+
+def test_ids_with_a_trailing_newline_are_refused_everywhere() -> None:
+    """Issue 19: ``$`` matches before a trailing newline, so "P001\\n" passed PATIENT_ID_PATTERN.match and reached a
+    topic, where mosquitto drops the publisher's connection."""
+    assert PATIENT_ID_PATTERN.match("P001") and PATIENT_ID_PATTERN.fullmatch("P001")
+    for bad in ("P001\n", "P001\r\n", "\nP001", "P0\n01"):
+        assert not PATIENT_ID_PATTERN.match(bad) and not PATIENT_ID_PATTERN.fullmatch(bad), repr(bad)
+    topics = Topics("ecg/v1")
+    with pytest.raises(ProtocolError) as info:
+        topics.patient_of("ecg/v1/P001\n/wave", "wave")
+    assert info.value.reason == "bad_patient_id"
+    with pytest.raises(ProtocolError) as info:
+        decode_wave(wave(patient_id="bed-12\n"), LIMITS)  # no topic to compare with: the pattern decides
+    assert (info.value.reason, info.value.field) == ("bad_patient_id", "patient_id")
+
+
+def test_agent_of_presence_topic() -> None:
+    topics = Topics("ecg/v1")
+    assert topics.agent_of("ecg/v1/_agents/agent-1/presence") == "agent-1"
+    for bad, reason in [
+        ("ecg/v1/_agents/agent-1\n/presence", "bad_agent_id"),
+        ("ecg/v1/_agents/a/b/presence", "bad_agent_id"),
+        ("ecg/v1/_agents//presence", "bad_agent_id"),
+        ("ecg/v1/P1/presence", "bad_topic"),
+        ("other/_agents/agent-1/presence", "bad_topic"),
+    ]:
+        with pytest.raises(ProtocolError) as info:
+            topics.agent_of(bad)
+        assert info.value.reason == reason, bad
 
 
 def test_too_many_samples_is_rejected() -> None:

@@ -1,5 +1,7 @@
 // ecgcast central station: draws what the server pushes (Server-Sent Events) and sends acknowledgements.
 // No build step, no dependencies. The server owns every number; this file only lays out, draws and announces.
+// Defensive by rule: the server validates every message, but one value this page does not expect must cost at
+// most its own tile (try/catch per tile and per alert), and unknown values are shown as such, never thrown on.
 "use strict";
 
 const PRIORITY = {
@@ -17,6 +19,8 @@ const station = {
   tiles: new Map(), // patient_id -> {data, el, strip: {fs, tEnd, leads: {name: number[]}}, lead}
   stripS: 10,
   agents: {},
+  brokerConnected: null, // from the heartbeat: the station's own MQTT connection
+  technical: [], // the station's technical alarms (e.g. its message feed restarted)
   lastFrameAt: 0,
   lastDataAt: null,
   source: null,
@@ -37,8 +41,14 @@ function ago(t) {
   if (s < 3600) return `${Math.round(s / 60)} min ago`;
   return `${(s / 3600).toFixed(1)} h ago`;
 }
-const pct = (p) => (p === null || p === undefined ? "–" : `${Math.round(p * 100)}%`);
-const horizon = (h) => (h >= 60 ? `${Math.round(h / 60)} min` : `${h} s`);
+const isNum = (v) => typeof v === "number" && Number.isFinite(v);
+const pct = (p) => (isNum(p) ? `${Math.round(p * 100)}%` : "–");
+const horizon = (h) => (!isNum(h) ? "an unknown horizon" : h >= 60 ? `${Math.round(h / 60)} min` : `${h} s`);
+// A priority this page does not know is shown as unknown (with its text), not thrown on.
+function priorityOf(name) {
+  if (Object.prototype.hasOwnProperty.call(PRIORITY, name)) return { key: name, ...PRIORITY[name] };
+  return { key: "unknown", shape: "?", word: `UNKNOWN PRIORITY (${String(name).slice(0, 20)})` };
+}
 const el = (tag, cls, text) => {
   const e = document.createElement(tag);
   if (cls) e.className = cls;
@@ -49,7 +59,9 @@ const label = (d) => (d.bed ? `Bed ${d.bed} · ${d.patient_id}` : d.patient_id);
 
 function alertHeadline(a) {
   if (a.kind === "cannot_assess") return "Cannot assess: signal quality";
-  const name = ARRHYTHMIA_WORDS[a.arrhythmia] || a.arrhythmia;
+  const name = Object.prototype.hasOwnProperty.call(ARRHYTHMIA_WORDS, a.arrhythmia)
+    ? ARRHYTHMIA_WORDS[a.arrhythmia]
+    : `unknown arrhythmia (${String(a.arrhythmia).slice(0, 20)})`;
   return `Forecast: ${name} may begin within ${horizon(a.horizon_s)} (p ${pct(a.probability)})`;
 }
 
@@ -233,21 +245,46 @@ function renderForecast(table, forecast) {
   table.querySelector("caption").textContent = `Forecast at ${clock(forecast.published_at)}: onset probability within`;
 }
 
+// One measured value: absent is left out, a number is formatted, anything else is shown as unknown.
+function measured(parts, label, v, format) {
+  if (v === null || v === undefined) return;
+  parts.push(isNum(v) ? `${label} ${format(v)}` : `${label} unknown value`);
+}
+
 function evidenceText(e) {
-  if (!e) return "";
+  if (!e || typeof e !== "object") return "";
   const parts = [];
-  if (e.hr_bpm !== null && e.hr_bpm !== undefined) parts.push(`HR ${Math.round(e.hr_bpm)} bpm`);
-  if (e.rr_irregularity !== null && e.rr_irregularity !== undefined) parts.push(`RR irregularity ${e.rr_irregularity.toFixed(2)}`);
-  if (e.pac_per_min !== null && e.pac_per_min !== undefined) parts.push(`PAC ${e.pac_per_min.toFixed(1)}/min`);
-  if (e.pvc_per_min !== null && e.pvc_per_min !== undefined) parts.push(`PVC ${e.pvc_per_min.toFixed(1)}/min`);
-  if (e.usable_fraction !== null && e.usable_fraction !== undefined) parts.push(`usable ${pct(e.usable_fraction)}`);
-  const head = e.lead ? `Measured on lead ${e.lead} over ${Math.round(e.window_s || 0)} s: ` : "Measured: ";
+  measured(parts, "HR", e.hr_bpm, (v) => `${Math.round(v)} bpm`);
+  measured(parts, "RR irregularity", e.rr_irregularity, (v) => v.toFixed(2));
+  measured(parts, "PAC", e.pac_per_min, (v) => `${v.toFixed(1)}/min`);
+  measured(parts, "PVC", e.pvc_per_min, (v) => `${v.toFixed(1)}/min`);
+  measured(parts, "usable", e.usable_fraction, pct);
+  const seconds = isNum(e.window_s) ? Math.round(e.window_s) : "?";
+  const head = e.lead ? `Measured on lead ${String(e.lead).slice(0, 20)} over ${seconds} s: ` : "Measured: ";
   return head + (parts.join("; ") || "not measurable");
 }
 
+// A box for an alert (or any part of a tile) that could not be drawn: says so, and which one.
+function unshowable(what, err) {
+  console.error(`station: ${what} could not be displayed`, err);
+  const box = el("div", "alert prio-unknown");
+  box.setAttribute("role", "group");
+  box.appendChild(el("p", "alert-title", `? ${what} could not be displayed; check the alarm system`));
+  return box;
+}
+
+function renderAlertSafely(pid, a) {
+  try {
+    return renderAlert(pid, a);
+  } catch (err) {
+    return unshowable(`An alert (${String(a && a.alert_id).slice(0, 40)})`, err);
+  }
+}
+
 function renderAlert(pid, a) {
-  const p = PRIORITY[a.priority] || PRIORITY.low;
-  const box = el("div", `alert prio-${a.priority} state-${a.state}`);
+  const p = priorityOf(a.priority);
+  const state = ["raised", "acknowledged", "cleared", "resolved"].includes(a.state) ? a.state : "unknown";
+  const box = el("div", `alert prio-${p.key} state-${state}`);
   box.setAttribute("role", "group");
   box.dataset.alertId = a.alert_id;
   box.setAttribute("aria-label", `${p.word} priority alert: ${alertHeadline(a)}`);
@@ -284,8 +321,9 @@ function renderTile(d) {
   node.setAttribute("aria-label", `${label(d)}${d.alerts.length ? `, ${d.alerts.length} active alert(s)` : ""}`);
   const top = d.alerts[0];
   const badge = node.querySelector(".prio-badge");
-  badge.className = `prio-badge ${top ? `prio-${top.priority}` : ""}`;
-  badge.textContent = top ? `${PRIORITY[top.priority].shape} ${PRIORITY[top.priority].word}` : "";
+  const topPriority = top ? priorityOf(top.priority) : null;
+  badge.className = `prio-badge ${topPriority ? `prio-${topPriority.key}` : ""}`;
+  badge.textContent = topPriority ? `${topPriority.shape} ${topPriority.word}` : "";
   const q = node.querySelector(".quality");
   q.className = `quality q-${d.quality.replace(/ /g, "-")}`;
   q.textContent = d.quality;
@@ -308,7 +346,28 @@ function renderTile(d) {
   const alertsKey = JSON.stringify(d.alerts);
   if (entry.alertsKey !== alertsKey) {
     entry.alertsKey = alertsKey;
-    node.querySelector(".alerts").replaceChildren(...d.alerts.map((a) => renderAlert(d.patient_id, a)));
+    node.querySelector(".alerts").replaceChildren(...d.alerts.map((a) => renderAlertSafely(d.patient_id, a)));
+  }
+}
+
+// Renders one tile; a tile that fails shows that it failed, and every other tile is still drawn.
+function renderTileSafely(d) {
+  try {
+    renderTile(d);
+    return true;
+  } catch (err) {
+    const pid = d && typeof d.patient_id === "string" ? d.patient_id : null;
+    if (pid === null) {
+      console.error("station: a tile without a patient id", err);
+      return false;
+    }
+    const entry = station.tiles.get(pid) || makeTile(pid);
+    entry.alertsKey = null;
+    entry.forecastKey = null;
+    entry.el.className = "tile rank-high";
+    entry.el.querySelector(".open-detail").textContent = pid;
+    entry.el.querySelector(".alerts").replaceChildren(unshowable(`Patient ${pid}`, err));
+    return false;
   }
 }
 
@@ -336,7 +395,7 @@ function beep() {
 }
 
 function announce(a) {
-  const p = PRIORITY[a.priority] || PRIORITY.low;
+  const p = priorityOf(a.priority);
   const toast = document.getElementById("toast");
   const entry = station.tiles.get(a.patient_id);
   const who = entry && entry.data ? label(entry.data) : a.patient_id;
@@ -388,10 +447,16 @@ function updateStale() {
   if (!station.connected || now - station.lastFrameAt > HEARTBEAT_TIMEOUT_MS) {
     problems.push("connection to the station lost; reconnecting");
   }
-  const agents = Object.entries(station.agents);
+  const agents = Object.entries(station.agents || {});
   if (station.connected && !agents.some(([, s]) => s === "online")) {
     const names = agents.map(([id]) => id).join(", ");
     problems.push(names ? `agent offline (${names}): forecasts and alerts are not updating` : "no agent online");
+  }
+  if (station.connected && station.brokerConnected === false) {
+    problems.push("the station has lost its MQTT broker connection: nothing is updating");
+  }
+  if (station.connected) {
+    (station.technical || []).forEach((t) => problems.push(`technical alarm: ${String(t.detail)}`));
   }
   const banner = document.getElementById("stale");
   if (problems.length) {
@@ -434,11 +499,16 @@ function connect() {
     const snap = JSON.parse(ev.data);
     station.stripS = snap.strip_s;
     station.agents = snap.agents;
+    station.technical = snap.technical || [];
     snap.tiles.forEach((t) => {
-      const entry = station.tiles.get(t.patient_id) || makeTile(t.patient_id);
+      if (!renderTileSafely(t)) return;
+      const entry = station.tiles.get(t.patient_id);
       entry.strip = { fs: null, tEnd: null, leads: {} };
-      if (t.strip.t0 !== null) appendStrip(entry, t.strip);
-      renderTile(t);
+      try {
+        if (t.strip.t0 !== null) appendStrip(entry, t.strip);
+      } catch (err) {
+        console.error(`station: strip of ${t.patient_id} could not be drawn`, err);
+      }
     });
     applyOrder(snap.tiles.map((t) => t.patient_id));
     station.lastDataAt = Date.now();
@@ -446,7 +516,7 @@ function connect() {
   });
   source.addEventListener("tile", (ev) => {
     onFrame();
-    renderTile(JSON.parse(ev.data));
+    renderTileSafely(JSON.parse(ev.data));
     station.lastDataAt = Date.now();
   });
   source.addEventListener("order", (ev) => applyOrder(JSON.parse(ev.data)));
@@ -458,10 +528,19 @@ function connect() {
     });
     station.lastDataAt = Date.now();
   });
-  source.addEventListener("new_alert", (ev) => announce(JSON.parse(ev.data)));
+  source.addEventListener("new_alert", (ev) => {
+    try {
+      announce(JSON.parse(ev.data));
+    } catch (err) {
+      console.error("station: a new alert could not be announced", err);
+    }
+  });
   source.addEventListener("heartbeat", (ev) => {
     onFrame();
-    station.agents = JSON.parse(ev.data).agents;
+    const beat = JSON.parse(ev.data);
+    station.agents = beat.agents;
+    station.brokerConnected = beat.broker_connected;
+    station.technical = beat.technical || [];
     updateStale();
   });
 }
@@ -565,7 +644,7 @@ function drawTimeline(timeline) {
 function renderHistory(history) {
   const rows = history.map((a) => {
     const tr = el("tr");
-    const p = PRIORITY[a.priority] || PRIORITY.low;
+    const p = priorityOf(a.priority);
     tr.append(
       el("td", null, clock(a.raised_at)),
       el("td", null, `${p.shape} ${p.word}`),

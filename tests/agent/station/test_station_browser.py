@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -270,3 +271,69 @@ def _strip_label(driver: object, pid: str) -> str:
     from selenium.webdriver.common.by import By
 
     return str(_tile(driver, pid).find_element(By.CSS_SELECTOR, ".strip").get_attribute("aria-label"))  # type: ignore[attr-defined]
+
+
+def test_one_forged_alert_does_not_blank_the_screen(
+    broker: LocalMosquitto, browser: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 19: ``"evidence": {"rr_irregularity": "x"}`` threw in evidenceText and stopped the snapshot loop, so
+    only the forged tile was drawn; an unknown priority threw too. Each tile and alert now renders on its own, and
+    the page shows the station's technical alarms and its broker connection."""
+    from selenium.webdriver.common.by import By
+
+    from agent.station import _feed as feed_module
+
+    from .test_station_hostile import forged_alert
+
+    monkeypatch.setattr(feed_module, "RESTART_DELAY_S", 0.1)
+    driver = browser
+    settings = StationSettings(enabled=True, port=0, users={"nurse.kim": hash_password(PASSWORD)})
+    station = StationServer(settings, MqttSettings(url=broker.url), Topics("ecg/v1")).start()
+    forger = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"forger-{uuid.uuid4().hex[:6]}")
+    forger.connect("127.0.0.1", broker.port)
+    forger.loop_start()
+    try:
+        assert station.feed.connection.wait_connected(10)
+        for pid in ("P001", "P002"):
+            body = {"schema": "ecgcast.status/1", "patient_id": pid, "state": "streaming"}
+            forger.publish(f"ecg/v1/{pid}/status", json.dumps(body), qos=1, retain=True).wait_for_publish(5)
+        presence = {"schema": "ecgcast.presence/1", "agent_id": "a1", "state": "online"}
+        forger.publish("ecg/v1/_agents/a1/presence", json.dumps(presence), qos=1, retain=True).wait_for_publish(5)
+        alert = forged_alert("P666", evidence={"rr_irregularity": "x", "hr_bpm": "fast", "lead": "II"})
+        forger.publish("ecg/v1/P666/alert", json.dumps(alert), qos=1).wait_for_publish(5)
+        wait_for(lambda: "P666" in station.state.patients and "P002" in station.state.patients, what="messages in")
+
+        driver.get(station.url + "/")  # type: ignore[attr-defined]
+        _sign_in(driver, "nurse.kim", PASSWORD)
+        wait_for(lambda: len(driver.find_elements(By.CSS_SELECTOR, ".tile")) == 3, what="every tile drawn")  # type: ignore[attr-defined]
+        text = _tile(driver, "P666").text  # type: ignore[attr-defined]
+        assert "RR irregularity unknown value" in text and "HR unknown value" in text and "MEDIUM" in text
+
+        # An unknown priority and a tile the page cannot draw at all: shown as such, and the others stay.
+        tile = driver.execute_script("return station.tiles.get('P001').data")  # type: ignore[attr-defined]
+        odd = {**alert["after"], "patient_id": "P001", "priority": "urgent", "probability": "high"}
+        drawn = driver.execute_script(  # type: ignore[attr-defined]
+            "return [renderTileSafely(arguments[0]), renderTileSafely({patient_id: 'P999', alerts: null})]",
+            {**tile, "alerts": [odd], "rank": 9},
+        )
+        assert drawn == [True, False]
+        assert "UNKNOWN PRIORITY (urgent)" in _tile(driver, "P001").text  # type: ignore[attr-defined]
+        assert "Patient P999 could not be displayed" in _tile(driver, "P999").text  # type: ignore[attr-defined]
+        assert "P002" in _tile(driver, "P002").text  # type: ignore[attr-defined]
+
+        # The station's own faults reach the banner: a restarted feed loop (technical alarm).
+        real = station.state.take_updates
+        failures = iter([RuntimeError("injected")])
+
+        def failing_once() -> Any:
+            for exc in failures:
+                raise exc
+            return real()
+
+        monkeypatch.setattr(station.state, "take_updates", failing_once)
+        banner = lambda: driver.find_element(By.ID, "stale")  # type: ignore[attr-defined]  # noqa: E731
+        wait_for(lambda: "technical alarm" in banner().text and "restarted" in banner().text, what="alarm banner")
+    finally:
+        forger.loop_stop()
+        forger.disconnect()
+        station.close()

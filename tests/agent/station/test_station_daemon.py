@@ -74,7 +74,7 @@ def _tile_from_the_agents_own_status(broker: LocalMosquitto, agent: Agent) -> di
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             view = agent.station.state.patients.get("bed-3")
-            if view is not None and view.status is not None and view.status.get("signal_quality"):
+            if view is not None and view.status is not None and view.status.signal_quality:
                 return agent.station.state.snapshot()["tiles"][0]
             time.sleep(0.2)
         raise AssertionError("the agent's status never reached the station")

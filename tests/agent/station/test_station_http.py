@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import queue
+import socket
 import ssl
 import subprocess
 import time
@@ -194,3 +195,62 @@ def test_station_recovers_after_the_broker_restarts(station: StationServer, brok
     finally:
         publisher.loop_stop()
         publisher.disconnect()
+
+
+def raw_request(station: StationServer, head: bytes, body: bytes = b"") -> tuple[int, bytes]:
+    """(status, body) of a hand-written request: http.client refuses to send the malformed ones under test."""
+    parts = urlsplit(station.url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(head + b"\r\n\r\n" + body)
+        sock.shutdown(socket.SHUT_WR)
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    status_line, _, rest = response.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+def test_malformed_requests_get_a_short_4xx_not_a_500(station: StationServer) -> None:
+    """Issue 19: ``Content-Length: abc``, a NUL in the path and 4,000-deep JSON each gave a 500 with a traceback."""
+    cookie = cookie_of(sign_in(station)[2])["Cookie"].encode()
+    status, body = raw_request(station, b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: abc", b"username=kim")
+    assert status == 400 and b"Content-Length" in body and b"Traceback" not in body
+    status, body = raw_request(station, b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: -5")
+    assert status == 400
+    for path in (b"/static/station\x00.js", b"/static/\x00", b"/api/patient/P1\x00", b"/\x00"):
+        status, body = raw_request(station, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nCookie: " + cookie)
+        assert status == 400 and json.loads(body) == {"error": "bad request path"}, path
+    deep = b"[" * 4000 + b"]" * 4000
+    head = b"POST /api/ack HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nCookie: " + cookie
+    status, body = raw_request(station, head + b"\r\nContent-Length: " + str(len(deep)).encode(), deep)
+    assert status == 400 and b"Traceback" not in body
+    nested = b"[" * 4000  # under the 4 KiB body cap, and deep enough for json.loads to raise RecursionError
+    status, body = raw_request(station, head + b"\r\nContent-Length: " + str(len(nested)).encode(), nested)
+    assert status == 400 and json.loads(body) == {"error": "body nests too deeply"}
+    assert station.feed.alive
+
+
+def test_ack_with_a_newline_in_the_patient_id_is_refused_and_nothing_is_published(
+    station: StationServer, broker: LocalMosquitto
+) -> None:
+    """Issue 19: "P001\\n" passed ``PATIENT_ID_PATTERN.match``; mosquitto then dropped the station's connection on
+    the topic, and paho resent the held QoS 1 message on every reconnect."""
+    received: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pager-{uuid.uuid4().hex[:6]}")
+    client.on_message = lambda c, u, m: received.put(m)
+    client.connect("127.0.0.1", broker.port)
+    client.subscribe("ecg/v1/+/alert/ack", 1)  # "+" matches a level with a newline in it too
+    client.loop_start()
+    try:
+        time.sleep(0.3)
+        headers = {**cookie_of(sign_in(station)[2]), "Content-Type": "application/json"}
+        for patient_id, alert_id in [("P001\n", "a" * 32), ("P001", "a" * 32 + "\n"), ("P001", "a b")]:
+            body = json.dumps({"patient_id": patient_id, "alert_id": alert_id}).encode()
+            res = request(station, "POST", "/api/ack", body, headers)
+            assert res.status == 400, (patient_id, alert_id)
+        assert request(station, "POST", "/api/ack", b'{"patient_id": 1, "alert_id": 2}', headers).status == 400
+        time.sleep(0.5)
+        assert received.empty() and station.feed.connection.connected
+    finally:
+        client.loop_stop()
+        client.disconnect()

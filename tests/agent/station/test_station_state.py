@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
 import agent.station
+from agent.alerts import Alert
 from agent.settings import load_settings
 from agent.station import (
     SessionStore,
@@ -21,9 +25,14 @@ from agent.station import (
     rhythm_summary,
     verify_password,
 )
+from agent.station._messages import AlertMessage, ForecastMessage, decode_alert, decode_forecast
+from core.errors import ProtocolError
 from core.measurements import measure
 from core.protocol import WaveChunk
+from core.wire import StatusMessage, decode_status
 from simulators import generate_scenario
+
+from .ward import forecast_for
 
 FS = 250.0
 
@@ -34,6 +43,31 @@ def chunk(pid: str, seq: int, t0: float, samples: np.ndarray, leads: tuple[str, 
 
 def alert(alert_id: str, state: str = "raised", priority: str = "low", **extra: object) -> dict:
     return {"alert_id": alert_id, "state": state, "priority": priority, "kind": "forecast", "raised_at": 1.0, **extra}
+
+
+def wire_alert(alert_id: str, state: str = "raised", priority: str = "low", pid: str = "P1") -> dict[str, Any]:
+    """A complete alert as the agent publishes it (``Alert.to_wire``)."""
+    return Alert.model_validate(
+        {
+            "alert_id": alert_id, "patient_id": pid, "state": state, "priority": priority, "kind": "forecast",
+            "arrhythmia": "vt", "horizon_s": 300, "probability": 0.6, "threshold": 0.5, "explanation": "advisory",
+            "evidence": {"hr_bpm": 80.0}, "raised_at": 1.0, "updated_at": 1.0, "last_notified_at": 1.0,
+        }
+    ).to_wire()  # fmt: skip
+
+
+def alert_event(type_: str, after: dict[str, Any], reason: str = "raised", pid: str = "P1") -> AlertMessage:
+    body = {"schema": "ecgcast.alert/1", "type": type_, "reason": reason, "before": None, "after": after}
+    return decode_alert(json.dumps(body).encode(), pid)
+
+
+def status_message(pid: str = "P1", **fields: object) -> StatusMessage:
+    return decode_status(json.dumps({"schema": "ecgcast.status/1", "patient_id": pid, **fields}).encode(), pid)
+
+
+def forecast_message(pid: str, af: float, published_at: float, **fields: object) -> ForecastMessage:
+    body = json.loads(forecast_for(pid, af, 0.0, 0.05, 100.0).to_json())
+    return decode_forecast(json.dumps({**body, "published_at": published_at, **fields}).encode(), pid)
 
 
 def test_exports_are_curated() -> None:
@@ -151,19 +185,19 @@ def test_priority_rank_and_display_order() -> None:
 def test_state_follows_the_alert_lifecycle_and_pushes_changes() -> None:
     now = [1000.0]
     state = StationState(StationSettings(stale_after_s=5.0, beds={"P1": "12A"}), clock=lambda: now[0])
-    state.on_status("P1", {"state": "streaming", "signal_quality": {"II": "good", "V1": "noisy"}})
-    state.on_alert("P1", {"type": "new", "before": None, "after": alert("a1", priority="medium")})
+    state.on_status("P1", status_message(state="streaming", signal_quality={"II": "good", "V1": "noisy"}))
+    state.on_alert("P1", alert_event("new", wire_alert("a1", priority="medium")))
     updates = state.take_updates()
     assert [a["alert_id"] for a in updates.new_alerts] == ["a1"] and updates.order == ["P1"]
     tile = updates.tiles[0]
     assert tile["bed"] == "12A" and tile["quality"] == "noisy" and tile["rank"] == 4 and tile["stale"]
-    state.on_alert("P1", {"type": "update", "reason": "acknowledged", "after": alert("a1", "acknowledged", "medium")})
+    state.on_alert("P1", alert_event("update", wire_alert("a1", "acknowledged", "medium"), "acknowledged"))
     assert state.take_updates().tiles[0]["alerts"][0]["state"] == "acknowledged"
-    state.on_alert("P1", {"type": "end", "reason": "cleared", "after": alert("a1", "cleared", "medium")})
+    state.on_alert("P1", alert_event("end", wire_alert("a1", "cleared", "medium"), "cleared"))
     assert state.take_updates().tiles[0]["alerts"] == []
     assert [a["state"] for a in state.detail("P1")["history"]] == ["cleared"]  # type: ignore[index]
-    with pytest.raises(ValueError, match="alert_id"):
-        state.on_alert("P1", {"type": "new", "after": None})
+    with pytest.raises(ProtocolError, match="after"):
+        alert_event("new", None)  # type: ignore[arg-type]
 
     state.on_wave(chunk("P1", 0, 5.0, np.zeros((2, 250))))
     updates = state.take_updates()
@@ -176,18 +210,36 @@ def test_state_follows_the_alert_lifecycle_and_pushes_changes() -> None:
 
 def test_forecast_trend_is_bounded_and_detail_has_the_window() -> None:
     state = StationState(StationSettings(trend_s=120.0))
+    window = {"start": 900.0, "end": 960.0, "segment": 1}
     for k in range(5):
-        body = {
-            "published_at": 1000.0 + 60 * k,
-            "horizons_s": [60],
-            "onset_probs": {"60": {"af": 0.1 * k, "flutter": 0.0, "vt": 0.05}},
-            "window": {"start": 900.0, "end": 960.0, "segment": 1},
-        }
-        state.on_forecast("P1", body)
-    state.on_forecast("P1", body)  # the retained forecast again, after a reconnect: no second point
-    state.on_forecast("P1", {**body, "published_at": 1150.0})  # late arrival: kept in time order
+        forecast = forecast_message("P1", 0.1 * k, 1000.0 + 60 * k, window=window)
+        state.on_forecast("P1", forecast)
+    state.on_forecast("P1", forecast)  # the retained forecast again, after a reconnect: no second point
+    state.on_forecast("P1", forecast_message("P1", 0.4, 1150.0, window=window))  # late arrival: kept in time order
     detail = state.detail("P1")
     assert detail is not None
     assert [p["at"] for p in detail["timeline"]] == [1120.0, 1150.0, 1180.0, 1240.0]
     assert detail["risk"] == pytest.approx(0.4) and detail["forecast_window"]["end"] == 960.0
     assert state.detail("nobody") is None
+
+
+def test_a_tile_that_fails_to_build_is_a_placeholder_and_a_technical_alarm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defence in depth behind validation: one tile failing must not turn /api/state into a 500 for every patient."""
+    state = StationState(StationSettings(beds={"P2": "7"}))
+    for pid in ("P1", "P2"):
+        state.on_status(pid, status_message(pid, state="streaming"))
+    real = state._tile
+    monkeypatch.setattr(state, "_tile", lambda view: 1 / 0 if view.patient_id == "P2" else real(view))
+    snapshot = state.snapshot()
+    tiles = {t["patient_id"]: t for t in snapshot["tiles"]}
+    assert tiles["P1"]["state"] == "streaming"
+    assert (
+        tiles["P2"]["bed"] == "7" and "cannot be shown" in tiles["P2"]["rhythm"] and tiles["P2"]["strip"]["t0"] is None
+    )
+    assert [a["source"] for a in snapshot["technical"]] == ["station_tile"]
+    assert [t["patient_id"] for t in state.take_updates().tiles] == ["P1", "P2"]
+    state.raise_technical("station_feed", "x")
+    state.raise_technical("station_feed", "y")
+    assert [(a["source"], a["detail"], a["count"]) for a in state.technical()][1] == ("station_feed", "y", 2)
+    state.clear_technical("station_feed")
+    assert [a["source"] for a in state.technical()] == ["station_tile"]

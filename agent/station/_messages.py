@@ -1,0 +1,97 @@
+"""The forecast and alert messages as the station receives them: typed, strictly parsed, refused when forged.
+
+Status and presence models are shared in ``core.wire``. The forecast message is the model's ``Forecast`` plus what
+the agent adds when publishing (agent/forecasting.py: ``published_at``, ``window``, ``signal_quality``,
+``measurements``); the alert message is :meth:`agent.alerts.AlertEvent.to_message`. Both reuse those models rather
+than restating their fields, so a change there is a change here.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.alerts import Alert
+from core.errors import ProtocolError
+from core.measurements import Measurements
+from core.wire import check_same, parse_message
+from llm_runtime.forecast import Forecast
+
+__all__ = ["AlertMessage", "ForecastMessage", "ForecastWindow", "WireAlert", "decode_alert", "decode_forecast"]
+
+_STRICT = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class ForecastWindow(BaseModel):
+    """The stretch of device time (wave ``t0`` clock) the forecast read."""
+
+    model_config = _STRICT
+
+    start: float
+    end: float
+    segment: int = Field(ge=0)
+
+
+class ForecastMessage(Forecast):
+    """``ecgcast.forecast/1`` as published: the forecast and the agent's publishing fields."""
+
+    model_config = _STRICT
+
+    schema_name: Literal["ecgcast.forecast/1"] = Field(alias="schema")
+    published_at: float = Field(description="Wall-clock seconds (Unix time) the agent published it")
+    window: ForecastWindow | None = None
+    signal_quality: dict[str, str] = Field(default_factory=dict)
+    measurements: Measurements | None = None
+
+    @property
+    def peak_risk(self) -> dict[str, float]:
+        """Highest onset probability over horizons, per arrhythmia."""
+        risk: dict[str, float] = {}
+        for per_h in self.onset_probs.values():
+            for arrhythmia, p in per_h.items():
+                risk[arrhythmia] = max(risk.get(arrhythmia, 0.0), p)
+        return risk
+
+
+class WireAlert(Alert):
+    """An alert as published: :meth:`Alert.to_wire` adds the IHE codes, which are derived, so only checked for type."""
+
+    model_config = _STRICT
+
+    ihe: dict[str, str] | None = None
+
+
+class AlertMessage(BaseModel):
+    """``ecgcast.alert/1``: one lifecycle event, ``before`` (None for ``new``) and ``after``."""
+
+    model_config = _STRICT
+
+    schema_name: Literal["ecgcast.alert/1"] = Field(alias="schema")
+    type: Literal["new", "update", "end"]
+    reason: str = Field(max_length=64)
+    before: WireAlert | None
+    after: WireAlert
+
+    @property
+    def announces(self) -> bool:
+        """A new alert, an escalation or a re-notification: the page announces it again."""
+        return self.type == "new" or self.reason in ("escalated", "renotified")
+
+
+def decode_forecast(payload: bytes, topic_patient_id: str) -> ForecastMessage:
+    """A forecast from ``topic_patient_id``'s forecast topic; raises ProtocolError naming the field."""
+    forecast = parse_message(ForecastMessage, payload)
+    check_same("patient_id", forecast.patient_id, topic_patient_id)
+    return forecast
+
+
+def decode_alert(payload: bytes, topic_patient_id: str) -> AlertMessage:
+    """An alert lifecycle message from ``topic_patient_id``'s alert topic; both versions must be that patient's."""
+    message = parse_message(AlertMessage, payload)
+    for alert in (message.before, message.after):
+        if alert is not None:
+            check_same("patient_id", alert.patient_id, topic_patient_id)
+    if message.before is not None and message.before.alert_id != message.after.alert_id:
+        raise ProtocolError("bad_field", "before and after are different alerts", "before.alert_id")
+    return message

@@ -1,12 +1,13 @@
 """The agent daemon: the composition root. It wires the stages in data-path order and runs until SIGINT/SIGTERM.
 
 ingest (MQTT callback) → ingest worker (sequencer, ring buffer, windows) → model worker (encoder, LM caches,
-scheduler, forecasts) → alert service (policy, store, MQTT alerts); acknowledgements come back through the
-alert worker. Every stage is built and typed here; none creates another.
+scheduler, forecasts) → alert service (policy, store, MQTT alerts); acknowledgements and forecast mute requests
+come back through the alert worker. Every stage is built and typed here; none creates another.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import json
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING
 import paho.mqtt.client as mqtt
 import structlog
 
-from agent.alerts import Ack, AlertService, build_evidence, decode_ack
+from agent.alerts import Ack, AlertService, MuteRequest, build_evidence, decode_ack, decode_mute
 from agent.inbox import IngestInbox
 from agent.ingest import WaveIngest
 from agent.ingest_worker import IngestWorker, WindowSink
@@ -72,32 +73,41 @@ def check_encoder_pairing(settings: Settings) -> None:
 EVICTED_REASON = "stream evicted: no samples for buffer.idle_evict_s"
 
 
-class AlertWorker(WorkerThread):
-    """Applies acknowledgements, resolves the alerts of evicted patients and runs re-notification timers, off the
-    MQTT and ingest threads, about once a second."""
+NurseRequest = Ack | MuteRequest
 
-    def __init__(self, service: AlertService, acks: queue.Queue[Ack], departures: queue.SimpleQueue[str]) -> None:
+
+class AlertWorker(WorkerThread):
+    """Applies acknowledgements and mute requests, resolves the alerts of evicted patients and runs re-notification
+    and mute-expiry timers, off the MQTT and ingest threads, about once a second."""
+
+    def __init__(
+        self, service: AlertService, requests: queue.Queue[NurseRequest], departures: queue.SimpleQueue[str]
+    ) -> None:
         self.service = service
-        self._acks = acks
+        self._requests = requests
         self._departures = departures
         super().__init__("alert-worker")
 
     def step(self) -> None:
-        try:
-            ack = self._acks.get(timeout=1.0)
-        except queue.Empty:
-            ack = None
-        if ack is not None:
-            try:
-                alert = self.service.acknowledge(ack)
-                log.info("alert_acknowledged", patient_id=alert.patient_id, alert_id=alert.alert_id, by=ack.by)
-            except ProtocolError as exc:
-                log.warning("ack_rejected", reason=exc.reason, detail=exc.detail, alert_id=ack.alert_id)
+        with contextlib.suppress(queue.Empty):
+            self._apply(self._requests.get(timeout=1.0))
         while not self._departures.empty():
             patient_id = self._departures.get_nowait()
             ended = self.service.resolve_patient(patient_id, EVICTED_REASON)
             log.info("patient_alerts_resolved", patient_id=patient_id, alerts=len(ended), reason=EVICTED_REASON)
         self.service.tick()
+
+    def _apply(self, request: NurseRequest) -> None:
+        if isinstance(request, MuteRequest):
+            mute = self.service.mute(request)
+            state = mute.action if mute is not None else None
+            log.info("alert_mute_request", patient_id=request.patient_id, action=request.action, state=state)
+            return
+        try:
+            alert = self.service.acknowledge(request)
+            log.info("alert_acknowledged", patient_id=alert.patient_id, alert_id=alert.alert_id, by=request.by)
+        except ProtocolError as exc:
+            log.warning("ack_rejected", reason=exc.reason, detail=exc.detail, alert_id=request.alert_id)
 
 
 class Agent:
@@ -128,7 +138,7 @@ class Agent:
             self.cluster = ClusterReplica(settings, limits, self.inbox, self.connection, self.release)
         self.windows_ready: queue.Queue[CompletedWindows] = queue.Queue(maxsize=100_000)
         self.worker = IngestWorker(settings, self.connection, self.inbox, sink or self._enqueue_windows)
-        self.acks: queue.Queue[Ack] = queue.Queue(maxsize=1000)
+        self.acks: queue.Queue[NurseRequest] = queue.Queue(maxsize=1000)  # acknowledgements and mute requests
         self.departures: queue.SimpleQueue[str] = queue.SimpleQueue()  # evicted patients whose alerts must end
         self.alerts: AlertService | None = None
         self.alert_worker: AlertWorker | None = None
@@ -183,6 +193,7 @@ class Agent:
         )
         self.worker.extra_status = self._model_status
         self.connection.subscribe(self.topics.ack_subscription, self.on_ack)
+        self.connection.subscribe(self.topics.mute_subscription, self.on_mute)
 
     def _model_status(self, patient_id: str) -> dict[str, object]:
         assert self.model is not None
@@ -208,15 +219,23 @@ class Agent:
 
     def on_ack(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         """MQTT callback: validate and enqueue; the alert worker applies it."""
+        self._on_request(message, "ack", decode_ack)
+
+    def on_mute(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        """MQTT callback for forecast mute requests, validated strictly like acks; the alert worker applies them."""
+        self._on_request(message, "mute", decode_mute)
+
+    def _on_request(self, message: mqtt.MQTTMessage, kind: str, decode: Callable[[bytes, str], NurseRequest]) -> None:
+        topic = message.topic[:200]
         try:
-            patient_id = self.topics.patient_of(message.topic, "alert/ack")
-            self.acks.put_nowait(decode_ack(bytes(message.payload), patient_id))
+            patient_id = self.topics.patient_of(message.topic, f"alert/{kind}")
+            self.acks.put_nowait(decode(bytes(message.payload), patient_id))
         except ProtocolError as exc:
             log.warning(
-                "ack_rejected", reason=exc.reason, field=exc.field, detail=exc.detail[:200], topic=message.topic[:200]
+                "request_rejected", kind=kind, reason=exc.reason, field=exc.field, detail=exc.detail[:200], topic=topic
             )
         except queue.Full:
-            log.error("ack_queue_full", topic=message.topic[:200])
+            log.error("request_queue_full", kind=kind, topic=topic)
         finally:
             self.connection.ack(message.mid, message.qos)
 

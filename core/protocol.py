@@ -111,6 +111,14 @@ class Topics:
     def alert_ack(self, patient_id: str) -> str:
         return f"{self.prefix}/{patient_id}/alert/ack"
 
+    def alert_mute(self, patient_id: str) -> str:
+        """Nurses' requests to mute (or unmute) one patient's forecast alerts, as acks travel: to the agent."""
+        return f"{self.prefix}/{patient_id}/alert/mute"
+
+    def alert_muted(self, patient_id: str) -> str:
+        """The agent's retained word on the patient's forecast mute, for screens that connect later."""
+        return f"{self.prefix}/{patient_id}/alert/muted"
+
     def presence(self, agent_id: str) -> str:
         """Retained 'online'/'offline' of one agent; '_agents' cannot be a patient id (ids start alphanumeric)."""
         return f"{self.prefix}/_agents/{agent_id}/presence"
@@ -122,6 +130,10 @@ class Topics:
     @property
     def ack_subscription(self) -> str:
         return f"{self.prefix}/+/alert/ack"
+
+    @property
+    def mute_subscription(self) -> str:
+        return f"{self.prefix}/+/alert/mute"
 
     def patient_of(self, topic: str, kind: str) -> str:
         """Patient id of ``<prefix>/<patient_id>/<kind>``; raises ProtocolError for anything else."""
@@ -376,7 +388,11 @@ def decode_waves(
 
 
 def encode_wave(chunk: WaveChunk, encoding: str = "json", scale: float = 0.001, *, units: str = "mV") -> bytes:
-    """Serialise a chunk: ``json`` lists of floats, or ``b64`` int16 (``scale`` mV per count, default 1 µV)."""
+    """Serialise a chunk: ``json`` lists of floats, or ``b64`` int16 (``scale`` mV per count, default 1 µV).
+
+    A non-finite sample is invalid on the wire: ``NaN`` in JSON, and in int16 (which has no NaN) the most negative
+    count, -32768, WFDB's own invalid-sample value, which at 1 µV per count lies beyond ``protocol.max_abs_mv``.
+    Zero would be a plausible flat line; an invalid sample must read as one."""
     body: dict[str, Any] = {
         "schema": SCHEMA_WAVE,
         "patient_id": chunk.patient_id,
@@ -390,7 +406,7 @@ def encode_wave(chunk: WaveChunk, encoding: str = "json", scale: float = 0.001, 
     if encoding == "json":
         body["samples"] = [[round(float(v), 4) for v in row] for row in chunk.samples]
     elif encoding == "b64":
-        counts = np.clip(np.round(np.nan_to_num(chunk.samples) / scale), -32768, 32767).astype("<i2")
+        counts = np.clip(np.round(np.nan_to_num(chunk.samples / scale, nan=-32768.0)), -32768, 32767).astype("<i2")
         body["scale"] = scale
         body["data_b64"] = base64.b64encode(counts.T.tobytes()).decode("ascii")  # interleaved frames
     else:

@@ -331,7 +331,10 @@ def build_from_records(
     seed: int = 0,
     fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
 ) -> Path:
-    """Build samples from every WFDB record under ``directory`` (patients from :func:`patient_of`)."""
+    """Build samples from every WFDB record under ``directory`` (patients from :func:`patient_of`).
+
+    Records may have any length: a record too short for a cell (no anchor T with T - w >= 0 and T + h within it)
+    simply has no sample there, and ``records_without_samples`` in dataset.json counts such records per cell."""
     from simulators.wfdb_io import read_directory
 
     items = [_item(rec, patient_of(rec.record_name), "all", stride_s) for rec in read_directory(directory)]
@@ -342,9 +345,17 @@ def build_from_records(
         "seed": seed,
         "stride_s": stride_s,
         "split_fractions": list(fractions),
+        "records_without_samples": _records_without_samples(items),
     }
     meta["classes"] = list(RHYTHM_CLASSES)
     return _write(items, out, meta, seed, per_shard=16)
+
+
+def _records_without_samples(items: list[_Item]) -> dict[str, int]:
+    """Cell "w<w>_h<h>" -> records with no sample in it (too short for it), for the cells that skip any."""
+    cells = [{(row["window_s"], row["horizon_s"]) for row in it.rows} for it in items]
+    counts = {f"w{w}_h{h}": sum((w, h) not in have for have in cells) for h in HORIZONS_S for w in WINDOWS_S}
+    return {cell: n for cell, n in counts.items() if n}
 
 
 class BenchDataset:

@@ -194,6 +194,15 @@ def _flatten(
             samples[:, off] = (0.002 * rng.standard_normal((samples.shape[0], int(off.sum())))).astype(np.float32)
 
 
+def _wire_samples(record: AnnotatedRecord, lo: int, n: int) -> npt.NDArray[np.float32]:
+    """Samples ``lo .. lo + n`` as (n_leads, n), with the record's missing samples as NaN: on the wire they are
+    invalid samples (docs/PROTOCOL.md), so the agent marks their seconds invalid instead of reading a flat line."""
+    samples = np.array(record.p_signal[lo : lo + n].T, order="C")  # a copy: one lead's .T would be a view
+    if record.missing is not None:
+        samples[record.missing[lo : lo + n].T] = np.nan
+    return samples
+
+
 def device_actions(
     record: AnnotatedRecord,
     patient_id: str,
@@ -221,7 +230,7 @@ def device_actions(
         if disconnects and lo_s >= disconnects[0]:
             disconnects.pop(0)
             yield Disconnect(lo_s, plan.disconnect_pause_s)
-        samples = np.ascontiguousarray(record.p_signal[lo : lo + n].T)  # (n, n_sig) -> (n_leads, n)
+        samples = _wire_samples(record, lo, n)
         _flatten(samples, lo_s, record.fs, plan, rng)
         chunk = WaveChunk(patient_id, stream_id, seq, t_start + lo_s, record.fs, leads, samples)
         seq += 1

@@ -86,7 +86,9 @@ class AnnotatedRecord:
     ``p_signal`` is (sig_len, n_sig) float32 in mV, as wfdb's ``Record.p_signal``. ``rhythms`` cover the
     record contiguously from sample 0. ``onsets`` maps an arrhythmia ("AF", "AFL", "VT") to the scripted onset
     time in seconds (synthetic records; empty for real ones unless derived). ``unusable`` marks noise, lead-off
-    and saturation stretches.
+    and saturation stretches. ``missing`` (sig_len, n_sig), when not None, marks samples the source recorded as
+    invalid (WFDB's invalid sample value): ``p_signal`` holds 0 mV there so training and the benchmark read finite
+    numbers, and replay sends them as invalid samples, never as a flat line.
     """
 
     record_name: str
@@ -98,12 +100,15 @@ class AnnotatedRecord:
     unusable: npt.NDArray[np.bool_]
     onsets: dict[str, float] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    missing: npt.NDArray[np.bool_] | None = None
 
     def __post_init__(self) -> None:
         if self.p_signal.ndim != 2 or self.p_signal.shape[1] != len(self.sig_name):
             raise SignalError(f"p_signal shape {self.p_signal.shape} does not match sig_name {self.sig_name}")
         if self.unusable.shape != (self.sig_len,):
             raise SignalError(f"unusable has shape {self.unusable.shape}, expected ({self.sig_len},)")
+        if self.missing is not None and self.missing.shape != self.p_signal.shape:
+            raise SignalError(f"missing has shape {self.missing.shape}, expected {self.p_signal.shape}")
         self._rhythm_starts = np.array([seg.start_sample for seg in self.rhythms], dtype=np.int64)
 
     @property

@@ -188,6 +188,8 @@ def read_record(
     """Read one WFDB record with its annotations into an :class:`AnnotatedRecord`.
 
     ``path`` is the record path with or without ``.hea``. Annotators default to :data:`ANNOTATOR_PREFERENCE`.
+    Invalid samples read as 0 mV in ``p_signal``, are ``unusable``, and are kept per lead in ``missing`` so that
+    replay can send them as invalid samples.
     """
     base = _record_base(path)
     p_signal, fs, sig_name = read_samples(base)
@@ -201,8 +203,8 @@ def read_record(
     rhythm_ext = rhythm_annotator or (with_rhythm[0] if with_rhythm else None)
     empty = BeatAnnotations(np.zeros(0, dtype=np.int64), np.zeros(0, dtype="<U1"))
     sig_len = p_signal.shape[0]
-    invalid = ~np.isfinite(p_signal).all(axis=1)
-    p_signal = np.where(np.isfinite(p_signal), p_signal, np.float32(0.0))
+    missing = ~np.isfinite(p_signal)
+    p_signal = np.where(missing, np.float32(0.0), p_signal)
     onsets, meta = _header_facts(base)
     meta.setdefault("source", "wfdb")
     meta.update(beat_annotator=beat_ext, rhythm_annotator=rhythm_ext)
@@ -213,9 +215,10 @@ def read_record(
         p_signal=p_signal,
         beats=_beats_of(found[beat_ext]) if beat_ext in found else empty,
         rhythms=_rhythms_of(found[rhythm_ext], sig_len) if rhythm_ext in found else [RhythmSegment(0, sig_len, "")],
-        unusable=_unusable_of(list(found.values()), sig_len) | invalid,
+        unusable=_unusable_of(list(found.values()), sig_len) | missing.any(axis=1),
         onsets=onsets,
         meta=meta,
+        missing=missing if missing.any() else None,
     )
 
 

@@ -1,4 +1,5 @@
-"""Forecast alerts: policy, lifecycle, explanations, acknowledgements and durable history (docs/ALERTS.md).
+"""Forecast alerts: policy, lifecycle, explanations, acknowledgements, per-patient mutes and durable history
+(docs/ALERTS.md).
 
 A forecast alert is an advisory: it predicts an arrhythmia, it never reports a present life-threatening rhythm.
 :class:`AlertPolicy` decides (pure, no I/O); :class:`AlertService` stamps time, stores in SQLite and publishes
@@ -9,16 +10,30 @@ the shared PostgreSQL store fences its writes with it, so its schema is defined 
 
 from __future__ import annotations
 
-from ._ack import decode_ack
+from ._ack import MAX_MUTE_S, MAX_REASON_CHARS, MIN_MUTE_S, decode_ack, decode_mute
 from ._evidence import Evidence, build_evidence, quality_problem
 from ._explain import check_rationale
-from ._model import SCHEMA_ALERT, SCHEMA_ALERT_ACK, Ack, Alert, AlertEvent, AlertWindow, Transition, ihe_codes
+from ._model import (
+    SCHEMA_ALERT,
+    SCHEMA_ALERT_ACK,
+    SCHEMA_ALERT_MUTE,
+    SCHEMA_MUTE_STATE,
+    Ack,
+    Alert,
+    AlertEvent,
+    AlertWindow,
+    Mute,
+    MuteRequest,
+    Transition,
+    ihe_codes,
+)
 from ._pg_store import EPOCHS_DDL, EPOCHS_TABLE, PostgresAlertStore, StaleEpochError, ensure_tables
 from ._policy import (
     AckReceived,
     AlertPolicy,
     CannotAssess,
     ForecastSeen,
+    MuteRequested,
     PatientAlerts,
     PatientResolved,
     TimerTick,
@@ -31,8 +46,13 @@ from .settings import AlertSettings, PolicySettings
 __all__ = [
     "EPOCHS_DDL",
     "EPOCHS_TABLE",
+    "MAX_MUTE_S",
+    "MAX_REASON_CHARS",
+    "MIN_MUTE_S",
     "SCHEMA_ALERT",
     "SCHEMA_ALERT_ACK",
+    "SCHEMA_ALERT_MUTE",
+    "SCHEMA_MUTE_STATE",
     "Ack",
     "AckReceived",
     "Alert",
@@ -46,6 +66,9 @@ __all__ = [
     "Evidence",
     "Fence",
     "ForecastSeen",
+    "Mute",
+    "MuteRequest",
+    "MuteRequested",
     "PatientAlerts",
     "PatientResolved",
     "PolicySettings",
@@ -57,6 +80,7 @@ __all__ = [
     "build_evidence",
     "check_rationale",
     "decode_ack",
+    "decode_mute",
     "ensure_tables",
     "ihe_codes",
     "open_alert_store",

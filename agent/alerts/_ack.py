@@ -1,4 +1,6 @@
-"""Decoding acknowledgements from ``<prefix>/<patient_id>/alert/ack`` (schema ``ecgcast.alert_ack/1``).
+"""Decoding what nurses send the agent: acknowledgements from ``<prefix>/<patient_id>/alert/ack`` (schema
+``ecgcast.alert_ack/1``) and forecast mute requests from ``<prefix>/<patient_id>/alert/mute`` (schema
+``ecgcast.alert_mute/1``).
 
 The payload is untrusted: every failure raises :class:`ProtocolError` with a stable reason code and the field, and
 nothing from a rejected payload is echoed anywhere but the log. Whether the alert exists, belongs to this patient
@@ -14,14 +16,18 @@ from typing import Any, Final
 
 from core.errors import ProtocolError
 
-from ._model import SCHEMA_ALERT_ACK, Ack
+from ._model import MAX_REASON_CHARS, SCHEMA_ALERT_ACK, SCHEMA_ALERT_MUTE, Ack, MuteRequest
 
-__all__ = ["MAX_ACK_BYTES", "decode_ack"]
+__all__ = ["MAX_ACK_BYTES", "MAX_MUTE_S", "MAX_REASON_CHARS", "MIN_MUTE_S", "decode_ack", "decode_mute"]
 
 MAX_ACK_BYTES: Final = 4096
-_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")  # used with fullmatch: "$" would let "a\n" through
-_PRINTABLE: Final = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
-_FIELDS: Final = frozenset({"schema", "alert_id", "by", "at", "patient_id"})
+MIN_MUTE_S: Final = 60.0
+MAX_MUTE_S: Final = 86_400.0  # a mute outlasting a day (a shift change or two) must be asked for again
+_ID: Final = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")  # with fullmatch: "$" would let "a\n" through
+_PRINTABLE: Final = re.compile(r"\A[^\x00-\x1f\x7f]{1,128}\Z")
+_REASON: Final = re.compile(rf"\A[^\x00-\x1f\x7f]{{1,{MAX_REASON_CHARS}}}\Z")
+_ACK_FIELDS: Final = frozenset({"schema", "alert_id", "by", "at", "patient_id"})
+_MUTE_FIELDS: Final = frozenset({"schema", "action", "by", "reason", "duration_s", "patient_id"})
 
 
 def decode_ack(payload: bytes, topic_patient_id: str) -> Ack:
@@ -30,31 +36,61 @@ def decode_ack(payload: bytes, topic_patient_id: str) -> Ack:
     Reason codes: ``oversize``, ``bad_json``, ``not_object``, ``bad_schema``, ``unknown_field``, ``missing_field``,
     ``bad_field``, ``wrong_patient``.
     """
+    data = _object(payload, SCHEMA_ALERT_ACK, _ACK_FIELDS, topic_patient_id)
+    alert_id = _text(data, "alert_id", _ID)
+    by = _text(data, "by", _PRINTABLE)
+    return Ack(patient_id=topic_patient_id, alert_id=alert_id, by=by.strip(), at=_time(data.get("at")))
+
+
+def decode_mute(payload: bytes, topic_patient_id: str) -> MuteRequest:
+    """Validate one mute request received on ``topic_patient_id``'s mute topic.
+
+    ``action`` "mute" needs ``by``, ``reason`` (at most :data:`MAX_REASON_CHARS` printable characters) and
+    ``duration_s`` in [:data:`MIN_MUTE_S`, :data:`MAX_MUTE_S`]; "unmute" needs ``by`` and takes an optional
+    reason, never a duration. Reason codes are :func:`decode_ack`'s.
+    """
+    data = _object(payload, SCHEMA_ALERT_MUTE, _MUTE_FIELDS, topic_patient_id)
+    action = data.get("action")
+    if action is None:
+        raise ProtocolError("missing_field", "action is required", "action")
+    if action not in ("mute", "unmute"):
+        raise ProtocolError("bad_field", "action must be 'mute' or 'unmute'", "action")
+    by = _text(data, "by", _PRINTABLE).strip()
+    reason = _text(data, "reason", _REASON).strip() if action == "mute" or "reason" in data else None
+    if action == "unmute":
+        if "duration_s" in data:
+            raise ProtocolError("bad_field", "an unmute takes no duration_s", "duration_s")
+        return MuteRequest(topic_patient_id, "unmute", by, reason, None)
+    return MuteRequest(topic_patient_id, "mute", by, reason, _duration(data.get("duration_s")))
+
+
+def _object(payload: bytes, schema: str, fields: frozenset[str], topic_patient_id: str) -> dict[str, Any]:
+    """The payload as a JSON object of ``schema`` with only ``fields``, about the topic's patient."""
     if len(payload) > MAX_ACK_BYTES:
-        raise ProtocolError("oversize", f"ack of {len(payload)} bytes exceeds {MAX_ACK_BYTES}")
+        raise ProtocolError("oversize", f"message of {len(payload)} bytes exceeds {MAX_ACK_BYTES}")
     try:
         data = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError("bad_json", f"ack is not UTF-8 JSON: {exc}") from exc
+        raise ProtocolError("bad_json", f"message is not UTF-8 JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ProtocolError("bad_json", "message nests too deeply") from exc
     if not isinstance(data, dict):
-        raise ProtocolError("not_object", f"ack must be a JSON object, got {type(data).__name__}")
-    if data.get("schema") != SCHEMA_ALERT_ACK:
-        raise ProtocolError("bad_schema", f"schema must be {SCHEMA_ALERT_ACK!r}", "schema")
-    unknown = sorted(set(data) - _FIELDS)
+        raise ProtocolError("not_object", f"message must be a JSON object, got {type(data).__name__}")
+    if data.get("schema") != schema:
+        raise ProtocolError("bad_schema", f"schema must be {schema!r}", "schema")
+    unknown = sorted(set(data) - fields)
     if unknown:
         raise ProtocolError("unknown_field", f"unexpected fields {unknown}", unknown[0])
-    alert_id = _text(data, "alert_id", _ID)
-    by = _text(data, "by", _PRINTABLE)
     if "patient_id" in data and data["patient_id"] != topic_patient_id:
         raise ProtocolError("wrong_patient", "payload patient_id differs from the topic's patient", "patient_id")
-    return Ack(patient_id=topic_patient_id, alert_id=alert_id, by=by.strip(), at=_time(data.get("at")))
+    return data
 
 
 def _text(data: dict[str, Any], name: str, pattern: re.Pattern[str]) -> str:
     value = data.get(name)
     if value is None:
         raise ProtocolError("missing_field", f"{name} is required", name)
-    if not isinstance(value, str) or not pattern.fullmatch(value) or not value.strip():
+    if not isinstance(value, str) or not pattern.fullmatch(value) or not value.isprintable() or not value.strip():
         raise ProtocolError("bad_field", f"{name} must be a short printable string", name)
     return value
 
@@ -64,4 +100,16 @@ def _time(value: object) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
         raise ProtocolError("bad_field", "at must be Unix seconds (a finite non-negative number)", "at")
+    return float(value)
+
+
+def _duration(value: object) -> float:
+    if value is None:
+        raise ProtocolError("missing_field", "duration_s is required to mute", "duration_s")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not MIN_MUTE_S <= value <= MAX_MUTE_S:
+        raise ProtocolError(
+            "bad_field",
+            f"duration_s must be seconds in [{MIN_MUTE_S:.0f}, {MAX_MUTE_S:.0f}] (at most 24 h)",
+            "duration_s",
+        )
     return float(value)

@@ -17,20 +17,28 @@ from .settings import Priority
 
 __all__ = [
     "ACTIVE_STATES",
+    "MAX_REASON_CHARS",
     "SCHEMA_ALERT",
     "SCHEMA_ALERT_ACK",
+    "SCHEMA_ALERT_MUTE",
+    "SCHEMA_MUTE_STATE",
     "Ack",
     "Alert",
     "AlertEvent",
     "AlertKind",
     "AlertState",
     "AlertWindow",
+    "Mute",
+    "MuteRequest",
     "Transition",
     "ihe_codes",
 ]
 
 SCHEMA_ALERT: Final = "ecgcast.alert/1"
 SCHEMA_ALERT_ACK: Final = "ecgcast.alert_ack/1"
+SCHEMA_ALERT_MUTE: Final = "ecgcast.alert_mute/1"
+SCHEMA_MUTE_STATE: Final = "ecgcast.alert_mute_state/1"
+MAX_REASON_CHARS: Final = 200  # a mute's reason: a few words a nurse types, shown on every screen
 
 AlertState = Literal["raised", "acknowledged", "cleared", "resolved"]
 AlertKind = Literal["forecast", "cannot_assess"]
@@ -144,3 +152,38 @@ class Ack:
     alert_id: str
     by: str
     at: float | None  # when the clinician acknowledged (Unix seconds) if the sender said; else receipt time
+
+
+@dataclass(frozen=True)
+class MuteRequest:
+    """A validated request from ``<prefix>/<patient_id>/alert/mute``: mute forecast alerts for ``duration_s``
+    (with a reason), or lift a mute early. The agent stamps the time on receipt, so a sender's clock cannot
+    lengthen or pre-expire a mute."""
+
+    patient_id: str
+    action: Literal["mute", "unmute"]
+    by: str
+    reason: str | None  # required to mute; optional to unmute
+    duration_s: float | None  # mute only
+
+
+class Mute(_Frozen):
+    """One change of a patient's forecast mute: ``muted`` (by whom, why, until when), ``unmuted`` early, or
+    ``expired``. Every change is a row of the store's mute history; the latest is the patient's current state and
+    is published retained as ``ecgcast.alert_mute_state/1``."""
+
+    patient_id: str = Field(max_length=64)
+    action: Literal["muted", "unmuted", "expired"]
+    at: float = Field(description="Wall-clock seconds (Unix time) of the change")
+    by: str | None = Field(None, max_length=128)
+    reason: str | None = Field(None, max_length=MAX_REASON_CHARS)
+    until: float | None = Field(None, description="When a mute ends by itself (Unix time)")
+
+    def active(self, now: float) -> bool:
+        return self.action == "muted" and self.until is not None and now < self.until
+
+    def to_message(self) -> dict[str, Any]:
+        return {"schema": SCHEMA_MUTE_STATE, **self.model_dump(mode="json")}
+
+    def payload(self) -> bytes:
+        return json.dumps(self.to_message(), separators=(",", ":"), allow_nan=False).encode("utf-8")

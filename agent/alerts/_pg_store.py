@@ -19,8 +19,8 @@ import structlog
 
 from core.errors import BrokerError, LifecycleError
 
-from ._model import Alert
-from ._store import AlertReads, Fence
+from ._model import Alert, Mute
+from ._store import AlertReads, Fence, mute_rows
 
 __all__ = ["EPOCHS_DDL", "EPOCHS_TABLE", "Fence", "PostgresAlertStore", "StaleEpochError", "ensure_tables"]
 
@@ -50,6 +50,16 @@ CREATE TABLE IF NOT EXISTS ecgcast_alerts (
     epoch       BIGINT
 )""",
     "CREATE INDEX IF NOT EXISTS ecgcast_alerts_patient ON ecgcast_alerts (patient_id, raised_at)",
+    """
+CREATE TABLE IF NOT EXISTS ecgcast_alert_mutes (
+    id          BIGSERIAL PRIMARY KEY,
+    patient_id  TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    at          DOUBLE PRECISION NOT NULL,
+    until_at    DOUBLE PRECISION,
+    body        TEXT NOT NULL
+)""",
+    "CREATE INDEX IF NOT EXISTS ecgcast_alert_mutes_patient ON ecgcast_alert_mutes (patient_id, id)",
     EPOCHS_DDL,
 )
 _UPSERT = """
@@ -84,6 +94,7 @@ class PostgresAlertStore(AlertReads):
     """Same methods as the SQLite ``AlertStore``; one connection serialised by a lock (alert traffic is small)."""
 
     _table = "ecgcast_alerts"
+    _mutes = "ecgcast_alert_mutes"
     _p = "%s"
     _tiebreak = "updated_at"
 
@@ -98,14 +109,16 @@ class PostgresAlertStore(AlertReads):
         self._closed = False
         log.info("alert_store_opened", path=self.path, kind="postgresql")
 
-    def save(self, alerts: Iterable[Alert], fence: Fence | None = None) -> None:
-        """Upsert each alert's row in one transaction; with a fence, only while its epoch is still current."""
+    def save(self, alerts: Iterable[Alert], fence: Fence | None = None, mutes: Iterable[Mute] = ()) -> None:
+        """Upsert each alert's row and append each mute change in one transaction; with a fence, only while its
+        epoch is still current."""
         scope, partition, epoch = (fence.scope, fence.partition, fence.epoch) if fence else (None, None, None)
         rows = [
             (a.alert_id, a.patient_id, a.state, a.raised_at, a.updated_at, a.model_dump_json(), scope, partition, epoch)
             for a in alerts
         ]
-        if not rows:
+        changes = mute_rows(mutes)
+        if not rows and not changes:
             return
         with self._lock:
             self._check_open()
@@ -119,7 +132,9 @@ class PostgresAlertStore(AlertReads):
                     if current > fence.epoch:
                         raise StaleEpochError(fence, current)
                 with self._db.cursor() as cur:
-                    cur.executemany(_UPSERT, rows)
+                    for sql, params in ((_UPSERT, rows), (self._mute_insert(), changes)):
+                        if params:
+                            cur.executemany(sql, params)
 
     def close(self) -> None:
         """Idempotent."""

@@ -2,7 +2,8 @@
 
 No MQTT, no SQLite, no clock: the service feeds observations stamped with the time and persists and publishes what
 comes back, so every rule (threshold, k-of-n persistence, hysteresis, quality suppression, de-duplication,
-re-notification, escalation, acknowledgement) is tested by calling :meth:`AlertPolicy.decide` directly.
+re-notification, escalation, acknowledgement, per-patient forecast mute) is tested by calling
+:meth:`AlertPolicy.decide` directly.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from core.errors import ProtocolError
 
 from ._evidence import Evidence, quality_problem
 from ._explain import cannot_assess_text, forecast_text
-from ._model import Ack, Alert, AlertEvent, AlertWindow
+from ._model import Ack, Alert, AlertEvent, AlertWindow, Mute, MuteRequest
 from .settings import ARRHYTHMIAS, PRIORITY_ORDER, AlertSettings, ArrhythmiaPolicy, PolicySettings
 
 if TYPE_CHECKING:  # annotations only: importing it at run time pulls in transformers
@@ -28,6 +29,7 @@ __all__ = [
     "AlertPolicy",
     "CannotAssess",
     "ForecastSeen",
+    "MuteRequested",
     "Observation",
     "PatientAlerts",
     "PatientResolved",
@@ -54,6 +56,7 @@ class PatientAlerts:
 
     patient_id: str
     tracks: Mapping[str, Track] = field(default_factory=dict)
+    mute: Mute | None = None  # the latest change of the patient's forecast mute, if any
 
     def track(self, key: str) -> Track:
         return self.tracks.get(key, Track())
@@ -64,10 +67,14 @@ class PatientAlerts:
     def active(self) -> list[Alert]:
         return [t.alert for t in self.tracks.values() if t.alert is not None]
 
+    def muted(self, at: float) -> bool:
+        """Whether forecast alerts are muted at ``at`` (technical alerts never are)."""
+        return self.mute is not None and self.mute.active(at)
+
     @classmethod
-    def from_active(cls, patient_id: str, alerts: Iterable[Alert]) -> PatientAlerts:
-        """State after a restart: the stored active alerts, with empty persistence windows."""
-        return cls(patient_id, {a.key: Track(alert=a) for a in alerts})
+    def from_active(cls, patient_id: str, alerts: Iterable[Alert], mute: Mute | None = None) -> PatientAlerts:
+        """State after a restart: the stored active alerts and mute, with empty persistence windows."""
+        return cls(patient_id, {a.key: Track(alert=a) for a in alerts}, mute)
 
 
 @dataclass(frozen=True)
@@ -103,7 +110,15 @@ class PatientResolved:
     reason: str
 
 
-Observation = ForecastSeen | CannotAssess | TimerTick | AckReceived | PatientResolved
+@dataclass(frozen=True)
+class MuteRequested:
+    """A nurse mutes the patient's forecast alerts for a while (known paroxysmal AF, a paced patient), or unmutes."""
+
+    at: float
+    request: MuteRequest
+
+
+Observation = ForecastSeen | CannotAssess | TimerTick | AckReceived | PatientResolved | MuteRequested
 Decision = tuple[PatientAlerts, list[AlertEvent]]
 
 
@@ -147,7 +162,10 @@ class AlertPolicy:
         return self._per_patient[patient_id]
 
     def decide(self, prev: PatientAlerts, obs: Observation) -> Decision:
-        """New state and the lifecycle events to publish (in order). Raises ProtocolError for an invalid ack."""
+        """New state and the lifecycle events to publish (in order). Raises ProtocolError for an invalid ack.
+
+        A mute whose time is up expires first, whatever the observation, so no forecast is judged under it."""
+        prev = _expire_mute(prev, obs.at)
         match obs:
             case ForecastSeen():
                 return self._forecast(prev, obs)
@@ -160,6 +178,8 @@ class AlertPolicy:
                 return self._acknowledge(prev, obs)
             case PatientResolved():
                 return self._resolve_all(prev, obs.at, obs.reason)
+            case MuteRequested():
+                return _mute(prev, obs)
             case _:
                 assert_never(obs)
 
@@ -176,6 +196,8 @@ class AlertPolicy:
             ended = quality_alert.transition(obs.at, "cleared", "signal quality recovered", ended_at=obs.at)
             state = state.with_track(CANNOT_ASSESS, Track())
             events.append(AlertEvent("end", quality_alert, ended, "cleared"))
+        if state.muted(obs.at):
+            return state, events  # forecast tracks stay empty until the mute ends: persistence starts afresh
         for arrhythmia in ARRHYTHMIAS:
             if not policy.arrhythmia(arrhythmia).enabled:
                 track, new_events = _disabled(state.track(arrhythmia), obs.at)
@@ -310,11 +332,54 @@ class AlertPolicy:
         raise ProtocolError("unknown_alert", f"no active alert {obs.ack.alert_id!r} for patient {prev.patient_id!r}")
 
     def _resolve_all(self, prev: PatientAlerts, at: float, reason: str) -> Decision:
+        """Every active alert ends; a mute stays until it expires (a stream that drops and returns is not a new
+        patient)."""
         events = []
         for alert in prev.active():
             ended = alert.transition(at, "resolved", reason, ended_at=at)
             events.append(AlertEvent("end", alert, ended, "resolved"))
-        return PatientAlerts(prev.patient_id), events
+        return PatientAlerts(prev.patient_id, mute=prev.mute), events
+
+
+MUTED_REASON = "forecasts muted"  # the transition reason of a forecast alert ended by a mute
+
+
+def _mute(prev: PatientAlerts, obs: MuteRequested) -> Decision:
+    """Mute: record who, why and until when, and resolve the active forecast alerts (a mute that left them
+    re-notifying would silence nothing). Unmute: record who, if a mute is in force; else nothing changes (a
+    redelivered request)."""
+    req = obs.request
+    if req.action == "unmute":
+        if not prev.muted(obs.at):
+            return prev, []
+        unmuted = Mute(patient_id=prev.patient_id, action="unmuted", at=obs.at, by=req.by, reason=req.reason)
+        return replace(prev, mute=unmuted), []
+    assert req.duration_s is not None
+    mute = Mute(
+        patient_id=prev.patient_id,
+        action="muted",
+        at=obs.at,
+        by=req.by,
+        reason=req.reason,
+        until=obs.at + req.duration_s,
+    )
+    state, events = replace(prev, mute=mute), list[AlertEvent]()
+    for arrhythmia in ARRHYTHMIAS:
+        alert = state.track(arrhythmia).alert
+        if alert is not None:
+            ended = alert.transition(obs.at, "resolved", MUTED_REASON, by=req.by, ended_at=obs.at)
+            events.append(AlertEvent("end", alert, ended, "resolved"))
+        state = state.with_track(arrhythmia, Track())
+    return state, events
+
+
+def _expire_mute(prev: PatientAlerts, at: float) -> PatientAlerts:
+    """The state with a mute whose time is up recorded as expired (at its ``until``, not when noticed)."""
+    mute = prev.mute
+    if mute is None or mute.action != "muted" or mute.active(at):
+        return prev
+    expired = mute.model_copy(update={"action": "expired", "at": mute.until, "by": None})
+    return replace(prev, mute=expired)
 
 
 def _forecast_fields(arrhythmia: str, reading: _Reading, obs: ForecastSeen) -> dict[str, Any]:

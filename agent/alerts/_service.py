@@ -3,7 +3,8 @@
 Thin on purpose: every decision is :meth:`AlertPolicy.decide`; this class stamps observations with the clock,
 serialises patients' state behind one lock (forecast, ack and timer paths may be different threads), saves what
 changed before publishing it (a crash after saving re-publishes nothing twice and loses nothing), and sends each event
-to ``<prefix>/<patient_id>/alert`` at QoS 1, not retained.
+to ``<prefix>/<patient_id>/alert`` at QoS 1, not retained. A change of a patient's forecast mute is stored in the
+mute history and published retained on ``<prefix>/<patient_id>/alert/muted``.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from core.errors import BrokerError, LifecycleError, ProtocolError
 from core.protocol import Topics
 
 from ._evidence import Evidence
-from ._model import Ack, Alert, AlertEvent
+from ._model import Ack, Alert, AlertEvent, Mute, MuteRequest
 from ._pg_store import Fence, PostgresAlertStore, StaleEpochError
 from ._policy import (
     AckReceived,
     AlertPolicy,
     CannotAssess,
     ForecastSeen,
+    MuteRequested,
     Observation,
     PatientAlerts,
     PatientResolved,
@@ -67,7 +69,7 @@ class AlertService:
         new_id: Callable[[], str] | None = None,
         fence: FenceOf | None = None,
     ) -> None:
-        """Open the store and reload active alerts, so a restart neither loses them nor raises them again.
+        """Open the store and reload active alerts and mutes, so a restart neither loses them nor raises them again.
 
         With ``fence`` (a cluster replica) nothing is preloaded: a patient's active alerts are read from the shared
         store when this replica first handles it, observations of patients it does not own are ignored, and every
@@ -85,9 +87,12 @@ class AlertService:
         by_patient: dict[str, list[Alert]] = {}
         for alert in self._store.active() if fence is None else []:
             by_patient.setdefault(alert.patient_id, []).append(alert)
-        for patient_id, alerts in by_patient.items():
-            self._patients[patient_id] = PatientAlerts.from_active(patient_id, alerts)
-        log.info("alerts_reloaded", patients=len(by_patient), active=sum(map(len, by_patient.values())))
+        mutes = {m.patient_id: m for m in self._store.active_mutes(clock())} if fence is None else {}
+        for patient_id in by_patient.keys() | mutes.keys():
+            alerts = by_patient.get(patient_id, [])
+            self._patients[patient_id] = PatientAlerts.from_active(patient_id, alerts, mutes.get(patient_id))
+        active = sum(map(len, by_patient.values()))
+        log.info("alerts_reloaded", patients=len(self._patients), active=active, muted=len(mutes))
 
     def __enter__(self) -> AlertService:
         return self
@@ -141,6 +146,24 @@ class AlertService:
             return events[0].after
         return stored  # already acknowledged: the ack changed nothing
 
+    def mute(self, request: MuteRequest) -> Mute | None:
+        """Apply a decoded mute or unmute request, stamped with this service's clock; returns the patient's mute
+        state after it (None when it was never muted, or when another replica owns the patient)."""
+        self._apply(request.patient_id, MuteRequested(self._clock(), request))
+        return self.mute_state(request.patient_id)
+
+    def mute_state(self, patient_id: str) -> Mute | None:
+        """The latest change of the patient's forecast mute that this service holds."""
+        with self._lock:
+            state = self._patients.get(patient_id)
+            return state.mute if state else None
+
+    def mute_history(self, patient_id: str, limit: int = 50) -> list[Mute]:
+        """A patient's stored mute changes, newest first."""
+        with self._lock:
+            self._check_open()
+            return self._store.mute_history(patient_id, limit)
+
     def resolve_patient(self, patient_id: str, reason: str) -> list[AlertEvent]:
         """End every active alert of a patient who left monitoring (discharge, stream evicted)."""
         return self._apply(patient_id, PatientResolved(self._clock(), reason))
@@ -177,8 +200,9 @@ class AlertService:
             self._check_open()
             prev = self._current(patient_id)
             state, events = self._policy.decide(prev, obs)
+            mutes = [state.mute] if state.mute is not None and state.mute is not prev.mute else []
             try:
-                self._store.save(_changed(prev, state, events), fence)
+                self._store.save(_changed(prev, state, events), fence, mutes)
             except StaleEpochError as exc:
                 self._patients.pop(patient_id, None)
                 log.warning("alert_write_fenced", patient_id=patient_id, detail=str(exc))
@@ -189,6 +213,8 @@ class AlertService:
                 self._patients[patient_id] = state
             for event in events:
                 self._send(event)
+            for mute in mutes:
+                self._send_mute(mute)
         return events
 
     def _current(self, patient_id: str) -> PatientAlerts:
@@ -196,8 +222,10 @@ class AlertService:
         return self._patients.get(patient_id) or self._load(patient_id)
 
     def _load(self, patient_id: str) -> PatientAlerts:
-        """A patient met for the first time (or again after a handover): its stored active alerts, if any."""
-        return PatientAlerts.from_active(patient_id, self._store.active_for(patient_id))
+        """A patient met for the first time (or again after a handover): its stored active alerts and its latest
+        mute change, if any."""
+        latest = self._store.mute_history(patient_id, 1)
+        return PatientAlerts.from_active(patient_id, self._store.active_for(patient_id), latest[0] if latest else None)
 
     def _send(self, event: AlertEvent) -> None:
         after = event.after
@@ -211,10 +239,23 @@ class AlertService:
             priority=after.priority,
             arrhythmia=after.arrhythmia,
         )
+        topic = self._topics.alert(after.patient_id)
+        self._publish_stored(topic, event.payload(), False, patient_id=after.patient_id, alert_id=after.alert_id)
+
+    def _send_mute(self, mute: Mute) -> None:
+        """Retained, so a screen that connects later still reads "forecasts muted until ..."."""
+        log.info("alert_mute", patient_id=mute.patient_id, action=mute.action, by=mute.by, until=mute.until)
+        self._publish_stored(
+            self._topics.alert_muted(mute.patient_id), mute.payload(), True, patient_id=mute.patient_id
+        )
+
+    def _publish_stored(self, topic: str, payload: bytes, retain: bool, **context: object) -> None:
+        """Publish what is already stored: a broker failure is logged, and re-notification (or the next change)
+        still reaches the nurse once the broker is back."""
         try:
-            self._publish(self._topics.alert(after.patient_id), event.payload(), ALERT_QOS, False)
-        except (BrokerError, LifecycleError, OSError) as exc:  # stored already: re-notification still reaches the nurse
-            log.error("alert_publish_failed", patient_id=after.patient_id, alert_id=after.alert_id, error=str(exc))
+            self._publish(topic, payload, ALERT_QOS, retain)
+        except (BrokerError, LifecycleError, OSError) as exc:
+            log.error("alert_publish_failed", topic=topic, error=str(exc), **context)
 
     def _check_open(self) -> None:
         if self._closed:

@@ -1,8 +1,9 @@
 """Alert subcommands: ``alerts history`` reads the alert store (SQLite, or PostgreSQL when ``store_url`` is set),
-``alerts ack`` publishes an acknowledgement.
+``alerts ack`` publishes an acknowledgement, ``alerts mute`` / ``alerts unmute`` publish a forecast mute request.
 
-``alerts ack`` is what a nurse's client would send; it connects with its own client id (never the agent's, which
-would take over the agent's session) and publishes one ``ecgcast.alert_ack/1`` message at QoS 1.
+``ack``, ``mute`` and ``unmute`` are what a nurse's client would send; each connects with its own client id (never
+the agent's, which would take over the agent's session) and publishes one message at QoS 1, checked first with the
+agent's own decoder so that nothing the agent would refuse leaves this machine.
 """
 
 from __future__ import annotations
@@ -10,20 +11,32 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from agent.cli import add_config_argument, settings_or_report
 from agent.settings import Settings
-from core.errors import LifecycleError
+from core.errors import LifecycleError, ProtocolError
 from core.logs import configure_logging
+from core.protocol import PATIENT_ID_PATTERN, Topics
 
-__all__ = ["register"]
+from ._ack import decode_ack, decode_mute
+from ._model import SCHEMA_ALERT_ACK, SCHEMA_ALERT_MUTE
+
+__all__ = ["parse_duration", "register"]
+
+_DURATION = re.compile(r"\A(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr)?\Z")
+_SECONDS_PER = {None: 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hr": 3600.0}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    group = sub.add_parser("alerts", help="alert history and acknowledgements ('alerts history', 'alerts ack')")
+    group = sub.add_parser(
+        "alerts", help="alert history, acknowledgements and forecast mutes ('history', 'ack', 'mute', 'unmute')"
+    )
     actions = group.add_subparsers(dest="alerts_command", required=True, metavar="ACTION")
 
     history = actions.add_parser("history", help="print a patient's stored alerts (JSON lines, newest first)")
@@ -34,6 +47,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     history.add_argument("--limit", type=int, default=20, help="most alerts printed")
     history.add_argument("--active", action="store_true", help="only raised or acknowledged alerts")
+    history.add_argument("--mutes", action="store_true", help="print the forecast mute changes instead of alerts")
     history.set_defaults(func=cmd_history)
 
     ack = actions.add_parser("ack", help="publish an acknowledgement of one alert to the broker")
@@ -43,6 +57,31 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ack.add_argument("--by", required=True, help="who acknowledges (user id of the clinician)")
     ack.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the broker")
     ack.set_defaults(func=cmd_ack)
+
+    mute = actions.add_parser("mute", help="mute one patient's forecast alerts for a while (not technical alerts)")
+    add_config_argument(mute)
+    mute.add_argument("patient_id")
+    mute.add_argument("--reason", required=True, help="why, e.g. 'known paroxysmal AF' (at most 200 characters)")
+    mute.add_argument("--for", dest="duration_s", type=parse_duration, required=True, help="e.g. 2h, 90m (max 24h)")
+    mute.add_argument("--by", required=True, help="who mutes (user id of the clinician)")
+    mute.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the broker")
+    mute.set_defaults(func=cmd_mute)
+
+    unmute = actions.add_parser("unmute", help="lift a patient's forecast mute before it expires")
+    add_config_argument(unmute)
+    unmute.add_argument("patient_id")
+    unmute.add_argument("--by", required=True, help="who unmutes (user id of the clinician)")
+    unmute.add_argument("--reason", help="why, optional")
+    unmute.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the broker")
+    unmute.set_defaults(func=cmd_unmute)
+
+
+def parse_duration(text: str) -> float:
+    """``2h`` -> 7200.0, ``90m`` -> 5400.0, ``600`` or ``600s`` -> 600.0 (bounds are the decoder's)."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 2h, 90m or 600s")
+    return float(match.group(1)) * _SECONDS_PER[match.group(2)]
 
 
 def _settings(path: Path) -> Settings | None:
@@ -65,32 +104,73 @@ def cmd_history(args: argparse.Namespace) -> int:
         return 1
     store = open_alert_store(settings.alerts, args.store)  # the shared PostgreSQL store when store_url is set
     try:
-        alerts = store.history(args.patient_id, args.limit)
+        if args.mutes:
+            rows = [m.to_message() for m in store.mute_history(args.patient_id, args.limit)]
+        else:
+            rows = [a.to_wire() for a in store.history(args.patient_id, args.limit) if a.active or not args.active]
     finally:
         store.close()
-    for alert in alerts:
-        if alert.active or not args.active:
-            print(json.dumps(alert.to_wire()))
+    for row in rows:
+        print(json.dumps(row))
     return 0
 
 
 def cmd_ack(args: argparse.Namespace) -> int:
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
+    payload = {"schema": SCHEMA_ALERT_ACK, "alert_id": args.alert_id, "by": args.by, "at": time.time()}
+    return _send(args, Topics.alert_ack, payload, decode_ack, f"ack for {args.alert_id}")
 
-    from agent.alerts._model import SCHEMA_ALERT_ACK
-    from core.mqtt import apply_credentials
-    from core.protocol import Topics
 
+def cmd_mute(args: argparse.Namespace) -> int:
+    payload = {"schema": SCHEMA_ALERT_MUTE, "action": "mute", "by": args.by, "reason": args.reason}
+    payload["duration_s"] = args.duration_s
+    what = f"mute of {args.patient_id}'s forecasts for {args.duration_s:g} s"
+    return _send(args, Topics.alert_mute, payload, decode_mute, what)
+
+
+def cmd_unmute(args: argparse.Namespace) -> int:
+    payload = {"schema": SCHEMA_ALERT_MUTE, "action": "unmute", "by": args.by}
+    if args.reason is not None:
+        payload["reason"] = args.reason
+    return _send(args, Topics.alert_mute, payload, decode_mute, f"unmute of {args.patient_id}'s forecasts")
+
+
+def _send(
+    args: argparse.Namespace,
+    topic_of: Callable[[Topics, str], str],
+    body: dict[str, Any],
+    decode: Callable[[bytes, str], object],
+    what: str,
+) -> int:
+    """Check ``body`` with the agent's own decoder, then publish it on the patient's topic (``topic_of``)."""
     settings = _settings(args.config)
     if settings is None:
         return 2
+    payload = json.dumps(body).encode()
+    try:
+        if not PATIENT_ID_PATTERN.fullmatch(args.patient_id):
+            raise ProtocolError("bad_patient_id", "patient id is not allowed", "patient_id")
+        decode(payload, args.patient_id)
+    except ProtocolError as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 2
+    topic = topic_of(Topics(settings.protocol.topic_prefix), args.patient_id)
+    status = _publish(settings, topic, payload, args.timeout)
+    if status == 0:
+        print(f"{what} published on {topic}")
+    return status
+
+
+def _publish(settings: Settings, topic: str, payload: bytes, timeout: float) -> int:
+    """Publish one message at QoS 1 with a client id of its own; 0 once the broker confirmed it, else 1."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from core.mqtt import apply_credentials
+
     m = settings.mqtt
     protocol = mqtt.MQTTv5 if m.protocol == "5" else mqtt.MQTTv311
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"ecgcast-ack-{os.getpid()}", protocol=protocol)
     apply_credentials(client, m)
-    payload = {"schema": SCHEMA_ALERT_ACK, "alert_id": args.alert_id, "by": args.by, "at": time.time()}
-    topic = Topics(settings.protocol.topic_prefix).alert_ack(args.patient_id)
     try:
         client.connect(m.host, m.port, keepalive=m.keepalive_s)
     except OSError as exc:
@@ -98,15 +178,14 @@ def cmd_ack(args: argparse.Namespace) -> int:
         return 1
     client.loop_start()
     try:
-        info = client.publish(topic, json.dumps(payload).encode(), qos=1)
-        info.wait_for_publish(args.timeout)
+        info = client.publish(topic, payload, qos=1)
+        info.wait_for_publish(timeout)
         if not info.is_published():
-            raise LifecycleError(f"broker did not confirm the ack within {args.timeout} s")
+            raise LifecycleError(f"broker did not confirm the message within {timeout} s")
     except (LifecycleError, RuntimeError, ValueError) as exc:
         print(exc, file=sys.stderr)
         return 1
     finally:
         client.disconnect()
         client.loop_stop()
-    print(f"ack for {args.alert_id} published on {topic}")
     return 0

@@ -1,9 +1,9 @@
 """The station's view of the broker: its own MQTT client on the agent's topics, and the push hub for browsers.
 
 Callbacks only match and enqueue (STYLE.md §3); one feed thread decodes, updates :class:`StationState`, and every
-``push_interval_s`` turns what changed into Server-Sent Events for every connected page. Acknowledgements from the
-page are published as the same ``ecgcast.alert_ack/1`` message a pager would send, so they go through the agent's
-one ack path and state machine.
+``push_interval_s`` turns what changed into Server-Sent Events for every connected page. Acknowledgements and
+forecast mutes from the page are published as the same ``ecgcast.alert_ack/1`` and ``ecgcast.alert_mute/1``
+messages a pager or the CLI would send, so they go through the agent's one path and state machine.
 
 Any client on the broker can publish anything, retained, so every message is validated against its typed model
 and a bad one costs only itself: refused, counted, logged once per topic and reason. The feed thread is supervised:
@@ -16,14 +16,15 @@ import json
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Final
 
 import paho.mqtt.client as mqtt
 import structlog
 
-from agent.alerts import SCHEMA_ALERT_ACK, decode_ack
+from agent.alerts import SCHEMA_ALERT_ACK, SCHEMA_ALERT_MUTE, decode_ack, decode_mute
 from agent.mqtt_client import MqttConnection
-from agent.station._messages import decode_alert, decode_forecast
+from agent.station._messages import decode_alert, decode_forecast, decode_mute_state
 from agent.station._state import StationState
 from agent.station.settings import StationSettings
 from core.errors import LifecycleError, ProtocolError
@@ -35,7 +36,7 @@ __all__ = ["PushHub", "StationFeed", "sse_frame"]
 
 log = structlog.get_logger(__name__)
 
-KINDS = ("status", "forecast", "alert", "wave")
+KINDS = ("status", "forecast", "alert", "alert/muted", "wave")
 HEARTBEAT_S = 2.0  # the page calls the stream stale after missing a few of these
 RESTART_DELAY_S: Final = 1.0  # between a feed loop failure and its restart: a failure per message cannot spin
 RECOVERED_AFTER_S: Final = 60.0  # the feed's technical alarm clears after this long without another failure
@@ -101,7 +102,8 @@ class RejectionLog:
 
 
 class StationFeed:
-    """Subscribes to status, forecast, alert, wave and agent presence; publishes acknowledgements."""
+    """Subscribes to status, forecast, alert, mute state, wave and agent presence; publishes acknowledgements and
+    mute requests."""
 
     def __init__(
         self,
@@ -156,19 +158,36 @@ class StationFeed:
         return self._thread.is_alive()
 
     def publish_ack(self, patient_id: str, alert_id: str, by: str, timeout_s: float = 5.0) -> None:
-        """Publish the nurse's acknowledgement and wait for the broker to take it (QoS 1). It is checked with the
-        agent's own ``decode_ack`` first: a message the agent would refuse, or a topic the broker would drop the
-        connection for ("P001\\n"), is never sent."""
+        """Publish the nurse's acknowledgement and wait for the broker to take it (QoS 1)."""
+        body = {"schema": SCHEMA_ALERT_ACK, "alert_id": alert_id, "by": by, "at": time.time()}
+        self._publish_checked(patient_id, Topics.alert_ack, body, decode_ack, timeout_s)
+        log.info("station_ack_published", patient_id=patient_id, alert_id=alert_id, by=by)
+
+    def publish_mute(self, patient_id: str, fields: dict[str, Any], by: str, timeout_s: float = 5.0) -> None:
+        """Publish the nurse's forecast mute request (``fields``: action, reason, duration_s) as ``by``."""
+        body = {**fields, "schema": SCHEMA_ALERT_MUTE, "by": by}
+        self._publish_checked(patient_id, Topics.alert_mute, body, decode_mute, timeout_s)
+        log.info("station_mute_published", patient_id=patient_id, action=fields.get("action"), by=by)
+
+    def _publish_checked(
+        self,
+        patient_id: str,
+        topic_of: Callable[[Topics, str], str],
+        body: dict[str, Any],
+        decode: Callable[[bytes, str], object],
+        timeout_s: float,
+    ) -> None:
+        """Publish ``body`` at QoS 1 and wait for the broker to take it. It is checked with the agent's own decoder
+        first: a message the agent would refuse, or a topic the broker would drop the connection for ("P001\\n"),
+        is never sent; the ProtocolError says why."""
         if not PATIENT_ID_PATTERN.fullmatch(patient_id):
             raise ProtocolError("bad_patient_id", f"patient id {patient_id[:80]!r} is not allowed", "patient_id")
-        body = {"schema": SCHEMA_ALERT_ACK, "alert_id": alert_id, "by": by, "at": time.time()}
         payload = json.dumps(body).encode()
-        decode_ack(payload, patient_id)
-        info = self.connection.publish(self._topics.alert_ack(patient_id), payload, qos=1)
+        decode(payload, patient_id)
+        info = self.connection.publish(topic_of(self._topics, patient_id), payload, qos=1)
         info.wait_for_publish(timeout_s)
         if not info.is_published():
-            raise LifecycleError(f"broker did not confirm the acknowledgement within {timeout_s} s")
-        log.info("station_ack_published", patient_id=patient_id, alert_id=alert_id, by=by)
+            raise LifecycleError(f"broker did not confirm the message within {timeout_s} s")
 
     def _run(self) -> None:
         """The feed thread, supervised: the loop is restarted after any failure it did not contain."""
@@ -241,6 +260,8 @@ class StationFeed:
             self._state.on_forecast(pid, decode_forecast(payload, pid))
         elif kind == "alert":
             self._state.on_alert(pid, decode_alert(payload, pid))
+        elif kind == "alert/muted":
+            self._state.on_mute(pid, decode_mute_state(payload, pid))
 
     def _reject(
         self, kind: str, topic: str, reason: str, field: str | None, detail: str, exc_info: bool = False

@@ -160,6 +160,8 @@ class StationHttp:
             self._events(request)
         elif method == "POST" and path == "/api/ack":
             self._ack(request, user)
+        elif method == "POST" and path == "/api/mute":
+            self._mute(request, user)
         else:
             self._json(request, HTTPStatus.NOT_FOUND, {"error": "not found"})
 
@@ -197,24 +199,39 @@ class StationHttp:
     # --- API -----------------------------------------------------------------------------------------------
 
     def _ack(self, request: BaseHTTPRequestHandler, user: str) -> None:
-        if not request.headers.get("Content-Type", "").startswith("application/json"):
-            self._json(request, HTTPStatus.UNSUPPORTED_MEDIA_TYPE, {"error": "send application/json"})
-            return
-        body = _json_body(self._body(request))
-        fields = body if isinstance(body, dict) else {}
+        fields = self._json_fields(request)
         patient_id, alert_id = fields.get("patient_id"), fields.get("alert_id")
         if not isinstance(patient_id, str) or not isinstance(alert_id, str):
-            self._json(request, HTTPStatus.BAD_REQUEST, {"error": "need patient_id and alert_id"})
-            return
+            raise BadRequest("need patient_id and alert_id")
+        answer = {"by": user, "alert_id": alert_id}
+        self._publish(request, lambda: self._feed.publish_ack(patient_id, alert_id, user), answer)
+
+    def _mute(self, request: BaseHTTPRequestHandler, user: str) -> None:
+        """``{"patient_id", "action": "mute"|"unmute", "reason", "duration_s"}``; ``by`` is the signed-in user."""
+        fields = self._json_fields(request)
+        patient_id = fields.get("patient_id")
+        if not isinstance(patient_id, str):
+            raise BadRequest("need patient_id")
+        mute: dict[str, Any] = {k: fields[k] for k in ("action", "reason", "duration_s") if k in fields}
+        answer = {"by": user, "action": mute.get("action")}
+        self._publish(request, lambda: self._feed.publish_mute(patient_id, mute, user), answer)
+
+    def _json_fields(self, request: BaseHTTPRequestHandler) -> dict[str, Any]:
+        """The JSON object a page posted. Only ``application/json`` is read, so a cross-site form cannot post."""
+        if not request.headers.get("Content-Type", "").startswith("application/json"):
+            raise BadRequest("send application/json", HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
+        body = _json_body(self._body(request))
+        return body if isinstance(body, dict) else {}
+
+    def _publish(self, request: BaseHTTPRequestHandler, send: Callable[[], None], answer: dict[str, Any]) -> None:
+        """Run ``send`` (a publish to the broker) and answer 202, 400 with the refusal's reason, or 503."""
         try:
-            self._feed.publish_ack(patient_id, alert_id, user)
+            send()
         except ProtocolError as exc:
-            self._json(request, HTTPStatus.BAD_REQUEST, {"error": str(exc)})
-            return
+            raise BadRequest(str(exc)) from None
         except EcgcastError as exc:
-            self._json(request, HTTPStatus.SERVICE_UNAVAILABLE, {"error": str(exc)})
-            return
-        self._json(request, HTTPStatus.ACCEPTED, {"published": True, "by": user, "alert_id": alert_id})
+            raise BadRequest(str(exc), HTTPStatus.SERVICE_UNAVAILABLE) from None
+        self._json(request, HTTPStatus.ACCEPTED, {"published": True, **answer})
 
     def _state_json(self) -> dict[str, Any]:
         """The snapshot, with the station's own health: broker connection and feed thread."""

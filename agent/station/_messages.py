@@ -2,8 +2,9 @@
 
 Status and presence models are shared in ``core.wire``. The forecast message is the model's ``Forecast`` plus what
 the agent adds when publishing (agent/forecasting.py: ``published_at``, ``window``, ``signal_quality``,
-``measurements``); the alert message is :meth:`agent.alerts.AlertEvent.to_message`. Both reuse those models rather
-than restating their fields, so a change there is a change here.
+``measurements``); the alert message is :meth:`agent.alerts.AlertEvent.to_message`, the mute state message
+:meth:`agent.alerts.Mute.to_message`. They reuse those models rather than restating their fields, so a change there
+is a change here.
 """
 
 from __future__ import annotations
@@ -12,13 +13,22 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.alerts import Alert
+from agent.alerts import Alert, Mute
 from core.errors import ProtocolError
 from core.measurements import Measurements
 from core.wire import check_same, parse_message
 from llm_runtime.forecast import Forecast
 
-__all__ = ["AlertMessage", "ForecastMessage", "ForecastWindow", "WireAlert", "decode_alert", "decode_forecast"]
+__all__ = [
+    "AlertMessage",
+    "ForecastMessage",
+    "ForecastWindow",
+    "MuteMessage",
+    "WireAlert",
+    "decode_alert",
+    "decode_forecast",
+    "decode_mute_state",
+]
 
 _STRICT = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -79,6 +89,14 @@ class AlertMessage(BaseModel):
         return self.type == "new" or self.reason in ("escalated", "renotified")
 
 
+class MuteMessage(Mute):
+    """``ecgcast.alert_mute_state/1`` (retained): the latest change of one patient's forecast mute."""
+
+    model_config = _STRICT
+
+    schema_name: Literal["ecgcast.alert_mute_state/1"] = Field(alias="schema")
+
+
 def decode_forecast(payload: bytes, topic_patient_id: str) -> ForecastMessage:
     """A forecast from ``topic_patient_id``'s forecast topic; raises ProtocolError naming the field."""
     forecast = parse_message(ForecastMessage, payload)
@@ -94,4 +112,11 @@ def decode_alert(payload: bytes, topic_patient_id: str) -> AlertMessage:
             check_same("patient_id", alert.patient_id, topic_patient_id)
     if message.before is not None and message.before.alert_id != message.after.alert_id:
         raise ProtocolError("bad_field", "before and after are different alerts", "before.alert_id")
+    return message
+
+
+def decode_mute_state(payload: bytes, topic_patient_id: str) -> MuteMessage:
+    """A forecast mute state from ``topic_patient_id``'s ``alert/muted`` topic."""
+    message = parse_message(MuteMessage, payload)
+    check_same("patient_id", message.patient_id, topic_patient_id)
     return message

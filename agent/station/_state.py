@@ -1,4 +1,5 @@
-"""What the station knows: latest status, forecast and alerts per patient, risk history and waveform rings.
+"""What the station knows: latest status, forecast, alerts and forecast mute per patient, risk history and waveform
+rings.
 
 Plain class under one lock: the feed thread writes, HTTP threads read. It holds only validated messages (typed
 models from ``core.wire`` and ``agent.station._messages``), so building a tile cannot trip over a forged field; a
@@ -20,7 +21,7 @@ import numpy as np
 import structlog
 
 from agent.alerts import Alert
-from agent.station._messages import AlertMessage, ForecastMessage
+from agent.station._messages import AlertMessage, ForecastMessage, MuteMessage
 from agent.station._wave import Strip, WaveRing, heart_rate_bpm
 from agent.station.settings import StationSettings
 from core.protocol import WaveChunk
@@ -51,6 +52,7 @@ QUALITY_BADGE = {
 BADGE_ORDER = ("good", "noisy", "leads off", "cannot assess")
 IRREGULAR_RR = 0.1  # normalised RMSSD above which RR is called irregular (docs/MEASUREMENTS.md: AF > 0.1)
 HISTORY_KEPT = 200
+MUTES_KEPT = 20  # mute changes seen per patient, shown in the detail view
 HR_INTERVAL_S = 5.0
 """Live heart rate refresh period. QRS detection costs about 17 ms per patient on a 10-s strip (2-core dev box), so
 at every 0.5-s push 50 patients would need 1.7 cores; bedside monitors also refresh HR every few seconds."""
@@ -126,6 +128,14 @@ class PatientView:
     pushed_count: int = 0
     hr_at: float = -math.inf  # when the live heart rate was last computed
     was_stale: bool = True
+    mutes: deque[MuteMessage] = field(default_factory=lambda: deque(maxlen=MUTES_KEPT))  # newest last
+    was_muted: bool = False
+
+    def muted(self, now: float) -> MuteMessage | None:
+        """The mute in force at ``now``: the latest change, if it is a mute whose time is not up (the station
+        judges expiry itself, so a retained mute from an agent that went away does not outlive its time)."""
+        latest = self.mutes[-1] if self.mutes else None
+        return latest if latest is not None and latest.active(now) else None
 
 
 @dataclass
@@ -212,6 +222,15 @@ class StationState:
             if message.announces:
                 self._new_alerts.append(after.to_wire())
 
+    def on_mute(self, pid: str, message: MuteMessage) -> None:
+        with self._lock:
+            view = self._patient(pid)
+            if any(m.at == message.at and m.action == message.action for m in view.mutes):
+                return  # the retained state delivered again after a reconnect
+            view.mutes.append(message)
+            if len(view.mutes) > 1 and view.mutes[-2].at > message.at:
+                view.mutes = deque(sorted(view.mutes, key=lambda m: m.at), maxlen=MUTES_KEPT)
+
     def on_wave(self, chunk: WaveChunk) -> None:
         with self._lock:
             view = self._patient(chunk.patient_id)
@@ -273,6 +292,10 @@ class StationState:
                 stale = view.last_wave_at is None or now - view.last_wave_at > self._settings.stale_after_s
                 if stale != view.was_stale:
                     view.was_stale = stale
+                    dirty.add(pid)
+                muted = view.muted(now) is not None
+                if muted != view.was_muted:  # a mute that ran out changes the tile without a message
+                    view.was_muted = muted
                     dirty.add(pid)
                 if view.ring.count == view.pushed_count:
                     continue
@@ -344,6 +367,7 @@ class StationState:
             "trend": [[round(t, 1), round(max(r.values(), default=0.0), 3)] for t, r in view.trend],
             "alerts": alerts,
             "rank": priority_rank(alerts),
+            "mute": _mute_json(view.muted(now)),
         }
 
     def detail(self, pid: str) -> dict[str, Any] | None:
@@ -357,6 +381,7 @@ class StationState:
             timeline = [{"at": round(t, 1), **{k: round(v, 3) for k, v in r.items()}} for t, r in view.trend]
             seen = list(view.history.values())
             window = view.forecast.window if view.forecast else None
+            mutes = [_mute_json(m) for m in reversed(view.mutes)]
         _, beats = heart_rate_bpm(strip)
         alerts = self._source.history(pid, HISTORY_KEPT) if self._source else seen
         history = [a.to_wire() for a in sorted(alerts, key=lambda a: -a.raised_at)]
@@ -367,6 +392,7 @@ class StationState:
             "forecast_window": window.model_dump() if window else None,
             "history": history,
             "timeline": timeline,
+            "mutes": mutes,
         }
 
 
@@ -380,6 +406,12 @@ def _forecast_json(forecast: ForecastMessage | None) -> dict[str, Any] | None:
         "model_id": forecast.model_id,
         "measurements": forecast.measurements.as_dict() if forecast.measurements else None,
     }
+
+
+def _mute_json(mute: MuteMessage | None) -> dict[str, Any] | None:
+    if mute is None:
+        return None
+    return {"action": mute.action, "at": mute.at, "by": mute.by, "reason": mute.reason, "until": mute.until}
 
 
 def _placeholder_tile(patient_id: str, bed: str | None, with_strip: bool) -> dict[str, Any]:
@@ -399,6 +431,7 @@ def _placeholder_tile(patient_id: str, bed: str | None, with_strip: bool) -> dic
         "trend": [],
         "alerts": [],
         "rank": 0,
+        "mute": None,
     }
     return {**tile, "strip": {"fs": None, "t0": None, "leads": {}}} if with_strip else tile
 

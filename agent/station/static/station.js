@@ -1,4 +1,5 @@
-// ecgcast central station: draws what the server pushes (Server-Sent Events) and sends acknowledgements.
+// ecgcast central station: draws what the server pushes (Server-Sent Events), sends acknowledgements and forecast
+// mutes.
 // No build step, no dependencies. The server owns every number; this file only lays out, draws and announces.
 // Defensive by rule: the server validates every message, but one value this page does not expect must cost at
 // most its own tile (try/catch per tile and per alert), and unknown values are shown as such, never thrown on.
@@ -42,6 +43,8 @@ function ago(t) {
   return `${(s / 3600).toFixed(1)} h ago`;
 }
 const isNum = (v) => typeof v === "number" && Number.isFinite(v);
+const HHMM = { hour: "2-digit", minute: "2-digit", hour12: false };
+const hhmm = (t) => (isNum(t) ? new Date(t * 1000).toLocaleTimeString([], HHMM) : "–");
 const pct = (p) => (isNum(p) ? `${Math.round(p * 100)}%` : "–");
 const horizon = (h) => (!isNum(h) ? "an unknown horizon" : h >= 60 ? `${Math.round(h / 60)} min` : `${h} s`);
 // A priority this page does not know is shown as unknown (with its text), not thrown on.
@@ -56,6 +59,12 @@ const el = (tag, cls, text) => {
   return e;
 };
 const label = (d) => (d.bed ? `Bed ${d.bed} · ${d.patient_id}` : d.patient_id);
+
+// "Forecasts muted until 14:30 (known paroxysmal AF, nurse.kim)"; every part is text, never markup.
+function muteText(m) {
+  const why = [m.reason, m.by].filter((v) => typeof v === "string" && v).map((v) => v.slice(0, 200));
+  return `Forecasts muted until ${hhmm(m.until)}${why.length ? ` (${why.join(", ")})` : ""}`;
+}
 
 function alertHeadline(a) {
   if (a.kind === "cannot_assess") return "Cannot assess: signal quality";
@@ -197,6 +206,11 @@ function makeTile(pid) {
     entry.stripDirty = true;
   });
   node.querySelector(".open-detail").addEventListener("click", (ev) => openDetail(pid, ev.currentTarget));
+  node.querySelector(".mute-toggle").addEventListener("click", (ev) => {
+    const button = ev.currentTarget;
+    if (button.dataset.muted) sendMute(pid, { action: "unmute" }, node.querySelector(".mute-note"));
+    else openDetail(pid, button, "mute-reason");
+  });
   station.tiles.set(pid, entry);
   document.getElementById("grid").appendChild(node);
   document.getElementById("empty").hidden = true;
@@ -348,6 +362,18 @@ function renderTile(d) {
     entry.alertsKey = alertsKey;
     node.querySelector(".alerts").replaceChildren(...d.alerts.map((a) => renderAlertSafely(d.patient_id, a)));
   }
+  renderMuteNote(node, d);
+}
+
+function renderMuteNote(node, d) {
+  const m = d.mute && typeof d.mute === "object" ? d.mute : null;
+  const note = node.querySelector(".mute-note");
+  note.hidden = !m;
+  note.textContent = m ? muteText(m) : "";
+  const button = node.querySelector(".mute-toggle");
+  button.dataset.muted = m ? "1" : "";
+  button.textContent = m ? "Unmute forecasts" : "Mute forecasts…";
+  button.setAttribute("aria-label", `${m ? "Unmute" : "Mute"} forecast alerts for ${label(d)}`);
 }
 
 // Renders one tile; a tile that fails shows that it failed, and every other tile is still drawn.
@@ -411,26 +437,47 @@ function announce(a) {
   beep();
 }
 
-// ---------- acknowledgement ----------
+// ---------- acknowledgement and mute ----------
+// Posts JSON to the station; the reply, or null when the session ended (the page goes to sign-in). Throws the
+// server's one-line reason on a refusal.
+async function postJson(path, body) {
+  const res = await fetch(path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  if (res.status === 401) {
+    window.location = "/login";
+    return null;
+  }
+  const reply = await res.json();
+  if (!res.ok) throw new Error(reply.error || res.statusText);
+  return reply;
+}
+
 async function acknowledge(pid, alertId, button) {
   button.disabled = true;
   button.textContent = "Sending…";
   try {
-    const res = await fetch("/api/ack", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ patient_id: pid, alert_id: alertId }),
-    });
-    if (res.status === 401) {
-      window.location = "/login";
-      return;
+    if (await postJson("/api/ack", { patient_id: pid, alert_id: alertId })) {
+      button.textContent = "Sent: waiting for the agent…";
     }
-    const body = await res.json();
-    if (!res.ok) throw new Error(body.error || res.statusText);
-    button.textContent = "Sent: waiting for the agent…";
   } catch (err) {
     button.disabled = false;
     button.textContent = `Acknowledge (last try failed: ${err.message})`;
+  }
+}
+
+// The page shows the mute only once the agent's retained mute state comes back, as with acknowledgements.
+async function sendMute(pid, fields, status) {
+  status.textContent = "Sending…";
+  try {
+    if (!(await postJson("/api/mute", { patient_id: pid, ...fields }))) return false;
+    status.textContent = "Sent: waiting for the agent…";
+    return true;
+  } catch (err) {
+    status.textContent = `Not sent: ${err.message}`;
+    return false;
   }
 }
 
@@ -575,6 +622,34 @@ function renderDetail() {
   drawDetailStrip(d, lead);
   drawTimeline(d.timeline);
   renderHistory(d.history);
+  renderMutes(d);
+}
+
+const MUTE_CHANGE = { muted: "muted", unmuted: "unmuted", expired: "expired" };
+
+function renderMutes(d) {
+  const m = d.mute && typeof d.mute === "object" ? d.mute : null;
+  document.getElementById("mute-current").textContent = m ? muteText(m) : "Forecast alerts are on.";
+  document.getElementById("unmute").hidden = !m;
+  const rows = (Array.isArray(d.mutes) ? d.mutes : []).map((c) => {
+    const tr = el("tr");
+    const change = MUTE_CHANGE[c.action] || "unknown change";
+    tr.append(
+      el("td", null, clock(c.at)),
+      el("td", null, c.action === "muted" ? `${change} until ${hhmm(c.until)}` : change),
+      el("td", null, c.by ? String(c.by) : "–"),
+      el("td", null, c.reason ? String(c.reason) : "–"),
+    );
+    return tr;
+  });
+  if (!rows.length) {
+    const tr = el("tr");
+    const td = el("td", null, "never muted since the station started");
+    td.colSpan = 4;
+    tr.appendChild(td);
+    rows.push(tr);
+  }
+  document.getElementById("detail-mutes").replaceChildren(...rows);
 }
 
 function drawDetailStrip(d, lead) {
@@ -664,11 +739,11 @@ function renderHistory(history) {
   document.getElementById("detail-history").replaceChildren(...rows);
 }
 
-function openDetail(pid, opener) {
+function openDetail(pid, opener, focusId) {
   station.detailPid = pid;
   station.detailOpener = opener;
   document.getElementById("detail").hidden = false;
-  document.getElementById("detail-close").focus();
+  document.getElementById(focusId || "detail-close").focus();
   loadDetail();
 }
 
@@ -676,7 +751,18 @@ function closeDetail() {
   station.detailPid = null;
   station.detailData = null;
   document.getElementById("detail").hidden = true;
+  document.getElementById("mute-result").textContent = "";
   if (station.detailOpener) station.detailOpener.focus();
+}
+
+async function submitMute(ev) {
+  ev.preventDefault();
+  const pid = station.detailPid;
+  if (!pid) return;
+  const reason = document.getElementById("mute-reason");
+  const duration = Number(document.getElementById("mute-duration").value);
+  const fields = { action: "mute", reason: reason.value.trim(), duration_s: duration };
+  if (await sendMute(pid, fields, document.getElementById("mute-result"))) reason.value = "";
 }
 
 // ---------- start ----------
@@ -709,6 +795,10 @@ async function start() {
     });
   }
   document.getElementById("detail-close").addEventListener("click", closeDetail);
+  document.getElementById("mute-form").addEventListener("submit", submitMute);
+  document.getElementById("unmute").addEventListener("click", () => {
+    if (station.detailPid) sendMute(station.detailPid, { action: "unmute" }, document.getElementById("mute-result"));
+  });
   document.getElementById("detail-lead").addEventListener("change", renderDetail);
   document.addEventListener("keydown", (ev) => {
     if (ev.key === "Escape" && station.detailPid) closeDetail();

@@ -57,6 +57,8 @@ def test_exports() -> None:
         "check_rationale", "decode_ack", "ihe_codes", "quality_problem",
         "Fence", "PostgresAlertStore", "StaleEpochError", "open_alert_store",
         "EPOCHS_DDL", "EPOCHS_TABLE", "ensure_tables",
+        "MAX_MUTE_S", "MAX_REASON_CHARS", "MIN_MUTE_S", "SCHEMA_ALERT_MUTE", "SCHEMA_MUTE_STATE", "Mute",
+        "MuteRequest", "MuteRequested", "decode_mute",
     }  # fmt: skip
     assert set(agent.alerts.__all__) == expected
     assert all(hasattr(agent.alerts, name) for name in expected)

@@ -116,3 +116,36 @@ def test_replicas_starting_together_create_the_tables_once(pg_url: str) -> None:
     for t in threads:
         t.join(30)
     assert errors == []
+
+
+@pytest.mark.cluster
+def test_a_new_owner_keeps_the_patients_forecast_mute_and_a_stale_one_cannot_change_it(pg_url: str) -> None:
+    """Issue #22: the mute is a row of the shared store; a replica taking the patient over reads it when it meets the
+    patient, and the replica that lost the partition can neither mute nor unmute any more."""
+    from agent.alerts import MuteRequest
+    from tests.agent.alerts.alert_builders import forecast
+
+    ledger = EpochLedger(pg_url, SCOPE, "test")
+    old_claim, old_wire = Claim(ledger.next(5)), Wire()
+    old = service(pg_url, old_wire, old_claim)
+    muted = old.mute(MuteRequest("P1", "mute", "nurse.kim", "known paroxysmal AF", 3600.0))
+    assert muted is not None and old_wire.sent[-1]["action"] == "muted"
+
+    new_claim, new_wire = Claim(ledger.next(5)), Wire()
+    new = service(pg_url, new_wire, new_claim)
+    for _ in range(3):  # would raise an AF alert unmuted
+        assert new.on_forecast("P1", forecast(af=0.9, patient_id="P1"), evidence()) == []
+    assert new.mute_state("P1") == muted
+
+    assert old.mute(MuteRequest("P1", "unmute", "dr.lee", None, None)) is None  # fenced: refused, forgotten
+    assert [m["action"] for m in old_wire.sent] == ["muted"]
+    store = PostgresAlertStore(pg_url)
+    try:
+        assert [(m.action, m.by) for m in store.mute_history("P1", 5)] == [("muted", "nurse.kim")]
+        assert [m.patient_id for m in store.active_mutes(muted.at + 60)] == ["P1"]
+        assert store.active_mutes(muted.at + 3600) == []
+    finally:
+        store.close()
+    for s in (old, new):
+        s.close()
+    ledger.close()

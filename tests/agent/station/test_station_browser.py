@@ -337,3 +337,52 @@ def test_one_forged_alert_does_not_blank_the_screen(
         forger.loop_stop()
         forger.disconnect()
         station.close()
+
+
+def test_mute_forecasts_from_the_page_then_unmute(broker: LocalMosquitto, browser: object, tmp_path: Path) -> None:
+    """Issue #22: a nurse mutes one patient's forecasts from the tile (reason and duration in the detail view); the
+    agent's alert half records it and publishes the retained state; the tile says "Forecasts muted until HH:MM
+    (reason, by)", forecasts that would alert do not, and the tile's Unmute lifts it. The reason is shown as text."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    driver = browser
+    settings = StationSettings(enabled=True, port=0, users={"nurse.kim": hash_password(PASSWORD)}, beds={"P001": "7"})
+    ward = Ward(broker.port, tmp_path / "alerts.sqlite3", [Bed("P001", "7", "sinus_stable", 1)]).start()
+    station = StationServer(settings, MqttSettings(url=broker.url), Topics("ecg/v1")).start()
+    reason = "paced <img src=x onerror=alert(1)>"
+    try:
+        driver.get(station.url + "/")  # type: ignore[attr-defined]
+        _sign_in(driver, "nurse.kim", PASSWORD)
+        wait_for(lambda: driver.find_elements(By.ID, "tile-P001"), what="tile")  # type: ignore[attr-defined]
+        note = lambda: _tile(driver, "P001").find_element(By.CSS_SELECTOR, ".mute-note")  # type: ignore[attr-defined]  # noqa: E731
+        toggle = lambda: _tile(driver, "P001").find_element(By.CSS_SELECTOR, ".mute-toggle")  # type: ignore[attr-defined]  # noqa: E731
+        assert not note().is_displayed() and toggle().text == "Mute forecasts…"
+
+        wait_for(lambda: _done(toggle().click()), what="open the mute form")
+        field = driver.find_element(By.ID, "mute-reason")  # type: ignore[attr-defined]
+        wait_for(lambda: driver.switch_to.active_element == field, what="reason field focused")  # type: ignore[attr-defined]
+        field.send_keys(reason)
+        Select(driver.find_element(By.ID, "mute-duration")).select_by_visible_text("4 h")  # type: ignore[attr-defined]
+        driver.find_element(By.CSS_SELECTOR, "#mute-form button[type=submit]").click()  # type: ignore[attr-defined]
+        wait_for(lambda: ward.alerts.mute_state("P001") or None, what="the agent applied the mute")
+        mute = ward.alerts.mute_state("P001")
+        assert mute is not None and (mute.by, mute.reason) == ("nurse.kim", reason)
+        assert abs(mute.until - mute.at - 4 * 3600) < 1e-6  # type: ignore[operator]
+        wait_for(lambda: "muted until" in driver.find_element(By.ID, "detail-mutes").text, what="mute history")  # type: ignore[attr-defined]
+        driver.find_element(By.ID, "detail-close").click()  # type: ignore[attr-defined]
+        wait_for(lambda: note().is_displayed(), what="mute note on the tile")
+        assert note().text.startswith("Forecasts muted until ") and f"({reason}, nurse.kim)" in note().text
+        assert not driver.find_elements(By.CSS_SELECTOR, "img[src=x]")  # type: ignore[attr-defined]
+
+        for _ in range(3):  # forecasts that would raise an AF alert for an unmuted patient
+            ward.publish_forecast("P001", af=0.9)
+        assert not ward.alerts.active("P001")
+
+        wait_for(lambda: _done(toggle().click()), what="unmute")
+        wait_for(lambda: not note().is_displayed(), what="mute lifted on the tile")
+        lifted = ward.alerts.mute_state("P001")
+        assert lifted is not None and (lifted.action, lifted.by) == ("unmuted", "nurse.kim")
+    finally:
+        station.close()
+        ward.stop()

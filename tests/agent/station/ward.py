@@ -2,9 +2,9 @@
 
 Waveforms are synthetic scenarios (``simulators.generate_scenario``) streamed in real time; status and forecast
 messages are hand-built in the wire formats of docs/PROTOCOL.md, with forecast probabilities chosen by the test
-(labelled ``synthetic-ward``, not a model's output). Alerts and acknowledgements go through the agent's real
-alert half: ``AlertService`` (policy, state machine, store, publishing), ``decode_ack`` on the ack topic and the
-daemon's ``AlertWorker``, the same objects ``Agent`` wires.
+(labelled ``synthetic-ward``, not a model's output). Alerts, acknowledgements and forecast mutes go through the
+agent's real alert half: ``AlertService`` (policy, state machine, store, publishing), ``decode_ack`` and
+``decode_mute`` on their topics and the daemon's ``AlertWorker``, the same objects ``Agent`` wires.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.alerts import Ack, AlertService, AlertSettings, build_evidence, decode_ack
+from agent.alerts import Ack, AlertService, AlertSettings, MuteRequest, build_evidence, decode_ack, decode_mute
 from agent.daemon import AlertWorker
 from core.measurements import measure_leads
 from core.protocol import Topics, WaveChunk, encode_wave
@@ -82,10 +82,12 @@ class Ward:
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
         self.alerts = AlertService(AlertSettings(store_path=store), store, self._publish, TOPICS)
-        self.acks: queue.Queue[Ack] = queue.Queue()
+        self.acks: queue.Queue[Ack | MuteRequest] = queue.Queue()
         self.alert_worker = AlertWorker(self.alerts, self.acks, queue.SimpleQueue())
         self.client.message_callback_add(TOPICS.ack_subscription, self._on_ack)
         self.client.subscribe(TOPICS.ack_subscription, 1)
+        self.client.message_callback_add(TOPICS.mute_subscription, self._on_mute)
+        self.client.subscribe(TOPICS.mute_subscription, 1)
         self.start_time = time.time()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._stream, daemon=True)
@@ -101,6 +103,9 @@ class Ward:
 
     def _on_ack(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         self.acks.put(decode_ack(message.payload, TOPICS.patient_of(message.topic, "alert/ack")))
+
+    def _on_mute(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        self.acks.put(decode_mute(message.payload, TOPICS.patient_of(message.topic, "alert/mute")))
 
     def start(self) -> Ward:
         self.publish_presence("online")

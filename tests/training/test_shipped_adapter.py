@@ -7,7 +7,6 @@ import torch
 
 from core.windows import preprocess_record
 from encoder_onnx.weights import load_encoder_weights
-from llm_runtime.checkpoints import load_adapter
 from simulators.scenarios import generate_scenario
 from training.ship import flat_tensors
 
@@ -31,32 +30,51 @@ def test_default_config_points_at_the_shipped_adapter() -> None:
     assert load_settings().llm.adapter_dir == SHIPPED
 
 
-@pytest.mark.e2e
-def test_af_onset_window_gets_more_af_than_a_sinus_window() -> None:
+MINUTES = 12  # a script's onset time depends on the record's length: every record here is this long
+
+
+def _window(scenario: str, seed: int, end_s: int, window_s: int, leads: tuple[str, ...]) -> tuple[torch.Tensor, str]:
+    """(T, n_leads, 64) tokens of the shipped encoder for seconds [end_s - window_s, end_s) of a synthetic patient,
+    and the agent's evidence line for the same stretch."""
     from core.measurements import measure_leads
-    from llm_runtime.backbones import load_backbone
-    from llm_runtime.prompts import CHAT_FORMATS, PromptBook, questions_for
-    from llm_runtime.runner import ModelRunner, RunnerConfig, ScoreRequest
+
+    rec = generate_scenario(scenario, seed=seed, minutes=MINUTES, leads=("II", "V1"), noise="low")
+    segment = rec.p_signal[int((end_s - window_s) * rec.fs) : int(end_s * rec.fs)]
+    pre = preprocess_record(segment, rec.fs, sig_name=rec.sig_name)
+    encoder, _ = load_encoder_weights(SHIPPED / "encoder.pt")
+    names = [n.lower() for n in rec.sig_name]
+    with torch.no_grad():
+        tokens = torch.stack([encoder(torch.from_numpy(pre.windows[names.index(lead)])) for lead in leads], 1)
+    tokens[torch.from_numpy(~pre.valid[[names.index(lead) for lead in leads]].T)] = 0.0  # as the agent's ring
+    return tokens, measure_leads(segment, rec.fs, rec.sig_name).as_prompt_text()
+
+
+def _forecast(engine: object, patient: str, scenario: str, seed: int, end_s: int) -> object:
+    from llm_runtime.runner import ScoreRequest
+
+    leads = tuple(engine.settings.leads)  # type: ignore[attr-defined]
+    tokens, evidence = _window(scenario, seed, end_s, engine.settings.window_s, leads)  # type: ignore[attr-defined]
+    engine.runner.prime(patient, tokens, end_s - tokens.shape[0])  # type: ignore[attr-defined]
+    (forecast,) = engine.forecast([ScoreRequest(patient, evidence)])  # type: ignore[attr-defined]
+    engine.runner.finish([patient])  # type: ignore[attr-defined]
+    return forecast
+
+
+@pytest.mark.e2e
+def test_shipped_model_reads_the_ecg_af_windows_read_as_af() -> None:
+    """Not the same answer for every input: windows in AF get a higher P(AF at +60 s) than stable sinus windows of
+    the same length, over several seeds (generator v1, the demo's; synthetic). Onset ranking before an onset is
+    not asserted here: it is not met yet (docs/EVALUATION.md, the probe variant's yardstick results)."""
+    from agent.settings import load_settings
+    from llm_runtime.engine import ForecastEngine
 
     torch.set_num_threads(1)
-    backbone = load_backbone("gemma3-270m")
-    model, meta = load_adapter(backbone.lm, SHIPPED)
-    encoder, _ = load_encoder_weights(SHIPPED / "encoder.pt")
-    leads, horizons = tuple(meta["leads"]), tuple(meta["horizons_s"])
-    book = PromptBook(backbone.tokenizer, CHAT_FORMATS[backbone.chat], leads, questions_for(horizons))
-    af = generate_scenario("af_onset", seed=1_000_000, minutes=12, leads=("II", "V1"), noise="low")
-    sinus = generate_scenario("sinus_stable", seed=1_000_003, minutes=12, leads=("II", "V1"), noise="low")
-    at_af = int(af.onsets["AF"]) + 30  # the window holds the onset and 30 s of AF
-    p_af = {}
-    with ModelRunner(model, book, RunnerConfig("streaming", 60, 10, "inline")) as runner:
-        for name, rec, at in (("af", af, at_af), ("sinus", sinus, 300)):
-            segment = rec.p_signal[int((at - 60) * rec.fs) : int(at * rec.fs)]
-            windows = torch.from_numpy(preprocess_record(segment, rec.fs, sig_name=rec.sig_name).windows)
-            with torch.no_grad():
-                emb = encoder(windows.reshape(-1, 256)).reshape(len(leads), 60, -1)  # (L*T, 64) -> (L, T, 64)
-            runner.prime(name, emb.permute(1, 0, 2), at - 60)  # (L, T, 64) -> (T, L, 64)
-            evidence = measure_leads(segment, rec.fs, rec.sig_name).as_prompt_text()
-            (result,) = runner.score([ScoreRequest(name, evidence)])
-            rhythm_q = max(i for i, q in enumerate(book.questions) if q.kind == "rhythm")
-            p_af[name] = result.probs[rhythm_q]["af"]
-    assert p_af["af"] > p_af["sinus"], p_af
+    llm = load_settings().llm.model_copy(update={"window_s": 120})
+    engine = ForecastEngine.load(llm, rebuild="inline")
+    af_now, sinus_now = [], []
+    for seed in (1, 7, 13):
+        rec = generate_scenario("af_onset", seed=seed, minutes=MINUTES, leads=("II", "V1"), noise="low")
+        at = int(rec.onsets["AF"]) + 150
+        af_now.append(_forecast(engine, "a", "af_onset", seed, at).rhythm_probs[60]["af"])  # type: ignore[attr-defined]
+        sinus_now.append(_forecast(engine, "s", "sinus_stable", seed + 3, at).rhythm_probs[60]["af"])  # type: ignore[attr-defined]
+    assert min(af_now) > max(sinus_now), (af_now, sinus_now)

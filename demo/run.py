@@ -260,12 +260,14 @@ def summarise(
         "onsets_alerted_before": 0,
         "false_alerts": 0,
         "cannot_assess_alerts": 0,
+        "forecast_alerts_with_rationale": 0,  # the LM's rationale passed the guard (rationale_note is null)
     }
     for p in patients:
         raised = [e["after"] for e in events if e["type"] == "new" and e["after"]["patient_id"] == p.patient_id]
         forecast_alerts = [a for a in raised if a["kind"] == "forecast"]
         totals["alerts_raised"] += len(raised)
         totals["cannot_assess_alerts"] += sum(1 for a in raised if a["kind"] == "cannot_assess")
+        totals["forecast_alerts_with_rationale"] += sum(1 for a in forecast_alerts if a.get("rationale_note") is None)
         lead_times = {}
         for arrhythmia, onset_s in p.onsets.items():
             totals["onsets"] += 1
@@ -285,7 +287,8 @@ def summarise(
                 "scenario": p.scenario,
                 "onsets_s": p.onsets,
                 "alerts": [
-                    {k: a.get(k) for k in ("kind", "arrhythmia", "priority", "probability", "window")} for a in raised
+                    {k: a.get(k) for k in ("kind", "arrhythmia", "priority", "probability", "window", "rationale_note")}
+                    for a in raised
                 ],
                 "lead_time_s": lead_times,
                 "false_alerts": len(false),

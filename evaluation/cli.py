@@ -239,7 +239,7 @@ def cmd_eval_probe_features(args: argparse.Namespace) -> int:
     from evaluation.data import EvalData, open_benchmark
     from evaluation.embed import Embedder
     from evaluation.lm import LmForecaster, load_engine
-    from evaluation.probe_features import evidence_donors, extract, input_keys, labels_of, merge_parts
+    from evaluation.probe_features import draw_weights, evidence_donors, extract, input_keys, labels_of, merge_parts
     from llm_runtime.probe import PROBE_HORIZONS
     from llm_runtime.settings import LlmSettings
 
@@ -253,6 +253,8 @@ def cmd_eval_probe_features(args: argparse.Namespace) -> int:
     name = args.split + (f"-{args.ablate}" if args.ablate else "")
     extract(forecaster, keys, args.out / f"{name}-parts")
     labels = labels_of(data, args.split, keys, PROBE_HORIZONS)
+    if args.split != "test":
+        labels["weight"] = draw_weights(data, args.split, keys, PROBE_HORIZONS)
     path = merge_parts(args.out / f"{name}-parts", keys, labels, engine.probe_layers, args.out / f"{name}.npz")
     print(json.dumps({"split": args.split, "inputs": len(keys), "features": str(path)}))
     return 0

@@ -23,7 +23,16 @@ import structlog
 from evaluation.data import ONSETS, EvalData, InputKey, Sample, frozen_lm_subsample
 from evaluation.lm import LmForecaster
 
-__all__ = ["PART", "evidence_donors", "extract", "input_keys", "labels_of", "merge_parts", "samples_of"]
+__all__ = [
+    "PART",
+    "draw_weights",
+    "evidence_donors",
+    "extract",
+    "input_keys",
+    "labels_of",
+    "merge_parts",
+    "samples_of",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -100,6 +109,17 @@ def extract(forecaster: LmForecaster, keys: Sequence[InputKey], parts_dir: Path)
             window_s=np.array([k[2] for k in chunk]),
         )
         tmp.replace(path)
+
+
+def draw_weights(
+    data: EvalData, split: str, keys: Sequence[InputKey], horizons: Sequence[int]
+) -> npt.NDArray[np.float64]:
+    """Inverse inclusion probability of each stratified input (``EvalData.input_weights``), in ``keys`` order: what a
+    calibration on these inputs needs to reflect the split's own label frequencies."""
+    weights: dict[InputKey, float] = {}
+    for w in sorted({k[2] for k in keys}):
+        weights.update(data.input_weights(split, w, horizons, {k for k in keys if k[2] == w}))
+    return np.array([weights[k] for k in keys])
 
 
 def merge_parts(

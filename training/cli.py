@@ -56,6 +56,9 @@ def _register_probe(stages: argparse._SubParsersAction) -> None:  # type: ignore
     head.add_argument("--features", type=Path, required=True, help="directory with train.npz and val.npz")
     head.add_argument("--adapter", type=Path, required=True, help="the probe adapter the features came from")
     head.add_argument("--c", type=float, default=0.05, help="inverse L2 strength of the logistic read-outs")
+    head.add_argument(
+        "--weighted-calibration", action="store_true", help="calibrate onsets at the split's own label frequencies"
+    )
     head.add_argument("--ship", type=Path, help="then copy the adapter, its head and encoder here (models/forecaster)")
     head.set_defaults(func=cmd_probe_head)
 
@@ -75,7 +78,7 @@ def cmd_probe_adapter(args: argparse.Namespace) -> int:
 def cmd_probe_head(args: argparse.Namespace) -> int:
     from training.probe import train_head
 
-    print(f"head: {train_head(args.features, args.adapter, args.c)}")
+    print(f"head: {train_head(args.features, args.adapter, args.c, args.weighted_calibration)}")
     if args.ship:
         from training.ship import ship_adapter
 

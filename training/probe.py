@@ -126,13 +126,16 @@ def _balanced_logistic(x: npt.NDArray[np.float64], y: npt.NDArray[np.int64], c: 
     return LogisticRegression(C=c, class_weight="balanced", max_iter=3000, random_state=seed).fit(x, y)
 
 
-def _platt(raw: npt.NDArray[np.float64], y: npt.NDArray[np.int64]) -> tuple[float, float]:
-    """(a, b) of sigmoid(a * raw + b) fitted on validation; identity when validation has a single class."""
+def _platt(
+    raw: npt.NDArray[np.float64], y: npt.NDArray[np.int64], weight: npt.NDArray[np.float64] | None = None
+) -> tuple[float, float]:
+    """(a, b) of sigmoid(a * raw + b) fitted on validation (weighted back to the split's own label frequencies when
+    the inputs were drawn stratified); identity when validation has a single class."""
     from sklearn.linear_model import LogisticRegression
 
     if len(np.unique(y)) < 2:
         return 1.0, 0.0
-    fit = LogisticRegression(C=1e4, max_iter=1000).fit(raw[:, None], y)
+    fit = LogisticRegression(C=1e4, max_iter=1000).fit(raw[:, None], y, sample_weight=weight)
     return float(fit.coef_[0, 0]), float(fit.intercept_[0])
 
 
@@ -142,6 +145,7 @@ def fit_probe_head(
     layers: Sequence[int],
     c: float = 0.05,
     seed: int = 0,
+    weighted_calibration: bool = False,
 ) -> ProbeHead:
     """Fit the head on training features and labels (``evaluation.probe_features`` arrays: ``x`` (N, F),
     ``rhythm_<h>`` class indexes, ``onset_<cls>_<h>`` 0/1), calibrate onsets on ``val``."""
@@ -168,7 +172,8 @@ def fit_probe_head(
                 continue
             onset_w[i, j], onset_b[i, j] = fit.coef_[0], fit.intercept_[0]
             yv, seen = val[f"onset_{name}_{h}"], val[f"onset_{name}_{h}"] >= 0
-            platt[i, j] = _platt(xv[seen] @ onset_w[i, j] + onset_b[i, j], yv[seen])
+            weight = val["weight"][seen] if weighted_calibration and "weight" in val else None
+            platt[i, j] = _platt(xv[seen] @ onset_w[i, j] + onset_b[i, j], yv[seen], weight)
     return ProbeHead(PROBE_HORIZONS, tuple(layers), mean, scale, rhythm_w, rhythm_b, onset_w, onset_b, platt)
 
 
@@ -177,13 +182,19 @@ def load_features(path: Path) -> dict[str, npt.NDArray[Any]]:
         return {k: data[k] for k in data.files}
 
 
-def train_head(features_dir: Path, adapter_dir: Path, c: float = 0.05) -> Path:
-    """Fit the head from ``features_dir/{train,val}.npz`` and write it into ``adapter_dir``."""
+def train_head(features_dir: Path, adapter_dir: Path, c: float = 0.05, weighted_calibration: bool = False) -> Path:
+    """Fit the head from ``features_dir/{train,val}.npz`` and write it into ``adapter_dir``.
+
+    ``weighted_calibration`` weights validation inputs back to the split's own label frequencies (the draw keeps
+    onsets over-represented). Off for the shipped head: its probabilities are those of the stratified draw, which
+    the alert thresholds (``raise_at`` 0.5) were left at; weighted, onset risk falls to about 0.07 before an onset
+    and no alert fires at 0.5. Choosing ``raise_at`` from a validation operating point comes with it."""
     train, val = load_features(features_dir / "train.npz"), load_features(features_dir / "val.npz")
     layers = tuple(int(v) for v in train["layers"])
-    head = fit_probe_head(train, val, layers, c)
+    head = fit_probe_head(train, val, layers, c, weighted_calibration=weighted_calibration)
     meta: dict[str, Any] = {
         "c": c,
+        "weighted_calibration": weighted_calibration,
         "n_train": len(train["x"]),
         "n_val": len(val["x"]),
         "features": str(features_dir),

@@ -65,3 +65,14 @@ def test_train_head_writes_a_head_the_runtime_loads(tmp_path: Path) -> None:
     path = train_head(tmp_path, tmp_path / "adapter")
     head = ProbeHead.load(path.parent)
     assert head.horizons_s == PROBE_HORIZONS and head.layers == (9, -1)
+
+
+def test_calibration_weights_inputs_back_to_the_splits_own_frequencies() -> None:
+    """Validation inputs drawn with onsets over-represented: weighting negatives up lowers the calibrated risk."""
+    train, val, test = _features(600, 0), _features(300, 1), _features(300, 2)
+    plain = fit_probe_head(train, val, (9, -1))
+    val_weighted = {**val, "weight": np.where(val["onset_af_60"] == 1, 1.0, 5.0)}
+    weighted = fit_probe_head(train, val_weighted, (9, -1), weighted_calibration=True)
+    assert np.array_equal(fit_probe_head(train, val_weighted, (9, -1)).platt, plain.platt)  # off by default
+    mean_af = lambda head: np.mean([o[60]["af"] for _, o in head.predict(test["x"])])  # noqa: E731
+    assert mean_af(weighted) < mean_af(plain) - 0.1

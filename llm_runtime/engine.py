@@ -18,7 +18,7 @@ from llm_runtime.checkpoints import load_adapter, load_camel_checkpoint
 from llm_runtime.forecast import SCHEMA, Forecast, parse_explanation, probabilities_by_horizon, summarise
 from llm_runtime.model import EcgLanguageModel, EcgLmConfig
 from llm_runtime.probe import ProbeHead
-from llm_runtime.prompts import CHAT_FORMATS, EXPLAIN_REQUEST, PromptBook, Question, questions_for
+from llm_runtime.prompts import CHAT_FORMATS, PromptBook, Question, questions_for
 from llm_runtime.runner import ModelRunner, RunnerConfig, ScoreRequest
 from llm_runtime.settings import LlmSettings
 
@@ -199,9 +199,15 @@ class ForecastEngine:
     def _rationale(
         self, request: ScoreRequest, rhythm: dict[int, dict[str, float]], onset: dict[int, dict[str, float]]
     ) -> tuple[str | None, str | None]:
-        """(explanation, note): the LM's short free-text rationale for these scores, on the patient's cache."""
-        generation = self.runner.explain(request, summarise(rhythm, onset), self.settings.explain_max_tokens)
-        return parse_explanation(generation.text, generation.stopped, prompt=f"{request.evidence}\n{EXPLAIN_REQUEST}")
+        """(explanation, note): the LM's short free-text rationale for these scores, on the patient's cache. The
+        copy check reads the whole prompt's text: a base model often continues by repeating its head."""
+        summary = summarise(rhythm, onset)
+        generation = self.runner.explain(request, summary, self.settings.explain_max_tokens)
+        prompts = self.runner.prompts
+        _, n_seconds = self.runner.window_span(request.patient_id)
+        ids = prompts.head + prompts.explain_context(n_seconds, request.evidence, summary)
+        said = str(prompts.tokenizer.decode(ids, skip_special_tokens=True))
+        return parse_explanation(generation.text, generation.stopped, prompt=said)
 
     def with_rationale(self, request: ScoreRequest, forecast: Forecast) -> Forecast:
         """``forecast`` with the LM's rationale added: generation is costly (tens of decoding steps), so the agent

@@ -153,3 +153,20 @@ def test_engine_without_a_head_gives_features_but_refuses_to_forecast(tmp_path: 
     assert engine.probe_features([ScoreRequest("a", "x")]).shape == (1, 2 * 64)
     with pytest.raises(ConfigError, match="without a forecast head"):
         engine.forecast([ScoreRequest("a", "x")])
+
+
+def test_a_rationale_that_repeats_the_prompts_head_is_dropped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the base Gemma 3 270M wrote for the shipped probe model: its own prompt's head, not an explanation."""
+    from llm_runtime.runner import Generation
+
+    engine = ForecastEngine.load(_settings(_probe_adapter(tmp_path, with_head=True)), rebuild="inline")
+    engine.runner.prime("a", _seconds(12), 0)
+    request = ScoreRequest("a", "heart rate 72 bpm")
+    (forecast,) = engine.forecast([request])
+    copied = "Continuous ECG, one token per lead-second, leads II:\n\n\n\n 12 s."
+    monkeypatch.setattr(engine.runner, "explain", lambda *a, **k: Generation(copied, (), True))
+    explained = engine.with_rationale(request, forecast)
+    assert explained.explanation is None and "repeats the prompt" in str(explained.explanation_note)
+    fine = "The evidence shows a regular rhythm at 72 bpm, so an onset is unlikely."
+    monkeypatch.setattr(engine.runner, "explain", lambda *a, **k: Generation(fine, (), True))
+    assert engine.with_rationale(request, forecast).explanation == fine

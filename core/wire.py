@@ -28,6 +28,7 @@ __all__ = [
     "check_same",
     "decode_presence",
     "decode_status",
+    "parse_from_topic",
     "parse_message",
 ]
 
@@ -95,18 +96,21 @@ def parse_message(model: type[MessageT], payload: bytes, max_bytes: int = MAX_ME
         raise _protocol_error(exc) from None
 
 
+def parse_from_topic(model: type[MessageT], payload: bytes, field: str, topic_value: str) -> MessageT:
+    """:func:`parse_message`, then the payload's ``field`` (``patient_id``, ``agent_id``) must be the topic's."""
+    message = parse_message(model, payload)
+    check_same(field, getattr(message, field), topic_value)
+    return message
+
+
 def decode_status(payload: bytes, topic_patient_id: str) -> StatusMessage:
     """A status message from ``topic_patient_id``'s status topic; the payload's patient must be the topic's."""
-    status = parse_message(StatusMessage, payload)
-    check_same("patient_id", status.patient_id, topic_patient_id)
-    return status
+    return parse_from_topic(StatusMessage, payload, "patient_id", topic_patient_id)
 
 
 def decode_presence(payload: bytes, topic_agent_id: str) -> PresenceMessage:
     """A presence message from ``topic_agent_id``'s presence topic; the payload's agent must be the topic's."""
-    presence = parse_message(PresenceMessage, payload)
-    check_same("agent_id", presence.agent_id, topic_agent_id)
-    return presence
+    return parse_from_topic(PresenceMessage, payload, "agent_id", topic_agent_id)
 
 
 def check_same(field: str, payload_value: str, topic_value: str) -> None:

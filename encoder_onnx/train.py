@@ -171,10 +171,11 @@ def _resume(config: TrainConfig) -> tuple[TrainConfig, dict[str, Any]]:
     return forced, ckpt
 
 
-def batch_mse(model: ConvAutoencoder, x: torch.Tensor) -> torch.Tensor:
-    """Per-window reconstruction MSE in scaled units (mV here): (B, 256) -> (B,)."""
-    recon, target = model(x)
-    mse: torch.Tensor = ((recon - target) ** 2).mean(dim=1)
+def batch_mse(model: ConvAutoencoder, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-window reconstruction MSE in scaled units (mV here): (B, 256) -> (B,). ``z``: the batch's embeddings,
+    when the caller has computed them already (the supervised read-outs use them too)."""
+    z = model.enc(x) if z is None else z
+    mse: torch.Tensor = ((model.dec(z) - scale_input(x, model.enc.config)) ** 2).mean(dim=1)
     return mse
 
 
@@ -211,7 +212,7 @@ class _Objective:
     def loss(self, x: torch.Tensor, idx: npt.NDArray[np.int64]) -> tuple[torch.Tensor, float]:
         """Total loss of one batch and its reconstruction part (for the log)."""
         z = self.model.enc(x)
-        mse = ((self.model.dec(z) - scale_input(x, self.model.enc.config)) ** 2).mean()
+        mse = batch_mse(self.model, x, z).mean()
         if self.targets is None:
             return mse, float(mse.item())
         t = self.targets
@@ -227,12 +228,16 @@ class _Objective:
 
     @torch.no_grad()
     def validate(self, windows: npt.NDArray[np.float32], val_idx: npt.NDArray[np.int64]) -> dict[str, float]:
-        out = {"val_mse": float(evaluate_reconstruction(self.model, windows[val_idx]).mean())}
+        """Held-out reconstruction MSE, and the read-outs' metrics, from one encoder pass over the windows."""
+        embeddings, mses = [], []
+        for i in range(0, len(val_idx), 4096):
+            x = torch.from_numpy(windows[val_idx[i : i + 4096]])
+            z = self.model.enc(x)
+            embeddings.append(z)
+            mses.append(batch_mse(self.model, x, z))
+        out = {"val_mse": float(torch.cat(mses).double().mean()) if mses else float("nan")}
         if self.targets is not None:
-            z = torch.cat(
-                [self.model.enc(torch.from_numpy(windows[val_idx[i : i + 4096]])) for i in range(0, len(val_idx), 4096)]
-            )
-            out.update(head_metrics(self.heads, z, self.targets, val_idx))
+            out.update(head_metrics(self.heads, torch.cat(embeddings), self.targets, val_idx))
         return out
 
 

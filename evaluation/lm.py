@@ -21,6 +21,7 @@ from core.measurements import measure_leads
 from evaluation.data import CLASSES, ONSETS, EvalData, InputKey, Sample
 from evaluation.embed import Embedder
 from evaluation.predictions import Predictions
+from llm_runtime.checkpoints import read_adapter_meta
 from llm_runtime.engine import ForecastEngine
 from llm_runtime.forecast import Forecast
 from llm_runtime.runner import ScoreRequest
@@ -44,12 +45,7 @@ def load_engine(
 
 
 def _adapter_leads(adapter_dir: Path | None) -> tuple[str, ...]:
-    import json
-
-    path = adapter_dir / "adapter.json" if adapter_dir is not None else None
-    if path is None or not path.exists():
-        return ()
-    return tuple(json.loads(path.read_text(encoding="utf-8")).get("leads") or ())
+    return tuple(read_adapter_meta(adapter_dir).get("leads") or ()) if adapter_dir is not None else ()
 
 
 def evidence_text(p_signal: np.ndarray, fs: float, sig_name: Sequence[str]) -> str:

@@ -9,7 +9,7 @@ here on every training sample of each cell, as in docs/EVALUATION.md's baseline 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,16 +52,18 @@ def _load(path: Path) -> tuple[list[InputKey], npt.NDArray[np.float64]]:
 
 
 def head_predictions(
-    head: ProbeHead, keys: Sequence[InputKey], x: npt.NDArray[np.float64], samples: Sequence[Sample]
-) -> Predictions:
-    """The head's forecasts for ``samples`` (each an input of ``keys`` at one horizon)."""
-    out = head.predict(x)
-    row = {k: i for i, k in enumerate(keys)}
-    rhythm = np.array([[out[row[s.key]][0][s.horizon_s][c] for c in CLASSES] for s in samples]).reshape(
-        -1, len(CLASSES)
-    )
-    onset = np.array([[out[row[s.key]][1][s.horizon_s][c] for c in ONSETS] for s in samples]).reshape(-1, len(ONSETS))
-    return Predictions(rhythm, onset)
+    head: ProbeHead, keys: Sequence[InputKey], x: npt.NDArray[np.float64]
+) -> Callable[[Sequence[Sample]], Predictions]:
+    """The head's forecasts, computed once for every input of ``keys``, served per cell: ``samples`` (each an
+    input of ``keys`` at one horizon) -> Predictions."""
+    out = dict(zip(keys, head.predict(x), strict=True))
+
+    def for_samples(samples: Sequence[Sample]) -> Predictions:
+        rhythm = np.array([[out[s.key][0][s.horizon_s][c] for c in CLASSES] for s in samples])
+        onset = np.array([[out[s.key][1][s.horizon_s][c] for c in ONSETS] for s in samples])
+        return Predictions(rhythm.reshape(-1, len(CLASSES)), onset.reshape(-1, len(ONSETS)))
+
+    return for_samples
 
 
 def _cells(data: EvalData, keys: Sequence[InputKey], horizons: Sequence[int]) -> dict[Cell, list[Sample]]:
@@ -159,7 +161,8 @@ def evaluate_probe(data: EvalData, config: ProbeEvalConfig) -> dict[str, Any]:
     head = ProbeHead.load(config.adapter)
     keys, x = _load(config.features / "test.npz")
     cells = _cells(data, keys, config.horizons_s)
-    probe = {c: head_predictions(head, keys, x, s) for c, s in cells.items()}
+    predict = head_predictions(head, keys, x)
+    probe = {c: predict(s) for c, s in cells.items()}
     best = gbt_predictions(data, cells, config.out / "gbt_predictions.npz", config.seed)
     results: dict[str, Any] = {
         "synthetic": True,
@@ -176,10 +179,12 @@ def evaluate_probe(data: EvalData, config: ProbeEvalConfig) -> dict[str, Any]:
         if not path.exists():
             continue
         ab_keys, ab_x = _load(path)
-        ab_cells = {c: [s for s in samples if s.key in set(ab_keys)] for c, samples in cells.items()}
+        present = set(ab_keys)
+        ab_cells = {c: [s for s in samples if s.key in present] for c, samples in cells.items()}
         ab_cells = {c: s for c, s in ab_cells.items() if s}
-        full = {c: head_predictions(head, keys, x, s) for c, s in ab_cells.items()}
-        ablated = {c: head_predictions(head, ab_keys, ab_x, s) for c, s in ab_cells.items()}
+        predict_ablated = head_predictions(head, ab_keys, ab_x)
+        full = {c: predict(s) for c, s in ab_cells.items()}
+        ablated = {c: predict_ablated(s) for c, s in ab_cells.items()}
         results["ablations"][name] = {
             "windows": sorted({c[0] for c in ab_cells}),
             "full_minus_ablated": _paired(ab_cells, full, ablated, config),

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from evaluation.data import ONSETS, EvalData, InputKey, Sample, frozen_lm_subsample
+from evaluation.data import ONSETS, EvalData, InputKey, frozen_lm_subsample
 from evaluation.lm import LmForecaster
 
 __all__ = [
@@ -31,7 +31,6 @@ __all__ = [
     "input_keys",
     "labels_of",
     "merge_parts",
-    "samples_of",
 ]
 
 log = structlog.get_logger(__name__)
@@ -146,15 +145,3 @@ def merge_parts(
     }
     np.savez(out, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as the allow_pickle flag
     return out
-
-
-def samples_of(data: EvalData, split: str, keys: Sequence[InputKey], horizons: Sequence[int]) -> list[Sample]:
-    """Every sample (input x horizon) of ``keys``: what a method is scored on."""
-    wanted = set(keys)
-    return [
-        s
-        for h in horizons
-        for w in sorted({k[2] for k in keys})
-        for s in data.samples(split, (w, h))
-        if s.key in wanted
-    ]

@@ -24,7 +24,14 @@ from transformers import PreTrainedModel
 from core.errors import CheckpointError
 from llm_runtime.model import EcgLanguageModel, EcgLmConfig, LoraSpec
 
-__all__ = ["CamelExtras", "build_from_checkpoint", "load_adapter", "load_camel_checkpoint", "save_adapter"]
+__all__ = [
+    "CamelExtras",
+    "build_from_checkpoint",
+    "load_adapter",
+    "load_camel_checkpoint",
+    "read_adapter_meta",
+    "save_adapter",
+]
 
 ADAPTER_FILE = "ecg_lm.pt"
 ADAPTER_META = "adapter.json"
@@ -164,6 +171,16 @@ def save_adapter(model: EcgLanguageModel, directory: Path, meta: dict[str, Any])
     readable = {"format": "ecgcast-adapter/1", "lora": data.get("lora", {}).get("config"), **meta}
     (directory / ADAPTER_META).write_text(json.dumps(readable, indent=2, default=str) + "\n", encoding="utf-8")
     return directory / ADAPTER_FILE
+
+
+def read_adapter_meta(directory: Path) -> dict[str, Any]:
+    """An adapter's ``adapter.json`` (backbone, leads, prompt, calibration ...); empty when missing or unreadable,
+    as :func:`load_adapter` reports the real problem."""
+    try:
+        meta = json.loads((directory / ADAPTER_META).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def load_adapter(lm: PreTrainedModel, directory: Path) -> tuple[EcgLanguageModel, dict[str, Any]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ import torch
 from core.errors import ConfigError
 from llm_runtime.backbones import Backbone, load_backbone
 from llm_runtime.calibration import OnsetCalibration
-from llm_runtime.checkpoints import load_adapter, load_camel_checkpoint
+from llm_runtime.checkpoints import load_adapter, load_camel_checkpoint, read_adapter_meta
 from llm_runtime.forecast import SCHEMA, Forecast, parse_explanation, probabilities_by_horizon, summarise
 from llm_runtime.model import EcgLanguageModel, EcgLmConfig
 from llm_runtime.probe import ProbeHead
@@ -38,17 +37,9 @@ def resolve_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
-def _adapter_json(adapter_dir: Path) -> dict[str, object]:
-    try:
-        meta = json.loads((adapter_dir / "adapter.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}  # load_adapter reports the real problem
-    return meta if isinstance(meta, dict) else {}
-
-
 def _adapter_backbone(adapter_dir: Path) -> str | None:
     """The backbone an adapter was trained on (its adapter.json), None when it does not say."""
-    backbone = _adapter_json(adapter_dir).get("backbone")
+    backbone = read_adapter_meta(adapter_dir).get("backbone")
     return backbone if isinstance(backbone, str) else None
 
 
@@ -78,9 +69,10 @@ _Read = tuple[int, int, dict[int, dict[str, float]], dict[int, dict[str, float]]
 def _forecast_readout(settings: LlmSettings, label: str) -> tuple[tuple[Question, ...], ProbeHead | None]:
     """Questions to score, or none and the forecast head, as the adapter says (adapter.json ``prompt``)."""
     adapter = settings.adapter_dir
-    if adapter is None or not label.startswith("adapter") or _adapter_json(adapter).get("prompt") != "probe":
+    meta = read_adapter_meta(adapter) if adapter is not None and label.startswith("adapter") else {}
+    if adapter is None or meta.get("prompt") != "probe":
         return questions_for(settings.horizons_s), None
-    leads = tuple(str(lead) for lead in _adapter_json(adapter).get("leads", []))  # type: ignore[attr-defined]
+    leads = tuple(str(lead) for lead in meta.get("leads", []))
     if leads != tuple(settings.leads):
         raise ConfigError(f"llm.leads {list(settings.leads)} differ from the adapter's {list(leads)} ({adapter})")
     if not ProbeHead.exists(adapter):
@@ -115,7 +107,7 @@ class ForecastEngine:
         model, label, version = _ecg_model(backbone, settings)
         calibration = None
         if calibrated and settings.adapter_dir is not None and label.startswith("adapter"):
-            calibration = OnsetCalibration.from_meta(_adapter_json(settings.adapter_dir))
+            calibration = OnsetCalibration.from_meta(read_adapter_meta(settings.adapter_dir))
         model = model.to(device=device, dtype=_DTYPES[settings.dtype])
         questions, probe = _forecast_readout(settings, label)
         prompts = PromptBook(backbone.tokenizer, CHAT_FORMATS[backbone.chat], settings.leads, questions)

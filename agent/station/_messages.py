@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent.alerts import Alert, Mute
 from core.errors import ProtocolError
 from core.measurements import Measurements
-from core.wire import check_same, parse_message
+from core.wire import check_same, parse_from_topic, parse_message
 from llm_runtime.forecast import Forecast
 
 __all__ = [
@@ -99,9 +99,7 @@ class MuteMessage(Mute):
 
 def decode_forecast(payload: bytes, topic_patient_id: str) -> ForecastMessage:
     """A forecast from ``topic_patient_id``'s forecast topic; raises ProtocolError naming the field."""
-    forecast = parse_message(ForecastMessage, payload)
-    check_same("patient_id", forecast.patient_id, topic_patient_id)
-    return forecast
+    return parse_from_topic(ForecastMessage, payload, "patient_id", topic_patient_id)
 
 
 def decode_alert(payload: bytes, topic_patient_id: str) -> AlertMessage:
@@ -117,6 +115,4 @@ def decode_alert(payload: bytes, topic_patient_id: str) -> AlertMessage:
 
 def decode_mute_state(payload: bytes, topic_patient_id: str) -> MuteMessage:
     """A forecast mute state from ``topic_patient_id``'s ``alert/muted`` topic."""
-    message = parse_message(MuteMessage, payload)
-    check_same("patient_id", message.patient_id, topic_patient_id)
-    return message
+    return parse_from_topic(MuteMessage, payload, "patient_id", topic_patient_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import queue
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,14 +54,8 @@ def test_ack_is_published_and_accepted_by_the_service(tmp_path: Path, broker: Lo
     alert_id = make_store(store)
     config = tmp_path / "c.yaml"
     config.write_text(f"mqtt:\n  url: {broker.url}\nalerts:\n  store_path: {store}\n")
-    received: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-ack-listener")
-    client.on_message = lambda _c, _u, message: received.put(message)
-    client.connect("127.0.0.1", broker.port)
-    client.subscribe("ecg/v1/+/alert/ack", qos=1)
-    client.loop_start()
+    client, received = _listen(broker, "ecg/v1/+/alert/ack")
     try:
-        client.publish("ecg/v1/ready", b"", qos=1).wait_for_publish(5)  # subscription is in place once this returns
         rc = main.main(["alerts", "ack", "--config", str(config), "P001", alert_id, "--by", "nurse.kim"])
         assert rc == 0
         message = received.get(timeout=10)
@@ -77,7 +72,7 @@ def test_ack_is_published_and_accepted_by_the_service(tmp_path: Path, broker: Lo
 
 def _listen(broker: LocalMosquitto, topic: str) -> tuple[mqtt.Client, queue.Queue[mqtt.MQTTMessage]]:
     received: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-mute-listener")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-listener-{uuid.uuid4().hex[:6]}")
     client.on_message = lambda _c, _u, message: received.put(message)
     client.connect("127.0.0.1", broker.port)
     client.subscribe(topic, qos=1)

@@ -15,7 +15,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -26,7 +25,7 @@ from agent.station import StationServer, StationSettings, hash_password
 from core.protocol import Topics
 from core.settings import MqttSettings
 
-from .ward import Bed, Ward
+from .ward import Bed, Ward, fail_updates_once
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -322,15 +321,7 @@ def test_one_forged_alert_does_not_blank_the_screen(
         assert "P002" in _tile(driver, "P002").text  # type: ignore[attr-defined]
 
         # The station's own faults reach the banner: a restarted feed loop (technical alarm).
-        real = station.state.take_updates
-        failures = iter([RuntimeError("injected")])
-
-        def failing_once() -> Any:
-            for exc in failures:
-                raise exc
-            return real()
-
-        monkeypatch.setattr(station.state, "take_updates", failing_once)
+        fail_updates_once(station, monkeypatch)
         banner = lambda: driver.find_element(By.ID, "stale")  # type: ignore[attr-defined]  # noqa: E731
         wait_for(lambda: "technical alarm" in banner().text and "restarted" in banner().text, what="alarm banner")
     finally:

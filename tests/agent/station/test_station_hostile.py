@@ -22,6 +22,7 @@ from core.protocol import Topics
 from core.settings import MqttSettings
 
 from .test_station_http import PASSWORD, cookie_of, request, sign_in
+from .ward import fail_updates_once
 
 ISSUE_FORECAST = b'{"schema":"ecgcast.forecast/1","patient_id":"P777","published_at":[1]}'
 
@@ -146,15 +147,7 @@ def test_a_feed_failure_outside_any_message_restarts_the_loop_with_a_technical_a
     station = start_station(broker)
     try:
         cookie = cookie_of(sign_in(station)[2])
-        real = station.state.take_updates
-        failures = iter([RuntimeError("injected")])
-
-        def failing_once() -> Any:
-            for exc in failures:
-                raise exc
-            return real()
-
-        monkeypatch.setattr(station.state, "take_updates", failing_once)
+        fail_updates_once(station, monkeypatch)
         wait_for(lambda: station.feed.restarts == 1, what="the feed loop restarted")
         state = api_state(station, cookie)
         (alarm,) = state["technical"]

@@ -182,3 +182,17 @@ class Ward:
         )
         self._publish(TOPICS.forecast(patient_id), json.dumps(body).encode(), 1, True)
         self.alerts.on_forecast(patient_id, forecast, build_evidence(recent, None, quality, 30.0))
+
+
+def fail_updates_once(station: Any, monkeypatch: Any) -> None:
+    """The station's feed loop meets one failure outside any message (its next ``take_updates`` raises), then
+    runs as before: what the loop's supervisor must survive with a technical alarm."""
+    real = station.state.take_updates
+    failures = iter([RuntimeError("injected")])
+
+    def failing_once() -> Any:
+        for exc in failures:
+            raise exc
+        return real()
+
+    monkeypatch.setattr(station.state, "take_updates", failing_once)

@@ -171,6 +171,10 @@ class EvalData:
         """The split's samples of one window over these horizons (one per input and horizon)."""
         return [s for h in horizons_s for s in self._by.get((split, window_s, h), [])]
 
+    def windows(self) -> list[int]:
+        """The benchmark's window lengths w, seconds."""
+        return sorted({w for _, w, _ in self._by})
+
     def record_ids(self, split: str) -> list[str]:
         return sorted(rid for rid, sp in self._split_of.items() if sp == split)
 

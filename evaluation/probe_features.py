@@ -31,6 +31,7 @@ __all__ = [
     "input_keys",
     "labels_of",
     "merge_parts",
+    "source_window",
 ]
 
 log = structlog.get_logger(__name__)
@@ -38,16 +39,36 @@ log = structlog.get_logger(__name__)
 PART = 40  # inputs per part file: about a minute of extraction at the longest windows
 
 
+def source_window(data: EvalData, window_s: int) -> int:
+    """The benchmark window an input of ``window_s`` is drawn from: itself, or, for a window the benchmark lacks,
+    the longest benchmark window below it. The agent's streaming cache reads 300-360 s, between the benchmark's
+    300 and 600; such inputs keep their source input's anchor, so their labels (a function of anchor and horizon
+    only) are the source's."""
+    windows = data.windows()
+    if window_s in windows:
+        return window_s
+    below = [w for w in windows if w < window_s]
+    if not below:
+        raise ValueError(f"window {window_s} s: the benchmark has no window at or below it ({windows})")
+    return below[-1]
+
+
 def input_keys(
     data: EvalData, split: str, windows: Sequence[int], horizons: Sequence[int], per_window: int
 ) -> list[InputKey]:
-    """The inputs of a split, sorted: the frozen LM subsample for ``test``, else a stratified draw per window."""
-    if split == "test":
-        frozen = frozen_lm_subsample(data.bench)
-        if frozen is None:
-            raise ValueError("this benchmark has no frozen LM subsample (python main.py eval yardstick)")
-        return sorted(k for k in frozen if k[2] in windows)
-    return sorted(k for w in windows for k in data.inputs(split, w, horizons, per_window, seed=0))
+    """The inputs of a split, sorted: the frozen LM subsample for ``test``, else a stratified draw per window. A
+    window the benchmark lacks takes its source window's inputs whose anchor leaves room for it."""
+    frozen = frozen_lm_subsample(data.bench) if split == "test" else set()
+    if frozen is None:
+        raise ValueError("this benchmark has no frozen LM subsample (python main.py eval yardstick)")
+    keys: list[InputKey] = []
+    for w in windows:
+        src = source_window(data, w)
+        drawn = (
+            {k for k in frozen if k[2] == src} if split == "test" else data.inputs(split, src, horizons, per_window, 0)
+        )
+        keys += [(r, a, w) for r, a, _ in drawn if a >= w]
+    return sorted(keys)
 
 
 def labels_of(
@@ -63,8 +84,8 @@ def labels_of(
         rhythm = np.full(len(keys), -1, dtype=np.int64)
         onset = {c: np.full(len(keys), -1, dtype=np.int64) for c in ONSETS}
         for w in sorted({k[2] for k in keys}):
-            for s in data.samples(split, (w, h)):
-                i = index.get(s.key)
+            for s in data.samples(split, (source_window(data, w), h)):
+                i = index.get((s.record_id, s.anchor_s, w))
                 if i is not None:
                     rhythm[i] = CLASSES.index(s.label_class)
                     for c in ONSETS:
@@ -89,7 +110,7 @@ def evidence_donors(data: EvalData, keys: Sequence[InputKey]) -> dict[InputKey, 
 
 def extract(forecaster: LmForecaster, keys: Sequence[InputKey], parts_dir: Path) -> None:
     """Features of ``keys`` into ``parts_dir/part-NNNN.npz`` (x, record_id, anchor_s, window_s); parts already
-    written are skipped."""
+    written are skipped, after checking they hold the same inputs (a changed key list must not pass for a resume)."""
     from tqdm import tqdm
 
     parts_dir.mkdir(parents=True, exist_ok=True)
@@ -97,6 +118,7 @@ def extract(forecaster: LmForecaster, keys: Sequence[InputKey], parts_dir: Path)
     for n, chunk in enumerate(tqdm(chunks, desc=f"features {parts_dir.name}", unit="part")):
         path = parts_dir / f"part-{n:04d}.npz"
         if path.exists():
+            _check_part(path, chunk)
             continue
         x = np.stack([forecaster.features(k) for k in chunk])
         tmp = path.with_suffix(".tmp.npz")
@@ -110,6 +132,19 @@ def extract(forecaster: LmForecaster, keys: Sequence[InputKey], parts_dir: Path)
         tmp.replace(path)
 
 
+def _part_keys(part: Any) -> list[InputKey]:
+    return [
+        (str(r), float(a), int(w))
+        for r, a, w in zip(part["record_id"], part["anchor_s"], part["window_s"], strict=True)
+    ]
+
+
+def _check_part(path: Path, chunk: Sequence[InputKey]) -> None:
+    with np.load(path, allow_pickle=False) as part:
+        if _part_keys(part) != list(chunk):
+            raise ValueError(f"{path} holds other inputs than this run's; write to a new --out or delete the parts")
+
+
 def draw_weights(
     data: EvalData, split: str, keys: Sequence[InputKey], horizons: Sequence[int]
 ) -> npt.NDArray[np.float64]:
@@ -117,7 +152,9 @@ def draw_weights(
     calibration on these inputs needs to reflect the split's own label frequencies."""
     weights: dict[InputKey, float] = {}
     for w in sorted({k[2] for k in keys}):
-        weights.update(data.input_weights(split, w, horizons, {k for k in keys if k[2] == w}))
+        src = source_window(data, w)
+        chosen = {(r, a, src) for r, a, kw in keys if kw == w}
+        weights.update({(r, a, w): v for (r, a, _), v in data.input_weights(split, src, horizons, chosen).items()})
     return np.array([weights[k] for k in keys])
 
 
@@ -130,8 +167,7 @@ def merge_parts(
         if path.name.endswith(".tmp.npz"):
             continue
         with np.load(path, allow_pickle=False) as part:
-            for i, x in enumerate(part["x"]):
-                rows[(str(part["record_id"][i]), float(part["anchor_s"][i]), int(part["window_s"][i]))] = x
+            rows.update(zip(_part_keys(part), part["x"], strict=True))
     missing = [k for k in keys if k not in rows]
     if missing:
         raise ValueError(f"{len(missing)} of {len(keys)} inputs have no features yet (rerun the extraction)")

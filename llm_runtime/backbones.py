@@ -143,13 +143,18 @@ def _build_gguf_copy(spec: GgufPackageSpec, root: Path, target: Path) -> str:
         del config.quantization_config
     fresh = type(gguf_lm)(config)
     fresh.load_state_dict(gguf_lm.state_dict())
-    staging = target.with_name(target.name + ".partial")
+    staging = target.with_name(f"{target.name}.partial-{os.getpid()}")  # two processes may build at once
     shutil.rmtree(staging, ignore_errors=True)
     fresh.to(torch.bfloat16).save_pretrained(staging)  # type: ignore[arg-type]  # transformers' .to stub
     tokenizer.save_pretrained(staging)
     sha = str(package.EXPECTED_SHA256)
     (staging / "GGUF_SHA256").write_text(sha + "\n", encoding="utf-8")
-    staging.rename(target)
+    try:
+        staging.rename(target)
+    except OSError:  # another process finished its copy first: the same bytes, keep theirs
+        if not (target / "GGUF_SHA256").exists():
+            raise
+        shutil.rmtree(staging, ignore_errors=True)
     log.info("gguf_copy_saved", path=str(target))
     return sha
 

@@ -33,6 +33,7 @@ __all__ = [
     "fit_probe_head",
     "grounded_projector",
     "load_features",
+    "load_split",
     "train_head",
 ]
 
@@ -182,6 +183,18 @@ def load_features(path: Path) -> dict[str, npt.NDArray[Any]]:
         return {k: data[k] for k in data.files}
 
 
+def load_split(features_dir: Path, split: str) -> dict[str, npt.NDArray[Any]]:
+    """A split's features: ``SPLIT.npz`` (the benchmark's windows) and any ``SPLIT-w*.npz`` (extra window grids,
+    such as the streaming cache's 330 and 360 s), rows concatenated."""
+    paths = [features_dir / f"{split}.npz", *sorted(features_dir.glob(f"{split}-w*.npz"))]
+    parts = [load_features(p) for p in paths if p.exists()]
+    if not parts:
+        raise FileNotFoundError(f"no {split}.npz under {features_dir} (python main.py eval probe-features)")
+    if any(not np.array_equal(p["layers"], parts[0]["layers"]) for p in parts):
+        raise ValueError(f"{features_dir}: the {split} files were extracted from different layers")
+    return {k: v if k == "layers" else np.concatenate([p[k] for p in parts]) for k, v in parts[0].items()}
+
+
 def train_head(features_dir: Path, adapter_dir: Path, c: float = 0.05, weighted_calibration: bool = False) -> Path:
     """Fit the head from ``features_dir/{train,val}.npz`` and write it into ``adapter_dir``.
 
@@ -189,7 +202,7 @@ def train_head(features_dir: Path, adapter_dir: Path, c: float = 0.05, weighted_
     onsets over-represented). Off for the shipped head: its probabilities are those of the stratified draw, which
     the alert thresholds (``raise_at`` 0.5) were left at; weighted, onset risk falls to about 0.07 before an onset
     and no alert fires at 0.5. Choosing ``raise_at`` from a validation operating point comes with it."""
-    train, val = load_features(features_dir / "train.npz"), load_features(features_dir / "val.npz")
+    train, val = load_split(features_dir, "train"), load_split(features_dir, "val")
     layers = tuple(int(v) for v in train["layers"])
     head = fit_probe_head(train, val, layers, c, weighted_calibration=weighted_calibration)
     meta: dict[str, Any] = {

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from llm_runtime.probe import PROBE_HORIZONS, ProbeHead
-from training.probe import fit_probe_head, grounded_projector, train_head
+from training.probe import fit_probe_head, grounded_projector, load_split, train_head
 
 
 def test_grounded_projector_sends_each_seconds_token_to_its_words() -> None:
@@ -76,3 +77,13 @@ def test_calibration_weights_inputs_back_to_the_splits_own_frequencies() -> None
     assert np.array_equal(fit_probe_head(train, val_weighted, (9, -1)).platt, plain.platt)  # off by default
     mean_af = lambda head: np.mean([o[60]["af"] for _, o in head.predict(test["x"])])  # noqa: E731
     assert mean_af(weighted) < mean_af(plain) - 0.1
+
+
+def test_a_split_reads_its_extra_window_grids_as_more_rows(tmp_path: Path) -> None:
+    np.savez(tmp_path / "train.npz", **_features(30, 0))
+    np.savez(tmp_path / "train-w330-360.npz", **_features(20, 1))
+    np.savez(tmp_path / "train-zero-ecg.npz", **_features(5, 2))  # an ablation is not training data
+    rows = load_split(tmp_path, "train")
+    assert len(rows["x"]) == 50 and len(rows["rhythm_60"]) == 50 and list(rows["layers"]) == [9, -1]
+    with pytest.raises(FileNotFoundError, match=r"val\.npz"):
+        load_split(tmp_path, "val")

@@ -144,8 +144,8 @@ class ForecastEngine:
             if self.probe is None:
                 raise ConfigError(f"{self.settings.adapter_dir}: probe adapter without a forecast head (train it)")
             wanted = self.settings.horizons_s
-            spans = [self.runner.window_span(r.patient_id) for r in requests]
-            out = self.probe.predict(self.probe_features(requests).numpy())
+            features, spans = self.runner.probe_read(requests, self.probe_layers)
+            out = self.probe.predict(features.numpy())
             return [
                 (*span, {h: r[h] for h in wanted}, {h: o[h] for h in wanted})
                 for span, (r, o) in zip(spans, out, strict=True)

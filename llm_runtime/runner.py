@@ -312,14 +312,22 @@ class ModelRunner:
             results.append(ScoreResult(request.patient_id, t_end, n_seconds, tuple(probs), tuple(grouped)))
         return results
 
-    @torch.inference_mode()
     def probe_features(self, requests: Sequence[ScoreRequest], layers: Sequence[int]) -> torch.Tensor:
         """The probe variant's features: for each request, the states after ``layers`` at the last token of the
         prompt (cached ECG block, its close, evidence and query), concatenated: (B, len(layers) * hidden)."""
+        return self.probe_read(requests, layers)[0]
+
+    @torch.inference_mode()
+    def probe_read(
+        self, requests: Sequence[ScoreRequest], layers: Sequence[int]
+    ) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        """Features as :meth:`probe_features`, and per request the (last second, seconds) they were read from,
+        taken together: a background rebuild adopted between two calls would give a span of another window."""
         self._check_open()
-        rows = []
+        rows, spans = [], []
         for request in requests:
             builder, kv, meta, n_seconds = self._row_start(request.patient_id, prefill=False)
+            spans.append((self._last_second(request.patient_id), n_seconds))
             builder.text(self.prompts.context(n_seconds, request.evidence))
             packed = builder.build()
             cache = DynamicCache(ddp_cache_data=kv) if kv else DynamicCache()
@@ -327,7 +335,12 @@ class ModelRunner:
                 self.model.embed(packed), packed.meta, meta.cat(packed.meta), cache, layers
             )
             rows.append(torch.cat([state[0, -1] for state in states]).float().cpu())
-        return torch.stack(rows)
+        return torch.stack(rows), spans
+
+    def _last_second(self, patient_id: str) -> int:
+        """The last second a row started now reads (no rebuild is adopted here)."""
+        state = self._patients[patient_id]
+        return state.prefix.last_second if state.prefix is not None else state.seconds[-1][0]
 
     # --- explanation -----------------------------------------------------------------------------------------
 

@@ -78,6 +78,20 @@ def test_features_on_the_streaming_cache_equal_those_of_one_prefill() -> None:
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
+def test_features_come_with_the_span_of_the_window_they_read() -> None:
+    """Window 12 s + slack 4 s, rebuilt inline: after 20 seconds the cache holds a rebuilt prefix, and the span
+    reported with the features is that prefix's, not the 20 seconds streamed."""
+    request = ScoreRequest("p", "heart rate 72 bpm")
+    with _runner() as runner:
+        for t, second in enumerate(_seconds(20)):
+            runner.extend("p", second, t)
+        features, spans = runner.probe_read([request], LAYERS)
+        assert spans == [runner.window_span("p")]
+        last, n = spans[0]
+        assert last == 19 and 12 <= n <= 16
+        torch.testing.assert_close(features, runner.probe_features([request], LAYERS))
+
+
 def test_features_depend_on_the_ecg_and_on_the_evidence() -> None:
     with _runner() as runner:
         runner.prime("a", _seconds(10, seed=1), 0)

@@ -45,6 +45,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--no-replay", action="store_true", help="skip the alert-level replay")
     p.add_argument("--replay-records", type=int, default=0, help="replay only the first N test records (0: all)")
     p.add_argument(
+        "--replay-per-group", type=int, default=0, help="replay the first N test records of each replay group"
+    )
+    p.add_argument(
         "--replay-groups",
         default="af_onset,sinus_ectopy",
         help="comma list: replay the test records of these scenarios (none present, e.g. WFDB: every test record)",
@@ -149,6 +152,7 @@ def cmd_eval_forecast(args: argparse.Namespace) -> int:
         lm_cap=args.lm_cap,
         replay=not args.no_replay,
         replay_records=args.replay_records,
+        replay_per_group=args.replay_per_group,
         replay_minutes=args.replay_minutes,
         replay_groups=tuple(g for g in args.replay_groups.split(",") if g),
         adapter_dir=args.adapter,

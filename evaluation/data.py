@@ -33,11 +33,12 @@ __all__ = [
     "InputKey",
     "Record",
     "RecordSource",
+    "RecordTruth",
     "Sample",
-    "class_changes_of",
     "freeze_lm_subsample",
     "frozen_lm_subsample",
     "open_benchmark",
+    "record_truth",
 ]
 
 log = structlog.get_logger(__name__)
@@ -226,8 +227,18 @@ def _stratified(keys: Sequence[InputKey], tier: dict[InputKey, int], cap: int, s
     return set(pick)
 
 
-def class_changes_of(data: EvalData, record_id: str) -> list[tuple[float, str]]:
-    """(time_s, class) at each change of forecasting class of one record: the onsets the alert replay scores.
+@dataclass(frozen=True)
+class RecordTruth:
+    """What the alert replay scores a record against: its class changes, and the precursor scripted before its
+    onset (a generator's kind, "none" for an onset with no warning; None where the source does not say, e.g. WFDB)."""
+
+    changes: list[tuple[float, str]]
+    precursor: str | None = None
+    precursor_s: float | None = None
+
+
+def record_truth(data: EvalData, record_id: str) -> RecordTruth:
+    """The class changes (time_s, class) of one record, and its scripted precursor.
 
     The shards keep signals, not annotations, so synthetic records are regenerated from the spec (deterministic
     in the seed) and WFDB records are read again from the source directory.
@@ -253,14 +264,16 @@ def class_changes_of(data: EvalData, record_id: str) -> list[tuple[float, str]]:
             spec["noise"],
             generator=str(origin["generator"]),
         )
-        return class_changes(annotated)
+        script = annotated.meta
+        kind = script.get("precursor_kind") or ("rising ectopy" if script.get("precursor_strength") else "none")
+        return RecordTruth(class_changes(annotated), str(kind), float(script.get("precursor_duration_s") or 0.0))
     from simulators.wfdb_io import read_record
 
     source = Path(str(meta["source"]).removeprefix("wfdb:"))
     header = next(source.rglob(f"{record_id}.hea"), None)
     if header is None:
         raise SignalError(f"record {record_id} not found under {source}")
-    return class_changes(read_record(header))
+    return RecordTruth(class_changes(read_record(header)))
 
 
 def freeze_lm_subsample(

@@ -6,7 +6,10 @@ each forecast to the agent's ``AlertService`` (real policy and SQLite store, pub
 stream time). No MQTT: the same classes, offline, so a 30-minute record replays in the time its forecasts take.
 
 Scoring: an onset of arrhythmia c is *alerted* when an alert for c was raised in [onset - lookback_s, onset);
-lead time = onset - first such raise. On records that never convert, every raised alert is a false alert.
+lead time = onset - first such raise. On records that never convert, every raised alert is a false alert. As in
+the agent, a forecast that is about to raise an alert first asks the LM for its rationale; the alert says whether
+the rationale passed the guard. The forecaster issue's figures (onsets with a precursor alerted >= 2 min ahead,
+false alerts per patient-day, alerts with a rationale) come with 95 % intervals (Wilson; exact Poisson).
 """
 
 from __future__ import annotations
@@ -23,12 +26,21 @@ import torch
 from agent.alerts import AlertService, AlertSettings, build_evidence
 from core.measurements import measure_leads
 from core.protocol import Topics
-from evaluation.data import ONSETS, Record
+from evaluation.data import ONSETS, Record, RecordTruth
 from evaluation.embed import EmbeddedRecord, lead_verdict
 from llm_runtime.engine import ForecastEngine
 from llm_runtime.runner import ScoreRequest
 
-__all__ = ["RecordReplay", "ReplayConfig", "replay_record", "replay_span", "summarise_replays"]
+__all__ = [
+    "RecordReplay",
+    "ReplayAlert",
+    "ReplayConfig",
+    "poisson_rate",
+    "replay_record",
+    "replay_span",
+    "summarise_replays",
+    "wilson",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -57,22 +69,40 @@ def replay_span(
     return start, min(n_seconds + 1, start + length)
 
 
+@dataclass(frozen=True)
+class ReplayAlert:
+    at_s: float  # stream time it was raised
+    arrhythmia: str
+    probability: float
+    rationale: bool  # the LM's rationale passed the guard and is shown to the nurse
+
+
 @dataclass
 class RecordReplay:
     record_id: str
     group: str
     duration_s: float  # seconds of forecasting replayed
     onsets: list[tuple[float, str]]
-    alerts: list[tuple[float, str, float]] = field(default_factory=list)  # (raised at, arrhythmia, probability)
+    alerts: list[ReplayAlert] = field(default_factory=list)
     forecasts: int = 0
     cannot_assess: int = 0
+    precursor: str | None = None  # the scripted precursor of its onset ("none": no warning); None: not known
+    precursor_s: float | None = None
 
     def onset_outcomes(self, lookback_s: float) -> list[dict[str, Any]]:
         out = []
         for t_onset, cls in self.onsets:
-            raised = [t for t, c, _ in self.alerts if c == cls and t_onset - lookback_s <= t < t_onset]
-            lead = t_onset - min(raised) if raised else None
-            out.append({"record_id": self.record_id, "arrhythmia": cls, "onset_s": t_onset, "lead_time_s": lead})
+            raised = [a.at_s for a in self.alerts if a.arrhythmia == cls and t_onset - lookback_s <= a.at_s < t_onset]
+            out.append(
+                {
+                    "record_id": self.record_id,
+                    "arrhythmia": cls,
+                    "onset_s": t_onset,
+                    "lead_time_s": t_onset - min(raised) if raised else None,
+                    "precursor": self.precursor,
+                    "precursor_s": self.precursor_s,
+                }
+            )
         return out
 
 
@@ -93,17 +123,24 @@ def replay_record(
     engine: ForecastEngine,
     record: Record,
     emb: EmbeddedRecord,
-    changes: list[tuple[float, str]],
+    truth: RecordTruth,
     alerts: AlertSettings,
     config: ReplayConfig,
 ) -> RecordReplay:
     """Replay one record; the engine's runner is left without this patient afterwards."""
     n_seconds = emb.embeddings.shape[1]
-    onsets = [(t, c) for t, c in changes[1:] if c in ONSETS]
+    onsets = [(t, c) for t, c in truth.changes[1:] if c in ONSETS]
     window_s = int(engine.settings.window_s)
     first, end = replay_span(n_seconds, onsets, window_s, config)
     scored = [(t, c) for t, c in onsets if first <= t < end]  # onsets inside the replayed stretch
-    out = RecordReplay(record.record_id, record.group, float(end - first), scored)
+    out = RecordReplay(
+        record.record_id,
+        record.group,
+        float(end - first),
+        scored,
+        precursor=truth.precursor,
+        precursor_s=truth.precursor_s,
+    )
     leads = tuple(engine.settings.leads)
     now = [0.0]
     pid = record.patient_id
@@ -115,17 +152,64 @@ def replay_record(
                 engine.runner.extend_seconds(pid, torch.from_numpy(emb.lm_seconds(leads, fed, t_end)), fed)
                 fed = t_end
                 evidence, text = _evidence(record, emb, t_end, window_s)
-                (forecast,) = engine.forecast([ScoreRequest(pid, text)])
+                request = ScoreRequest(pid, text)
+                (forecast,) = engine.forecast([request])
                 now[0] = float(t_end)
+                if service.would_raise(pid, forecast, evidence):  # as the agent: the rationale only for an alert
+                    forecast = engine.with_rationale(request, forecast)
                 for event in service.on_forecast(pid, forecast, evidence):
-                    if event.type == "new" and event.after.arrhythmia is not None:
-                        out.alerts.append((float(t_end), event.after.arrhythmia, float(event.after.probability or 0)))
+                    after = event.after
+                    if event.type == "new" and after.arrhythmia is not None:
+                        shown = after.rationale_note is None
+                        out.alerts.append(
+                            ReplayAlert(float(t_end), after.arrhythmia, float(after.probability or 0), shown)
+                        )
                     elif event.type == "new":
                         out.cannot_assess += 1
                 out.forecasts += 1
     engine.runner.finish([pid])
     log.info("replayed", record=record.record_id, forecasts=out.forecasts, alerts=len(out.alerts))
     return out
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> list[float] | None:
+    """95 % Wilson score interval of a proportion k / n (None for n = 0)."""
+    if n == 0:
+        return None
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [round(float(centre - half), 4), round(float(centre + half), 4)]
+
+
+def poisson_rate(k: int, exposure: float) -> list[float] | None:
+    """Exact (Garwood) 95 % interval of a rate: k events over ``exposure`` units (None for no exposure)."""
+    from scipy.stats import chi2
+
+    if exposure <= 0:
+        return None
+    lo = 0.0 if k == 0 else chi2.ppf(0.025, 2 * k) / 2
+    hi = chi2.ppf(0.975, 2 * k + 2) / 2
+    return [round(float(lo / exposure), 3), round(float(hi / exposure), 3)]
+
+
+def _acceptance(
+    outcomes: list[dict[str, Any]], alerts: list[ReplayAlert], false_alerts: int, quiet_days: float
+) -> dict[str, Any]:
+    """The forecaster issue's replay figures, as counts with 95 % intervals."""
+    warned = [o for o in outcomes if o["precursor"] not in (None, "none")]
+    ahead = sum(o["lead_time_s"] is not None and o["lead_time_s"] >= 120 for o in warned)
+    explained = sum(a.rationale for a in alerts)
+    return {
+        "onsets_with_precursor": len(warned),
+        "alerted_2min_ahead": ahead,
+        "alerted_2min_ahead_ci": wilson(ahead, len(warned)),
+        "false_alerts": false_alerts,
+        "false_alerts_per_patient_day_ci": poisson_rate(false_alerts, quiet_days),
+        "forecast_alerts": len(alerts),
+        "with_guarded_rationale": explained,
+        "with_guarded_rationale_ci": wilson(explained, len(alerts)),
+    }
 
 
 def summarise_replays(replays: list[RecordReplay], config: ReplayConfig) -> dict[str, Any]:
@@ -148,11 +232,19 @@ def summarise_replays(replays: list[RecordReplay], config: ReplayConfig) -> dict
         "config": asdict(config),
         "onsets": outcomes,
         "per_arrhythmia": per_class,
+        "acceptance": _acceptance(outcomes, [a for r in replays for a in r.alerts], false_alerts, quiet_days),
         "non_converting_records": len(quiet),
         "non_converting_hours": round(quiet_days * 24, 3),
         "false_alerts": false_alerts,
         "false_alerts_per_patient_day": (false_alerts / quiet_days) if quiet_days else None,
         "records": [
-            {"record_id": r.record_id, "group": r.group, "forecasts": r.forecasts, "alerts": r.alerts} for r in replays
+            {
+                "record_id": r.record_id,
+                "group": r.group,
+                "precursor": r.precursor,
+                "forecasts": r.forecasts,
+                "alerts": [asdict(a) for a in r.alerts],
+            }
+            for r in replays
         ],
     }

@@ -34,7 +34,7 @@ from evaluation.baselines import (
     without_trends,
 )
 from evaluation.cnn import CnnBaseline, CnnConfig
-from evaluation.data import Cell, EvalData, Sample, class_changes_of, frozen_lm_subsample, open_benchmark
+from evaluation.data import Cell, EvalData, Sample, frozen_lm_subsample, open_benchmark, record_truth
 from evaluation.embed import Embedder
 from evaluation.predictions import Predictions
 from evaluation.scoring import calibration, cell_metrics, mean_over_cells
@@ -65,6 +65,7 @@ class EvalConfig:
     lm_cap: int = 9  # LM-subsample inputs per window (each scored once for every horizon)
     replay: bool = True  # the alert-level replay of the test records through the shipped (else zero-shot) LM
     replay_records: int = 0  # 0: every test record
+    replay_per_group: int = 0  # > 0: the first N test records (by id) of each replay group, a stratified named set
     replay_groups: tuple[str, ...] = ("af_onset", "sinus_ectopy")  # test records of these groups; none match: all
     replay_minutes: float = 8.0  # 0: whole records; else this long a stretch per record (around the first onset)
     adapter_dir: Path | None = Path("models/forecaster")  # the shipped adapter; None or missing skips "shipped"
@@ -193,6 +194,19 @@ def _lm_predictions(
     return out, info
 
 
+def _replay_records(data: EvalData, config: EvalConfig) -> list[str]:
+    """The replayed test records: of the replay groups (all when none is present, e.g. WFDB), the first
+    ``replay_per_group`` by id of each group, else the first ``replay_records`` by id."""
+    test = data.record_ids("test")
+    groups = [g for g in config.replay_groups if any(data.record(r).group == g for r in test)]
+    chosen = [r for r in test if not groups or data.record(r).group in groups]
+    if config.replay_per_group and groups:
+        return sorted(
+            r for g in groups for r in [r for r in chosen if data.record(r).group == g][: config.replay_per_group]
+        )
+    return chosen[: config.replay_records or None]
+
+
 def _replay(data: EvalData, config: EvalConfig, embedder: Embedder) -> dict[str, Any] | None:
     from evaluation.lm import load_engine
     from evaluation.replay import ReplayConfig, replay_record, summarise_replays
@@ -204,16 +218,10 @@ def _replay(data: EvalData, config: EvalConfig, embedder: Embedder) -> dict[str,
         return None
     engine = load_engine(base, adapter, base.window_s, base.horizons_s)  # the agent's own window and horizons
     replay_config = ReplayConfig(max_minutes=config.replay_minutes)
-    records = [
-        r for r in data.record_ids("test") if not config.replay_groups or data.record(r).group in config.replay_groups
-    ]
-    records = records[: config.replay_records or None]
     replays = []
-    for record_id in records:
+    for record_id in _replay_records(data, config):
         rec = data.record(record_id)
-        replays.append(
-            replay_record(engine, rec, embedder(rec), class_changes_of(data, record_id), alerts, replay_config)
-        )
+        replays.append(replay_record(engine, rec, embedder(rec), record_truth(data, record_id), alerts, replay_config))
     engine.runner.close()
     summary = summarise_replays(replays, replay_config)
     summary |= {

@@ -38,6 +38,8 @@ def test_eval_forecast_writes_results_tables_and_plots(
     replay = results["replay"]
     assert replay["method"] == "zero_shot"
     assert replay["per_arrhythmia"]["af"]["onsets"] == 1  # the af_onset test patient converts once
+    assert replay["onsets"][0]["precursor"] in {"rising ectopy", "none"}  # generator v1's script, regenerated
+    assert replay["acceptance"]["forecast_alerts"] == sum(len(r["alerts"]) for r in replay["records"])
     assert replay["non_converting_records"] == 1
     assert all(r["forecasts"] > 0 for r in replay["records"])
     for name in ("tables.md", "eval_f1_window.png", "eval_f1_horizon.png", "eval_calibration.png"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evaluation.data import EvalData, class_changes_of, open_benchmark
+from evaluation.data import EvalData, open_benchmark, record_truth
 from simulators.scenarios import generate_scenario
 from simulators.wfdb_io import write_record
 
@@ -24,7 +24,9 @@ def test_wfdb_directory_is_built_split_by_patient_and_onsets_reread(tmp_path: Pa
     test_record = data.record_ids("test")[0]
     rec = data.record(test_record)
     assert rec.p_signal.shape[1] == 1 and rec.fs == 250.0
-    changes = class_changes_of(data, "r00")
+    truth = record_truth(data, "r00")
+    assert truth.precursor is None  # a WFDB record does not say what preceded its onset
+    changes = truth.changes
     assert changes[0] == (0.0, "sinus") and changes[-1][1] == "af"
     assert open_benchmark(str(records), tmp_path / "bench").root == data.bench.root  # built once, then reused
 

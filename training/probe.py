@@ -34,6 +34,7 @@ __all__ = [
     "grounded_projector",
     "load_features",
     "load_split",
+    "operating_points",
     "train_head",
 ]
 
@@ -178,6 +179,46 @@ def fit_probe_head(
     return ProbeHead(PROBE_HORIZONS, tuple(layers), mean, scale, rhythm_w, rhythm_b, onset_w, onset_b, platt)
 
 
+def _weighted_quantile(values: npt.NDArray[np.float64], weights: npt.NDArray[np.float64], q: float) -> float:
+    order = np.argsort(values)
+    cumulative = np.cumsum(weights[order]) / weights.sum()
+    index = min(int(np.searchsorted(cumulative, q)), len(values) - 1)
+    return float(values[order][index])
+
+
+def operating_points(
+    head: ProbeHead,
+    val: dict[str, npt.NDArray[Any]],
+    alert_horizons: Sequence[int] = (60, 300),
+    max_fpr: float = 0.02,
+    min_window_s: int = 300,
+) -> dict[str, dict[str, float | int]]:
+    """Per arrhythmia, the ``raise_at`` that one forecast of the agent (the largest onset probability over
+    ``alert_horizons``; windows >= ``min_window_s``, what the streaming cache reads) exceeds on at most ``max_fpr``
+    of validation inputs with no onset within the longest alert horizon, weighted back to the split's frequencies;
+    with the share of onset inputs it catches at that threshold (sensitivity per forecast, not per onset)."""
+    keep = val["window_s"] >= min_window_s
+    weight = val["weight"][keep] if "weight" in val else np.ones(int(keep.sum()))
+    predicted = head.predict(val["x"][keep])
+    longest = max(alert_horizons)
+    out: dict[str, dict[str, float | int]] = {}
+    for name in ARRHYTHMIAS:
+        score = np.array([max(onset[h][name] for h in alert_horizons) for _, onset in predicted])
+        label = val[f"onset_{name}_{longest}"][keep]
+        negative, positive = label == 0, label == 1
+        if not negative.any():
+            continue
+        threshold = _weighted_quantile(score[negative], weight[negative], 1.0 - max_fpr)
+        out[name] = {
+            "raise_at": round(threshold, 3),
+            "fpr_per_forecast": round(float(np.average(score[negative] >= threshold, weights=weight[negative])), 4),
+            "tpr_per_forecast": round(float(np.mean(score[positive] >= threshold)), 4) if positive.any() else 0.0,
+            "negatives": int(negative.sum()),
+            "positives": int(positive.sum()),
+        }
+    return out
+
+
 def load_features(path: Path) -> dict[str, npt.NDArray[Any]]:
     with np.load(path, allow_pickle=False) as data:
         return {k: data[k] for k in data.files}
@@ -210,7 +251,9 @@ def train_head(features_dir: Path, adapter_dir: Path, c: float = 0.05, weighted_
         "weighted_calibration": weighted_calibration,
         "n_train": len(train["x"]),
         "n_val": len(val["x"]),
+        "train_windows_s": sorted({int(w) for w in train["window_s"]}),
         "features": str(features_dir),
+        "operating_points": operating_points(head, val),
         "synthetic_data": True,
     }
     path = head.save(adapter_dir, meta)

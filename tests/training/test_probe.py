@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from llm_runtime.probe import PROBE_HORIZONS, ProbeHead
-from training.probe import fit_probe_head, grounded_projector, load_split, train_head
+from training.probe import fit_probe_head, grounded_projector, load_split, operating_points, train_head
 
 
 def test_grounded_projector_sends_each_seconds_token_to_its_words() -> None:
@@ -36,7 +36,7 @@ def _features(n: int, seed: int) -> dict[str, np.ndarray]:
     x = rng.normal(size=(n, 12))
     x[np.arange(n), rhythm] += 3.0
     x[:, 4] += 2.0 * af_onset
-    out: dict[str, np.ndarray] = {"x": x, "layers": np.array([9, -1])}
+    out: dict[str, np.ndarray] = {"x": x, "layers": np.array([9, -1]), "window_s": np.full(n, 300)}
     for h in PROBE_HORIZONS:
         out[f"rhythm_{h}"] = rhythm.copy()
         out[f"onset_af_{h}"] = af_onset.copy()
@@ -87,3 +87,15 @@ def test_a_split_reads_its_extra_window_grids_as_more_rows(tmp_path: Path) -> No
     assert len(rows["x"]) == 50 and len(rows["rhythm_60"]) == 50 and list(rows["layers"]) == [9, -1]
     with pytest.raises(FileNotFoundError, match=r"val\.npz"):
         load_split(tmp_path, "val")
+
+
+def test_operating_point_bounds_false_positives_per_forecast_on_validation() -> None:
+    train, val = _features(600, 0), _features(2000, 1)
+    val["window_s"][:1000] = 60  # too short for the streaming cache: not used
+    head = fit_probe_head(train, val, (9, -1))
+    points = operating_points(head, val, alert_horizons=(60, 300), max_fpr=0.05)
+    af = points["af"]
+    assert af["negatives"] + af["positives"] == 1000
+    assert af["fpr_per_forecast"] <= 0.06
+    assert af["tpr_per_forecast"] > 3 * af["fpr_per_forecast"]  # the AF-onset column carries signal
+    assert points["vt"]["positives"] == 0 and points["vt"]["tpr_per_forecast"] == 0.0

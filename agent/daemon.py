@@ -143,12 +143,19 @@ class Agent:
         self.alerts: AlertService | None = None
         self.alert_worker: AlertWorker | None = None
         self.model: ModelWorker | None = None
+        self.model_error: BaseException | None = None  # the background load failed: run_daemon exits non-zero
+        self._with_model = with_model
+        self._clock = clock
+        self._model_done = threading.Event()
+        self._stopping = threading.Event()
+        self._loader: threading.Thread | None = None
         self.health: HealthServer | None = None
         if settings.http.port:  # bound before the model loads: a busy port fails in a second, not after the load
             self.health = HealthServer(settings.http.host, settings.http.port, self.metrics, self.readiness)
         if with_model:
             try:
-                self._build_model_stages(clock, alert_store)
+                check_encoder_pairing(settings)  # a config mismatch fails at once; the load itself runs in start()
+                self._build_alert_stages(alert_store)
             except BaseException:
                 if self.health is not None:
                     self.health.close()
@@ -157,8 +164,20 @@ class Agent:
         if settings.station.enabled:
             self.station = StationServer(settings.station, settings.mqtt, self.topics, limits, self.alerts)
 
-    def _build_model_stages(self, clock: Callable[[], float], alert_store: Path | None) -> None:
-        """Encoder → LM → scheduler → alerts. Loading happens here, before we subscribe, so a bad model fails fast."""
+    def _build_alert_stages(self, alert_store: Path | None) -> None:
+        """Alerts, their worker and the nurses' request topics: cheap, and needed before the model is."""
+        s = self.settings
+        fence = self.cluster.fence if self.cluster is not None else None
+        self.alerts = AlertService(s.alerts, alert_store, self._publish, self.topics, fence=fence)
+        self.alert_worker = AlertWorker(self.alerts, self.acks, self.departures)
+        self.worker.on_evicted = self.departures.put  # an evicted patient's alerts end (a released one's do not)
+        self.worker.extra_status = self._model_status
+        self.connection.subscribe(self.topics.ack_subscription, self.on_ack)
+        self.connection.subscribe(self.topics.mute_subscription, self.on_mute)
+
+    def _load_model(self) -> None:
+        """Encoder → LM → scheduler, in the background after ingest has started: loading takes 15-20 s (minutes on
+        a first run), and the windows completed meanwhile wait in ``windows_ready`` instead of being lost."""
         from agent.encoder_stage import EncoderStage
         from agent.forecasting import ModelWorker
         from encoder_onnx.export import ensure_onnx
@@ -167,36 +186,48 @@ class Agent:
         from llm_runtime.scheduler import ForecastScheduler
 
         s = self.settings
-        check_encoder_pairing(s)
-        runtime = EncoderRuntime(ensure_onnx(s.encoder), s.encoder)
-        stage = EncoderStage(runtime, capacity_s=round(s.buffer.minutes * 60))
-        engine = ForecastEngine.load(s.llm)
-        publish = self._publish
-        fence = self.cluster.fence if self.cluster is not None else None
-        self.alerts = AlertService(s.alerts, alert_store, publish, self.topics, fence=fence)
-        self.alert_worker = AlertWorker(self.alerts, self.acks, self.departures)
-        self.worker.on_evicted = self.departures.put  # an evicted patient's alerts end (a released one's do not)
-        self.model = ModelWorker(
-            self.windows_ready,
-            stage,
-            engine,
-            ForecastScheduler(s.forecast),
-            self.worker,
-            publish,
-            self.topics,
-            alerts=self.alerts,
-            evidence=lambda recent, earlier, quality, window_s, t_end: build_evidence(
-                recent, earlier, quality, window_s, t_end_s=t_end
-            ),
-            clock=clock,
-            hold=self.cluster.replaying if self.cluster is not None else None,
-        )
-        self.worker.extra_status = self._model_status
-        self.connection.subscribe(self.topics.ack_subscription, self.on_ack)
-        self.connection.subscribe(self.topics.mute_subscription, self.on_mute)
+        try:
+            runtime = EncoderRuntime(ensure_onnx(s.encoder), s.encoder)
+            engine = ForecastEngine.load(s.llm)
+            model = ModelWorker(
+                self.windows_ready,
+                EncoderStage(runtime, capacity_s=round(s.buffer.minutes * 60)),
+                engine,
+                ForecastScheduler(s.forecast),
+                self.worker,
+                self._publish,
+                self.topics,
+                alerts=self.alerts,
+                evidence=lambda recent, earlier, quality, window_s, t_end, spans: build_evidence(
+                    recent, earlier, quality, window_s, t_end_s=t_end, rhythm=spans
+                ),
+                clock=self._clock,
+                hold=self.cluster.replaying if self.cluster is not None else None,
+            )
+            if not self._stopping.is_set():
+                self.model = model
+                model.start()
+                log.info("model_loaded", model_id=engine.model_id, backlog=self.windows_ready.qsize())
+        except Exception as exc:  # any load failure ends the daemon, with its reason, through run_daemon
+            self.model_error = exc
+            log.exception("model_load_failed", error=str(exc)[:500])
+        finally:
+            self._model_done.set()
+
+    def wait_for_model(self, timeout: float | None = None) -> ModelWorker:
+        """Block until the background load ends; the running model worker, or the load's error raised here."""
+        if not self._with_model:
+            raise ConfigError("this agent was built without a model")
+        if not self._model_done.wait(timeout):
+            raise TimeoutError(f"the model did not finish loading in {timeout} s")
+        if self.model_error is not None:
+            raise self.model_error
+        assert self.model is not None
+        return self.model
 
     def _model_status(self, patient_id: str) -> dict[str, object]:
-        assert self.model is not None
+        if self.model is None:
+            return {"forecast_phase": "model_failed" if self.model_error is not None else "model_loading"}
         return {
             **self.model.stage.status_fields(patient_id),
             "forecast_phase": self.model.scheduler.phase(patient_id).value,
@@ -243,10 +274,12 @@ class Agent:
         if self.health is not None:
             self.health.start()
         self.worker.start()
-        if self.model is not None and self.alert_worker is not None:
-            self.model.start()
+        if self.alert_worker is not None:
             self.alert_worker.start()
-        self.connection.open()
+        self.connection.open()  # ingest first: subscribed and buffering before the model has loaded
+        if self._with_model:
+            self._loader = threading.Thread(target=self._load_model, name="model-loader", daemon=True)
+            self._loader.start()
         if self.cluster is not None:
             self.cluster.start()
         if self.station is not None:
@@ -260,6 +293,9 @@ class Agent:
         if self.cluster is not None:
             self.cluster.stop()  # first: the other replicas start taking over while this one winds down
         self.worker.stop(timeout=5.0)
+        self._stopping.set()  # a load still running will not start its worker
+        if self._loader is not None:
+            self._loader.join(timeout=120.0)
         if self.model is not None:
             self.model.stop(timeout=60.0)
         if self.alert_worker is not None:
@@ -274,16 +310,18 @@ class Agent:
     def readiness(self) -> Readiness:
         """Ready when connected, the model is loaded, and neither ingest nor forecasting lags beyond the limits in
         the ``http`` config section."""
+        model_loaded = not self._with_model or (self.model is not None and self.model.loaded)
         checks: dict[str, object] = {
             "broker_connected": self.connection.connected,
-            "model_loaded": self.model is None or self.model.loaded,
+            "model": self._model_state(),
+            "model_loaded": model_loaded,
             "ingest_queue": self.inbox.qsize(),
             "windows_queue": self.windows_ready.qsize(),
         }
         oldest = self.inbox.oldest_received_mono()
         ingest_lag = time.monotonic() - oldest if oldest is not None else 0.0
         checks["ingest_lag_s"] = round(ingest_lag, 3)
-        ok = self.connection.connected and (self.model is None or self.model.loaded)
+        ok = self.connection.connected and model_loaded
         ok = ok and ingest_lag <= self.settings.http.max_ingest_lag_s
         if self.model is not None:
             forecast_lag = self.model.scheduler.max_overdue(self.model.now())
@@ -291,6 +329,13 @@ class Agent:
             checks["forecast_lag_s"] = round(forecast_lag, 1)
             ok = ok and forecast_lag <= self.settings.http.max_forecast_lag_s
         return Readiness(ok, checks)
+
+    def _model_state(self) -> str:
+        if not self._with_model:
+            return "none"
+        if self.model_error is not None:
+            return "failed"
+        return "loaded" if self.model is not None and self.model.loaded else "loading"
 
     def metrics_snapshot(self) -> MetricsSnapshot:
         summary = self.worker.summary()
@@ -328,6 +373,7 @@ class Agent:
             "schema": "ecgcast.agent_status/1",
             "agent_id": self.settings.agent_id,
             "at": time.time(),
+            "model": self._model_state(),
         }
         body.update(self.worker.summary())
         if self.model is not None:
@@ -372,8 +418,11 @@ def run_daemon(settings: Settings, log_format: str | None = None) -> int:
     agent = Agent(settings)
     agent.start()
     tune_process_for_streaming()
-    while not stop.wait(settings.status.interval_s):
+    while not stop.wait(settings.status.interval_s) and agent.model_error is None:
         if agent.connection.connected:
             agent.publish_summary()
     agent.stop()
+    if agent.model_error is not None:
+        print(f"error: the model failed to load: {agent.model_error}", file=sys.stderr)
+        return 1
     return 0

@@ -70,9 +70,9 @@ def main() -> None:
         settings = type(base).model_validate(data)
         t_load = time.perf_counter()
         agent = Agent(settings, clock=lambda: time.monotonic() * args.speed)
-        load_s = time.perf_counter() - t_load
-        assert agent.model is not None
         agent.start()
+        model = agent.wait_for_model()
+        load_s = time.perf_counter() - t_load
         tune_process_for_streaming()
         records = [
             (
@@ -93,9 +93,9 @@ def main() -> None:
             time.sleep(0.2)
         time.sleep(settings.forecast.cadence_s / args.speed)
         wall = time.perf_counter() - wall
-        stats = agent.model.stats
-        summary = agent.model.scheduler.summary()
-        rebuild = time_rebuild(agent.model.engine.runner, settings.llm.window_s)
+        stats = model.stats
+        summary = model.scheduler.summary()
+        rebuild = time_rebuild(model.engine.runner, settings.llm.window_s)
         agent.stop()
     patient_seconds = args.patients * args.minutes * 60
     per_forecast = stats.forecast_s / max(stats.forecasts, 1)
@@ -105,7 +105,7 @@ def main() -> None:
     per_patient = per_forecast + cadence * (feed + encode) + (cadence / slack) * rebuild
     result = {
         "data": f"synthetic, {args.patients} patients x {args.minutes} min, 2 leads 250 Hz, {args.speed}x",
-        "model_id": agent.model.engine.model_id,
+        "model_id": model.engine.model_id,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "gpu": "none"},
         "model_load_s": round(load_s, 1),
         "wall_s": round(wall, 1),

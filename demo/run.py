@@ -216,9 +216,14 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
         watcher.loop_start()
         agent = Agent(demo, clock=lambda: time.monotonic() * options.speed)
         agent.start()
+        try:
+            model_id = agent.wait_for_model().engine.model_id  # the demo is about forecasts: stream once they run
+        except BaseException:
+            agent.stop()
+            raise
         if options.tune_process:
             tune_process_for_streaming()
-        print(f"model: {agent.model.engine.model_id if agent.model else '-'}")
+        print(f"model: {model_id}")
         publisher = _stream(options, demo, streams)
         started = time.monotonic()
         while publisher.is_alive() or not _settled(agent, started, options):
@@ -229,7 +234,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
         view.print_new_alerts()
         watcher.loop_stop()
         watcher.disconnect()
-        summary = summarise(patients, view.alert_events, options, agent.model.engine.model_id if agent.model else "")
+        summary = summarise(patients, view.alert_events, options, model_id)
     print(json.dumps(summary["totals"], indent=2))
     if "UNTRAINED" in summary["model_id"] or "tiny-random" in summary["model_id"]:
         print("note: this model is untrained or a test backbone; its forecasts carry no information")

@@ -260,3 +260,66 @@ def test_sigterm_shuts_down_cleanly_and_publishes_offline(
         if proc.poll() is None:
             proc.kill()
         collector.close()
+
+
+@pytest.mark.e2e
+def test_ingest_runs_before_the_model_has_loaded_and_nothing_is_lost(
+    broker: LocalMosquitto,
+    streams: mqtt.Client,
+    encoder_weights: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Order of events, not timing: the LM load is held until the stream has been ingested; meanwhile the agent is
+    subscribed, accepts every chunk, says "model loading" and is not ready; once the load ends the backlog is
+    encoded and forecast from its first second."""
+    from llm_runtime.engine import ForecastEngine
+
+    release, loading = threading.Event(), threading.Event()
+    original = ForecastEngine.load
+
+    def held_load(*args: object, **kwargs: object) -> ForecastEngine:
+        loading.set()
+        assert release.wait(60), "the test never released the load"
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ForecastEngine, "load", staticmethod(held_load))
+    settings = Settings.model_validate(settings_dict(broker.url, encoder_weights, tmp_path / "alerts.sqlite3"))
+    collector = Collector(broker.port)
+    agent = Agent(settings)
+    agent.start()
+    try:
+        assert loading.wait(30)
+        sinus = generate_scenario("sinus_stable", seed=5, minutes=0.5, fs=FS, leads=("II", "V1"), noise="low")
+        publish_record(streams, "bed-3", sinus.p_signal, t0=1.7e9)
+        wait_for(lambda: agent.worker.accepted >= 30, 30)
+        assert agent.model is None
+        readiness = agent.readiness()
+        assert not readiness.ready and readiness.checks["model"] == "loading"
+        wait_for(lambda: any(m.get("forecast_phase") == "model_loading" for m in collector.of("bed-3", "status")), 10)
+
+        release.set()
+        model = agent.wait_for_model(60)
+        wait_for(lambda: bool(collector.of("bed-3", "forecast")))
+        wait_for(lambda: model.stage.embedded_seconds("bed-3") >= 29, 10)  # the load's backlog, kept and encoded
+        assert agent.readiness().checks["model"] == "loaded"
+    finally:
+        release.set()
+        agent.stop()
+        collector.close()
+
+
+@pytest.mark.e2e
+def test_a_model_that_fails_to_load_is_reported_and_ends_the_daemon(
+    broker: LocalMosquitto, encoder_weights: Path, tmp_path: Path
+) -> None:
+    config = settings_dict(broker.url, encoder_weights, tmp_path / "alerts.sqlite3")
+    config["llm"]["adapter_dir"] = str(tmp_path / "no-such-adapter")
+    agent = Agent(Settings.model_validate(config))
+    agent.start()
+    try:
+        with pytest.raises(Exception, match="no-such-adapter"):
+            agent.wait_for_model(60)
+        assert agent.readiness().checks["model"] == "failed" and not agent.readiness().ready
+    finally:
+        agent.stop()

@@ -1,13 +1,17 @@
 """The station's web server: sign-in, the page and its assets, a JSON API and the Server-Sent Event stream.
 
-Stdlib ``ThreadingHTTPServer`` (like agent/observability.py): one thread per request, SSE requests hold theirs
-for as long as the page is open. Loopback by default; HTTPS when ``station.tls_cert_file`` is set, otherwise
-behind a reverse proxy that terminates TLS (docs/STATION.md).
+Stdlib server from agent/http_listen.py (like agent/observability.py): one thread per connection, at most
+``station.max_connections``, each read and write (and the TLS handshake) bounded by ``station.request_timeout_s``.
+SSE requests hold their thread for as long as the page is open, so they may take only half the connections.
+Loopback by default; HTTPS when ``station.tls_cert_file`` is set, otherwise behind a reverse proxy that terminates
+TLS, whose user header counts only from ``station.trusted_proxies`` (docs/STATION.md, docs/SECURITY.md).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import math
 import queue
 import ssl
 import threading
@@ -22,10 +26,10 @@ from urllib.parse import parse_qs, urlsplit
 import structlog
 
 from agent.http_listen import listen
-from agent.station._auth import SessionStore, verify_password
+from agent.station._auth import SessionStore, SignIn
 from agent.station._feed import PushHub, StationFeed, sse_frame
 from agent.station._state import StationState
-from agent.station.settings import StationSettings
+from agent.station.settings import StationSettings, trusted_network
 from core.errors import EcgcastError, ProtocolError
 
 __all__ = ["StationHttp"]
@@ -66,6 +70,10 @@ class StationHttp:
         self._hub = hub
         self._feed = feed
         self._sessions = SessionStore(settings.session_ttl_s)
+        self._sign_in = SignIn(settings.users, settings.sign_in_max_failures, settings.sign_in_lockout_s)
+        self._proxies = [trusted_network(entry) for entry in settings.trusted_proxies]
+        self._streams = 0  # open event streams, at most half of max_connections
+        self._streams_lock = threading.Lock()
         self._stopping = threading.Event()
         self._tls = settings.tls_cert_file is not None
         routes = self
@@ -82,12 +90,19 @@ class StationHttp:
             def log_message(self, format: str, *args: Any) -> None:
                 return  # the page polls nothing, but SSE reconnects would still flood the structured log
 
-        self._httpd = listen(settings.host, settings.port, Handler, "station")
-        self._httpd.daemon_threads = True
-        if self._tls:
+        context = None
+        if self._tls:  # the handshake runs on each connection's thread, never in accept() (http_listen.py)
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(str(settings.tls_cert_file), str(settings.tls_key_file))
-            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+        self._httpd = listen(
+            settings.host,
+            settings.port,
+            Handler,
+            "station",
+            max_connections=settings.max_connections,
+            timeout_s=settings.request_timeout_s,
+            tls=context,
+        )
         self.port = int(self._httpd.server_address[1])
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="station-http", daemon=True)
         self._closed = False
@@ -119,8 +134,8 @@ class StationHttp:
             self._route(request, method, path)
         except BadRequest as exc:
             self._json(request, exc.status, {"error": str(exc)})
-        except (BrokenPipeError, ConnectionResetError):
-            return  # the browser went away mid-response
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            return  # the browser went away, or stopped sending or reading for request_timeout_s
         except Exception:
             log.exception("station_request_failed", method=method, path=path[:200])
             self._json(request, HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error"})
@@ -168,20 +183,36 @@ class StationHttp:
     # --- sign-in -------------------------------------------------------------------------------------------
 
     def _user(self, request: BaseHTTPRequestHandler) -> str | None:
-        """The proxy's header when configured and present, else the session cookie's user."""
+        """The proxy's header when configured and present (403 unless a trusted proxy sent it), else the session
+        cookie's user."""
         header = self._settings.proxy_user_header
-        if header is not None and request.headers.get(header, "").strip():
-            return request.headers[header].strip()[:128]
+        named = request.headers.get(header, "").strip() if header is not None else ""
+        if named:
+            if not self._from_trusted_proxy(request):
+                log.warning("station_proxy_header_refused", address=request.client_address[0], header=header)
+                raise BadRequest("proxy user header from an untrusted address", HTTPStatus.FORBIDDEN)
+            return named[:128]
         cookie = SimpleCookie(request.headers.get("Cookie", ""))
         token = cookie[COOKIE].value if COOKIE in cookie else None
         return self._sessions.user(token)
+
+    def _from_trusted_proxy(self, request: BaseHTTPRequestHandler) -> bool:
+        peer = ipaddress.ip_address(request.client_address[0])
+        return any(peer in network for network in self._proxies)
 
     def _login(self, request: BaseHTTPRequestHandler) -> None:
         form = parse_qs(self._body(request).decode("utf-8", "replace"))
         user = (form.get("username") or [""])[0].strip()
         password = (form.get("password") or [""])[0]
-        stored = self._settings.users.get(user)
-        if stored is None or not verify_password(password, stored):
+        verdict = self._sign_in.attempt(user, password, request.client_address[0])
+        if verdict.outcome in ("locked", "busy"):
+            code = HTTPStatus.TOO_MANY_REQUESTS if verdict.outcome == "locked" else HTTPStatus.SERVICE_UNAVAILABLE
+            wait = math.ceil(verdict.retry_after_s)
+            reason = "Too many failed sign-ins" if verdict.outcome == "locked" else "Sign-in is busy"
+            text = f"{reason}: try again in {wait} s."
+            self._send(request, code, text.encode(), "text/plain; charset=utf-8", {"Retry-After": str(wait)})
+            return
+        if verdict.outcome != "accepted":
             log.warning("station_sign_in_failed", user=user[:64])
             self._redirect(request, "/login?failed=1")
             return
@@ -239,7 +270,19 @@ class StationHttp:
         return {**self._state.snapshot(), "broker_connected": self._feed.connection.connected, "feed": feed}
 
     def _events(self, request: BaseHTTPRequestHandler) -> None:
-        """Server-Sent Events: a full snapshot first, then pushes until the page or the server goes away."""
+        """Server-Sent Events, at most half of ``max_connections`` of them so sign-in and the API stay reachable."""
+        with self._streams_lock:
+            if self._streams >= self._settings.max_connections // 2:
+                raise BadRequest("too many open pages", HTTPStatus.SERVICE_UNAVAILABLE)
+            self._streams += 1
+        try:
+            self._stream(request)
+        finally:
+            with self._streams_lock:
+                self._streams -= 1
+
+    def _stream(self, request: BaseHTTPRequestHandler) -> None:
+        """A full snapshot first, then pushes until the page or the server goes away."""
         request.send_response(HTTPStatus.OK)
         request.send_header("Content-Type", "text/event-stream")
         request.send_header("Cache-Control", "no-store")

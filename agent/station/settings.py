@@ -1,14 +1,16 @@
 """Config section ``station``: the nurse-facing central station (docs/STATION.md).
 
 Off by default. When on, it must know who may sign in: users with password hashes, or a trusted reverse-proxy
-header (then the station must only be reachable through that proxy, which is why it binds loopback by default).
+header (honoured only from ``trusted_proxies``, and refused with a non-loopback host unless the station serves
+TLS itself, so the header cannot be forged or read on the way). Its HTTP limits are here too (docs/SECURITY.md).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from core.config import StrictModel
 
@@ -34,9 +36,25 @@ class StationSettings(StrictModel):
         pattern=r"^[A-Za-z0-9-]{1,64}$",
         description="Header set by a trusted reverse proxy naming the signed-in user (e.g. X-Remote-User)",
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or CIDR networks of the reverse proxy: the only peers whose proxy_user_header counts",
+    )
     session_ttl_s: float = Field(12 * 3600.0, ge=60, le=7 * 24 * 3600, description="Sign-in lifetime, seconds")
     tls_cert_file: Path | None = Field(None, description="PEM certificate: serve HTTPS directly (else plain HTTP)")
     tls_key_file: Path | None = Field(None, description="PEM private key for tls_cert_file")
+    max_connections: int = Field(
+        64, ge=4, le=1024, description="Connections served at once (each open page holds one for its event stream)"
+    )
+    request_timeout_s: float = Field(
+        10.0, ge=0.5, le=300, description="Longest wait on a client: TLS handshake, each read and each write, seconds"
+    )
+    sign_in_max_failures: int = Field(
+        5, ge=1, le=100, description="Wrong passwords for one user (4x that from one address) before a lock-out"
+    )
+    sign_in_lockout_s: float = Field(
+        300.0, ge=1, le=86400, description="How long a lock-out lasts, and the window failures are counted in"
+    )
     sound: bool = Field(True, description="Offer a tone on new alerts (each browser still opts in once)")
     strip_s: float = Field(10.0, ge=2, le=60, description="Seconds of ECG on each tile's live strip")
     detail_s: float = Field(300.0, ge=10, le=1800, description="Seconds of ECG kept for the patient detail view")
@@ -47,11 +65,54 @@ class StationSettings(StrictModel):
     )
     push_interval_s: float = Field(0.5, ge=0.1, le=5, description="How often updates are pushed to browsers")
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        return [str(trusted_network(entry)) for entry in value]
+
     @model_validator(mode="after")
     def _check(self) -> StationSettings:
         verify_sign_in(self)
         verify_tls_pair(self)
+        verify_proxy(self)
         return self
+
+
+def trusted_network(entry: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """One ``trusted_proxies`` entry as a network; "trust every address" (a /0) is the issue's bug, so refused."""
+    try:
+        network = ipaddress.ip_network(entry.strip(), strict=False)
+    except ValueError:
+        raise ValueError(f"{entry!r} is not an IP address or CIDR network") from None
+    if network.prefixlen == 0:
+        raise ValueError(f"{entry!r} trusts every address: name the reverse proxy's address")
+    return network
+
+
+def verify_proxy(s: StationSettings) -> None:
+    """The proxy header names the user outright, so only the proxy may send it, and never in the clear off-host."""
+    if s.proxy_user_header is None:
+        return
+    if not s.trusted_proxies:
+        raise ValueError(
+            "station.proxy_user_header needs station.trusted_proxies (the reverse proxy's address): "
+            "otherwise any client could name any user"
+        )
+    if s.tls_cert_file is None and not is_loopback(s.host):
+        raise ValueError(
+            f"station.proxy_user_header with station.host {s.host!r} and no TLS: bind 127.0.0.1 behind the proxy, "
+            "or set station.tls_cert_file and station.tls_key_file"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    """True for a loopback address or ``localhost``; '' and 0.0.0.0 (every interface) and host names are not."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def verify_sign_in(s: StationSettings) -> None:

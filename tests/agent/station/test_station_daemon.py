@@ -38,7 +38,10 @@ def test_agent_serves_the_station_only_when_enabled(broker: LocalMosquitto) -> N
     plain = Agent(agent_settings(broker), with_model=False)
     assert plain.station is None
     plain.stop()
-    never_started = Agent(agent_settings(broker, enabled=True, proxy_user_header="X-User"), with_model=False)
+    never_started = Agent(
+        agent_settings(broker, enabled=True, proxy_user_header="X-User", trusted_proxies=["127.0.0.1"]),
+        with_model=False,
+    )
     never_started.stop()  # closes the station's socket without waiting for a server loop that never ran
     agent = Agent(agent_settings(broker, enabled=True, users={"kim": hash_password("pw")}), with_model=False)
     assert agent.station is not None

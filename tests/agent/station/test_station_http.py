@@ -51,7 +51,9 @@ def request(
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-        conn: http.client.HTTPConnection = http.client.HTTPSConnection(parts.hostname, parts.port, context=context)
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            parts.hostname, parts.port, timeout=10, context=context
+        )
     else:
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
     conn.request(method, path, body=body, headers=headers or {})
@@ -158,7 +160,7 @@ def test_event_stream_starts_with_a_snapshot_and_pushes_changes(station: Station
 
 
 def test_reverse_proxy_header_names_the_user(broker: LocalMosquitto) -> None:
-    with start_station(broker, proxy_user_header="X-Remote-User") as station:
+    with start_station(broker, proxy_user_header="X-Remote-User", trusted_proxies=["127.0.0.0/8"]) as station:
         assert request(station, "GET", "/api/me").status == 401
         me = request(station, "GET", "/api/me", headers={"X-Remote-User": "dr.who"})
         assert json.loads(me.read())["user"] == "dr.who"

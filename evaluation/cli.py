@@ -104,6 +104,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     f.add_argument(
         "--ablate", choices=["zero-ecg", "swap-evidence"], help="ablation: ECG tokens zeroed, or evidence swapped"
     )
+    f.add_argument(
+        "--shard",
+        type=_ints,
+        default=(0, 1),
+        help="I,N: extract parts I, I+N, ... only (one process per core); the run holding the last part merges",
+    )
     f.set_defaults(func=cmd_eval_probe_features)
 
     q = inner.add_parser("probe", help="score a probe adapter's head on the frozen LM subsample vs GBT, with ablations")
@@ -252,6 +258,12 @@ def _windows_suffix(windows: tuple[int, ...]) -> str:
     return "" if tuple(windows) == PROBE_WINDOWS else "-w" + "-".join(str(w) for w in windows)
 
 
+def _all_parts(parts_dir: Path, n_keys: int) -> bool:
+    from evaluation.probe_features import PART
+
+    return all((parts_dir / f"part-{n:04d}.npz").exists() for n in range((n_keys + PART - 1) // PART))
+
+
 def cmd_eval_probe_features(args: argparse.Namespace) -> int:
     import torch
 
@@ -262,6 +274,8 @@ def cmd_eval_probe_features(args: argparse.Namespace) -> int:
     from llm_runtime.probe import PROBE_HORIZONS
     from llm_runtime.settings import LlmSettings
 
+    if len(args.shard) != 2 or not 0 <= args.shard[0] < args.shard[1]:
+        raise SystemExit(f"--shard {args.shard}: expected I,N with 0 <= I < N")
     torch.set_num_threads(args.threads)
     data = EvalData(open_benchmark(args.data, args.bench_dir))
     keys = input_keys(data, args.split, args.windows, PROBE_HORIZONS, args.per_window)
@@ -270,7 +284,10 @@ def cmd_eval_probe_features(args: argparse.Namespace) -> int:
     embedder = Embedder(args.adapter / "encoder.pt")
     forecaster = LmForecaster(engine, data, embedder, zero_ecg=args.ablate == "zero-ecg", evidence_from=donors)
     name = args.split + _windows_suffix(args.windows) + (f"-{args.ablate}" if args.ablate else "")
-    extract(forecaster, keys, args.out / f"{name}-parts")
+    extract(forecaster, keys, args.out / f"{name}-parts", shard=(args.shard[0], args.shard[1]))
+    if not _all_parts(args.out / f"{name}-parts", len(keys)):
+        print(json.dumps({"split": args.split, "inputs": len(keys), "shard": list(args.shard), "merged": False}))
+        return 0
     labels = labels_of(data, args.split, keys, PROBE_HORIZONS)
     if args.split != "test":
         labels["weight"] = draw_weights(data, args.split, keys, PROBE_HORIZONS)

@@ -108,14 +108,18 @@ def evidence_donors(data: EvalData, keys: Sequence[InputKey]) -> dict[InputKey, 
     return out
 
 
-def extract(forecaster: LmForecaster, keys: Sequence[InputKey], parts_dir: Path) -> None:
+def extract(
+    forecaster: LmForecaster, keys: Sequence[InputKey], parts_dir: Path, shard: tuple[int, int] = (0, 1)
+) -> None:
     """Features of ``keys`` into ``parts_dir/part-NNNN.npz`` (x, record_id, anchor_s, window_s); parts already
-    written are skipped, after checking they hold the same inputs (a changed key list must not pass for a resume)."""
+    written are skipped, after checking they hold the same inputs (a changed key list must not pass for a resume).
+    ``shard`` (i, n): only parts i, i + n, ... so that n processes (one per core) share one extraction."""
     from tqdm import tqdm
 
     parts_dir.mkdir(parents=True, exist_ok=True)
     chunks = [keys[i : i + PART] for i in range(0, len(keys), PART)]
-    for n, chunk in enumerate(tqdm(chunks, desc=f"features {parts_dir.name}", unit="part")):
+    mine = [(n, chunk) for n, chunk in enumerate(chunks) if n % shard[1] == shard[0]]
+    for n, chunk in tqdm(mine, desc=f"features {parts_dir.name}", unit="part"):
         path = parts_dir / f"part-{n:04d}.npz"
         if path.exists():
             _check_part(path, chunk)

@@ -105,10 +105,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--ablate", choices=["zero-ecg", "swap-evidence"], help="ablation: ECG tokens zeroed, or evidence swapped"
     )
     f.add_argument(
-        "--shard",
-        type=_ints,
-        default=(0, 1),
-        help="I,N: extract parts I, I+N, ... only (one process per core); the run holding the last part merges",
+        "--from-end",
+        action="store_true",
+        help="walk the parts backwards: a second process on another core shares a running extraction",
     )
     f.set_defaults(func=cmd_eval_probe_features)
 
@@ -274,8 +273,6 @@ def cmd_eval_probe_features(args: argparse.Namespace) -> int:
     from llm_runtime.probe import PROBE_HORIZONS
     from llm_runtime.settings import LlmSettings
 
-    if len(args.shard) != 2 or not 0 <= args.shard[0] < args.shard[1]:
-        raise SystemExit(f"--shard {args.shard}: expected I,N with 0 <= I < N")
     torch.set_num_threads(args.threads)
     data = EvalData(open_benchmark(args.data, args.bench_dir))
     keys = input_keys(data, args.split, args.windows, PROBE_HORIZONS, args.per_window)
@@ -284,9 +281,9 @@ def cmd_eval_probe_features(args: argparse.Namespace) -> int:
     embedder = Embedder(args.adapter / "encoder.pt")
     forecaster = LmForecaster(engine, data, embedder, zero_ecg=args.ablate == "zero-ecg", evidence_from=donors)
     name = args.split + _windows_suffix(args.windows) + (f"-{args.ablate}" if args.ablate else "")
-    extract(forecaster, keys, args.out / f"{name}-parts", shard=(args.shard[0], args.shard[1]))
-    if not _all_parts(args.out / f"{name}-parts", len(keys)):
-        print(json.dumps({"split": args.split, "inputs": len(keys), "shard": list(args.shard), "merged": False}))
+    extract(forecaster, keys, args.out / f"{name}-parts", from_end=args.from_end)
+    if not _all_parts(args.out / f"{name}-parts", len(keys)):  # the other process is still on its last part
+        print(json.dumps({"split": args.split, "inputs": len(keys), "merged": False}))
         return 0
     labels = labels_of(data, args.split, keys, PROBE_HORIZONS)
     if args.split != "test":

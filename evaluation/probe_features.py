@@ -12,6 +12,7 @@ is the yardstick's frozen LM subsample, the rows every method is compared on.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -108,24 +109,22 @@ def evidence_donors(data: EvalData, keys: Sequence[InputKey]) -> dict[InputKey, 
     return out
 
 
-def extract(
-    forecaster: LmForecaster, keys: Sequence[InputKey], parts_dir: Path, shard: tuple[int, int] = (0, 1)
-) -> None:
+def extract(forecaster: LmForecaster, keys: Sequence[InputKey], parts_dir: Path, from_end: bool = False) -> None:
     """Features of ``keys`` into ``parts_dir/part-NNNN.npz`` (x, record_id, anchor_s, window_s); parts already
     written are skipped, after checking they hold the same inputs (a changed key list must not pass for a resume).
-    ``shard`` (i, n): only parts i, i + n, ... so that n processes (one per core) share one extraction."""
+    ``from_end`` walks the parts backwards: a second process (another core) started at any time shares the work
+    with a forward one, and the two meet in the middle having computed at most one part twice."""
     from tqdm import tqdm
 
     parts_dir.mkdir(parents=True, exist_ok=True)
-    chunks = [keys[i : i + PART] for i in range(0, len(keys), PART)]
-    mine = [(n, chunk) for n, chunk in enumerate(chunks) if n % shard[1] == shard[0]]
-    for n, chunk in tqdm(mine, desc=f"features {parts_dir.name}", unit="part"):
+    chunks = list(enumerate(keys[i : i + PART] for i in range(0, len(keys), PART)))
+    for n, chunk in tqdm(chunks[::-1] if from_end else chunks, desc=f"features {parts_dir.name}", unit="part"):
         path = parts_dir / f"part-{n:04d}.npz"
         if path.exists():
             _check_part(path, chunk)
             continue
         x = np.stack([forecaster.features(k) for k in chunk])
-        tmp = path.with_suffix(".tmp.npz")
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
         np.savez(
             tmp,
             x=x,
@@ -168,7 +167,7 @@ def merge_parts(
     """One ``out`` file: features of every key in order, their labels and the layers they came from."""
     rows: dict[InputKey, npt.NDArray[np.float32]] = {}
     for path in sorted(parts_dir.glob("part-*.npz")):
-        if path.name.endswith(".tmp.npz"):
+        if path.name.endswith(".tmp.npz"):  # a part being written now
             continue
         with np.load(path, allow_pickle=False) as part:
             rows.update(zip(_part_keys(part), part["x"], strict=True))
@@ -183,5 +182,7 @@ def merge_parts(
         "layers": np.array(list(layers)),
         **labels,
     }
-    np.savez(out, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as the allow_pickle flag
+    tmp = out.with_name(f"{out.stem}.{os.getpid()}.tmp.npz")  # two processes may finish together
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as the allow_pickle flag
+    tmp.replace(out)
     return out

@@ -62,10 +62,12 @@ def test_extraction_resumes_its_own_parts_and_refuses_another_runs(tmp_path: Pat
         extract(_CountingFeatures(), [(r, a, 45) for r, a, _ in keys], tmp_path)  # type: ignore[arg-type]
 
 
-def test_shards_share_one_extraction_without_overlap(tmp_path: Path) -> None:
+def test_a_backward_process_shares_the_work_of_a_forward_one(tmp_path: Path) -> None:
     keys = [("r1", float(a), 30) for a in range(60, 60 + 130)]  # 4 parts of 40
-    first, second = _CountingFeatures(), _CountingFeatures()
-    extract(first, keys, tmp_path, shard=(0, 2))  # type: ignore[arg-type]
-    extract(second, keys, tmp_path, shard=(1, 2))  # type: ignore[arg-type]
-    assert first.calls == 80 and second.calls == 50
+    (tmp_path / "part-0000.npz").parent.mkdir(exist_ok=True)
+    forward = _CountingFeatures()
+    extract(forward, keys[:80], tmp_path)  # type: ignore[arg-type]  # a forward run stopped after two parts
+    backward = _CountingFeatures()
+    extract(backward, keys, tmp_path, from_end=True)  # type: ignore[arg-type]
+    assert forward.calls == 80 and backward.calls == 50  # parts 3 and 2, then 1 and 0 are already there
     assert sorted(p.name for p in tmp_path.glob("part-*.npz")) == [f"part-{n:04d}.npz" for n in range(4)]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
+import re
 import threading
 import time
 from collections import Counter
@@ -25,7 +27,7 @@ from agent.worker_thread import WorkerThread
 from core.protocol import PayloadLimits, Topics
 from core.windows import WindowBatch
 
-__all__ = ["IngestWorker", "SignalSnapshot", "WindowSink"]
+__all__ = ["NOT_PROVISIONED", "PATIENT_LIMIT", "IngestWorker", "SignalSnapshot", "WindowSink", "provisioned_matcher"]
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +38,23 @@ _LINGER_S = 0.02
 """How long the worker waits for more chunks after the first of a batch. A lone chunk costs several times its
 share of a batched filter call, so a worker that takes chunks one by one falls behind at high patient counts;
 20 ms of added latency buys batches of ~20 chunks at 1,000 patients."""
+PATIENT_LIMIT = "patient_limit"  # reject reason: a new patient while buffer.max_patients are held
+NOT_PROVISIONED = "not_provisioned"  # reject reason: a patient id outside buffer.provisioned_patients
+_REFUSAL_LOG_EVERY = 1000
+"""A refused patient is logged on the first and every 1000th refusal of its reason: a flood of new ids is visible
+without flooding the log (the reject counters count every one)."""
+_WILDCARD = re.compile(r"[*?\[]")
+
+
+def provisioned_matcher(patterns: list[str] | None) -> Callable[[str], bool]:
+    """Whether a patient id is provisioned: exact ids by set lookup, shell-style patterns by one compiled regex
+    (case-sensitive). ``None`` provisions every id."""
+    if patterns is None:
+        return lambda patient_id: True
+    exact = frozenset(p for p in patterns if not _WILDCARD.search(p))
+    wild = [p for p in patterns if p not in exact]
+    regex = re.compile("|".join(fnmatch.translate(p) for p in wild)) if wild else None
+    return lambda patient_id: patient_id in exact or (regex is not None and regex.match(patient_id) is not None)
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,6 +88,7 @@ class IngestWorker(WorkerThread):
         self._sink = sink
         self._topics = Topics(settings.protocol.topic_prefix)
         self._limits = PayloadLimits.from_settings(settings.protocol)
+        self._provisioned = provisioned_matcher(settings.buffer.provisioned_patients)
         self.patients: dict[str, PatientStream] = {}
         self.rejected: Counter[str] = Counter()
         self.windows_emitted = 0
@@ -105,12 +125,16 @@ class IngestWorker(WorkerThread):
                     self.patients[item.patient_id].rejected[item.reason] += 1
                 self._connection.ack(item.mid, item.qos)  # a no-op for rejections already acknowledged (qos 0)
                 continue
-            self.accepted += 1
             pid = item.chunk.patient_id
             patient = self.patients.get(pid)
             if patient is None:
+                refusal = self._refusal(pid)
+                if refusal is not None:
+                    self._refuse(item, refusal)
+                    continue
                 patient = self.patients[pid] = PatientStream(pid, self._settings)
                 log.info("patient_first_seen", patient_id=pid, stream_id=item.chunk.stream_id)
+            self.accepted += 1
             segment_before = patient.segment.index if patient.segment else 0
             updates.append((patient, patient.accept(item, now_mono, now_wall, batch)))
             if patient.segment and patient.segment.index != segment_before:
@@ -119,6 +143,31 @@ class IngestWorker(WorkerThread):
                 )
                 self._status_due[pid] = 0.0
         self._finish(batch, updates)
+
+    def _refusal(self, patient_id: str) -> str | None:
+        """Why a new patient may not be held (None: it may). A full agent refuses the newcomer rather than evict
+        anyone: the patients it holds may be streaming, and their buffers and forecasts are what the ward relies on."""
+        if not self._provisioned(patient_id):
+            return NOT_PROVISIONED
+        if len(self.patients) >= self._settings.buffer.max_patients:
+            return PATIENT_LIMIT
+        return None
+
+    def _refuse(self, delivery: Delivery, reason: str) -> None:
+        """Count, acknowledge (a redelivery would be refused again) and, rate-limited, log a refused message."""
+        self.rejected[reason] += 1
+        self._connection.ack(delivery.mid, delivery.qos)
+        refused = self.rejected[reason]
+        if refused == 1 or refused % _REFUSAL_LOG_EVERY == 0:
+            log.warning(
+                "patient_refused",
+                reason=reason,
+                patient_id=delivery.chunk.patient_id,
+                refused=refused,
+                held=len(self.patients),
+                max_patients=self._settings.buffer.max_patients,
+                note="logged on the first and every 1000th refusal; ecgcast_wave_rejects counts every one",
+            )
 
     def _finish(self, batch: WindowBatch, updates: list[tuple[PatientStream, PatientUpdate]]) -> None:
         """Run the batch, then acknowledge (the samples are in the ring buffers) and forward the windows."""

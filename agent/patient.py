@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -79,10 +80,10 @@ class PatientStream:
     def _start_segment(self, start: SegmentStart) -> None:
         chunk_fs, leads = start.fs, start.leads
         capacity = max(1, round(self._settings.buffer.minutes * 60 * chunk_fs))
+        # One-second blocks: a patient that sent one sample holds kilobytes, a t0 jump allocates nothing.
+        buffer = RingBuffer(len(leads), capacity, block=math.ceil(chunk_fs))
         assembler = WindowAssembler(leads, chunk_fs, start.t_origin, self._settings.windows, self._settings.quality)
-        self.segment = _Segment(
-            start.segment, start.reason, chunk_fs, leads, start.t_origin, RingBuffer(len(leads), capacity), assembler
-        )
+        self.segment = _Segment(start.segment, start.reason, chunk_fs, leads, start.t_origin, buffer, assembler)
         self._quality = {lead: deque(maxlen=self._settings.quality.verdict_seconds) for lead in leads}
         self.counters["segments"] += 1
         self.events.append({"event": "segment_start", "segment": start.segment, "reason": start.reason})

@@ -7,11 +7,12 @@ comments.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from agent.alerts.settings import AlertSettings
 from agent.station.settings import StationSettings
@@ -32,6 +33,10 @@ __all__ = [
 ]
 
 
+_ID_PATTERN = re.compile(r"[A-Za-z0-9._*?\[\]!-]{1,64}")
+"""A provisioned entry: a patient id (core.protocol.PATIENT_ID_PATTERN) or a shell-style pattern of ids."""
+
+
 class BufferSettings(StrictModel):
     minutes: float = Field(10.0, gt=0, le=120, description="Ring buffer length per patient and lead, minutes")
     reorder_window: int = Field(
@@ -46,6 +51,27 @@ class BufferSettings(StrictModel):
     idle_evict_s: float = Field(
         600.0, gt=0, description="A patient silent for this long is dropped from memory (status says so)"
     )
+    max_patients: int = Field(
+        2000,
+        ge=1,
+        le=100_000,
+        description="Patients held at once; a new one past this is refused (reject reason patient_limit)",
+    )
+    provisioned_patients: list[str] | None = Field(
+        None,
+        description="Patient ids (shell-style patterns such as 'ICU-*' allowed) this agent accepts; others are "
+        "refused (reject reason not_provisioned). None accepts any id",
+    )
+
+    @field_validator("provisioned_patients")
+    @classmethod
+    def _patterns(cls, value: list[str] | None) -> list[str] | None:
+        if value == []:
+            raise ValueError("an empty list would refuse every patient; null accepts any id")
+        for pattern in value or []:
+            if not _ID_PATTERN.fullmatch(pattern):
+                raise ValueError(f"{pattern[:80]!r} is not a patient id or pattern (letters, digits, . _ - * ? [ ])")
+        return value
 
 
 class StatusSettings(StrictModel):

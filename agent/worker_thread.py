@@ -36,6 +36,11 @@ class WorkerThread:
             self._thread.join(timeout)
 
     @property
+    def alive(self) -> bool:
+        """The loop's thread is running (false before start and after stop)."""
+        return self._thread.is_alive()
+
+    @property
     def stopping(self) -> bool:
         return self._stop.is_set()
 

@@ -5,6 +5,11 @@ Plain class under one lock: the feed thread writes, HTTP threads read. It holds 
 models from ``core.wire`` and ``agent.station._messages``), so building a tile cannot trip over a forged field; a
 tile that fails anyway is replaced by a placeholder and a technical alarm, never by a 500 for every patient.
 Everything a browser gets is built here as JSON-ready dicts, so the page only draws.
+
+Memory is bounded whatever the broker delivers (docs/SECURITY.md, Resource bounds): at most
+``station.max_patients`` patients, each message kept at most ``station.max_message_bytes``, bounded histories,
+and tiles removed when the agent reports the patient evicted or nothing is heard of it for
+``station.forget_after_s``. A refusal raises ProtocolError, which the feed counts and logs like a forged message.
 """
 
 from __future__ import annotations
@@ -12,18 +17,20 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import numpy as np
 import structlog
+from pydantic import BaseModel
 
 from agent.alerts import Alert
 from agent.station._messages import AlertMessage, ForecastMessage, MuteMessage
 from agent.station._wave import Strip, WaveRing, heart_rate_bpm
 from agent.station.settings import StationSettings
+from core.errors import ProtocolError
 from core.protocol import WaveChunk
 from core.wire import StatusMessage
 
@@ -53,6 +60,12 @@ BADGE_ORDER = ("good", "noisy", "leads off", "cannot assess")
 IRREGULAR_RR = 0.1  # normalised RMSSD above which RR is called irregular (docs/MEASUREMENTS.md: AF > 0.1)
 HISTORY_KEPT = 200
 MUTES_KEPT = 20  # mute changes seen per patient, shown in the detail view
+ACTIVE_KEPT = 32
+"""Active alerts per patient. The agent keeps one per arrhythmia and kind (a handful); past this a new one is refused
+rather than displacing an alarm already shown."""
+TREND_KEPT = 1500  # forecast risk points per patient: 24 h at one forecast a minute
+EVICTED_KEPT_PER_PATIENT = 4  # evicted ids remembered per tracked-patient slot (see StationState._evicted)
+LIMIT_ALARM = "station_patient_limit"
 HR_INTERVAL_S = 5.0
 """Live heart rate refresh period. QRS detection costs about 17 ms per patient on a 10-s strip (2-core dev box), so
 at every 0.5-s push 50 patients would need 1.7 cores; bedside monitors also refresh HR every few seconds."""
@@ -130,6 +143,7 @@ class PatientView:
     was_stale: bool = True
     mutes: deque[MuteMessage] = field(default_factory=lambda: deque(maxlen=MUTES_KEPT))  # newest last
     was_muted: bool = False
+    heard_at: float = 0.0  # wall time of the last wave or live status (or of the tile's creation)
 
     def muted(self, now: float) -> MuteMessage | None:
         """The mute in force at ``now``: the latest change, if it is a mute whose time is not up (the station
@@ -180,24 +194,89 @@ class StationState:
         self._new_alerts: list[dict[str, Any]] = []
         self._technical: dict[str, TechnicalAlarm] = {}
         self._rejected: Counter[tuple[str, str]] = Counter()  # (kind, reason) -> messages refused
+        # Patients the agent reported evicted and not heard of live since (see _known); oldest forgotten first.
+        self._evicted: OrderedDict[str, None] = OrderedDict()
+        self._removed = False  # a tile went since the last push: the page needs the new order
+
+    def _live(self, pid: str) -> PatientView:
+        """The view of a patient whose wave or (not evicted) status came: the agent holds it, again if evicted."""
+        view = self._patient(pid)
+        view.heard_at = self._clock()
+        return view
+
+    def _known(self, pid: str) -> PatientView | None:
+        """The view for a forecast, alert or mute state, which do not say that the agent holds the patient: None
+        for an evicted patient (its retained messages come again on every reconnect, its alerts end after it)."""
+        return None if pid in self._evicted else self._patient(pid)
 
     def _patient(self, pid: str) -> PatientView:
+        """The patient's view, created if need be; a new patient past ``max_patients`` is refused."""
         view = self.patients.get(pid)
         if view is None:
-            view = PatientView(pid, WaveRing(self._settings.detail_s, self._settings.draw_hz))
+            if len(self.patients) >= self._settings.max_patients:
+                self._refuse_over_limit(pid)
+            self._evicted.pop(pid, None)
+            view = PatientView(pid, WaveRing(self._settings.detail_s, self._settings.draw_hz), heard_at=self._clock())
             self.patients[pid] = view
             for alert in self._source.active(pid) if self._source else []:
                 view.alerts[alert.alert_id] = view.history[alert.alert_id] = alert
         self._dirty.add(pid)
         return view
 
+    def _refuse_over_limit(self, pid: str) -> NoReturn:
+        """Refuse a patient past the cap; every page shows that some patients are not on screen."""
+        limit = self._settings.max_patients
+        detail = f"the station tracks at most {limit} patients (station.max_patients); others are not shown"
+        self._raise_technical_locked(LIMIT_ALARM, detail)
+        raise ProtocolError("patient_limit", f"{detail}; {pid!r} refused")
+
+    def _remove(self, pid: str) -> None:
+        if self.patients.pop(pid, None) is None:
+            return
+        self._dirty.discard(pid)
+        self._removed = True
+        if self._technical.pop(LIMIT_ALARM, None) is not None:
+            log.info("station_technical_alarm_cleared", source=LIMIT_ALARM)
+
+    def _forget_evicted(self, pid: str) -> None:
+        """The agent evicted the patient (idle past its ``buffer.idle_evict_s``): remove the tile and remember the
+        id, so that its retained messages do not bring it back."""
+        self._remove(pid)
+        self._evicted[pid] = None
+        self._evicted.move_to_end(pid)
+        while len(self._evicted) > EVICTED_KEPT_PER_PATIENT * self._settings.max_patients:
+            self._evicted.popitem(last=False)
+
+    def _forget_silent(self, now: float) -> None:
+        """Remove tiles nothing was heard of for ``forget_after_s``; one with an active alert stays, so an alarm is
+        never hidden by a timeout (an agent that died leaves it on screen, stale)."""
+        horizon = now - self._settings.forget_after_s
+        for pid in [p for p, v in self.patients.items() if v.heard_at < horizon and not v.alerts]:
+            self._remove(pid)
+            log.info("station_patient_forgotten", patient_id=pid, silent_s=self._settings.forget_after_s)
+
+    def _check_size(self, message: BaseModel) -> None:
+        """Refuse a message larger than ``max_message_bytes`` (as JSON) before anything keeps it."""
+        size = len(message.model_dump_json(by_alias=True))
+        if size > self._settings.max_message_bytes:
+            raise ProtocolError(
+                "oversize", f"{size} bytes exceed station.max_message_bytes ({self._settings.max_message_bytes})"
+            )
+
     def on_status(self, pid: str, status: StatusMessage) -> None:
+        self._check_size(status)
         with self._lock:
-            self._patient(pid).status = status
+            if status.state == "evicted":
+                self._forget_evicted(pid)
+                return
+            self._live(pid).status = status
 
     def on_forecast(self, pid: str, forecast: ForecastMessage) -> None:
+        self._check_size(forecast)
         with self._lock:
-            view = self._patient(pid)
+            view = self._known(pid)
+            if view is None:
+                return
             view.forecast = forecast
             at = forecast.published_at
             if any(t == at for t, _ in view.trend):
@@ -205,13 +284,18 @@ class StationState:
             view.trend.append((at, forecast.peak_risk))
             if len(view.trend) > 1 and view.trend[-2][0] > at:
                 view.trend = deque(sorted(view.trend, key=lambda point: point[0]))
-            while view.trend and view.trend[0][0] < at - self._settings.trend_s:
+            while view.trend and (view.trend[0][0] < at - self._settings.trend_s or len(view.trend) > TREND_KEPT):
                 view.trend.popleft()
 
     def on_alert(self, pid: str, message: AlertMessage) -> None:
+        self._check_size(message)
         after = message.after
         with self._lock:
-            view = self._patient(pid)
+            view = self._known(pid)
+            if view is None:
+                return
+            if after.state in ACTIVE_STATES and after.alert_id not in view.alerts and len(view.alerts) >= ACTIVE_KEPT:
+                raise ProtocolError("too_many_alerts", f"{pid!r} already has {ACTIVE_KEPT} active alerts")
             view.history[after.alert_id] = after
             if len(view.history) > HISTORY_KEPT:
                 view.history.pop(next(iter(view.history)))
@@ -223,8 +307,11 @@ class StationState:
                 self._new_alerts.append(after.to_wire())
 
     def on_mute(self, pid: str, message: MuteMessage) -> None:
+        self._check_size(message)
         with self._lock:
-            view = self._patient(pid)
+            view = self._known(pid)
+            if view is None:
+                return
             if any(m.at == message.at and m.action == message.action for m in view.mutes):
                 return  # the retained state delivered again after a reconnect
             view.mutes.append(message)
@@ -233,7 +320,7 @@ class StationState:
 
     def on_wave(self, chunk: WaveChunk) -> None:
         with self._lock:
-            view = self._patient(chunk.patient_id)
+            view = self._live(chunk.patient_id)
             view.ring.append(chunk)
             view.last_wave_at = self._clock()
 
@@ -262,11 +349,14 @@ class StationState:
     def raise_technical(self, source: str, detail: str) -> None:
         """Raise (or repeat) the technical alarm of ``source``; every page shows it until :meth:`clear_technical`."""
         with self._lock:
-            alarm = self._technical.get(source)
-            if alarm is None:
-                self._technical[source] = TechnicalAlarm(source, detail, self._clock())
-            else:
-                alarm.detail, alarm.count = detail, alarm.count + 1
+            self._raise_technical_locked(source, detail)
+
+    def _raise_technical_locked(self, source: str, detail: str) -> None:
+        alarm = self._technical.get(source)
+        if alarm is None:
+            self._technical[source] = TechnicalAlarm(source, detail, self._clock())
+        else:
+            alarm.detail, alarm.count = detail, alarm.count + 1
 
     def clear_technical(self, source: str) -> None:
         with self._lock:
@@ -282,12 +372,15 @@ class StationState:
         return [a.to_json() for a in sorted(self._technical.values(), key=lambda a: a.since)]
 
     def take_updates(self) -> Updates:
-        """What changed since the last call; live heart rates and stale flags are refreshed on the way."""
+        """What changed since the last call; live heart rates and stale flags are refreshed on the way, and tiles
+        silent past ``forget_after_s`` removed."""
         with self._lock:
+            now = self._clock()
+            self._forget_silent(now)
             dirty, self._dirty = self._dirty, set()
+            removed, self._removed = self._removed, False
             updates = Updates(new_alerts=self._new_alerts)
             self._new_alerts = []
-            now = self._clock()
             for pid, view in self.patients.items():
                 stale = view.last_wave_at is None or now - view.last_wave_at > self._settings.stale_after_s
                 if stale != view.was_stale:
@@ -309,7 +402,7 @@ class StationState:
                         dirty.add(pid)
                     view.hr_bpm = hr_bpm
             updates.tiles = [self._safe_tile(self.patients[pid]) for pid in sorted(dirty)]
-            if dirty:
+            if dirty or removed:
                 updates.order = [t["patient_id"] for t in order([self._safe_tile(v) for v in self.patients.values()])]
         return updates
 

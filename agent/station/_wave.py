@@ -39,8 +39,16 @@ class Strip:
         return 0
 
 
+FIRST_SLOTS = 256
+"""Decimated samples a ring first allocates (about 2 s at 125 Hz); it doubles from there up to its capacity."""
+
+
 class WaveRing:
-    """Fixed-capacity ring of decimated samples; a new ``fs`` or lead set starts it afresh."""
+    """Ring of decimated samples, at most ``capacity_s`` long; a new ``fs`` or lead set starts it afresh.
+
+    Its arrays grow (doubling) as samples arrive, so a patient that sent one chunk costs a few kilobytes, not the
+    whole ``detail_s`` ring. Until it reaches its capacity nothing has wrapped, so sample ``k`` is in slot ``k``.
+    """
 
     def __init__(self, capacity_s: float, draw_hz: float) -> None:
         self._capacity_s = capacity_s
@@ -50,20 +58,38 @@ class WaveRing:
         self.sig_name: tuple[str, ...] = ()
         self._step = 1
         self._skip = 0  # samples of the next chunk to skip to keep the decimation phase across chunks
+        self._capacity = 0  # slots once fully grown
         self._t = np.zeros(0)
         self._x = np.zeros((0, 0), dtype=np.float32)
         self.count = 0  # samples written since the last reset
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the ring's arrays now."""
+        return self._t.nbytes + self._x.nbytes
 
     def _reset(self, chunk: WaveChunk) -> None:
         self._step = max(1, round(chunk.fs / self._draw_hz))
         self._source_fs = chunk.fs
         self.fs = chunk.fs / self._step
         self.sig_name = chunk.leads
-        capacity = max(1, round(self._capacity_s * self.fs))
-        self._t = np.full(capacity, np.nan)
-        self._x = np.full((capacity, len(chunk.leads)), np.nan, dtype=np.float32)
+        self._capacity = max(1, round(self._capacity_s * self.fs))
+        self._t = np.zeros(0)
+        self._x = np.zeros((0, len(chunk.leads)), dtype=np.float32)
         self._skip = 0
         self.count = 0
+
+    def _reserve(self, n: int) -> None:
+        """Grow the arrays so ``n`` more samples fit without overwriting any, up to the capacity."""
+        needed = min(self.count + n, self._capacity)
+        if needed <= self._t.size:
+            return
+        size = min(self._capacity, max(needed, 2 * self._t.size, FIRST_SLOTS))
+        t = np.full(size, np.nan)
+        x = np.full((size, len(self.sig_name)), np.nan, dtype=np.float32)
+        t[: self.count] = self._t[: self.count]  # not wrapped yet: the samples are in slots 0..count-1
+        x[: self.count] = self._x[: self.count]
+        self._t, self._x = t, x
 
     def append(self, chunk: WaveChunk) -> None:
         if chunk.leads != self.sig_name or chunk.fs != self._source_fs:
@@ -74,6 +100,7 @@ class WaveRing:
             return
         t = chunk.t0 + idx / chunk.fs
         x = chunk.samples[:, idx].T  # (n_leads, n) -> (n, n_leads)
+        self._reserve(idx.size)
         slots = (self.count + np.arange(idx.size)) % self._t.size
         self._t[slots] = t
         self._x[slots] = x
@@ -102,6 +129,7 @@ def heart_rate_bpm(strip: Strip, min_beats: int = 3) -> tuple[float | None, npt.
     except SignalError:
         return None, np.zeros(0)
     beats = strip.t[peaks]
-    if beats.size < min_beats:
+    span = float(beats[-1] - beats[0]) if beats.size else 0.0
+    if beats.size < min_beats or not np.isfinite(span) or span <= 0:  # forged or jumping device clocks
         return None, beats
-    return 60.0 * (beats.size - 1) / float(beats[-1] - beats[0]), beats
+    return 60.0 * (beats.size - 1) / span, beats

@@ -64,6 +64,18 @@ class StationSettings(StrictModel):
         15.0, gt=0, le=600, description="A patient with no wave data for this long is shown as stale"
     )
     push_interval_s: float = Field(0.5, ge=0.1, le=5, description="How often updates are pushed to browsers")
+    max_patients: int = Field(
+        2000, ge=1, le=100_000, description="Patients tracked at once; messages for another are refused (alarm shown)"
+    )
+    forget_after_s: float = Field(
+        900.0,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="A tile with no wave or status for this long is removed, unless it has an active alert",
+    )
+    max_message_bytes: int = Field(
+        16_384, ge=1024, le=65_536, description="Largest status, forecast, alert or mute message the station keeps"
+    )
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -39,7 +39,7 @@ def mute_state(pid: str = "P1", **fields: object) -> bytes:
 
 def test_tile_says_forecasts_muted_until_when_why_and_by_whom_and_expiry_clears_it() -> None:
     clock = Clock()
-    state = StationState(StationSettings(), clock=clock)
+    state = StationState(StationSettings(forget_after_s=7200), clock=clock)  # no waves here: keep the tile an hour
     state.on_mute("P1", decode_mute_state(mute_state(), "P1"))
     state.on_mute("P1", decode_mute_state(mute_state(), "P1"))  # retained again after a reconnect: one change
     (tile,) = state.take_updates().tiles
@@ -96,7 +96,7 @@ def client(broker: LocalMosquitto) -> Iterator[tuple[mqtt.Client, queue.Queue[mq
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"agent-{uuid.uuid4().hex[:6]}")
     c.on_message = lambda _c, _u, m: received.put(m)
     c.connect("127.0.0.1", broker.port)
-    c.subscribe("ecg/v1/+/alert/mute", 1)
+    c.subscribe("ecg/v1/+/alert/mute/+", 1)
     c.loop_start()
     c.publish("ecg/v1/ready", b"", qos=1).wait_for_publish(5)
     yield c, received
@@ -113,12 +113,12 @@ def test_mute_from_the_page_is_the_agents_mute_message_with_the_signed_in_user(
     res = request(station, "POST", "/api/mute", json.dumps({**body, "by": "someone.else"}).encode(), headers)
     assert res.status == 202 and json.loads(res.read()) == {"published": True, "by": "kim", "action": "mute"}
     message = received.get(timeout=5)
-    assert message.topic == "ecg/v1/P007/alert/mute"
-    request_ = decode_mute(message.payload, "P007")  # what the agent's mute path accepts
+    assert message.topic == "ecg/v1/P007/alert/mute/kim"  # the signed-in user's own mute topic
+    request_ = decode_mute(message.payload, "P007", "kim")  # what the agent's mute path accepts
     assert (request_.by, request_.reason, request_.duration_s) == ("kim", "known paroxysmal AF", 7200.0)
     unmute = json.dumps({"patient_id": "P007", "action": "unmute"}).encode()
     assert request(station, "POST", "/api/mute", unmute, headers).status == 202
-    assert decode_mute(received.get(timeout=5).payload, "P007").action == "unmute"
+    assert decode_mute(received.get(timeout=5).payload, "P007", "kim").action == "unmute"
 
 
 @pytest.mark.parametrize(

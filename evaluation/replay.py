@@ -39,6 +39,7 @@ __all__ = [
     "replay_record",
     "replay_span",
     "summarise_replays",
+    "threshold_sweep",
     "wilson",
 ]
 
@@ -88,6 +89,7 @@ class RecordReplay:
     cannot_assess: int = 0
     precursor: str | None = None  # the scripted precursor of its onset ("none": no warning); None: not known
     precursor_s: float | None = None
+    risks: list[tuple[float, dict[str, float]]] = field(default_factory=list)  # per forecast: max onset risk
 
     def onset_outcomes(self, lookback_s: float) -> list[dict[str, Any]]:
         out = []
@@ -155,6 +157,8 @@ def replay_record(
                 request = ScoreRequest(pid, text)
                 (forecast,) = engine.forecast([request])
                 now[0] = float(t_end)
+                risk = {c: max(per_h.get(c, 0.0) for per_h in forecast.onset_probs.values()) for c in ONSETS}
+                out.risks.append((float(t_end), risk))
                 if service.would_raise(pid, forecast, evidence):  # as the agent: the rationale only for an alert
                     forecast = engine.with_rationale(request, forecast)
                 for event in service.on_forecast(pid, forecast, evidence):
@@ -212,6 +216,40 @@ def _acceptance(
     }
 
 
+def _raises(risks: list[tuple[float, dict[str, float]]], cls: str, threshold: float, k: int, n: int) -> list[float]:
+    """Times at which a k-of-n persistence rule on the recorded risks would raise (rising edges)."""
+    hits = [r[cls] >= threshold for _, r in risks]
+    on = [sum(hits[max(0, i - n + 1) : i + 1]) >= k for i in range(len(hits))]
+    return [risks[i][0] for i in range(len(on)) if on[i] and (i == 0 or not on[i - 1])]
+
+
+def threshold_sweep(replays: list[RecordReplay], config: ReplayConfig, k: int = 2, n: int = 3) -> list[dict[str, Any]]:
+    """What other ``raise_at`` values would have given on the same forecasts: onsets with a precursor alerted
+    >= 2 min ahead and false raises on non-converting records, under the policy's k-of-n persistence only (no
+    hysteresis, clearing or mute: an approximation of AlertPolicy, for choosing a threshold, not for reporting)."""
+    rows = []
+    quiet_days = sum(r.duration_s for r in replays if not r.onsets) / 86400.0
+    for threshold in (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7):
+        ahead = warned = false = 0
+        for r in replays:
+            if not r.onsets:
+                false += sum(len(_raises(r.risks, c, threshold, k, n)) for c in ONSETS)
+            for t_onset, cls in r.onsets if r.precursor not in (None, "none") else []:
+                warned += 1
+                raised = [t for t in _raises(r.risks, cls, threshold, k, n) if t_onset - config.lookback_s <= t]
+                ahead += any(t <= t_onset - 120 for t in raised)
+        rows.append(
+            {
+                "raise_at": threshold,
+                "onsets_with_precursor": warned,
+                "alerted_2min_ahead": ahead,
+                "false_raises": false,
+                "false_raises_per_patient_day": round(false / quiet_days, 1) if quiet_days else None,
+            }
+        )
+    return rows
+
+
 def summarise_replays(replays: list[RecordReplay], config: ReplayConfig) -> dict[str, Any]:
     """Per onset: alerted or missed and lead time; false alerts per patient-day on records that never convert."""
     outcomes = [o for r in replays for o in r.onset_outcomes(config.lookback_s)]
@@ -233,6 +271,7 @@ def summarise_replays(replays: list[RecordReplay], config: ReplayConfig) -> dict
         "onsets": outcomes,
         "per_arrhythmia": per_class,
         "acceptance": _acceptance(outcomes, [a for r in replays for a in r.alerts], false_alerts, quiet_days),
+        "threshold_sweep": threshold_sweep(replays, config),
         "non_converting_records": len(quiet),
         "non_converting_hours": round(quiet_days * 24, 3),
         "false_alerts": false_alerts,
@@ -244,6 +283,7 @@ def summarise_replays(replays: list[RecordReplay], config: ReplayConfig) -> dict
                 "precursor": r.precursor,
                 "forecasts": r.forecasts,
                 "alerts": [asdict(a) for a in r.alerts],
+                "risks": [[t, {c: round(p, 4) for c, p in risk.items()}] for t, risk in r.risks],
             }
             for r in replays
         ],

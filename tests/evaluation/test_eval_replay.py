@@ -9,6 +9,7 @@ from evaluation.replay import (
     poisson_rate,
     replay_span,
     summarise_replays,
+    threshold_sweep,
     wilson,
 )
 
@@ -67,3 +68,22 @@ def test_intervals_of_counts() -> None:
     assert poisson_rate(0, 1.0) == [0.0, 3.689]  # the rule of three, exactly
     lo, hi = poisson_rate(6, 0.05)
     assert lo < 120.0 < hi
+
+
+def test_threshold_sweep_replays_persistence_on_the_recorded_risks() -> None:
+    config = ReplayConfig(lookback_s=300)
+    rising = [
+        (float(t), {"af": p, "flutter": 0.0, "vt": 0.0})
+        for t, p in zip(range(600, 1000, 60), [0.1, 0.3, 0.35, 0.6, 0.7, 0.8, 0.9], strict=True)
+    ]
+    converting = RecordReplay("a", "af_onset", 480.0, [(1000.0, "af")], precursor="pac_rise", risks=rising)
+    spiky = [
+        (float(t), {"af": p, "flutter": 0.0, "vt": 0.0})
+        for t, p in zip(range(0, 600, 60), [0.1, 0.45, 0.1, 0.45, 0.45, 0.1, 0.1, 0.1, 0.1, 0.1], strict=True)
+    ]
+    quiet = RecordReplay("q", "sinus_stable", 600.0, [], risks=spiky)
+    rows = {row["raise_at"]: row for row in threshold_sweep([converting, quiet], config)}
+    assert rows[0.3]["alerted_2min_ahead"] == 1  # two of three >= 0.3 at 720 s: 280 s ahead
+    assert rows[0.3]["false_raises"] == 1  # 0.45 twice in three forecasts, once
+    assert rows[0.7]["alerted_2min_ahead"] == 0  # first raised at 900 s: 100 s ahead, too late
+    assert rows[0.5]["false_raises"] == 0

@@ -2,7 +2,8 @@
 paired non-inferiority margin, and the ablations (ECG tokens zeroed, evidence swapped between patients).
 
 Reads the features ``python main.py eval probe-features`` extracted through the runtime (``test.npz`` and, when
-present, ``test-zero-ecg.npz`` / ``test-swap-evidence.npz``) and the head in the adapter; the baseline is trained
+present, the ablations' ``test[-w<grid>]-zero-ecg.npz`` / ``test[-w<grid>]-swap-evidence.npz``, every grid's
+rows together) and the head in the adapter; the baseline is trained
 here on every training sample of each cell, as in docs/EVALUATION.md's baseline table.
 """
 
@@ -175,10 +176,12 @@ def evaluate_probe(data: EvalData, config: ProbeEvalConfig) -> dict[str, Any]:
         "ablations": {},
     }
     for name in ABLATIONS:
-        path = config.features / f"test-{name}.npz"
-        if not path.exists():
+        paths = [config.features / f"test-{name}.npz", *sorted(config.features.glob(f"test-w*-{name}.npz"))]
+        loaded = [_load(path) for path in paths if path.exists()]
+        if not loaded:
             continue
-        ab_keys, ab_x = _load(path)
+        ab_keys = [k for keys_, _ in loaded for k in keys_]
+        ab_x = np.concatenate([x_ for _, x_ in loaded])
         present = set(ab_keys)
         ab_cells = {c: [s for s in samples if s.key in present] for c, samples in cells.items()}
         ab_cells = {c: s for c, s in ab_cells.items() if s}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,12 +40,13 @@ from .settings import AlertSettings
 if TYPE_CHECKING:  # annotations only: importing it at run time pulls in transformers
     from llm_runtime.forecast import Forecast
 
-__all__ = ["ALERT_QOS", "AlertService", "FenceOf", "Publish", "open_alert_store"]
+__all__ = ["ALERT_QOS", "AlertService", "FenceOf", "Listener", "Publish", "open_alert_store"]
 
 log = structlog.get_logger(__name__)
 
 Publish = Callable[[str, bytes, int, bool], None]  # (topic, payload, qos, retain)
 FenceOf = Callable[[str], Fence | None]  # patient id -> this replica's claim on it, None when it is not ours
+Listener = Callable[[AlertEvent], None]  # told each published lifecycle event (the HL7 gateway); must not block
 ALERT_QOS = 1
 
 
@@ -68,16 +69,20 @@ class AlertService:
         clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] | None = None,
         fence: FenceOf | None = None,
+        listeners: Sequence[Listener] = (),
     ) -> None:
         """Open the store and reload active alerts and mutes, so a restart neither loses them nor raises them again.
 
         With ``fence`` (a cluster replica) nothing is preloaded: a patient's active alerts are read from the shared
         store when this replica first handles it, observations of patients it does not own are ignored, and every
         write carries the owner's epoch so a replica that lost the partition cannot overwrite the new owner's state.
+
+        ``listeners`` are told every lifecycle event after it is stored and published (the HL7 gateway queues it).
         """
         self._policy = AlertPolicy(settings, new_id)
         self._store = open_alert_store(settings, store_path)
         self._fence = fence
+        self._listeners = tuple(listeners)
         self._publish = publish
         self._topics = topics
         self._clock = clock
@@ -241,6 +246,15 @@ class AlertService:
         )
         topic = self._topics.alert(after.patient_id)
         self._publish_stored(topic, event.payload(), False, patient_id=after.patient_id, alert_id=after.alert_id)
+        self._notify(event)
+
+    def _notify(self, event: AlertEvent) -> None:
+        """Tell the listeners (the HL7 gateway): one that fails is logged and never reaches the alert path."""
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:  # a listener's bug must not stop MQTT alerts or the store
+                log.exception("alert_listener_failed", alert_id=event.after.alert_id)
 
     def _send_mute(self, mute: Mute) -> None:
         """Retained, so a screen that connects later still reads "forecasts muted until ..."."""

@@ -14,11 +14,13 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from agent.broker_profile import BrokerUser, acl_text
 from core.errors import BrokerError
 
 __all__ = ["EmbeddedBroker", "LocalMosquitto", "broker_reachable", "free_port"]
@@ -44,15 +46,25 @@ class LocalMosquitto:
     """``with LocalMosquitto() as broker: broker.url`` — stopped and cleaned up on exit.
 
     ``persistence`` keeps queued QoS 1 messages and sessions across :meth:`restart`, as a production broker
-    would; ``users`` maps username to password and turns anonymous access off.
+    would; ``users`` maps username to password and turns anonymous access off; ``acl`` (the text of a mosquitto
+    ACL file) then limits what each user may read and write: :meth:`secured` sets both to the broker security
+    profile.
     """
 
     port: int = field(default_factory=free_port)
     persistence: bool = True
     users: dict[str, str] = field(default_factory=dict)
+    acl: str = ""
     extra_config: str = ""
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="ecgcast-mosquitto-")))
     _proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def secured(cls, prefix: str, users: Sequence[BrokerUser], *, persistence: bool = True) -> LocalMosquitto:
+        """A broker with the security profile (docs/SECURITY.md): only ``users`` sign in, each writes what its role
+        publishes under topic ``prefix``."""
+        passwords = {user.name: user.password for user in users}
+        return cls(persistence=persistence, users=passwords, acl=acl_text(prefix, users))
 
     @property
     def url(self) -> str:
@@ -78,6 +90,12 @@ class LocalMosquitto:
             lines += ["allow_anonymous false", f"password_file {passwd}"]
         else:
             lines.append("allow_anonymous true")
+        if self.acl:
+            if not self.users:
+                raise BrokerError("an ACL needs users: with anonymous access every client would share one identity")
+            acl_file = self.workdir / "acl"
+            acl_file.write_text(self.acl)
+            lines.append(f"acl_file {acl_file}")
         conf = self.workdir / "mosquitto.conf"
         conf.write_text("\n".join(lines) + "\n" + self.extra_config)
         return conf

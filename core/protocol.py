@@ -28,6 +28,7 @@ __all__ = [
     "PATIENT_ID_PATTERN",
     "SCHEMA_STATUS",
     "SCHEMA_WAVE",
+    "USER_ID_PATTERN",
     "PayloadLimits",
     "Topics",
     "WaveChunk",
@@ -45,6 +46,11 @@ PATIENT_ID_PATTERN: Final = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 """Letters, digits, '.', '_' and '-', starting alphanumeric: no '+', '#', '/' or '$' can reach a topic level.
 Anchored with ``\\A``/``\\Z``, not ``^``/``$``: ``$`` also matches before a trailing newline, and "P001\\n" in a
 topic makes mosquitto drop the publisher's connection. Use ``fullmatch``."""
+
+USER_ID_PATTERN: Final = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._@-]{0,127}\Z")
+"""A clinician's broker user name as the last level of an ack or mute topic (``nurse.kim``, ``kim@ward7``): no
+'+', '#', '/' or '$' (a topic level the broker's ``%u`` ACL pattern can match one to one), no ':' (the password
+file's separator), no spaces. Use ``fullmatch``."""
 
 _STREAM_ID_PATTERN: Final = re.compile(r"\A[A-Za-z0-9._:-]{1,64}\Z")
 _AGENT_ID_PATTERN: Final = PATIENT_ID_PATTERN  # agent.settings.Settings.agent_id has the same rule
@@ -108,12 +114,14 @@ class Topics:
     def alert(self, patient_id: str) -> str:
         return f"{self.prefix}/{patient_id}/alert"
 
-    def alert_ack(self, patient_id: str) -> str:
-        return f"{self.prefix}/{patient_id}/alert/ack"
+    def alert_ack(self, patient_id: str, user: str) -> str:
+        """Where ``user`` acknowledges: the broker's ACL lets only that user (and the station relay) write it, so
+        the topic, not the payload, says who acknowledged (docs/SECURITY.md, "Broker security profile")."""
+        return f"{self.prefix}/{patient_id}/alert/ack/{user}"
 
-    def alert_mute(self, patient_id: str) -> str:
-        """Nurses' requests to mute (or unmute) one patient's forecast alerts, as acks travel: to the agent."""
-        return f"{self.prefix}/{patient_id}/alert/mute"
+    def alert_mute(self, patient_id: str, user: str) -> str:
+        """Where ``user`` mutes (or unmutes) one patient's forecast alerts; identity from the topic, as for acks."""
+        return f"{self.prefix}/{patient_id}/alert/mute/{user}"
 
     def alert_muted(self, patient_id: str) -> str:
         """The agent's retained word on the patient's forecast mute, for screens that connect later."""
@@ -123,17 +131,25 @@ class Topics:
         """Retained 'online'/'offline' of one agent; '_agents' cannot be a patient id (ids start alphanumeric)."""
         return f"{self.prefix}/_agents/{agent_id}/presence"
 
+    def agent_status(self, agent_id: str) -> str:
+        """Retained counters of one agent (patients, rejections per reason, queue depth)."""
+        return f"{self.prefix}/_agents/{agent_id}/status"
+
+    def station_presence(self, client_id: str) -> str:
+        """Retained 'online'/'offline' of one station's MQTT client (its own, never an agent's)."""
+        return f"{self.prefix}/_stations/{client_id}/presence"
+
     @property
     def wave_subscription(self) -> str:
         return f"{self.prefix}/+/wave"
 
     @property
     def ack_subscription(self) -> str:
-        return f"{self.prefix}/+/alert/ack"
+        return f"{self.prefix}/+/alert/ack/+"
 
     @property
     def mute_subscription(self) -> str:
-        return f"{self.prefix}/+/alert/mute"
+        return f"{self.prefix}/+/alert/mute/+"
 
     def patient_of(self, topic: str, kind: str) -> str:
         """Patient id of ``<prefix>/<patient_id>/<kind>``; raises ProtocolError for anything else."""
@@ -145,6 +161,21 @@ class Topics:
         if not PATIENT_ID_PATTERN.fullmatch(patient_id):
             raise ProtocolError("bad_patient_id", f"patient id {patient_id[:80]!r} in topic is not allowed")
         return patient_id
+
+    def request_of(self, topic: str, kind: str) -> tuple[str, str]:
+        """(patient id, user) of a nurse's request ``<prefix>/<patient_id>/<kind>/<user>`` (``kind`` is
+        ``alert/ack`` or ``alert/mute``); raises ProtocolError for anything else."""
+        head = f"{self.prefix}/"
+        levels = topic[len(head) :].split("/") if topic.startswith(head) else []
+        kind_levels = kind.split("/")
+        if len(levels) != len(kind_levels) + 2 or levels[1:-1] != kind_levels:
+            raise ProtocolError("bad_topic", f"topic {topic[:200]!r} is not {head}<patient_id>/{kind}/<user>")
+        patient_id, user = levels[0], levels[-1]
+        if not PATIENT_ID_PATTERN.fullmatch(patient_id):
+            raise ProtocolError("bad_patient_id", f"patient id {patient_id[:80]!r} in topic is not allowed")
+        if not USER_ID_PATTERN.fullmatch(user):
+            raise ProtocolError("bad_user", f"user {user[:80]!r} in topic is not allowed")
+        return patient_id, user
 
     def agent_of(self, topic: str) -> str:
         """Agent id of ``<prefix>/_agents/<agent_id>/presence``; raises ProtocolError for anything else."""

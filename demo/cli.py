@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from agent.cli import add_config_argument, settings_or_report
+from core.errors import BrokerError
 
 __all__ = ["register"]
 
@@ -24,6 +26,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo.add_argument("--seed", type=int, default=1, help="scenario seed")
     demo.add_argument("--backbone", help="override llm.backbone (e.g. tiny-random for a quick smoke run)")
     demo.add_argument("--json", type=Path, dest="json_path", help="also write the summary as JSON here")
+    demo.add_argument(
+        "--secure-broker",
+        action="store_true",
+        help="run a private mosquitto with the broker security profile (no anonymous access, per-identity ACL; "
+        "docs/SECURITY.md) instead of the configured broker",
+    )
     demo.set_defaults(func=cmd_demo)
 
 
@@ -35,6 +43,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if settings is None:
         return 2
     configure_logging("warning", "console")
-    options = DemoOptions(args.patients, args.speed, args.minutes, args.seed, args.json_path, args.backbone)
-    run_demo(settings, options)
+    options = DemoOptions(
+        args.patients,
+        args.speed,
+        args.minutes,
+        args.seed,
+        args.json_path,
+        args.backbone,
+        secure_broker=args.secure_broker,
+    )
+    try:
+        run_demo(settings, options)
+    except BrokerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0

@@ -1,15 +1,18 @@
 """``python main.py demo``: broker, simulator, agent and alerts in one command, with a live view and a summary.
 
-The broker is the configured one when it answers, else a private mosquitto, else an embedded Python broker. The
-simulator streams a mix of scenarios (some converting to AF, flutter or VT, some staying sinus, one with leads
-off) at ``--speed``; the agent runs its real pipeline; the view prints what a nurse would see. All data are
-synthetic; nothing here is clinical performance.
+The broker is the configured one when it answers, else a private mosquitto, else an embedded Python broker; with
+``--secure-broker`` it is always a private mosquitto with the broker security profile (docs/SECURITY.md): no
+anonymous access, and the agent, the simulator (a wave gateway) and the live view (a nurse) each sign in as an
+identity that may write only what its role publishes. The simulator streams a mix of scenarios (some converting to
+AF, flutter or VT, some staying sinus, one with leads off) at ``--speed``; the agent runs its real pipeline; the
+view prints what a nurse would see. All data are synthetic; nothing here is clinical performance.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import shutil
 import tempfile
 import threading
@@ -25,16 +28,21 @@ import paho.mqtt.client as mqtt
 import structlog
 from paho.mqtt.enums import CallbackAPIVersion
 
+from agent.broker_profile import BrokerUser
 from agent.daemon import Agent, tune_process_for_streaming
 from agent.local_broker import EmbeddedBroker, LocalMosquitto, broker_reachable
 from agent.settings import Settings
+from core.errors import BrokerError
+from core.mqtt import apply_credentials
 from core.protocol import Topics
+from core.settings import MqttSettings
 
 __all__ = ["DemoOptions", "run_demo"]
 
 log = structlog.get_logger(__name__)
 
 SCENARIO_CYCLE = ("af_onset", "sinus_stable", "vt_onset", "lead_off", "flutter_onset", "sinus_ectopy")
+DEMO_ROLES = ("agent", "simulator, a wave gateway", "live view, a nurse")
 ONSET_NAMES = {"AF": "af", "AFL": "flutter", "VT": "vt"}  # generator labels -> alert arrhythmia names
 LEAD_OFF_FROM_S = 90.0
 
@@ -49,6 +57,7 @@ class DemoOptions:
     backbone: str | None = None
     view_every_s: float = 2.0
     tune_process: bool = True  # the demo owns its process; an in-process caller (a test) shares it and passes False
+    secure_broker: bool = False  # a private mosquitto with the broker security profile, whatever the config says
 
 
 @dataclass(frozen=True)
@@ -141,24 +150,72 @@ def _patients(options: DemoOptions) -> Iterator[tuple[DemoPatient, Any, Any]]:
         yield DemoPatient(f"demo-{i + 1:02d}", name, onsets), rec, plan
 
 
+@dataclass(frozen=True)
+class DemoIdentities:
+    """Who signs in to a secured demo broker: each with a fresh random password, for this run only."""
+
+    agent: BrokerUser
+    simulator: BrokerUser
+    viewer: BrokerUser
+
+    @classmethod
+    def create(cls, settings: Settings) -> DemoIdentities:
+        station = settings.station.client_id if settings.station.enabled else None  # served with the agent's login
+        return cls(
+            BrokerUser(
+                "ecgcast-agent", secrets.token_urlsafe(16), agent_id=settings.agent_id, station_client_id=station
+            ),
+            BrokerUser("demo-gateway", secrets.token_urlsafe(16), gateway=True),
+            BrokerUser("nurse.demo", secrets.token_urlsafe(16)),
+        )
+
+    @property
+    def users(self) -> list[BrokerUser]:
+        return [self.agent, self.simulator, self.viewer]
+
+
+@dataclass(frozen=True)
+class DemoBroker:
+    url: str
+    protocol: str
+    identities: DemoIdentities | None = None  # set when the broker runs the security profile
+
+
+def _signed_in(mqtt_settings: MqttSettings, who: BrokerUser | None) -> MqttSettings:
+    """``mqtt_settings`` signed in as ``who`` (unchanged on an open broker, where ``who`` is None)."""
+    if who is None:
+        return mqtt_settings
+    return mqtt_settings.model_copy(update={"username": who.name, "password": who.password})
+
+
 @contextlib.contextmanager
-def _broker(settings: Settings) -> Iterator[tuple[str, str]]:
-    """(url, protocol): the configured broker if it answers, else a private mosquitto, else amqtt (3.1.1)."""
-    if broker_reachable(settings.mqtt.host, settings.mqtt.port):
-        yield settings.mqtt.url, settings.mqtt.protocol
-    elif shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists():
+def _broker(settings: Settings, options: DemoOptions, prefix: str) -> Iterator[DemoBroker]:
+    """The configured broker if it answers, else a private mosquitto, else amqtt (3.1.1); with ``secure_broker``
+    always a private mosquitto that runs the security profile."""
+    has_mosquitto = bool(shutil.which("mosquitto")) or Path("/usr/sbin/mosquitto").exists()
+    if options.secure_broker:
+        if not has_mosquitto:
+            raise BrokerError(
+                "--secure-broker runs a private mosquitto, which is not installed (apt-get install mosquitto)"
+            )
+        identities = DemoIdentities.create(settings)
+        with LocalMosquitto.secured(prefix, identities.users, persistence=False) as local:
+            yield DemoBroker(local.url, "5", identities)
+    elif broker_reachable(settings.mqtt.host, settings.mqtt.port):
+        yield DemoBroker(settings.mqtt.url, settings.mqtt.protocol)
+    elif has_mosquitto:
         with LocalMosquitto(persistence=False) as local:
-            yield local.url, "5"
+            yield DemoBroker(local.url, "5")
     else:
         with EmbeddedBroker() as embedded:
-            yield embedded.url, "3.1.1"
+            yield DemoBroker(embedded.url, "3.1.1")
 
 
-def _demo_settings(
-    settings: Settings, url: str, protocol: str, prefix: str, store: Path, options: DemoOptions
-) -> Settings:
+def _demo_settings(settings: Settings, broker: DemoBroker, prefix: str, store: Path, options: DemoOptions) -> Settings:
+    mqtt_settings = _signed_in(settings.mqtt, broker.identities.agent if broker.identities else None)
     data = settings.model_dump(mode="python")
-    data["mqtt"].update(url=url, protocol=protocol, client_id=f"ecgcast-demo-{uuid.uuid4().hex[:6]}")
+    data["mqtt"] = mqtt_settings.model_dump(mode="python")
+    data["mqtt"].update(url=broker.url, protocol=broker.protocol, client_id=f"ecgcast-demo-{uuid.uuid4().hex[:6]}")
     data["protocol"]["topic_prefix"] = prefix
     data["alerts"]["store_path"] = store
     data["http"]["port"] = 0
@@ -168,7 +225,9 @@ def _demo_settings(
     return Settings.model_validate(data)
 
 
-def _stream(options: DemoOptions, settings: Settings, streams: list[tuple[DemoPatient, Any, Any]]) -> threading.Thread:
+def _stream(
+    options: DemoOptions, settings: Settings, mqtt_settings: MqttSettings, streams: list[tuple[DemoPatient, Any, Any]]
+) -> threading.Thread:
     from simulators.faults import device_actions
     from simulators.publisher import MqttPublisher, replay_actions
 
@@ -187,7 +246,7 @@ def _stream(options: DemoOptions, settings: Settings, streams: list[tuple[DemoPa
             )
             for p, rec, plan in streams
         ]
-        with MqttPublisher(settings.mqtt, client_id=f"ecgcast-demo-sim-{uuid.uuid4().hex[:6]}") as publisher:
+        with MqttPublisher(mqtt_settings, client_id=f"ecgcast-demo-sim-{uuid.uuid4().hex[:6]}") as publisher:
             replay_actions(actions, publisher, options.speed)
 
     thread = threading.Thread(target=publish, name="demo-simulator", daemon=True)
@@ -198,18 +257,25 @@ def _stream(options: DemoOptions, settings: Settings, streams: list[tuple[DemoPa
 def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     """Run the whole demo and return its summary (also printed, and written as JSON when asked)."""
     prefix = f"ecgdemo/{uuid.uuid4().hex[:8]}"
-    with _broker(settings) as (url, protocol), tempfile.TemporaryDirectory(prefix="ecgcast-demo-") as tmp:
-        demo = _demo_settings(settings, url, protocol, prefix, Path(tmp) / "alerts.sqlite3", options)
+    with _broker(settings, options, prefix) as broker, tempfile.TemporaryDirectory(prefix="ecgcast-demo-") as tmp:
+        demo = _demo_settings(settings, broker, prefix, Path(tmp) / "alerts.sqlite3", options)
+        identities = broker.identities
         streams = list(_patients(options))
         patients = [p for p, _, _ in streams]
-        print(f"ecgcast demo: {len(patients)} synthetic patients at {options.speed:g}x on {url}, topics {prefix}/#")
+        print(
+            f"ecgcast demo: {len(patients)} synthetic patients at {options.speed:g}x on {broker.url}, topics {prefix}/#"
+        )
+        if identities is not None:
+            names = ", ".join(f"{u.name} ({role})" for u, role in zip(identities.users, DEMO_ROLES, strict=True))
+            print(f"broker security profile: no anonymous access; signed in as {names}")
         print("loading the encoder and language model (the first run assembles Gemma 3 270M from its packages)...")
         view = DemoView(Topics(prefix))
         watcher = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"ecgcast-demo-view-{uuid.uuid4().hex[:6]}",
-            protocol=mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311,
+            protocol=mqtt.MQTTv5 if broker.protocol == "5" else mqtt.MQTTv311,
         )
+        apply_credentials(watcher, _signed_in(demo.mqtt, identities.viewer if identities else None))
         watcher.on_message = view.on_message
         watcher.connect(demo.mqtt.host, demo.mqtt.port)
         watcher.subscribe(f"{prefix}/#", 1)
@@ -224,7 +290,8 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
         if options.tune_process:
             tune_process_for_streaming()
         print(f"model: {model_id}")
-        publisher = _stream(options, demo, streams)
+        gateway = _signed_in(demo.mqtt, identities.simulator if identities else None)
+        publisher = _stream(options, demo, gateway, streams)
         started = time.monotonic()
         while publisher.is_alive() or not _settled(agent, started, options):
             time.sleep(options.view_every_s)

@@ -2,8 +2,10 @@
 ``alerts ack`` publishes an acknowledgement, ``alerts mute`` / ``alerts unmute`` publish a forecast mute request.
 
 ``ack``, ``mute`` and ``unmute`` are what a nurse's client would send; each connects with its own client id (never
-the agent's, which would take over the agent's session) and publishes one message at QoS 1, checked first with the
-agent's own decoder so that nothing the agent would refuse leaves this machine.
+the agent's, which would take over the agent's session) and publishes one message at QoS 1 on the user's own
+request topic (``…/alert/ack/<user>``), checked first with the agent's own decoder so that nothing the agent would
+refuse leaves this machine. Under the broker security profile only that user may write there: the broker's refusal
+(MQTT 5 "Not authorized") is reported, not taken for a delivery.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ __all__ = ["parse_duration", "register"]
 
 _DURATION = re.compile(r"\A(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr)?\Z")
 _SECONDS_PER = {None: 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hr": 3600.0}
+BY_HELP = (
+    "who {what}: the clinician's broker user name (default: the MQTT username of the config; under the broker "
+    "security profile the broker refuses any other)"
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -54,7 +60,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_config_argument(ack)
     ack.add_argument("patient_id")
     ack.add_argument("alert_id")
-    ack.add_argument("--by", required=True, help="who acknowledges (user id of the clinician)")
+    ack.add_argument("--by", help=BY_HELP.format(what="acknowledges"))
     ack.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the broker")
     ack.set_defaults(func=cmd_ack)
 
@@ -63,14 +69,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     mute.add_argument("patient_id")
     mute.add_argument("--reason", required=True, help="why, e.g. 'known paroxysmal AF' (at most 200 characters)")
     mute.add_argument("--for", dest="duration_s", type=parse_duration, required=True, help="e.g. 2h, 90m (max 24h)")
-    mute.add_argument("--by", required=True, help="who mutes (user id of the clinician)")
+    mute.add_argument("--by", help=BY_HELP.format(what="mutes"))
     mute.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the broker")
     mute.set_defaults(func=cmd_mute)
 
     unmute = actions.add_parser("unmute", help="lift a patient's forecast mute before it expires")
     add_config_argument(unmute)
     unmute.add_argument("patient_id")
-    unmute.add_argument("--by", required=True, help="who unmutes (user id of the clinician)")
+    unmute.add_argument("--by", help=BY_HELP.format(what="unmutes"))
     unmute.add_argument("--reason", help="why, optional")
     unmute.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the broker")
     unmute.set_defaults(func=cmd_unmute)
@@ -116,44 +122,51 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_ack(args: argparse.Namespace) -> int:
-    payload = {"schema": SCHEMA_ALERT_ACK, "alert_id": args.alert_id, "by": args.by, "at": time.time()}
-    return _send(args, Topics.alert_ack, payload, decode_ack, f"ack for {args.alert_id}")
+    def check(payload: bytes, patient_id: str, user: str) -> object:
+        return decode_ack(payload, patient_id, user, received_at=time.time())
+
+    body = {"schema": SCHEMA_ALERT_ACK, "alert_id": args.alert_id, "at": time.time()}
+    return _send(args, Topics.alert_ack, body, check, f"ack for {args.alert_id}")
 
 
 def cmd_mute(args: argparse.Namespace) -> int:
-    payload = {"schema": SCHEMA_ALERT_MUTE, "action": "mute", "by": args.by, "reason": args.reason}
-    payload["duration_s"] = args.duration_s
+    body = {"schema": SCHEMA_ALERT_MUTE, "action": "mute", "reason": args.reason, "duration_s": args.duration_s}
     what = f"mute of {args.patient_id}'s forecasts for {args.duration_s:g} s"
-    return _send(args, Topics.alert_mute, payload, decode_mute, what)
+    return _send(args, Topics.alert_mute, body, decode_mute, what)
 
 
 def cmd_unmute(args: argparse.Namespace) -> int:
-    payload = {"schema": SCHEMA_ALERT_MUTE, "action": "unmute", "by": args.by}
+    body: dict[str, Any] = {"schema": SCHEMA_ALERT_MUTE, "action": "unmute"}
     if args.reason is not None:
-        payload["reason"] = args.reason
-    return _send(args, Topics.alert_mute, payload, decode_mute, f"unmute of {args.patient_id}'s forecasts")
+        body["reason"] = args.reason
+    return _send(args, Topics.alert_mute, body, decode_mute, f"unmute of {args.patient_id}'s forecasts")
 
 
 def _send(
     args: argparse.Namespace,
-    topic_of: Callable[[Topics, str], str],
+    topic_of: Callable[[Topics, str, str], str],
     body: dict[str, Any],
-    decode: Callable[[bytes, str], object],
+    decode: Callable[[bytes, str, str], object],
     what: str,
 ) -> int:
-    """Check ``body`` with the agent's own decoder, then publish it on the patient's topic (``topic_of``)."""
+    """Check ``body`` as ``--by`` (else the MQTT user) with the agent's own decoder, then publish it on that user's
+    topic of the patient (``topic_of``)."""
     settings = _settings(args.config)
     if settings is None:
         return 2
-    payload = json.dumps(body).encode()
+    by = args.by or settings.mqtt.credentials[0]
+    if by is None:
+        print("refused: --by is needed when the config names no MQTT username", file=sys.stderr)
+        return 2
+    payload = json.dumps({**body, "by": by}).encode()
     try:
         if not PATIENT_ID_PATTERN.fullmatch(args.patient_id):
             raise ProtocolError("bad_patient_id", "patient id is not allowed", "patient_id")
-        decode(payload, args.patient_id)
+        decode(payload, args.patient_id, by)
     except ProtocolError as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 2
-    topic = topic_of(Topics(settings.protocol.topic_prefix), args.patient_id)
+    topic = topic_of(Topics(settings.protocol.topic_prefix), args.patient_id, by)
     status = _publish(settings, topic, payload, args.timeout)
     if status == 0:
         print(f"{what} published on {topic}")
@@ -164,6 +177,8 @@ def _publish(settings: Settings, topic: str, payload: bytes, timeout: float) -> 
     """Publish one message at QoS 1 with a client id of its own; 0 once the broker confirmed it, else 1."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.properties import Properties
+    from paho.mqtt.reasoncodes import ReasonCode
 
     from core.mqtt import apply_credentials
 
@@ -171,6 +186,13 @@ def _publish(settings: Settings, topic: str, payload: bytes, timeout: float) -> 
     protocol = mqtt.MQTTv5 if m.protocol == "5" else mqtt.MQTTv311
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"ecgcast-ack-{os.getpid()}", protocol=protocol)
     apply_credentials(client, m)
+    refusals: list[str] = []
+
+    def on_publish(client: mqtt.Client, userdata: object, mid: int, reason: ReasonCode, props: Properties) -> None:
+        if reason.is_failure:  # MQTT 5 only: a 3.1.1 broker drops a refused message without saying so
+            refusals.append(str(reason))
+
+    client.on_publish = on_publish
     try:
         client.connect(m.host, m.port, keepalive=m.keepalive_s)
     except OSError as exc:
@@ -182,6 +204,8 @@ def _publish(settings: Settings, topic: str, payload: bytes, timeout: float) -> 
         info.wait_for_publish(timeout)
         if not info.is_published():
             raise LifecycleError(f"broker did not confirm the message within {timeout} s")
+        if refusals:
+            raise LifecycleError(f"the broker refused the message ({refusals[0]}): is {topic} this user's topic?")
     except (LifecycleError, RuntimeError, ValueError) as exc:
         print(exc, file=sys.stderr)
         return 1

@@ -3,7 +3,9 @@
 Callbacks only match and enqueue (STYLE.md §3); one feed thread decodes, updates :class:`StationState`, and every
 ``push_interval_s`` turns what changed into Server-Sent Events for every connected page. Acknowledgements and
 forecast mutes from the page are published as the same ``ecgcast.alert_ack/1`` and ``ecgcast.alert_mute/1``
-messages a pager or the CLI would send, so they go through the agent's one path and state machine.
+messages a pager or the CLI would send, so they go through the agent's one path and state machine. They go on the
+signed-in user's own request topic (``…/alert/ack/<user>``): under the broker security profile the station is the
+one identity trusted to relay for the users it authenticated (docs/SECURITY.md).
 
 Any client on the broker can publish anything, retained, so every message is validated against its typed model
 and a bad one costs only itself: refused, counted, logged once per topic and reason. The feed thread is supervised:
@@ -16,7 +18,6 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Callable
 from typing import Any, Final
 
 import paho.mqtt.client as mqtt
@@ -122,7 +123,7 @@ class StationFeed:
         self._inbox: queue.Queue[tuple[str, str, bytes]] = queue.Queue(maxsize=10_000)
         station_mqtt = mqtt_settings.model_copy(update={"client_id": settings.client_id, "session_expiry_s": 0})
         self.connection = MqttConnection(
-            station_mqtt, f"{topics.prefix}/_stations/{settings.client_id}/presence", settings.client_id, False
+            station_mqtt, topics.station_presence(settings.client_id), settings.client_id, False
         )
         for kind in KINDS:
             qos = 0 if kind == "wave" else 1  # a missed strip chunk is a gap on screen; alerts must arrive
@@ -158,33 +159,35 @@ class StationFeed:
         return self._thread.is_alive()
 
     def publish_ack(self, patient_id: str, alert_id: str, by: str, timeout_s: float = 5.0) -> None:
-        """Publish the nurse's acknowledgement and wait for the broker to take it (QoS 1)."""
-        body = {"schema": SCHEMA_ALERT_ACK, "alert_id": alert_id, "by": by, "at": time.time()}
-        self._publish_checked(patient_id, Topics.alert_ack, body, decode_ack, timeout_s)
+        """Publish the acknowledgement of ``by``, the signed-in user, on their ack topic and wait for the broker to
+        take it (QoS 1)."""
+        sent_at = time.time()
+        body = {"schema": SCHEMA_ALERT_ACK, "alert_id": alert_id, "by": by, "at": sent_at}
+        payload = json.dumps(body).encode()
+        self._check_patient(patient_id)
+        decode_ack(payload, patient_id, by, received_at=sent_at)
+        self._publish_confirmed(self._topics.alert_ack(patient_id, by), payload, timeout_s)
         log.info("station_ack_published", patient_id=patient_id, alert_id=alert_id, by=by)
 
     def publish_mute(self, patient_id: str, fields: dict[str, Any], by: str, timeout_s: float = 5.0) -> None:
-        """Publish the nurse's forecast mute request (``fields``: action, reason, duration_s) as ``by``."""
-        body = {**fields, "schema": SCHEMA_ALERT_MUTE, "by": by}
-        self._publish_checked(patient_id, Topics.alert_mute, body, decode_mute, timeout_s)
+        """Publish the forecast mute request (``fields``: action, reason, duration_s) of ``by``, the signed-in
+        user, on their mute topic."""
+        payload = json.dumps({**fields, "schema": SCHEMA_ALERT_MUTE, "by": by}).encode()
+        self._check_patient(patient_id)
+        decode_mute(payload, patient_id, by)
+        self._publish_confirmed(self._topics.alert_mute(patient_id, by), payload, timeout_s)
         log.info("station_mute_published", patient_id=patient_id, action=fields.get("action"), by=by)
 
-    def _publish_checked(
-        self,
-        patient_id: str,
-        topic_of: Callable[[Topics, str], str],
-        body: dict[str, Any],
-        decode: Callable[[bytes, str], object],
-        timeout_s: float,
-    ) -> None:
-        """Publish ``body`` at QoS 1 and wait for the broker to take it. It is checked with the agent's own decoder
-        first: a message the agent would refuse, or a topic the broker would drop the connection for ("P001\\n"),
-        is never sent; the ProtocolError says why."""
+    @staticmethod
+    def _check_patient(patient_id: str) -> None:
+        """A topic the broker would drop the connection for ("P001\\n") is never sent; nor, checked next with the
+        agent's own decoder, a message the agent would refuse. The ProtocolError says why."""
         if not PATIENT_ID_PATTERN.fullmatch(patient_id):
             raise ProtocolError("bad_patient_id", f"patient id {patient_id[:80]!r} is not allowed", "patient_id")
-        payload = json.dumps(body).encode()
-        decode(payload, patient_id)
-        info = self.connection.publish(topic_of(self._topics, patient_id), payload, qos=1)
+
+    def _publish_confirmed(self, topic: str, payload: bytes, timeout_s: float) -> None:
+        """Publish at QoS 1 and wait for the broker to take it."""
+        info = self.connection.publish(topic, payload, qos=1)
         info.wait_for_publish(timeout_s)
         if not info.is_published():
             raise LifecycleError(f"broker did not confirm the message within {timeout_s} s")

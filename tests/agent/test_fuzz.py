@@ -155,9 +155,9 @@ def _topic(kind: str, rng: np.random.Generator) -> str:
     if kind == "presence":
         return f"{PREFIX}/_agents/{'agent-fuzz' if rng.random() < 0.5 else 'ghost'}/presence"
     if kind == "ack":
-        return f"{PREFIX}/{patient}/alert/ack" + ("/kim" if rng.random() < 0.5 else "")
+        return f"{PREFIX}/{patient}/alert/ack" + ("/kim" if rng.random() < 0.8 else "")
     if kind == "mute":
-        return f"{PREFIX}/{patient}/alert/mute"
+        return f"{PREFIX}/{patient}/alert/mute" + ("/kim" if rng.random() < 0.8 else "")
     return f"{PREFIX}/{patient}/{kind}"
 
 

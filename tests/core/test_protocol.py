@@ -42,7 +42,10 @@ def test_topics_build_and_parse() -> None:
     topics = Topics("ecg/v1")
     assert topics.wave("bed-12") == "ecg/v1/bed-12/wave"
     assert topics.status("bed-12") == "ecg/v1/bed-12/status"
-    assert topics.alert_ack("bed-12") == "ecg/v1/bed-12/alert/ack"
+    assert topics.alert_ack("bed-12", "nurse.kim") == "ecg/v1/bed-12/alert/ack/nurse.kim"
+    assert topics.alert_mute("bed-12", "nurse.kim") == "ecg/v1/bed-12/alert/mute/nurse.kim"
+    assert topics.ack_subscription == "ecg/v1/+/alert/ack/+"
+    assert topics.agent_status("agent-1") == "ecg/v1/_agents/agent-1/status"
     assert topics.presence("agent-1") == "ecg/v1/_agents/agent-1/presence"
     assert topics.wave_subscription == "ecg/v1/+/wave"
     assert topics.patient_of("ecg/v1/bed-12/wave", "wave") == "bed-12"
@@ -165,6 +168,28 @@ def test_agent_of_presence_topic() -> None:
     ]:
         with pytest.raises(ProtocolError) as info:
             topics.agent_of(bad)
+        assert info.value.reason == reason, bad
+
+
+def test_request_of_ack_and_mute_topics_names_patient_and_user() -> None:
+    """Issue 19: who acknowledged is the topic's last level, the one the broker's ACL ties to the signed-in user."""
+    topics = Topics("ecg/v1")
+    assert topics.request_of("ecg/v1/bed-12/alert/ack/nurse.kim", "alert/ack") == ("bed-12", "nurse.kim")
+    assert topics.request_of("ecg/v1/bed-12/alert/mute/kim@ward7", "alert/mute") == ("bed-12", "kim@ward7")
+    for bad, reason in [
+        ("ecg/v1/bed-12/alert/ack", "bad_topic"),  # no user level: nobody's ack
+        ("ecg/v1/bed-12/alert/ack/kim/extra", "bad_topic"),
+        ("ecg/v1/bed-12/alert/mute/kim", "bad_topic"),  # a mute topic is not an ack topic
+        ("other/bed-12/alert/ack/kim", "bad_topic"),
+        ("ecg/v1/bed-12\n/alert/ack/kim", "bad_patient_id"),
+        ("ecg/v1/bed-12/alert/ack/", "bad_user"),
+        ("ecg/v1/bed-12/alert/ack/nurse\u202ekim", "bad_user"),  # right-to-left override
+        ("ecg/v1/bed-12/alert/ack/nurse kim", "bad_user"),
+        ("ecg/v1/bed-12/alert/ack/kim:x", "bad_user"),
+        ("ecg/v1/bed-12/alert/ack/.kim", "bad_user"),
+    ]:
+        with pytest.raises(ProtocolError) as info:
+            topics.request_of(bad, "alert/ack")
         assert info.value.reason == reason, bad
 
 

@@ -54,10 +54,10 @@ def feed(policy: AlertPolicy, state: PatientAlerts, at: float, af: float = 0.9, 
 
 
 def test_valid_mute_and_unmute() -> None:
-    request = decode_mute(payload(patient_id="P001"), "P001")
+    request = decode_mute(payload(patient_id="P001"), "P001", "nurse.kim")
     assert request == MuteRequest("P001", "mute", "nurse.kim", "known paroxysmal AF", 7200.0)
-    unmute = json.dumps({"schema": SCHEMA_ALERT_MUTE, "action": "unmute", "by": " dr.lee "}).encode()
-    assert decode_mute(unmute, "P001") == MuteRequest("P001", "unmute", "dr.lee", None, None)
+    unmute = json.dumps({"schema": SCHEMA_ALERT_MUTE, "action": "unmute"}).encode()  # by: the topic's user
+    assert decode_mute(unmute, "P001", "dr.lee") == MuteRequest("P001", "unmute", "dr.lee", None, None)
 
 
 @pytest.mark.parametrize(
@@ -70,8 +70,9 @@ def test_valid_mute_and_unmute() -> None:
         (payload(schema="ecgcast.alert_ack/1"), "bad_schema", "schema"),
         (payload(action=None), "missing_field", "action"),
         (payload(action="silence"), "bad_field", "action"),
-        (payload(by=None), "missing_field", "by"),
-        (payload(by="x" * 129), "bad_field", "by"),
+        (payload(by=None), "wrong_user", "by"),
+        (payload(by="dr.lee"), "wrong_user", "by"),  # a mute under another name
+        (payload(by="x" * 129), "wrong_user", "by"),
         (payload(reason=None), "missing_field", "reason"),
         (payload(reason="   "), "bad_field", "reason"),
         (payload(reason="r" * 201), "bad_field", "reason"),
@@ -94,7 +95,7 @@ def test_valid_mute_and_unmute() -> None:
 )
 def test_malformed_requests_are_refused_with_a_reason(raw: bytes, reason: str, field: str | None) -> None:
     with pytest.raises(ProtocolError) as info:
-        decode_mute(raw, "P001")
+        decode_mute(raw, "P001", "nurse.kim")
     assert (info.value.reason, info.value.field) == (reason, field)
     assert info.value.detail  # a sentence a nurse's client can show
 
@@ -242,9 +243,10 @@ def test_the_daemon_applies_valid_mute_requests_and_refuses_malformed_ones(tmp_p
     agent = Agent(Settings.model_validate({"http": {"port": 0}}), with_model=False)
     try:
         for mid, body in enumerate((payload(), payload(duration_s=10 * MAX_MUTE_S), b"{nope")):
-            message = SimpleNamespace(topic="ecg/v1/P001/alert/mute", payload=body, mid=mid, qos=1)
+            message = SimpleNamespace(topic="ecg/v1/P001/alert/mute/nurse.kim", payload=body, mid=mid, qos=1)
             agent.on_mute(None, None, message)  # type: ignore[arg-type]
-        agent.on_mute(None, None, SimpleNamespace(topic="ecg/v1/P#/alert/mute", payload=payload(), mid=9, qos=1))  # type: ignore[arg-type]
+        for mid, topic in enumerate(("ecg/v1/P#/alert/mute/nurse.kim", "ecg/v1/P001/alert/mute/dr.lee"), 10):
+            agent.on_mute(None, None, SimpleNamespace(topic=topic, payload=payload(), mid=mid, qos=1))  # type: ignore[arg-type]
         assert agent.acks.qsize() == 1  # only the valid request reaches the alert worker
         wire, clock = Wire(), Clock()
         with open_service(tmp_path / "a.sqlite3", wire, clock) as service:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,7 @@ def test_ack_from_the_wire_changes_state(tmp_path: Path) -> None:
         alert_id = raise_af(service, clock)
         payload = json.dumps({"schema": "ecgcast.alert_ack/1", "alert_id": alert_id, "by": "nurse.kim"}).encode()
         clock.now += 5
-        alert = service.acknowledge(decode_ack(payload, "P001"))
+        alert = service.acknowledge(decode_ack(payload, "P001", "nurse.kim", received_at=time.time()))
         assert (alert.state, alert.acknowledged_by, alert.acknowledged_at) == ("acknowledged", "nurse.kim", clock.now)
         last = wire.messages()[-1]
         assert (last["type"], last["reason"], last["before"]["state"], last["after"]["state"]) == (

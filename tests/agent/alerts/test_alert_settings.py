@@ -59,6 +59,7 @@ def test_exports() -> None:
         "EPOCHS_DDL", "EPOCHS_TABLE", "ensure_tables",
         "MAX_MUTE_S", "MAX_REASON_CHARS", "MIN_MUTE_S", "SCHEMA_ALERT_MUTE", "SCHEMA_MUTE_STATE", "Mute",
         "MuteRequest", "MuteRequested", "decode_mute",
+        "MAX_ACK_SKEW_S",
     }  # fmt: skip
     assert set(agent.alerts.__all__) == expected
     assert all(hasattr(agent.alerts, name) for name in expected)

@@ -107,7 +107,7 @@ def test_ack_from_the_page_is_the_mqtt_ack_message_with_the_signed_in_user(
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pager-{uuid.uuid4().hex[:6]}")
     client.on_message = lambda c, u, m: received.put(m)
     client.connect("127.0.0.1", broker.port)
-    client.subscribe("ecg/v1/+/alert/ack", 1)
+    client.subscribe("ecg/v1/+/alert/ack/+", 1)
     client.loop_start()
     try:
         time.sleep(0.3)
@@ -116,8 +116,8 @@ def test_ack_from_the_page_is_the_mqtt_ack_message_with_the_signed_in_user(
         res = request(station, "POST", "/api/ack", body, headers)
         assert res.status == 202 and json.loads(res.read())["by"] == "kim"
         message = received.get(timeout=5)
-        assert message.topic == "ecg/v1/P007/alert/ack"
-        ack = decode_ack(message.payload, "P007")  # what the agent's ack path accepts
+        assert message.topic == "ecg/v1/P007/alert/ack/kim"  # the signed-in user's own ack topic
+        ack = decode_ack(message.payload, "P007", "kim", received_at=time.time())  # what the agent's path accepts
         assert (ack.alert_id, ack.by) == ("a" * 32, "kim")
 
         bad_patient = json.dumps({"patient_id": "P/#", "alert_id": "x"}).encode()
@@ -241,7 +241,7 @@ def test_ack_with_a_newline_in_the_patient_id_is_refused_and_nothing_is_publishe
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pager-{uuid.uuid4().hex[:6]}")
     client.on_message = lambda c, u, m: received.put(m)
     client.connect("127.0.0.1", broker.port)
-    client.subscribe("ecg/v1/+/alert/ack", 1)  # "+" matches a level with a newline in it too
+    client.subscribe("ecg/v1/+/alert/ack/+", 1)  # "+" matches a level with a newline in it too
     client.loop_start()
     try:
         time.sleep(0.3)

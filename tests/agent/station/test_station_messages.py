@@ -106,7 +106,7 @@ def real_alert_messages(tmp_path: Path) -> list[bytes]:
             service.on_forecast("P777", forecast_for("P777", 0.05, 0.03, 0.7, 100.0), evidence)
         alert_id = json.loads(published[0])["after"]["alert_id"]
         ack = {"schema": "ecgcast.alert_ack/1", "alert_id": alert_id, "by": "nurse.kim"}
-        service.acknowledge(decode_ack(json.dumps(ack).encode(), "P777"))
+        service.acknowledge(decode_ack(json.dumps(ack).encode(), "P777", "nurse.kim", received_at=time.time()))
     finally:
         service.close()
     return published
@@ -157,9 +157,12 @@ def test_evidence_is_free_form_and_passes_to_the_page(tmp_path: Path) -> None:
 def test_ack_fields_with_a_trailing_newline_are_refused() -> None:
     """Issue 19: ``^…$`` patterns let "a\\n" through ``decode_ack``'s alert_id and by checks."""
     good = {"schema": "ecgcast.alert_ack/1", "alert_id": "a" * 32, "by": "nurse.kim"}
-    assert decode_ack(json.dumps(good).encode(), "P001").by == "nurse.kim"
-    for field in ("alert_id", "by"):
+    assert decode_ack(json.dumps(good).encode(), "P001", "nurse.kim", received_at=time.time()).by == "nurse.kim"
+    for field, reason in (("alert_id", "bad_field"), ("by", "wrong_user")):
         bad = {**good, field: good[field] + "\n"}
         with pytest.raises(ProtocolError) as info:
-            decode_ack(json.dumps(bad).encode(), "P001")
-        assert (info.value.reason, info.value.field) == ("bad_field", field)
+            decode_ack(json.dumps(bad).encode(), "P001", "nurse.kim", received_at=time.time())
+        assert (info.value.reason, info.value.field) == (reason, field)
+    with pytest.raises(ProtocolError) as info:
+        decode_ack(json.dumps(good).encode(), "P001", "nurse.kim\n", received_at=time.time())
+    assert info.value.reason == "bad_user"

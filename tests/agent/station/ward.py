@@ -102,10 +102,11 @@ class Ward:
         self.client.publish(topic, payload, qos=qos, retain=retain)
 
     def _on_ack(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        self.acks.put(decode_ack(message.payload, TOPICS.patient_of(message.topic, "alert/ack")))
+        patient_id, user = TOPICS.request_of(message.topic, "alert/ack")
+        self.acks.put(decode_ack(message.payload, patient_id, user, received_at=time.time()))
 
     def _on_mute(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        self.acks.put(decode_mute(message.payload, TOPICS.patient_of(message.topic, "alert/mute")))
+        self.acks.put(decode_mute(message.payload, *TOPICS.request_of(message.topic, "alert/mute")))
 
     def start(self) -> Ward:
         self.publish_presence("online")

@@ -25,6 +25,7 @@ import paho.mqtt.client as mqtt
 import structlog
 
 from agent.alerts import Ack, AlertService, MuteRequest, build_evidence, decode_ack, decode_mute
+from agent.hospital import Hl7AlertGateway
 from agent.inbox import IngestInbox
 from agent.ingest import WaveIngest
 from agent.ingest_worker import IngestWorker, WindowSink
@@ -141,6 +142,7 @@ class Agent:
         self.acks: queue.Queue[NurseRequest] = queue.Queue(maxsize=1000)  # acknowledgements and mute requests
         self.departures: queue.SimpleQueue[str] = queue.SimpleQueue()  # evicted patients whose alerts must end
         self.alerts: AlertService | None = None
+        self.hl7: Hl7AlertGateway | None = None  # HL7 PCD-04/05 to the Alert Manager, when hospital.hl7.enabled
         self.alert_worker: AlertWorker | None = None
         self.model: ModelWorker | None = None
         self.model_error: BaseException | None = None  # the background load failed: run_daemon exits non-zero
@@ -168,12 +170,21 @@ class Agent:
         """Alerts, their worker and the nurses' request topics: cheap, and needed before the model is."""
         s = self.settings
         fence = self.cluster.fence if self.cluster is not None else None
-        self.alerts = AlertService(s.alerts, alert_store, self._publish, self.topics, fence=fence)
+        self.hl7 = self._build_hl7_gateway()
+        listeners = [self.hl7.offer] if self.hl7 is not None else []
+        self.alerts = AlertService(s.alerts, alert_store, self._publish, self.topics, fence=fence, listeners=listeners)
         self.alert_worker = AlertWorker(self.alerts, self.acks, self.departures)
         self.worker.on_evicted = self.departures.put  # an evicted patient's alerts end (a released one's do not)
         self.worker.extra_status = self._model_status
         self.connection.subscribe(self.topics.ack_subscription, self.on_ack)
         self.connection.subscribe(self.topics.mute_subscription, self.on_mute)
+
+    def _build_hl7_gateway(self) -> Hl7AlertGateway | None:
+        """The HL7 Alert Reporter (docs/INTEGRATION.md) when configured. Its PCD-05 acceptances join the MQTT acks'
+        queue, so the alert worker applies both the same way."""
+        if not self.settings.hospital.hl7.enabled:
+            return None
+        return Hl7AlertGateway(self.settings.hospital, self.acks.put_nowait)
 
     def _load_model(self) -> None:
         """Encoder → LM → scheduler, in the background after ingest has started: loading takes 15-20 s (minutes on
@@ -249,18 +260,24 @@ class Agent:
             log.error("windows_queue_full", patient_id=completed.patient_id)
 
     def on_ack(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        """MQTT callback: validate and enqueue; the alert worker applies it."""
-        self._on_request(message, "ack", decode_ack)
+        """MQTT callback: validate and enqueue; the alert worker applies it. ``at`` is bounded to receipt now."""
+        received_at = time.time()
+        self._on_request(
+            message, "ack", lambda payload, pid, user: decode_ack(payload, pid, user, received_at=received_at)
+        )
 
     def on_mute(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         """MQTT callback for forecast mute requests, validated strictly like acks; the alert worker applies them."""
         self._on_request(message, "mute", decode_mute)
 
-    def _on_request(self, message: mqtt.MQTTMessage, kind: str, decode: Callable[[bytes, str], NurseRequest]) -> None:
+    def _on_request(
+        self, message: mqtt.MQTTMessage, kind: str, decode: Callable[[bytes, str, str], NurseRequest]
+    ) -> None:
+        """The topic's patient and user, then the payload: the user the broker let publish is who asked."""
         topic = message.topic[:200]
         try:
-            patient_id = self.topics.patient_of(message.topic, f"alert/{kind}")
-            self.acks.put_nowait(decode(bytes(message.payload), patient_id))
+            patient_id, user = self.topics.request_of(message.topic, f"alert/{kind}")
+            self.acks.put_nowait(decode(bytes(message.payload), patient_id, user))
         except ProtocolError as exc:
             log.warning(
                 "request_rejected", kind=kind, reason=exc.reason, field=exc.field, detail=exc.detail[:200], topic=topic
@@ -276,6 +293,8 @@ class Agent:
         self.worker.start()
         if self.alert_worker is not None:
             self.alert_worker.start()
+        if self.hl7 is not None:
+            self.hl7.start()
         self.connection.open()  # ingest first: subscribed and buffering before the model has loaded
         if self._with_model:
             self._loader = threading.Thread(target=self._load_model, name="model-loader", daemon=True)
@@ -302,6 +321,8 @@ class Agent:
             self.alert_worker.stop()
         if self.alerts is not None:
             self.alerts.close()
+        if self.hl7 is not None:
+            self.hl7.stop()
         self.connection.close()
         if self.health is not None:
             self.health.close()
@@ -380,7 +401,7 @@ class Agent:
             body["forecast"] = self.model.scheduler.summary()
         if self.cluster is not None:
             body["cluster"] = self.cluster.summary()
-        topic = f"{self.settings.protocol.topic_prefix}/_agents/{self.settings.agent_id}/status"
+        topic = self.topics.agent_status(self.settings.agent_id)
         self.connection.publish(topic, json.dumps(body).encode(), qos=1, retain=True)
 
 

@@ -22,7 +22,7 @@ from agent.encoder_stage import EncoderStage, encode_ready
 from agent.ingest_worker import IngestWorker, SignalSnapshot
 from agent.patient import CompletedWindows
 from agent.worker_thread import WorkerThread
-from core.measurements import Measurements, measure_leads
+from core.measurements import Measurements, RhythmSpan, analyse_best_lead, measure_leads, rhythm_spans
 from core.protocol import Topics
 from llm_runtime.engine import ForecastEngine
 from llm_runtime.forecast import Forecast
@@ -44,7 +44,9 @@ class AlertSink(Protocol):
     def would_raise(self, patient_id: str, forecast: Forecast, evidence: Any) -> bool: ...
 
 
-EvidenceBuilder = Callable[[Measurements | None, Measurements | None, dict[str, str], float, float | None], Any]
+EvidenceBuilder = Callable[
+    [Measurements | None, Measurements | None, dict[str, str], float, float | None, tuple[RhythmSpan, ...]], Any
+]  # (recent, earlier, quality verdicts, window_s, t_end_s, the recent window's rhythm spans) -> evidence
 
 
 @dataclass
@@ -208,19 +210,22 @@ class ModelWorker(WorkerThread):
             self.scheduler.evict(pid)
 
     def _measure(self, pid: str) -> _Measured:
-        """Measured evidence over the forecast window, with the previous window for trends."""
+        """Measured evidence over the forecast window, with the previous window for trends and the recent window's
+        rhythm span by span (present-rhythm alerts read it from the same beats, at no extra analysis)."""
         window = self._window_s()
         snap = self._ingest.snapshot(pid, 2 * window)
         recent = earlier = None
+        spans: tuple[RhythmSpan, ...] = ()
         if snap is not None and snap.p_signal.shape[0] >= snap.fs:
             n = round(window * snap.fs)
-            recent = measure_leads(snap.p_signal[-n:], snap.fs, list(snap.leads))
+            analysis = analyse_best_lead(snap.p_signal[-n:], snap.fs, list(snap.leads))
+            recent, spans = analysis.measurements, rhythm_spans(analysis)
             if snap.p_signal.shape[0] >= 2 * n:
                 earlier = measure_leads(snap.p_signal[-2 * n : -n], snap.fs, list(snap.leads))
         quality = snap.quality if snap is not None else {}
         state = self.stage.patients.get(pid)
         t_end = float(state.ring.newest_second + 1) if state is not None else None  # stream seconds, as forecasts
-        evidence = self._evidence(recent, earlier, quality, float(window), t_end) if self._evidence else None
+        evidence = self._evidence(recent, earlier, quality, float(window), t_end, spans) if self._evidence else None
         return _Measured(snap, recent, evidence)
 
     def _report_cannot_assess(self, pid: str) -> None:

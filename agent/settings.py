@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from agent.alerts.settings import AlertSettings
+from agent.hospital.settings import HospitalSettings
 from agent.station.settings import StationSettings
 from core.config import StrictModel, load_config
 from core.settings import LoggingSettings, MqttSettings, ProtocolSettings, QualitySettings, WindowSettings
@@ -157,6 +158,7 @@ class Settings(StrictModel):
     status: StatusSettings = Field(default_factory=StatusSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     station: StationSettings = Field(default_factory=StationSettings)
+    hospital: HospitalSettings = Field(default_factory=HospitalSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @model_validator(mode="after")

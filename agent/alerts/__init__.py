@@ -1,7 +1,8 @@
-"""Forecast alerts: policy, lifecycle, explanations, acknowledgements, per-patient mutes and durable history
-(docs/ALERTS.md).
+"""Forecast and present-rhythm alerts: policy, lifecycle, explanations, acknowledgements, per-patient mutes and
+durable history (docs/ALERTS.md).
 
-A forecast alert is an advisory: it predicts an arrhythmia, it never reports a present life-threatening rhythm.
+A forecast alert is an advisory: it predicts an arrhythmia, it never reports a present rhythm. A present-rhythm
+alert ("AF now", "VT now") reports AF or VT measured under way, and stands the matching forecast down.
 :class:`AlertPolicy` decides (pure, no I/O); :class:`AlertService` stamps time, stores in SQLite and publishes
 ``ecgcast.alert/1`` lifecycle messages (``new`` / ``update`` / ``end``) on ``<prefix>/<patient_id>/alert``.
 The partition-epoch table (``EPOCHS_TABLE``, ``EPOCHS_DDL``, ``ensure_tables``) is exported for ``agent.cluster``:
@@ -10,7 +11,7 @@ the shared PostgreSQL store fences its writes with it, so its schema is defined 
 
 from __future__ import annotations
 
-from ._ack import MAX_MUTE_S, MAX_REASON_CHARS, MIN_MUTE_S, decode_ack, decode_mute
+from ._ack import MAX_ACK_SKEW_S, MAX_MUTE_S, MAX_REASON_CHARS, MIN_MUTE_S, decode_ack, decode_mute
 from ._evidence import Evidence, build_evidence, quality_problem
 from ._explain import check_rationale
 from ._model import (
@@ -46,6 +47,7 @@ from .settings import AlertSettings, PolicySettings
 __all__ = [
     "EPOCHS_DDL",
     "EPOCHS_TABLE",
+    "MAX_ACK_SKEW_S",
     "MAX_MUTE_S",
     "MAX_REASON_CHARS",
     "MIN_MUTE_S",

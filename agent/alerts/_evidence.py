@@ -8,14 +8,14 @@ does not halve the ectopy rate.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .settings import QualityGate
 
 if TYPE_CHECKING:  # annotations only: importing it at run time pulls in scipy
-    from core.measurements import Measurements
+    from core.measurements import Measurements, RhythmSpan
 
 __all__ = ["Evidence", "build_evidence", "quality_problem"]
 
@@ -40,9 +40,11 @@ class Evidence:
     longest_ventricular_run: int
     usable_fraction: float | None
     signal_quality: Mapping[str, str] = field(default_factory=dict)  # lead -> ingest verdict
+    rhythm_spans: tuple[RhythmSpan, ...] = ()  # the recent window in 10-s spans, oldest first (present rhythms)
 
     def as_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        """The evidence as alerts carry it; the spans stay out (a present-rhythm alert summarises its own run)."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "rhythm_spans"}
         data["signal_quality"] = dict(self.signal_quality)
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in data.items()}
 
@@ -59,8 +61,10 @@ def build_evidence(
     window_s: float,
     *,
     t_end_s: float | None = None,
+    rhythm: Sequence[RhythmSpan] = (),
 ) -> Evidence:
-    """Evidence from the recent window's measurements, trends against the earlier window, and lead verdicts.
+    """Evidence from the recent window's measurements, trends against the earlier window, and lead verdicts;
+    ``rhythm`` is the recent window's :func:`core.measurements.rhythm_spans`, read for present-rhythm alerts.
 
     ``window_s`` is the span the caller measured over; the evidence states the shorter of it and the strip's
     actual duration. ``recent`` may be None when nothing could be measured (all leads off): the result then carries
@@ -93,6 +97,7 @@ def build_evidence(
         longest_ventricular_run=recent.longest_ventricular_run,
         usable_fraction=recent.usable_fraction,
         signal_quality=dict(quality),
+        rhythm_spans=tuple(rhythm),
     )
 
 

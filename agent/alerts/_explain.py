@@ -10,12 +10,13 @@ included), a PAC or PVC count or rate far from the measured one, another arrhyth
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from ._evidence import Evidence
 
-__all__ = ["RHYTHM_NAMES", "Explanation", "cannot_assess_text", "check_rationale", "forecast_text"]
+__all__ = ["RHYTHM_NAMES", "Explanation", "cannot_assess_text", "check_rationale", "forecast_text", "present_text"]
 
 RHYTHM_NAMES: Final[dict[str, str]] = {
     "af": "atrial fibrillation",
@@ -147,6 +148,27 @@ def forecast_text(
     if problem is not None:
         return Explanation(text, f"model rationale dropped: {problem}")
     return Explanation(f"{text} Model rationale: {rationale.strip()}", None)
+
+
+def present_text(arrhythmia: str, run: Mapping[str, Any], threshold: float, evidence: Evidence) -> str:
+    """The explanation of a present-rhythm alert: what was measured, for how long, and by which rule; ``run`` is
+    :meth:`RhythmRun.summary` and ``threshold`` the AF irregular index or the VT rate the rule compares with."""
+    rate = f"{run['hr_bpm']:.0f} bpm" if run.get("hr_bpm") is not None else "a rate not measurable"
+    if arrhythmia == "vt":
+        share = 100 * (run.get("ventricular_fraction") or 0.0)
+        measured = (
+            f"{share:.0f}% of beats ventricular at {rate} (VT from {threshold:.0f} bpm), longest run "
+            f"{run['longest_ventricular_run']} beats"
+        )
+    else:
+        index = run.get("rr_irregular_index")
+        stated = "n/a" if index is None else f"{index:.2f}"
+        measured = f"RR irregularly irregular (irregular index {stated}, AF from {threshold:.2f}) at {rate}"
+    head = (
+        f"{RHYTHM_NAMES[arrhythmia].capitalize()} under way (a detected present rhythm, not a forecast): "
+        f"{measured}, over the last {run['lasted_s']:.0f} s."
+    )
+    return f"{head} {evidence_text(evidence)}"
 
 
 def cannot_assess_text(problem: str, evidence: Evidence) -> str:

@@ -32,6 +32,7 @@ __all__ = [
     "MuteRequest",
     "Transition",
     "ihe_codes",
+    "present_key",
 ]
 
 SCHEMA_ALERT: Final = "ecgcast.alert/1"
@@ -41,12 +42,12 @@ SCHEMA_MUTE_STATE: Final = "ecgcast.alert_mute_state/1"
 MAX_REASON_CHARS: Final = 200  # a mute's reason: a few words a nurse types, shown on every screen
 
 AlertState = Literal["raised", "acknowledged", "cleared", "resolved"]
-AlertKind = Literal["forecast", "cannot_assess"]
+AlertKind = Literal["forecast", "cannot_assess", "present_rhythm"]
 EventType = Literal["new", "update", "end"]
 ACTIVE_STATES: Final[tuple[AlertState, ...]] = ("raised", "acknowledged")
 
 _IHE_PRIORITY: Final[dict[Priority, str]] = {"low": "PL", "medium": "PM", "high": "PH"}
-_IHE_SOURCE: Final[dict[AlertKind, str]] = {"forecast": "SA", "cannot_assess": "ST"}
+_IHE_SOURCE: Final[dict[AlertKind, str]] = {"forecast": "SA", "cannot_assess": "ST", "present_rhythm": "SP"}
 
 
 class _Frozen(BaseModel):
@@ -78,7 +79,7 @@ class Alert(_Frozen):
     kind: AlertKind
     arrhythmia: Annotated[str | None, Field(description="af, flutter or vt; None for cannot_assess")] = None
     horizon_s: Annotated[
-        int | None, Field(description="Most urgent horizon over threshold; None for cannot_assess")
+        int | None, Field(description="Most urgent horizon over threshold; None unless a forecast")
     ] = None
     probability: Annotated[float | None, Field(description="Onset probability within horizon_s")] = None
     threshold: Annotated[float | None, Field(description="The threshold probability was compared with")] = None
@@ -103,7 +104,10 @@ class Alert(_Frozen):
 
     @property
     def key(self) -> str:
-        """De-duplication key within a patient: one active alert per arrhythmia, one 'cannot assess'."""
+        """De-duplication key within a patient: one active forecast and one present-rhythm alert per arrhythmia,
+        one 'cannot assess'."""
+        if self.kind == "present_rhythm":
+            return present_key(self.arrhythmia or "")
         return self.arrhythmia or self.kind
 
     def transition(self, at: float, state: AlertState, reason: str, by: str | None = None, **changes: Any) -> Alert:
@@ -117,8 +121,14 @@ class Alert(_Frozen):
         return {**self.model_dump(mode="json"), "ihe": ihe_codes(self.kind, self.priority)}
 
 
+def present_key(arrhythmia: str) -> str:
+    """Policy track key of the present-rhythm alert for ``arrhythmia`` (beside its forecast track ``arrhythmia``)."""
+    return f"present_{arrhythmia}"
+
+
 def ihe_codes(kind: AlertKind, priority: Priority) -> dict[str, str]:
-    """IHE PCD-04 (ACM) OBX-8 abnormal-flag codes: priority PL/PM/PH, source SA (advisory) or ST (technical)."""
+    """IHE PCD-04 (ACM) OBX-8 abnormal-flag codes: priority PL/PM/PH, source SA (advisory), ST (technical) or SP
+    (physiological: a rhythm measured under way)."""
     return {"priority": _IHE_PRIORITY[priority], "source": _IHE_SOURCE[kind]}
 
 

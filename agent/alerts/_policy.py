@@ -2,8 +2,8 @@
 
 No MQTT, no SQLite, no clock: the service feeds observations stamped with the time and persists and publishes what
 comes back, so every rule (threshold, k-of-n persistence, hysteresis, quality suppression, de-duplication,
-re-notification, escalation, acknowledgement, per-patient forecast mute) is tested by calling
-:meth:`AlertPolicy.decide` directly.
+re-notification, escalation, acknowledgement, per-patient forecast mute, present rhythms and the forecast they stand
+down) is tested by calling :meth:`AlertPolicy.decide` directly.
 """
 
 from __future__ import annotations
@@ -16,9 +16,19 @@ from typing import TYPE_CHECKING, Any, assert_never
 from core.errors import ProtocolError
 
 from ._evidence import Evidence, quality_problem
-from ._explain import cannot_assess_text, forecast_text
-from ._model import Ack, Alert, AlertEvent, AlertWindow, Mute, MuteRequest
-from .settings import ARRHYTHMIAS, PRIORITY_ORDER, AlertSettings, ArrhythmiaPolicy, PolicySettings
+from ._explain import RHYTHM_NAMES, cannot_assess_text, forecast_text, present_text
+from ._model import Ack, Alert, AlertEvent, AlertWindow, Mute, MuteRequest, present_key
+from ._present import RhythmRun, absent_s, measured_run
+from .settings import (
+    ARRHYTHMIAS,
+    PRESENT_RHYTHMS,
+    PRIORITY_ORDER,
+    AfDetection,
+    AlertSettings,
+    ArrhythmiaPolicy,
+    PolicySettings,
+    VtDetection,
+)
 
 if TYPE_CHECKING:  # annotations only: importing it at run time pulls in transformers
     from llm_runtime.forecast import Forecast
@@ -48,6 +58,9 @@ class Track:
     margins: tuple[float, ...] = ()  # strictly rising margins above threshold since the last escalation
     below: int = 0  # consecutive forecasts under the clearing level while active
     alert: Alert | None = None  # the one active alert of this track (de-duplication)
+    since_s: float | None = None  # present rhythm: stream time the tracked run began (of the rhythm before it is
+    #                                raised, of its absence while the alert is active)
+    seen_s: float | None = None  # present rhythm: stream time of the end of the last window that showed that run
 
 
 @dataclass(frozen=True)
@@ -196,11 +209,17 @@ class AlertPolicy:
             ended = quality_alert.transition(obs.at, "cleared", "signal quality recovered", ended_at=obs.at)
             state = state.with_track(CANNOT_ASSESS, Track())
             events.append(AlertEvent("end", quality_alert, ended, "cleared"))
+        for rhythm in PRESENT_RHYTHMS:  # never muted: a measured rhythm is not a forecast
+            track, new_events = self._present(state.track(present_key(rhythm)), rhythm, policy, obs)
+            state = state.with_track(present_key(rhythm), track)
+            events.extend(new_events)
         if state.muted(obs.at):
             return state, events  # forecast tracks stay empty until the mute ends: persistence starts afresh
         for arrhythmia in ARRHYTHMIAS:
             if not policy.arrhythmia(arrhythmia).enabled:
-                track, new_events = _disabled(state.track(arrhythmia), obs.at)
+                track, new_events = _disabled(state.track(arrhythmia), obs.at, DISABLED_REASON)
+            elif state.track(present_key(arrhythmia)).alert is not None:
+                track, new_events = _stand_down(state.track(arrhythmia), arrhythmia, obs.at)
             else:
                 track, new_events = self._step(state.track(arrhythmia), arrhythmia, policy, obs)
             state = state.with_track(arrhythmia, track)
@@ -265,6 +284,39 @@ class AlertPolicy:
             acknowledged_at=None,
             last_notified_at=at,
         )
+
+    # -- present rhythms ---------------------------------------------------------------------------------------------
+
+    def _present(
+        self, track: Track, rhythm: str, policy: PolicySettings, obs: ForecastSeen
+    ) -> tuple[Track, list[AlertEvent]]:
+        """Raise once the rhythm's measured run has lasted ``min_duration_s``; an active alert is held (at the
+        lower hold level) until the rhythm has been absent ``clear_after_s``."""
+        detection = policy.present_rhythm.rhythm(rhythm)
+        if not detection.enabled:
+            return _disabled(track, obs.at, PRESENT_DISABLED_REASON)
+        if track.alert is not None:
+            return _hold(track, rhythm, detection, policy.present_rhythm.clear_after_s, obs)
+        run = measured_run(rhythm, obs.evidence.rhythm_spans, detection)
+        if not run.present:
+            return Track(), []
+        end = obs.evidence.t_end_s
+        since = _continued(track, run.run_s, end)
+        lasted = run.run_s if since is None or end is None else end - since
+        if lasted < detection.min_duration_s:
+            return Track(since_s=since, seen_s=end), []
+        alert = Alert(
+            alert_id=self._new_id(),
+            patient_id=obs.forecast.patient_id,
+            state="raised",
+            priority=detection.priority,
+            kind="present_rhythm",
+            arrhythmia=rhythm,
+            raised_at=obs.at,
+            last_notified_at=obs.at,
+            **_present_fields(rhythm, run, lasted, detection, obs),
+        ).transition(obs.at, "raised", "raised")
+        return Track(alert=alert), [AlertEvent("new", None, alert, "raised")]
 
     # -- signal quality ---------------------------------------------------------------------------------------------
 
@@ -408,12 +460,79 @@ def _forecast_fields(arrhythmia: str, reading: _Reading, obs: ForecastSeen) -> d
     }
 
 
-def _disabled(track: Track, at: float) -> tuple[Track, list[AlertEvent]]:
+DISABLED_REASON = "alerting disabled for this arrhythmia"
+PRESENT_DISABLED_REASON = "present-rhythm alerting disabled for this rhythm"
+
+
+def _disabled(track: Track, at: float, reason: str) -> tuple[Track, list[AlertEvent]]:
     """An arrhythmia switched off in config (then restarted) resolves its alert instead of leaving it active forever."""
     if track.alert is None:
         return track, []
-    ended = track.alert.transition(at, "resolved", "alerting disabled for this arrhythmia", ended_at=at)
+    ended = track.alert.transition(at, "resolved", reason, ended_at=at)
     return Track(), [AlertEvent("end", track.alert, ended, "resolved")]
+
+
+def stand_down_reason(arrhythmia: str) -> str:
+    """Transition reason of a forecast alert ended because its rhythm is measured under way."""
+    return f"{RHYTHM_NAMES[arrhythmia]} under way: present-rhythm alert"
+
+
+def _stand_down(track: Track, arrhythmia: str, at: float) -> tuple[Track, list[AlertEvent]]:
+    """While the rhythm is under way its onset forecast has nothing left to predict: an active forecast alert is
+    resolved, and forecasts are not scored for persistence (k fresh positive ones are needed after it ends)."""
+    if track.alert is None:
+        return Track(), []
+    ended = track.alert.transition(at, "resolved", stand_down_reason(arrhythmia), ended_at=at)
+    return Track(), [AlertEvent("end", track.alert, ended, "resolved")]
+
+
+def _hold(
+    track: Track, rhythm: str, detection: AfDetection | VtDetection, clear_after_s: float, obs: ForecastSeen
+) -> tuple[Track, list[AlertEvent]]:
+    """An active present-rhythm alert: refreshed while its rhythm holds, cleared once the rhythm has been absent
+    ``clear_after_s`` (a gap that reaches back to the previous window continues; a span of the rhythm restarts it)."""
+    assert track.alert is not None
+    spans, end = obs.evidence.rhythm_spans, obs.evidence.t_end_s
+    run = measured_run(rhythm, spans, detection, holding=True)
+    if run.present:
+        began = track.alert.window.start_s if track.alert.window is not None else None
+        lasted = run.run_s if began is None or end is None else end - began
+        return Track(alert=track.alert.model_copy(update=_present_fields(rhythm, run, lasted, detection, obs))), []
+    gap = absent_s(spans, detection, obs.evidence.window_s)
+    since = _continued(track, gap, end)
+    absent = gap if since is None or end is None else end - since
+    if absent < clear_after_s:
+        return Track(alert=track.alert, since_s=since, seen_s=end), []
+    reason = f"{RHYTHM_NAMES[rhythm]} no longer measured for {absent:.0f} s"
+    ended = track.alert.transition(obs.at, "cleared", reason, ended_at=obs.at)
+    return Track(), [AlertEvent("end", track.alert, ended, "cleared")]
+
+
+def _continued(track: Track, run_s: float, end: float | None) -> float | None:
+    """Stream time the unbroken run (of the rhythm, or of its absence) began: the tracked run's start when this
+    window's run reaches back to the end of the window that last showed it, else this run's own start. None without
+    stream time: one window then decides alone."""
+    if end is None:
+        return None
+    start = end - run_s
+    if track.since_s is not None and track.seen_s is not None and start <= track.seen_s:
+        return track.since_s
+    return start
+
+
+def _present_fields(
+    rhythm: str, run: RhythmRun, lasted: float, detection: AfDetection | VtDetection, obs: ForecastSeen
+) -> dict[str, Any]:
+    """What a present-rhythm alert takes from one measurement: text, evidence with its run, and window."""
+    summary = run.summary(lasted)
+    threshold = detection.min_irregular_index if isinstance(detection, AfDetection) else detection.min_rate_bpm
+    end = obs.evidence.t_end_s
+    return {
+        "explanation": present_text(rhythm, summary, threshold, obs.evidence),
+        "evidence": {**obs.evidence.as_dict(), "present_rhythm": summary},
+        "window": None if end is None else AlertWindow(start_s=end - lasted, end_s=end),
+        "updated_at": obs.at,
+    }
 
 
 def _rising(margins: tuple[float, ...], reading: _Reading) -> tuple[float, ...]:

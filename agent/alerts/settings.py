@@ -15,11 +15,23 @@ from pydantic import Field, field_validator, model_validator
 from core.config import StrictModel
 from core.protocol import PATIENT_ID_PATTERN
 
-__all__ = ["AlertSettings", "ArrhythmiaPolicy", "EscalationSettings", "PolicySettings", "Priority", "QualityGate"]
+__all__ = [
+    "AfDetection",
+    "AlertSettings",
+    "ArrhythmiaPolicy",
+    "EscalationSettings",
+    "PolicySettings",
+    "PresentRhythmSettings",
+    "Priority",
+    "QualityGate",
+    "VtDetection",
+]
 
 Priority = Literal["low", "medium", "high"]
 PRIORITY_ORDER: tuple[Priority, ...] = ("low", "medium", "high")
 ARRHYTHMIAS: tuple[str, ...] = ("af", "flutter", "vt")  # the keys of Forecast.onset_probs
+PRESENT_RHYTHMS: tuple[str, ...] = ("af", "vt")  # rhythms measured under way; flutter cannot be told from the RR
+SPAN_S = 10.0  # core.measurements.RHYTHM_SPAN_S: durations are measured in whole spans of this length
 
 
 class ArrhythmiaPolicy(StrictModel):
@@ -82,6 +94,59 @@ class QualityGate(StrictModel):
         return value
 
 
+class AfDetection(StrictModel):
+    """When the measured rhythm counts as atrial fibrillation under way (an "AF now" alert)."""
+
+    enabled: bool = Field(True, description="Raise 'AF now' alerts at all")
+    min_duration_s: float = Field(
+        30.0, ge=SPAN_S, le=600, description="Irregularly irregular for at least this long (whole 10-s spans)"
+    )
+    min_irregular_index: float = Field(
+        0.08, gt=0, le=1, description="A 10-s span is AF-like when its NN irregular index is at or above this"
+    )
+    hold_irregular_index: float = Field(
+        0.06, gt=0, le=1, description="While 'AF now' is active a span still counts as AF down to this (hysteresis)"
+    )
+    priority: Priority = Field("medium", description="Priority when raised (bedside monitors: AF is medium)")
+
+    @model_validator(mode="after")
+    def _hold_below_raise(self) -> AfDetection:
+        if self.hold_irregular_index > self.min_irregular_index:
+            raise ValueError(
+                f"hold_irregular_index {self.hold_irregular_index} is above min_irregular_index "
+                f"{self.min_irregular_index}: an alert could clear on the spans that raised it"
+            )
+        return self
+
+
+class VtDetection(StrictModel):
+    """When the measured rhythm counts as ventricular tachycardia under way (a "VT now" alert)."""
+
+    enabled: bool = Field(True, description="Raise 'VT now' alerts at all")
+    min_duration_s: float = Field(
+        10.0, ge=SPAN_S, le=600, description="Ventricular rhythm for at least this long (whole 10-s spans)"
+    )
+    min_rate_bpm: float = Field(100.0, ge=60, le=250, description="A VT-like span is at least this fast")
+    min_ventricular_fraction: float = Field(
+        0.8, gt=0.5, le=1, description="... and at least this share of its beats are ventricular ('V')"
+    )
+    priority: Priority = Field("high", description="Priority when raised (bedside monitors: VT is high)")
+
+
+class PresentRhythmSettings(StrictModel):
+    """Present-rhythm alerts: a rhythm measured under way now, not a forecast; the matching forecast stands down."""
+
+    af: AfDetection = Field(default_factory=lambda: AfDetection.model_validate({}))
+    vt: VtDetection = Field(default_factory=lambda: VtDetection.model_validate({}))
+    clear_after_s: float = Field(
+        30.0, ge=SPAN_S, le=600, description="An alert clears once its rhythm has been absent this long"
+    )
+
+    def rhythm(self, name: str) -> AfDetection | VtDetection:
+        detection: AfDetection | VtDetection = getattr(self, name)
+        return detection
+
+
 class PolicySettings(StrictModel):
     """One unit's alert policy; a patient's effective policy is this with that patient's overrides merged in."""
 
@@ -109,6 +174,7 @@ class PolicySettings(StrictModel):
     max_renotify: int = Field(6, ge=0, le=1000, description="Re-notifications of one alert at most; 0 disables")
     escalation: EscalationSettings = Field(default_factory=lambda: EscalationSettings.model_validate({}))
     quality: QualityGate = Field(default_factory=lambda: QualityGate.model_validate({}))
+    present_rhythm: PresentRhythmSettings = Field(default_factory=lambda: PresentRhythmSettings.model_validate({}))
 
     @model_validator(mode="after")
     def _k_of_n(self) -> PolicySettings:

@@ -10,13 +10,24 @@ from __future__ import annotations
 from ._accuracy import BEAT_CLASSES, score_beats, true_rate_bpm
 from ._beats import BeatFeatures, ClassifierConfig, classify_beats
 from ._ec57 import Ec57Score, gross_ec57, score_ec57
-from ._metrics import LeadAnalysis, Measurements, analyse_lead, analyse_leads, best_lead, measure, measure_leads
+from ._metrics import (
+    LeadAnalysis,
+    Measurements,
+    analyse_best_lead,
+    analyse_lead,
+    analyse_leads,
+    best_lead,
+    measure,
+    measure_leads,
+)
 from ._qrs import DetectorConfig, detect_qrs
 from ._quality import QualityConfig, run_bounds
+from ._rhythm import RHYTHM_SPAN_S, RhythmSpan, rhythm_spans
 from ._trends import TREND_FEATURE_NAMES, trend_features, ventricular_runs
 
 __all__ = [
     "BEAT_CLASSES",
+    "RHYTHM_SPAN_S",
     "TREND_FEATURE_NAMES",
     "BeatFeatures",
     "ClassifierConfig",
@@ -25,6 +36,8 @@ __all__ = [
     "LeadAnalysis",
     "Measurements",
     "QualityConfig",
+    "RhythmSpan",
+    "analyse_best_lead",
     "analyse_lead",
     "analyse_leads",
     "best_lead",
@@ -33,6 +46,7 @@ __all__ = [
     "gross_ec57",
     "measure",
     "measure_leads",
+    "rhythm_spans",
     "run_bounds",
     "score_beats",
     "score_ec57",

@@ -18,7 +18,16 @@ from ._match import match_beats
 from ._qrs import detect_qrs_in_mask
 from ._quality import beat_stretches, run_bounds, usable_mask
 
-__all__ = ["LeadAnalysis", "Measurements", "analyse_lead", "analyse_leads", "best_lead", "measure", "measure_leads"]
+__all__ = [
+    "LeadAnalysis",
+    "Measurements",
+    "analyse_best_lead",
+    "analyse_lead",
+    "analyse_leads",
+    "best_lead",
+    "measure",
+    "measure_leads",
+]
 
 MIN_RR_FOR_RATE = 2  # fewer RR intervals than this give no rate, rather than a rate from one interval
 
@@ -255,10 +264,16 @@ def measure_leads(p_signal: npt.ArrayLike, fs: float, sig_name: list[str] | tupl
     >>> measure_leads(p_signal, fs, ["V1", "II"]).lead
     'II'
     """
+    return analyse_best_lead(p_signal, fs, sig_name).measurements
+
+
+def analyse_best_lead(p_signal: npt.ArrayLike, fs: float, sig_name: list[str] | tuple[str, ...]) -> LeadAnalysis:
+    """:func:`measure_leads` with the chosen lead's beats kept: for callers that read the rhythm beat by beat too
+    (:func:`core.measurements.rhythm_spans`), at the cost of one analysis. Same checks and errors."""
     signals = check_p_signal(p_signal, sig_name)
     fs = check_fs(fs)
     analyses = analyse_leads(signals, fs, [_canonical(name) for name in sig_name])
-    return analyses[best_lead(analyses)].measurements
+    return analyses[best_lead(analyses)]
 
 
 def analyse_leads(signals: npt.NDArray[np.float64], fs: float, names: list[str]) -> list[LeadAnalysis]:

@@ -149,7 +149,7 @@ def test_forecasts_cannot_assess_ack_and_restart(
         assert not any(m["after"]["kind"] == "cannot_assess" for m in collector.of("bed-1", "alert"))
 
         ack = {"schema": "ecgcast.alert_ack/1", "alert_id": alert["alert_id"], "by": "nurse.jones"}
-        collector.publish(TOPICS.alert_ack("bed-2"), ack)
+        collector.publish(TOPICS.alert_ack("bed-2", "nurse.jones"), ack)
         wait_for(lambda: any(m["after"]["state"] == "acknowledged" for m in collector.of("bed-2", "alert")))
         wait_for(lambda: any(m.get("embedded_seconds", 0) >= 10 for m in collector.of("bed-1", "status")), 10)
         status = next(m for m in collector.of("bed-1", "status") if m.get("embedded_seconds", 0) >= 10)

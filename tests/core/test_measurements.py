@@ -291,12 +291,14 @@ def test_exports() -> None:
         "TREND_FEATURE_NAMES", "trend_features", "ventricular_runs",
         # EC57-style beat-by-beat scoring of any annotated record
         "Ec57Score", "gross_ec57", "score_ec57",
+        # the rhythm span by span, for present-rhythm alerts (the best lead's beats kept)
+        "RHYTHM_SPAN_S", "RhythmSpan", "analyse_best_lead", "rhythm_spans",
     }  # fmt: skip
     for name in am.__all__:
         assert getattr(am, name) is not None
 
 
-@pytest.mark.parametrize("module", ["_qrs", "_beats", "_metrics", "_trends"])
+@pytest.mark.parametrize("module", ["_qrs", "_beats", "_metrics", "_trends", "_rhythm"])
 def test_docstring_examples_run(module: str) -> None:
     result = doctest.testmod(importlib.import_module(f"core.measurements.{module}"), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0

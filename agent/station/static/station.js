@@ -68,9 +68,15 @@ function muteText(m) {
 
 function alertHeadline(a) {
   if (a.kind === "cannot_assess") return "Cannot assess: signal quality";
-  const name = Object.prototype.hasOwnProperty.call(ARRHYTHMIA_WORDS, a.arrhythmia)
-    ? ARRHYTHMIA_WORDS[a.arrhythmia]
-    : `unknown arrhythmia (${String(a.arrhythmia).slice(0, 20)})`;
+  const known = Object.prototype.hasOwnProperty.call(ARRHYTHMIA_WORDS, a.arrhythmia);
+  const name = known ? ARRHYTHMIA_WORDS[a.arrhythmia] : `unknown arrhythmia (${String(a.arrhythmia).slice(0, 20)})`;
+  // A rhythm measured under way is never worded as a forecast: "AF now", with the measured duration.
+  if (a.kind === "present_rhythm") {
+    const run = a.evidence && a.evidence.present_rhythm;
+    const lasted = run && isNum(run.lasted_s) ? ` for ≥ ${Math.round(run.lasted_s)} s` : "";
+    return `${known ? ARRHYTHMIA[a.arrhythmia] : name} now: ${name} under way${lasted} (measured, not a forecast)`;
+  }
+  if (a.kind !== "forecast") return `Unknown alert kind (${String(a.kind).slice(0, 20)}): ${name}`;
   return `Forecast: ${name} may begin within ${horizon(a.horizon_s)} (p ${pct(a.probability)})`;
 }
 
@@ -397,9 +403,18 @@ function renderTileSafely(d) {
   }
 }
 
+// The order names every patient the station tracks: a tile it leaves out was removed there (the agent evicted the
+// patient, or nothing was heard of it for station.forget_after_s), so it goes from the page too.
 function applyOrder(pids) {
   const grid = document.getElementById("grid");
   const focused = document.activeElement;
+  const listed = new Set(pids);
+  station.tiles.forEach((entry, pid) => {
+    if (listed.has(pid)) return;
+    entry.el.remove();
+    station.tiles.delete(pid);
+  });
+  document.getElementById("empty").hidden = station.tiles.size > 0;
   pids.forEach((pid) => {
     const entry = station.tiles.get(pid);
     if (entry) grid.appendChild(entry.el);

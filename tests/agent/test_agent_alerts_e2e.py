@@ -23,22 +23,17 @@ separate the same way on strips every 3 s.
 
 from __future__ import annotations
 
-import itertools
-import json
 import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import paho.mqtt.client as mqtt
 import pytest
 import torch
-from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.daemon import Agent
 from agent.local_broker import LocalMosquitto
@@ -47,6 +42,8 @@ from core.protocol import Topics
 from core.settings import QualitySettings, WindowSettings
 from simulators.records import AnnotatedRecord
 from simulators.scenarios import generate_scenario
+
+from .alert_watch import Watcher, stream_records, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 ENCODER = ROOT / "models" / "forecaster" / "encoder.pt"  # the frozen encoder the shipped adapter pairs with
@@ -178,42 +175,6 @@ def alert_model(tmp_path_factory: pytest.TempPathFactory) -> AlertModel:
 # --- one run of broker + simulator + agent ----------------------------------------------------------------------
 
 
-class Watcher:
-    """Keeps every forecast and alert message the agent publishes, per patient."""
-
-    def __init__(self, port: int) -> None:
-        self._lock = threading.Lock()
-        self._messages: list[tuple[str, str, dict[str, Any]]] = []
-        self.subscribed = threading.Event()  # alerts are not retained: nothing may be published before this
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"watch-{uuid.uuid4().hex[:6]}")
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda client, userdata, mid, reasons, props: self.subscribed.set()
-        self.client.connect("127.0.0.1", port)
-        self.client.subscribe([("ecg/v1/+/forecast", 1), ("ecg/v1/+/alert", 1)])
-        self.client.loop_start()
-
-    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        _, _, patient, kind = msg.topic.split("/", 3)
-        with self._lock:
-            self._messages.append((patient, kind, json.loads(msg.payload)))
-
-    def of(self, patient: Patient, kind: str) -> list[dict[str, Any]]:
-        with self._lock:
-            return [body for pid, k, body in self._messages if pid == patient.patient_id and k == kind]
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(0.2)
-
-
 def agent_settings(broker: LocalMosquitto, model: AlertModel, workdir: Path) -> Settings:
     encoder = workdir / "encoder.pt"
     shutil.copy(ENCODER, encoder)  # copies: a stale ONNX is re-exported here, never over the committed model
@@ -239,25 +200,6 @@ def agent_settings(broker: LocalMosquitto, model: AlertModel, workdir: Path) -> 
     )
 
 
-def replay(settings: Settings, records: dict[Patient, AnnotatedRecord]) -> None:
-    """The simulator's own path (device_actions → MqttPublisher → replay_actions), paced at SPEED."""
-    from simulators.faults import device_actions
-    from simulators.publisher import MqttPublisher, replay_actions
-
-    t_start = time.time()
-    streams = [
-        itertools.takewhile(
-            lambda action: action.due_s <= REPLAY_S,
-            device_actions(
-                rec, p.patient_id, t_start=t_start, encoding="b64", topics=TOPICS, rng=np.random.default_rng(0)
-            ),
-        )
-        for p, rec in records.items()
-    ]
-    with MqttPublisher(settings.mqtt, client_id=f"sim-{uuid.uuid4().hex[:6]}") as publisher:
-        replay_actions(streams, publisher, SPEED)
-
-
 @dataclass(frozen=True)
 class AlertRun:
     records: dict[Patient, AnnotatedRecord]
@@ -268,7 +210,7 @@ class AlertRun:
 
 
 def _forecast_reached(watcher: Watcher, patient: Patient, t_s: float) -> bool:
-    return any(f["t_forecast"] >= t_s for f in watcher.of(patient, "forecast"))
+    return any(f["t_forecast"] >= t_s for f in watcher.of(patient.patient_id, "forecast"))
 
 
 @pytest.fixture(scope="module")
@@ -282,7 +224,10 @@ def alert_run(alert_model: AlertModel, tmp_path_factory: pytest.TempPathFactory)
         agent.start()
         try:
             wait_for(lambda: agent.connection.connected and watcher.subscribed.is_set(), 60, "agent and watcher")
-            publisher = threading.Thread(target=replay, args=(settings, records), name="simulator", daemon=True)
+            by_id = {p.patient_id: rec for p, rec in records.items()}
+            publisher = threading.Thread(
+                target=stream_records, args=(settings.mqtt, by_id, REPLAY_S, SPEED), name="simulator", daemon=True
+            )
             publisher.start()
             publisher.join(timeout=REPLAY_S / SPEED + 120)
             assert not publisher.is_alive(), "the simulator did not finish its replay"
@@ -302,8 +247,8 @@ def alert_run(alert_model: AlertModel, tmp_path_factory: pytest.TempPathFactory)
             watcher.close()
         yield AlertRun(
             records,
-            {p: watcher.of(p, "forecast") for p in records},
-            {p: watcher.of(p, "alert") for p in records},
+            {p: watcher.of(p.patient_id, "forecast") for p in records},
+            {p: watcher.of(p.patient_id, "alert") for p in records},
             active,
             settings,
         )

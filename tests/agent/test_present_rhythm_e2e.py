@@ -19,20 +19,15 @@ through the broker when this test was written (2 loaded cores): "AF now" at 121 
 
 from __future__ import annotations
 
-import itertools
-import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.daemon import Agent
 from agent.local_broker import LocalMosquitto
@@ -40,6 +35,8 @@ from agent.settings import Settings
 from core.protocol import Topics
 from simulators.records import AnnotatedRecord
 from simulators.scenarios import generate_scenario
+
+from .alert_watch import Watcher, stream_records, wait_for
 
 TOPICS = Topics("ecg/v1")
 LEADS = ("II", "V1")
@@ -55,42 +52,6 @@ RECORDS = {CONVERTING: ("af_onset", 7), STABLE: ("sinus_stable", 1)}
 def record(patient: str) -> AnnotatedRecord:
     scenario, seed = RECORDS[patient]
     return generate_scenario(scenario, seed=seed, minutes=3.0, fs=250.0, leads=LEADS, noise="low")
-
-
-class Watcher:
-    """Keeps every forecast and alert message the agent publishes, per patient."""
-
-    def __init__(self, port: int) -> None:
-        self._lock = threading.Lock()
-        self._messages: list[tuple[str, str, dict[str, Any]]] = []
-        self.subscribed = threading.Event()  # alerts are not retained: nothing may be published before this
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"watch-{uuid.uuid4().hex[:6]}")
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda client, userdata, mid, reasons, props: self.subscribed.set()
-        self.client.connect("127.0.0.1", port)
-        self.client.subscribe([("ecg/v1/+/forecast", 1), ("ecg/v1/+/alert", 1)])
-        self.client.loop_start()
-
-    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        _, _, patient, kind = msg.topic.split("/", 3)
-        with self._lock:
-            self._messages.append((patient, kind, json.loads(msg.payload)))
-
-    def of(self, patient: str, kind: str) -> list[dict[str, Any]]:
-        with self._lock:
-            return [body for pid, k, body in self._messages if pid == patient and k == kind]
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(0.2)
 
 
 def agent_settings(broker: LocalMosquitto, encoder: tuple[Path, Path], workdir: Path) -> Settings:
@@ -121,23 +82,6 @@ def agent_settings(broker: LocalMosquitto, encoder: tuple[Path, Path], workdir: 
     )
 
 
-def replay(settings: Settings, records: dict[str, AnnotatedRecord]) -> None:
-    """The simulator's own path (device_actions → MqttPublisher → replay_actions), paced at SPEED."""
-    from simulators.faults import device_actions
-    from simulators.publisher import MqttPublisher, replay_actions
-
-    t_start = time.time()
-    streams = [
-        itertools.takewhile(
-            lambda action: action.due_s <= REPLAY_S,
-            device_actions(rec, pid, t_start=t_start, encoding="b64", topics=TOPICS, rng=np.random.default_rng(0)),
-        )
-        for pid, rec in records.items()
-    ]
-    with MqttPublisher(settings.mqtt, client_id=f"sim-{uuid.uuid4().hex[:6]}") as publisher:
-        replay_actions(streams, publisher, SPEED)
-
-
 @dataclass(frozen=True)
 class Run:
     onset_s: float
@@ -158,7 +102,9 @@ def run(encoder_files: tuple[Path, Path], tmp_path_factory: pytest.TempPathFacto
         agent.start()
         try:
             wait_for(lambda: agent.connection.connected and watcher.subscribed.is_set(), 60, "agent and watcher")
-            publisher = threading.Thread(target=replay, args=(settings, records), name="simulator", daemon=True)
+            publisher = threading.Thread(
+                target=stream_records, args=(settings.mqtt, records, REPLAY_S, SPEED), name="simulator", daemon=True
+            )
             publisher.start()
             publisher.join(timeout=REPLAY_S / SPEED + 120)
             assert not publisher.is_alive(), "the simulator did not finish its replay"

@@ -257,19 +257,21 @@ def _windows_suffix(windows: tuple[int, ...]) -> str:
     return "" if tuple(windows) == PROBE_WINDOWS else "-w" + "-".join(str(w) for w in windows)
 
 
-def _all_parts(parts_dir: Path, n_keys: int) -> bool:
-    from evaluation.probe_features import PART
-
-    return all((parts_dir / f"part-{n:04d}.npz").exists() for n in range((n_keys + PART - 1) // PART))
-
-
 def cmd_eval_probe_features(args: argparse.Namespace) -> int:
     import torch
 
     from evaluation.data import EvalData, open_benchmark
     from evaluation.embed import Embedder
     from evaluation.lm import LmForecaster, load_engine
-    from evaluation.probe_features import draw_weights, evidence_donors, extract, input_keys, labels_of, merge_parts
+    from evaluation.probe_features import (
+        draw_weights,
+        evidence_donors,
+        extract,
+        input_keys,
+        labels_of,
+        merge_parts,
+        parts_complete,
+    )
     from llm_runtime.probe import PROBE_HORIZONS
     from llm_runtime.settings import LlmSettings
 
@@ -282,7 +284,7 @@ def cmd_eval_probe_features(args: argparse.Namespace) -> int:
     forecaster = LmForecaster(engine, data, embedder, zero_ecg=args.ablate == "zero-ecg", evidence_from=donors)
     name = args.split + _windows_suffix(args.windows) + (f"-{args.ablate}" if args.ablate else "")
     extract(forecaster, keys, args.out / f"{name}-parts", from_end=args.from_end)
-    if not _all_parts(args.out / f"{name}-parts", len(keys)):  # the other process is still on its last part
+    if not parts_complete(args.out / f"{name}-parts", len(keys)):  # the other process is still on its last part
         print(json.dumps({"split": args.split, "inputs": len(keys), "merged": False}))
         return 0
     labels = labels_of(data, args.split, keys, PROBE_HORIZONS)

@@ -32,6 +32,7 @@ __all__ = [
     "input_keys",
     "labels_of",
     "merge_parts",
+    "parts_complete",
     "source_window",
 ]
 
@@ -133,6 +134,11 @@ def extract(forecaster: LmForecaster, keys: Sequence[InputKey], parts_dir: Path,
             window_s=np.array([k[2] for k in chunk]),
         )
         tmp.replace(path)
+
+
+def parts_complete(parts_dir: Path, n_keys: int) -> bool:
+    """Whether every part of ``n_keys`` inputs is on disk (another process may still be writing its last one)."""
+    return all((parts_dir / f"part-{n:04d}.npz").exists() for n in range((n_keys + PART - 1) // PART))
 
 
 def _part_keys(part: Any) -> list[InputKey]:

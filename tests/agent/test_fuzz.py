@@ -29,6 +29,8 @@ from agent.station import hash_password
 from core.protocol import WaveChunk, encode_wave
 from simulators.scenarios import generate_scenario
 
+from .test_agent_e2e import settings_dict
+
 N_MESSAGES = 10_000
 FS = 250.0
 CLEAN = "bed-clean"
@@ -63,24 +65,16 @@ def _rss_mb() -> float:
 
 
 def _settings(url: str, encoder: Path, store: Path) -> Settings:
-    return Settings.model_validate(
-        {
-            "agent_id": "agent-fuzz",
-            "mqtt": {"url": url, "client_id": f"agent-{uuid.uuid4().hex[:6]}"},
-            "status": {"interval_s": 0.5},
-            "encoder": {"weights_path": str(encoder), "onnx_path": str(encoder.with_suffix(".onnx"))},
-            "llm": {"backbone": "tiny-random", "window_s": 20, "slack_s": 10, "horizons_s": [60], "num_threads": 1},
-            "forecast": {"cadence_s": 3.0, "min_seconds": 10},
-            "alerts": {"store_path": str(store)},
-            "http": {"port": 0},
-            "station": {
-                "enabled": True,
-                "port": 0,
-                "client_id": f"station-{uuid.uuid4().hex[:6]}",
-                "users": {"kim": hash_password("pw")},
-            },
-        }
-    )
+    """The end-to-end agent (tiny model) with its station on, as agent-fuzz."""
+    config = settings_dict(url, encoder, store)
+    config["agent_id"] = "agent-fuzz"
+    config["station"] = {
+        "enabled": True,
+        "port": 0,
+        "client_id": f"station-{uuid.uuid4().hex[:6]}",
+        "users": {"kim": hash_password("pw")},
+    }
+    return Settings.model_validate(config)
 
 
 class Recorder:

@@ -12,18 +12,8 @@ from agent.station._state import ACTIVE_KEPT, LIMIT_ALARM, TREND_KEPT
 from agent.station._wave import FIRST_SLOTS
 from core.errors import ProtocolError
 
-from .test_station_mute import mute_state
+from .test_station_mute import NOW, Clock, mute_state
 from .test_station_state import FS, alert_event, chunk, forecast_message, status_message, wire_alert
-
-NOW = 1_800_000_000.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _state(**settings: object) -> tuple[StationState, Clock]:

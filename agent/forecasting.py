@@ -22,7 +22,14 @@ from agent.encoder_stage import EncoderStage, encode_ready
 from agent.ingest_worker import IngestWorker, SignalSnapshot
 from agent.patient import CompletedWindows
 from agent.worker_thread import WorkerThread
-from core.measurements import Measurements, RhythmSpan, analyse_best_lead, measure_leads, rhythm_spans
+from core.measurements import (
+    Measurements,
+    RhythmSpan,
+    analyse_best_lead,
+    analysis_trends,
+    measure_leads,
+    rhythm_spans,
+)
 from core.protocol import Topics
 from llm_runtime.engine import ForecastEngine
 from llm_runtime.forecast import Forecast
@@ -62,6 +69,7 @@ class _Measured:
     snapshot: SignalSnapshot | None
     recent: Measurements | None
     evidence: Any
+    trends: np.ndarray  # the window's trend features (NaN where not measured), for a head that reads them
 
     def prompt_text(self) -> str:
         """The measured evidence as the prompt carries it (the same text training used)."""
@@ -214,7 +222,7 @@ class ModelWorker(WorkerThread):
         rhythm span by span (present-rhythm alerts read it from the same beats, at no extra analysis)."""
         window = self._window_s()
         snap = self._ingest.snapshot(pid, 2 * window)
-        recent = earlier = None
+        recent = earlier = analysis = None
         spans: tuple[RhythmSpan, ...] = ()
         if snap is not None and snap.p_signal.shape[0] >= snap.fs:
             n = round(window * snap.fs)
@@ -226,7 +234,7 @@ class ModelWorker(WorkerThread):
         state = self.stage.patients.get(pid)
         t_end = float(state.ring.newest_second + 1) if state is not None else None  # stream seconds, as forecasts
         evidence = self._evidence(recent, earlier, quality, float(window), t_end, spans) if self._evidence else None
-        return _Measured(snap, recent, evidence)
+        return _Measured(snap, recent, evidence, analysis_trends(analysis))
 
     def _report_cannot_assess(self, pid: str) -> None:
         self.stats.cannot_assess += 1
@@ -237,7 +245,7 @@ class ModelWorker(WorkerThread):
     def _forecast(self, patient_ids: list[str]) -> RunnerOutput:
         start = time.perf_counter()
         measured = {pid: self._measure(pid) for pid in patient_ids}
-        requests = [ScoreRequest(pid, measured[pid].prompt_text()) for pid in patient_ids]
+        requests = [ScoreRequest(pid, measured[pid].prompt_text(), measured[pid].trends) for pid in patient_ids]
         try:
             forecasts = self.engine.forecast(requests)
         except Exception:

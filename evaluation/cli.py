@@ -268,6 +268,7 @@ def cmd_eval_probe_features(args: argparse.Namespace) -> int:
         evidence_donors,
         extract,
         input_keys,
+        input_trends,
         labels_of,
         merge_parts,
         parts_complete,
@@ -290,7 +291,8 @@ def cmd_eval_probe_features(args: argparse.Namespace) -> int:
     labels = labels_of(data, args.split, keys, PROBE_HORIZONS)
     if args.split != "test":
         labels["weight"] = draw_weights(data, args.split, keys, PROBE_HORIZONS)
-    path = merge_parts(args.out / f"{name}-parts", keys, labels, engine.probe_layers, args.out / f"{name}.npz")
+    trends = input_trends(data, keys, donors)
+    path = merge_parts(args.out / f"{name}-parts", keys, labels, engine.probe_layers, args.out / f"{name}.npz", trends)
     print(json.dumps({"split": args.split, "inputs": len(keys), "features": str(path)}))
     return 0
 

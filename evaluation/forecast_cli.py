@@ -89,7 +89,7 @@ def _run(args: argparse.Namespace) -> Forecast:
 
     from agent.settings import load_settings
     from core.logs import configure_logging
-    from core.measurements import measure_leads
+    from evaluation.lm import window_evidence
     from llm_runtime.engine import ForecastEngine
     from llm_runtime.runner import ScoreRequest
     from llm_runtime.settings import LlmSettings
@@ -112,13 +112,14 @@ def _run(args: argparse.Namespace) -> Forecast:
         raise EcgcastError(f"window [{args.at - llm.window_s}, {args.at}] s is outside the record")
     segment = p_signal[start:end]
     embeddings = torch.from_numpy(_embeddings(settings, segment, fs, names))
-    evidence = measure_leads(segment, fs, names).as_prompt_text()
+    evidence = window_evidence(segment, fs, names)
     engine = ForecastEngine.load(llm, rebuild="inline")
     patient_id = args.patient_id or record_name
     first_second = int(args.at) - embeddings.shape[1]
     with engine.runner:
         engine.runner.prime(patient_id, embeddings.permute(1, 0, 2), first_second)  # (L, T, 64) -> (T, L, 64)
-        return engine.forecast([ScoreRequest(patient_id, evidence)], explain=not args.no_explain)[0]
+        request = ScoreRequest(patient_id, evidence.text, evidence.trends)
+        return engine.forecast([request], explain=not args.no_explain)[0]
 
 
 def _print_human(forecast: Forecast) -> None:

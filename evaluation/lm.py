@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import numpy.typing as npt
 import structlog
 import torch
 
-from core.measurements import measure_leads
+from core.measurements import Measurements, analyse_best_lead, analysis_trends
 from evaluation.data import CLASSES, ONSETS, EvalData, InputKey, Sample
 from evaluation.embed import Embedder
 from evaluation.predictions import Predictions
@@ -27,7 +28,7 @@ from llm_runtime.forecast import Forecast
 from llm_runtime.runner import ScoreRequest
 from llm_runtime.settings import LlmSettings
 
-__all__ = ["LmForecaster", "evidence_text", "load_engine"]
+__all__ = ["LmForecaster", "WindowEvidence", "input_evidence", "load_engine", "window_evidence"]
 
 log = structlog.get_logger(__name__)
 
@@ -48,11 +49,31 @@ def _adapter_leads(adapter_dir: Path | None) -> tuple[str, ...]:
     return tuple(read_adapter_meta(adapter_dir).get("leads") or ()) if adapter_dir is not None else ()
 
 
-def evidence_text(p_signal: np.ndarray, fs: float, sig_name: Sequence[str]) -> str:
-    """The prompt's evidence line, as the agent writes it (measurements of the window the model reads)."""
+@dataclass(frozen=True)
+class WindowEvidence:
+    """What the agent measures of the window it forecasts from: the summary, the prompt's evidence line and the
+    trend features the forecast head reads beside the LM."""
+
+    measurements: Measurements | None
+    text: str
+    trends: npt.NDArray[np.float64]
+
+
+def window_evidence(p_signal: np.ndarray, fs: float, sig_name: Sequence[str]) -> WindowEvidence:
+    """One analysis of the window (the best lead's beats), as the agent's ``ModelWorker._measure`` does."""
     if p_signal.shape[0] < fs:
-        return "no measurements available"
-    return measure_leads(p_signal, fs, list(sig_name)).as_prompt_text()
+        return WindowEvidence(None, "no measurements available", analysis_trends(None))
+    analysis = analyse_best_lead(p_signal, fs, list(sig_name))
+    return WindowEvidence(analysis.measurements, analysis.measurements.as_prompt_text(), analysis_trends(analysis))
+
+
+def input_evidence(data: EvalData, key: InputKey) -> WindowEvidence:
+    """:func:`window_evidence` of a benchmark input's window (the seconds before its anchor)."""
+    record_id, anchor_s, window_s = key
+    rec = data.record(record_id)
+    end = min(int(anchor_s), int(rec.p_signal.shape[0] // rec.fs))
+    lo, hi = round((end - window_s) * rec.fs), round(end * rec.fs)
+    return window_evidence(rec.p_signal[lo:hi], rec.fs, rec.sig_name)
 
 
 class LmForecaster:
@@ -108,14 +129,8 @@ class LmForecaster:
             seconds[:] = 0.0
         self.engine.runner.prime("eval", torch.from_numpy(seconds), end - window_s)
         self.seconds_read += window_s
-        return ScoreRequest("eval", self._evidence(self.evidence_from.get(key, key)))
-
-    def _evidence(self, key: InputKey) -> str:
-        record_id, anchor_s, window_s = key
-        rec = self.data.record(record_id)
-        end = min(int(anchor_s), int(rec.p_signal.shape[0] // rec.fs))
-        lo, hi = round((end - window_s) * rec.fs), round(end * rec.fs)
-        return evidence_text(rec.p_signal[lo:hi], rec.fs, rec.sig_name)
+        evidence = input_evidence(self.data, self.evidence_from.get(key, key))
+        return ScoreRequest("eval", evidence.text, evidence.trends)
 
     def predict(self, samples: Sequence[Sample]) -> Predictions:
         rhythm = np.zeros((len(samples), len(CLASSES)))

@@ -43,21 +43,40 @@ class ProbeEvalConfig:
     seed: int = 0
 
 
-def _load(path: Path) -> tuple[list[InputKey], npt.NDArray[np.float64]]:
-    with np.load(path, allow_pickle=False) as data:
-        keys = [
-            (str(r), float(a), int(w))
-            for r, a, w in zip(data["record_id"], data["anchor_s"], data["window_s"], strict=True)
-        ]
-        return keys, np.asarray(data["x"], dtype=np.float64)
+@dataclass(frozen=True)
+class _Inputs:
+    """One features file's rows: input keys, LM features (N, F) and trend features (N, E) when it carries them."""
+
+    keys: list[InputKey]
+    x: npt.NDArray[np.float64]
+    trends: npt.NDArray[np.float64] | None
+
+    @staticmethod
+    def load(path: Path) -> _Inputs:
+        with np.load(path, allow_pickle=False) as data:
+            keys = [
+                (str(r), float(a), int(w))
+                for r, a, w in zip(data["record_id"], data["anchor_s"], data["window_s"], strict=True)
+            ]
+            trends = np.asarray(data["trends"], dtype=np.float64) if "trends" in data.files else None
+            return _Inputs(keys, np.asarray(data["x"], dtype=np.float64), trends)
+
+    @staticmethod
+    def concat(parts: Sequence[_Inputs]) -> _Inputs:
+        trends = [p.trends for p in parts]
+        return _Inputs(
+            [k for p in parts for k in p.keys],
+            np.concatenate([p.x for p in parts]),
+            None if any(t is None for t in trends) else np.concatenate(trends),  # type: ignore[arg-type]
+        )
 
 
-def head_predictions(
-    head: ProbeHead, keys: Sequence[InputKey], x: npt.NDArray[np.float64]
-) -> Callable[[Sequence[Sample]], Predictions]:
-    """The head's forecasts, computed once for every input of ``keys``, served per cell: ``samples`` (each an
-    input of ``keys`` at one horizon) -> Predictions."""
-    out = dict(zip(keys, head.predict(x), strict=True))
+def head_predictions(head: ProbeHead, inputs: _Inputs) -> Callable[[Sequence[Sample]], Predictions]:
+    """The head's forecasts, computed once for every input, served per cell: ``samples`` (each an input of
+    ``inputs.keys`` at one horizon) -> Predictions."""
+    if head.reads_trends and inputs.trends is None:
+        raise ValueError("the head reads trend features; these features files carry none (re-run eval probe-features)")
+    out = dict(zip(inputs.keys, head.predict(inputs.x, inputs.trends), strict=True))
 
     def for_samples(samples: Sequence[Sample]) -> Predictions:
         rhythm = np.array([[out[s.key][0][s.horizon_s][c] for c in CLASSES] for s in samples])
@@ -160,16 +179,16 @@ def frozen_cells(data: EvalData, horizons: Sequence[int]) -> dict[Cell, list[Sam
 def evaluate_probe(data: EvalData, config: ProbeEvalConfig) -> dict[str, Any]:
     """Scores of the head, the GBT baseline and the ablations on the frozen subsample; written to ``out``."""
     head = ProbeHead.load(config.adapter)
-    keys, x = _load(config.features / "test.npz")
-    cells = _cells(data, keys, config.horizons_s)
-    predict = head_predictions(head, keys, x)
+    inputs = _Inputs.load(config.features / "test.npz")
+    cells = _cells(data, inputs.keys, config.horizons_s)
+    predict = head_predictions(head, inputs)
     probe = {c: predict(s) for c, s in cells.items()}
     best = gbt_predictions(data, cells, config.out / "gbt_predictions.npz", config.seed)
     results: dict[str, Any] = {
         "synthetic": True,
         "dataset": data.meta.get("spec", {}).get("name", str(data.bench.root)),
         "adapter": str(config.adapter),
-        "inputs": len(keys),
+        "inputs": len(inputs.keys),
         "probe": _summary(cells, probe, config),
         "gbt": _summary(cells, best, config),
         "probe_minus_gbt": _paired(cells, probe, best, config),
@@ -177,15 +196,14 @@ def evaluate_probe(data: EvalData, config: ProbeEvalConfig) -> dict[str, Any]:
     }
     for name in ABLATIONS:
         paths = [config.features / f"test-{name}.npz", *sorted(config.features.glob(f"test-w*-{name}.npz"))]
-        loaded = [_load(path) for path in paths if path.exists()]
+        loaded = [_Inputs.load(path) for path in paths if path.exists()]
         if not loaded:
             continue
-        ab_keys = [k for keys_, _ in loaded for k in keys_]
-        ab_x = np.concatenate([x_ for _, x_ in loaded])
-        present = set(ab_keys)
+        ablated_inputs = _Inputs.concat(loaded)
+        present = set(ablated_inputs.keys)
         ab_cells = {c: [s for s in samples if s.key in present] for c, samples in cells.items()}
         ab_cells = {c: s for c, s in ab_cells.items() if s}
-        predict_ablated = head_predictions(head, ab_keys, ab_x)
+        predict_ablated = head_predictions(head, ablated_inputs)
         full = {c: predict(s) for c, s in ab_cells.items()}
         ablated = {c: predict_ablated(s) for c, s in ab_cells.items()}
         results["ablations"][name] = {

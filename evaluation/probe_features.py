@@ -22,7 +22,7 @@ import numpy.typing as npt
 import structlog
 
 from evaluation.data import ONSETS, EvalData, InputKey, frozen_lm_subsample
-from evaluation.lm import LmForecaster
+from evaluation.lm import LmForecaster, input_evidence
 
 __all__ = [
     "PART",
@@ -30,6 +30,7 @@ __all__ = [
     "evidence_donors",
     "extract",
     "input_keys",
+    "input_trends",
     "labels_of",
     "merge_parts",
     "parts_complete",
@@ -167,10 +168,25 @@ def draw_weights(
     return np.array([weights[k] for k in keys])
 
 
+def input_trends(
+    data: EvalData, keys: Sequence[InputKey], donors: dict[InputKey, InputKey] | None = None
+) -> npt.NDArray[np.float64]:
+    """(N, E) trend features of each input's window, measured as the LM's evidence line is (``input_evidence``);
+    with ``donors`` (the evidence-swap ablation) each input gets its donor's, as its evidence line does."""
+    donors = donors or {}
+    return np.stack([input_evidence(data, donors.get(k, k)).trends for k in keys])
+
+
 def merge_parts(
-    parts_dir: Path, keys: Sequence[InputKey], labels: dict[str, npt.NDArray[Any]], layers: Sequence[int], out: Path
+    parts_dir: Path,
+    keys: Sequence[InputKey],
+    labels: dict[str, npt.NDArray[Any]],
+    layers: Sequence[int],
+    out: Path,
+    trends: npt.NDArray[np.float64],
 ) -> Path:
-    """One ``out`` file: features of every key in order, their labels and the layers they came from."""
+    """One ``out`` file: LM features of every key in order, the trend features the head reads beside them, their
+    labels and the layers they came from."""
     rows: dict[InputKey, npt.NDArray[np.float32]] = {}
     for path in sorted(parts_dir.glob("part-*.npz")):
         if path.name.endswith(".tmp.npz"):  # a part being written now
@@ -182,6 +198,7 @@ def merge_parts(
         raise ValueError(f"{len(missing)} of {len(keys)} inputs have no features yet (rerun the extraction)")
     arrays: dict[str, npt.NDArray[Any]] = {
         "x": np.stack([rows[k] for k in keys]),
+        "trends": trends,
         "record_id": np.array([k[0] for k in keys]),
         "anchor_s": np.array([k[1] for k in keys]),
         "window_s": np.array([k[2] for k in keys]),

@@ -28,6 +28,7 @@ from core.measurements import measure_leads
 from core.protocol import Topics
 from evaluation.data import ONSETS, Record, RecordTruth
 from evaluation.embed import EmbeddedRecord, lead_verdict
+from evaluation.lm import WindowEvidence, window_evidence
 from llm_runtime.engine import ForecastEngine
 from llm_runtime.runner import ScoreRequest
 
@@ -108,17 +109,17 @@ class RecordReplay:
         return out
 
 
-def _evidence(record: Record, emb: EmbeddedRecord, t_end: int, window_s: int) -> tuple[Any, str]:
+def _evidence(record: Record, emb: EmbeddedRecord, t_end: int, window_s: int) -> tuple[Any, WindowEvidence]:
     fs = record.fs
     recent_lo = max(0, t_end - window_s)
-    recent = measure_leads(record.p_signal[round(recent_lo * fs) : round(t_end * fs)], fs, list(record.sig_name))
+    measured = window_evidence(record.p_signal[round(recent_lo * fs) : round(t_end * fs)], fs, record.sig_name)
     earlier = None
     if t_end >= 2 * window_s:
         span = record.p_signal[round((t_end - 2 * window_s) * fs) : round(recent_lo * fs)]
         earlier = measure_leads(span, fs, list(record.sig_name))
     quality = {name: lead_verdict(emb.reasons[i][max(0, t_end - 5) : t_end]) for i, name in enumerate(record.sig_name)}
-    evidence = build_evidence(recent, earlier, quality, float(t_end - recent_lo), t_end_s=float(t_end))
-    return evidence, recent.as_prompt_text()
+    evidence = build_evidence(measured.measurements, earlier, quality, float(t_end - recent_lo), t_end_s=float(t_end))
+    return evidence, measured
 
 
 def replay_record(
@@ -153,8 +154,8 @@ def replay_record(
             for t_end in range(first, end, config.cadence_s):
                 engine.runner.extend_seconds(pid, torch.from_numpy(emb.lm_seconds(leads, fed, t_end)), fed)
                 fed = t_end
-                evidence, text = _evidence(record, emb, t_end, window_s)
-                request = ScoreRequest(pid, text)
+                evidence, measured = _evidence(record, emb, t_end, window_s)
+                request = ScoreRequest(pid, measured.text, measured.trends)
                 (forecast,) = engine.forecast([request])
                 now[0] = float(t_end)
                 risk = {c: max(per_h.get(c, 0.0) for per_h in forecast.onset_probs.values()) for c in ONSETS}

@@ -7,10 +7,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import structlog
 import torch
 
 from core.errors import ConfigError
+from core.measurements import TREND_FEATURE_NAMES
 from llm_runtime.backbones import Backbone, load_backbone
 from llm_runtime.calibration import OnsetCalibration
 from llm_runtime.checkpoints import load_adapter, load_camel_checkpoint, read_adapter_meta
@@ -145,7 +148,7 @@ class ForecastEngine:
                 raise ConfigError(f"{self.settings.adapter_dir}: probe adapter without a forecast head (train it)")
             wanted = self.settings.horizons_s
             features, spans = self.runner.probe_read(requests, self.probe_layers)
-            out = self.probe.predict(features.numpy())
+            out = self.probe.predict(features.numpy(), self._trends(requests) if self.probe.reads_trends else None)
             return [
                 (*span, {h: r[h] for h in wanted}, {h: o[h] for h in wanted})
                 for span, (r, o) in zip(spans, out, strict=True)
@@ -155,6 +158,12 @@ class ForecastEngine:
             (result.t_end_s, result.window_s, *probabilities_by_horizon(questions, result.probs))
             for result in self.runner.score(requests)
         ]
+
+    @staticmethod
+    def _trends(requests: Sequence[ScoreRequest]) -> npt.NDArray[np.float64]:
+        """(B, E): each request's trend features; a request without them (no measurement) is a row of NaN."""
+        n = len(TREND_FEATURE_NAMES)
+        return np.stack([np.full(n, np.nan) if r.trends is None else np.asarray(r.trends, float) for r in requests])
 
     def forecast(self, requests: Sequence[ScoreRequest], explain: bool = False) -> list[Forecast]:
         """Score every patient in one batch; with ``explain``, add a generated rationale per patient."""

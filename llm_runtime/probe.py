@@ -1,16 +1,19 @@
 """The forecast head of CAMEL's "probe" variant: linear read-outs of the LM's state after the ECG and evidence.
 
 The ECG-LM reads the ECG tokens and the evidence line; at the end of the probe prompt (``PromptBook.probe``) the
-hidden states of a few decoder layers are concatenated into one feature vector. Per horizon, a softmax over the
-rhythm classes and one logistic output per arrhythmia ("starts within h") read it, after standardisation. Onset
-outputs carry a Platt calibration fitted on validation patients. Numbers only: this module does no I/O beyond
-its own file, so the head is the same object in training, evaluation and the agent.
+hidden states of a few decoder layers are concatenated into one feature vector. Beside it the head may read the
+evidence as numbers: the window's trend features (``core.measurements.analysis_trends``, the rate, variability and
+ectopy of the whole window, its last minute and its change from first to second half), which the evidence line
+gives the LM only as rounded words for the whole window. Per horizon, a softmax over the rhythm classes and one
+logistic output per arrhythmia ("starts within h") read the standardised inputs. Onset outputs carry a Platt
+calibration fitted on validation patients. Numbers only: this module does no I/O beyond its own file, so the head
+is the same object in training, evaluation and the agent.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +21,10 @@ import numpy as np
 import numpy.typing as npt
 
 from core.errors import CheckpointError
+from core.measurements import TREND_FEATURE_NAMES
 from llm_runtime.prompts import ARRHYTHMIAS, RHYTHMS
 
-__all__ = ["PROBE_FILE", "PROBE_HORIZONS", "ProbeHead"]
+__all__ = ["PROBE_FILE", "PROBE_HORIZONS", "ProbeHead", "trend_columns"]
 
 PROBE_FILE = "probe_head.npz"
 PROBE_HORIZONS = (60, 180, 300, 600)
@@ -40,9 +44,22 @@ def _sigmoid(x: Floats) -> Floats:
     return out
 
 
+def trend_columns(trends: Floats | None, fill: Floats, rows: int) -> Floats:
+    """The head's inputs from trend features (B, E): the values with NaN (too few beats) replaced by ``fill`` (the
+    training medians), their signed log (rates and counts are heavy-tailed; a linear read-out needs both scales),
+    and a missing flag per feature. ``trends`` None (no measurements) counts every feature missing."""
+    if trends is None:
+        trends = np.full((rows, fill.size), np.nan)
+    values = np.asarray(trends, dtype=np.float64).reshape(rows, fill.size)
+    missing = np.isnan(values)
+    filled = np.where(missing, fill, values)
+    out: Floats = np.hstack([filled, np.sign(filled) * np.log1p(np.abs(filled)), missing.astype(np.float64)])
+    return out
+
+
 @dataclass(frozen=True, eq=False)
 class ProbeHead:
-    """Linear read-outs, per horizon, of standardised LM features."""
+    """Linear read-outs, per horizon, of standardised LM features (and trend features, when ``trend_fill`` is set)."""
 
     horizons_s: tuple[int, ...]
     layers: tuple[int, ...]  # decoder layers whose last-position states are concatenated (-1: final, normed)
@@ -53,10 +70,25 @@ class ProbeHead:
     onset_w: Floats  # (H, len(ARRHYTHMIAS), F)
     onset_b: Floats  # (H, len(ARRHYTHMIAS))
     platt: Floats  # (H, len(ARRHYTHMIAS), 2): calibrated logit = a * raw logit + b
+    trend_fill: Floats = field(default_factory=lambda: np.zeros(0))  # (E,) medians; empty: the LM features only
 
-    def predict(self, features: Floats) -> list[tuple[dict[int, dict[str, float]], dict[int, dict[str, float]]]]:
-        """Features (B, F) -> per row (rhythm_probs, onset_probs), keyed by horizon as the Forecast object."""
-        x = (np.asarray(features, dtype=np.float64) - self.mean) / self.scale  # (B, F)
+    @property
+    def reads_trends(self) -> bool:
+        return self.trend_fill.size > 0
+
+    def inputs(self, features: Floats, trends: Floats | None = None) -> Floats:
+        """LM features (B, F) and trend features (B, E) -> the head's unstandardised input rows."""
+        x = np.asarray(features, dtype=np.float64)
+        if not self.reads_trends:
+            return x
+        return np.hstack([x, trend_columns(trends, self.trend_fill, x.shape[0])])
+
+    def predict(
+        self, features: Floats, trends: Floats | None = None
+    ) -> list[tuple[dict[int, dict[str, float]], dict[int, dict[str, float]]]]:
+        """LM features (B, F) and, for a head that reads them, trend features (B, E; None or NaN: not measured) -> per
+        row (rhythm_probs, onset_probs), keyed by horizon as the Forecast object."""
+        x = (self.inputs(features, trends) - self.mean) / self.scale  # (B, F [+ 3E])
         rhythm = _softmax(np.einsum("hcf,bf->bhc", self.rhythm_w, x) + self.rhythm_b)  # (B, H, 4)
         raw = np.einsum("hcf,bf->bhc", self.onset_w, x) + self.onset_b  # (B, H, 3)
         onset = _sigmoid(self.platt[..., 0] * raw + self.platt[..., 1])
@@ -72,9 +104,10 @@ class ProbeHead:
     def save(self, directory: Path, meta: dict[str, Any]) -> Path:
         """Arrays to ``directory/probe_head.npz`` (no pickle), horizons, layers and ``meta`` beside them in JSON."""
         directory.mkdir(parents=True, exist_ok=True)
-        arrays = {k: getattr(self, k) for k in ("mean", "scale", "rhythm_w", "rhythm_b", "onset_w", "onset_b", "platt")}
-        np.savez(directory / PROBE_FILE, **arrays)
-        info = {"horizons_s": list(self.horizons_s), "layers": list(self.layers), **meta}
+        names = ("mean", "scale", "rhythm_w", "rhythm_b", "onset_w", "onset_b", "platt", "trend_fill")
+        np.savez(directory / PROBE_FILE, **{k: getattr(self, k) for k in names})
+        trends = list(TREND_FEATURE_NAMES) if self.reads_trends else []
+        info = {"horizons_s": list(self.horizons_s), "layers": list(self.layers), "trend_features": trends, **meta}
         (directory / "probe_head.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         return directory / PROBE_FILE
 
@@ -87,6 +120,8 @@ class ProbeHead:
             head = ProbeHead(tuple(info["horizons_s"]), tuple(info["layers"]), **arrays)
         except (OSError, KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{directory}: unreadable forecast head ({exc})") from exc
+        if head.reads_trends and info.get("trend_features") != list(TREND_FEATURE_NAMES):
+            raise CheckpointError(f"{directory}: the head reads other trend features than this code computes")
         n_h, n_f = len(head.horizons_s), head.mean.shape[0]
         if head.rhythm_w.shape != (n_h, len(RHYTHMS), n_f) or head.onset_w.shape != (n_h, len(ARRHYTHMIAS), n_f):
             raise CheckpointError(f"{directory}: forecast head shapes do not match {n_h} horizons x {n_f} features")

@@ -18,6 +18,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+import numpy.typing as npt
 import structlog
 import torch
 from transformers.cache_utils import DynamicCache
@@ -42,10 +44,11 @@ class RunnerConfig:
     rebuild: Literal["background", "inline"] = "background"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ScoreRequest:
     patient_id: str
     evidence: str  # measured evidence as prompt text (deterministic measurements)
+    trends: npt.NDArray[np.float64] | None = None  # the same window's trend features, for a head that reads them
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,8 @@ def _register_probe(stages: argparse._SubParsersAction) -> None:  # type: ignore
     head.add_argument("--features", type=Path, required=True, help="directory with train.npz and val.npz")
     head.add_argument("--adapter", type=Path, required=True, help="the probe adapter the features came from")
     head.add_argument("--c", type=float, default=0.05, help="inverse L2 strength of the logistic read-outs")
+    head.add_argument("--no-trends", action="store_true", help="read the LM features only, not the trend features")
+    head.add_argument("--balanced-rhythm", action="store_true", help="class-balanced rhythm read-out")
     head.add_argument(
         "--weighted-calibration", action="store_true", help="calibrate onsets at the split's own label frequencies"
     )
@@ -76,9 +78,15 @@ def cmd_probe_adapter(args: argparse.Namespace) -> int:
 
 
 def cmd_probe_head(args: argparse.Namespace) -> int:
-    from training.probe import train_head
+    from training.probe import HeadRecipe, train_head
 
-    print(f"head: {train_head(args.features, args.adapter, args.c, args.weighted_calibration)}")
+    recipe = HeadRecipe(
+        c=args.c,
+        trends=not args.no_trends,
+        balanced_rhythm=args.balanced_rhythm,
+        weighted_calibration=args.weighted_calibration,
+    )
+    print(f"head: {train_head(args.features, args.adapter, recipe)}")
     if args.ship:
         from training.ship import ship_adapter
 

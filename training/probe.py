@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,13 @@ import structlog
 import torch
 
 from encoder_onnx.data import WindowSet
-from llm_runtime.probe import PROBE_HORIZONS, ProbeHead
+from llm_runtime.probe import PROBE_HORIZONS, ProbeHead, trend_columns
 from llm_runtime.prompts import ARRHYTHMIAS, RHYTHMS
 
 __all__ = [
     "PROBE_HORIZONS",
     "WORDS",
+    "HeadRecipe",
     "build_probe_adapter",
     "fit_probe_head",
     "grounded_projector",
@@ -120,12 +122,13 @@ def build_probe_adapter(
     return out_dir
 
 
-def _balanced_logistic(x: npt.NDArray[np.float64], y: npt.NDArray[np.int64], c: float, seed: int) -> Any:
+def _logistic(x: npt.NDArray[np.float64], y: npt.NDArray[np.int64], c: float, seed: int, balanced: bool) -> Any:
     from sklearn.linear_model import LogisticRegression
 
     if len(np.unique(y)) < 2:
         return None
-    return LogisticRegression(C=c, class_weight="balanced", max_iter=3000, random_state=seed).fit(x, y)
+    weight = "balanced" if balanced else None
+    return LogisticRegression(C=c, class_weight=weight, max_iter=3000, random_state=seed).fit(x, y)
 
 
 def _platt(
@@ -141,26 +144,45 @@ def _platt(
     return float(fit.coef_[0, 0]), float(fit.intercept_[0])
 
 
+@dataclass(frozen=True)
+class HeadRecipe:
+    """How the head is fitted (docs/TRAINING.md gives the validation runs behind the defaults)."""
+
+    c: float = 0.05  # inverse L2 strength of every read-out
+    trends: bool = True  # read the window's trend features beside the LM (when the features files carry them)
+    balanced_rhythm: bool = False  # class-balanced rhythm read-out (favours rare classes at the cost of macro-F1)
+    weighted_calibration: bool = False  # Platt fit weighted back to the split's own label frequencies
+    seed: int = 0
+
+
+def _head_rows(split: dict[str, npt.NDArray[Any]], fill: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    x = np.asarray(split["x"], dtype=np.float64)
+    return np.hstack([x, trend_columns(split["trends"], fill, x.shape[0])]) if fill.size else x
+
+
 def fit_probe_head(
     train: dict[str, npt.NDArray[Any]],
     val: dict[str, npt.NDArray[Any]],
     layers: Sequence[int],
-    c: float = 0.05,
-    seed: int = 0,
-    weighted_calibration: bool = False,
+    recipe: HeadRecipe = HeadRecipe(),
 ) -> ProbeHead:
-    """Fit the head on training features and labels (``evaluation.probe_features`` arrays: ``x`` (N, F),
-    ``rhythm_<h>`` class indexes, ``onset_<cls>_<h>`` 0/1), calibrate onsets on ``val``."""
-    mean = train["x"].mean(0)
-    scale = train["x"].std(0) + 1e-6
-    xt, xv = (train["x"] - mean) / scale, (val["x"] - mean) / scale
+    """Fit the head on training features and labels (``evaluation.probe_features`` arrays: ``x`` (N, F), ``trends``
+    (N, E), ``rhythm_<h>`` class indexes, ``onset_<cls>_<h>`` 0/1), calibrate onsets on ``val``."""
+    c, seed = recipe.c, recipe.seed
+    fill = np.zeros(0)
+    if recipe.trends and "trends" in train:
+        fill = np.nan_to_num(np.nanmedian(train["trends"], axis=0))  # a feature never measured: 0
+    rows_t, rows_v = _head_rows(train, fill), _head_rows(val, fill)
+    mean = rows_t.mean(0)
+    scale = rows_t.std(0) + 1e-6
+    xt, xv = (rows_t - mean) / scale, (rows_v - mean) / scale
     n_f, n_h = xt.shape[1], len(PROBE_HORIZONS)
     rhythm_w, rhythm_b = np.zeros((n_h, len(RHYTHMS), n_f)), np.full((n_h, len(RHYTHMS)), -30.0)
     onset_w, onset_b = np.zeros((n_h, len(ARRHYTHMIAS), n_f)), np.full((n_h, len(ARRHYTHMIAS)), -30.0)
     platt = np.tile([1.0, 0.0], (n_h, len(ARRHYTHMIAS), 1))
     for i, h in enumerate(PROBE_HORIZONS):
         y, known = train[f"rhythm_{h}"], train[f"rhythm_{h}"] >= 0  # -1: the record ends before the horizon
-        fit = _balanced_logistic(xt[known], y[known], c, seed)
+        fit = _logistic(xt[known], y[known], c, seed, recipe.balanced_rhythm)
         if fit is not None:
             binary = len(fit.classes_) == 2  # one coefficient row: the logit of classes_[1] against classes_[0]
             rows = np.stack([np.zeros_like(fit.coef_[0]), fit.coef_[0]]) if binary else fit.coef_
@@ -169,14 +191,14 @@ def fit_probe_head(
                 rhythm_w[i, cls], rhythm_b[i, cls] = rows[j], bias[j]
         for j, name in enumerate(ARRHYTHMIAS):
             y, known = train[f"onset_{name}_{h}"], train[f"onset_{name}_{h}"] >= 0
-            fit = _balanced_logistic(xt[known], y[known], c, seed)
+            fit = _logistic(xt[known], y[known], c, seed, balanced=True)  # ranking; Platt restores the rates
             if fit is None:
                 continue
             onset_w[i, j], onset_b[i, j] = fit.coef_[0], fit.intercept_[0]
             yv, seen = val[f"onset_{name}_{h}"], val[f"onset_{name}_{h}"] >= 0
-            weight = val["weight"][seen] if weighted_calibration and "weight" in val else None
+            weight = val["weight"][seen] if recipe.weighted_calibration and "weight" in val else None
             platt[i, j] = _platt(xv[seen] @ onset_w[i, j] + onset_b[i, j], yv[seen], weight)
-    return ProbeHead(PROBE_HORIZONS, tuple(layers), mean, scale, rhythm_w, rhythm_b, onset_w, onset_b, platt)
+    return ProbeHead(PROBE_HORIZONS, tuple(layers), mean, scale, rhythm_w, rhythm_b, onset_w, onset_b, platt, fill)
 
 
 def _weighted_quantile(values: npt.NDArray[np.float64], weights: npt.NDArray[np.float64], q: float) -> float:
@@ -199,7 +221,7 @@ def operating_points(
     with the share of onset inputs it catches at that threshold (sensitivity per forecast, not per onset)."""
     keep = val["window_s"] >= min_window_s
     weight = val["weight"][keep] if "weight" in val else np.ones(int(keep.sum()))
-    predicted = head.predict(val["x"][keep])
+    predicted = head.predict(val["x"][keep], val["trends"][keep] if "trends" in val else None)
     longest = max(alert_horizons)
     out: dict[str, dict[str, float | int]] = {}
     for name in ARRHYTHMIAS:
@@ -236,19 +258,19 @@ def load_split(features_dir: Path, split: str) -> dict[str, npt.NDArray[Any]]:
     return {k: v if k == "layers" else np.concatenate([p[k] for p in parts]) for k, v in parts[0].items()}
 
 
-def train_head(features_dir: Path, adapter_dir: Path, c: float = 0.05, weighted_calibration: bool = False) -> Path:
+def train_head(features_dir: Path, adapter_dir: Path, recipe: HeadRecipe = HeadRecipe()) -> Path:
     """Fit the head from ``features_dir/{train,val}.npz`` and write it into ``adapter_dir``.
 
-    ``weighted_calibration`` weights validation inputs back to the split's own label frequencies (the draw keeps
-    onsets over-represented). Off for the shipped head: its probabilities are those of the stratified draw, which
-    the alert thresholds (``raise_at`` 0.5) were left at; weighted, onset risk falls to about 0.07 before an onset
-    and no alert fires at 0.5. Choosing ``raise_at`` from a validation operating point comes with it."""
+    ``recipe.weighted_calibration`` weights validation inputs back to the split's own label frequencies (the draw
+    keeps onsets over-represented). Off for the shipped head: its probabilities are those of the stratified draw,
+    which the alert thresholds were set on; weighted, onset risk falls to about 0.07 before an onset."""
     train, val = load_split(features_dir, "train"), load_split(features_dir, "val")
+    if recipe.trends and "trends" not in train:
+        raise ValueError(f"{features_dir}: the features carry no trend features (re-run eval probe-features)")
     layers = tuple(int(v) for v in train["layers"])
-    head = fit_probe_head(train, val, layers, c, weighted_calibration=weighted_calibration)
+    head = fit_probe_head(train, val, layers, recipe)
     meta: dict[str, Any] = {
-        "c": c,
-        "weighted_calibration": weighted_calibration,
+        **asdict(recipe),
         "n_train": len(train["x"]),
         "n_val": len(val["x"]),
         "train_windows_s": sorted({int(w) for w in train["window_s"]}),

@@ -23,7 +23,7 @@ from ._metrics import (
 from ._qrs import DetectorConfig, detect_qrs
 from ._quality import QualityConfig, run_bounds
 from ._rhythm import RHYTHM_SPAN_S, RhythmSpan, rhythm_spans
-from ._trends import TREND_FEATURE_NAMES, trend_features, ventricular_runs
+from ._trends import TREND_FEATURE_NAMES, analysis_trends, trend_features, ventricular_runs
 
 __all__ = [
     "BEAT_CLASSES",
@@ -40,6 +40,7 @@ __all__ = [
     "analyse_best_lead",
     "analyse_lead",
     "analyse_leads",
+    "analysis_trends",
     "best_lead",
     "classify_beats",
     "detect_qrs",

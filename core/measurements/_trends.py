@@ -14,7 +14,9 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["TREND_FEATURE_NAMES", "trend_features", "ventricular_runs"]
+from ._metrics import LeadAnalysis
+
+__all__ = ["TREND_FEATURE_NAMES", "analysis_trends", "trend_features", "ventricular_runs"]
 
 _PART: Final = ("hr_bpm", "rr_cv", "rmssd_ms", "irregularity", "pnn50", "pac_per_min", "pvc_per_min", "vruns_per_min")
 TREND_FEATURE_NAMES: Final[tuple[str, ...]] = (
@@ -92,3 +94,14 @@ def trend_features(
     )
     longest = float(np.max(ventricular_runs(sym), initial=0))
     return np.array([*whole, *recent, *delta, longest, t.size / window_s], dtype=np.float64)
+
+
+def analysis_trends(analysis: LeadAnalysis | None) -> npt.NDArray[np.float64]:
+    """:func:`trend_features` of one whole analysed stretch: what the forecast head reads beside the LM (the agent
+    analyses the window it forecasts from, evaluation the same window of a record, so both compute it alike). No
+    analysis (no signal yet) gives all-NaN features, which the head treats as missing."""
+    if analysis is None:
+        return np.full(len(TREND_FEATURE_NAMES), np.nan)
+    duration_s = analysis.measurements.duration_s
+    t_s = analysis.r_peaks / analysis.measurements.fs
+    return trend_features(t_s, analysis.symbols, anchor_s=duration_s, window_s=duration_s)

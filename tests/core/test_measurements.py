@@ -287,8 +287,8 @@ def test_exports() -> None:
         "analyse_lead", "classify_beats", "detect_qrs", "measure", "measure_leads",
         # scoring against reference annotations, for benchmarks and evaluation
         "BEAT_CLASSES", "LeadAnalysis", "analyse_leads", "best_lead", "run_bounds", "score_beats", "true_rate_bpm",
-        # window features with trends (the tree baseline's, and the forecaster evidence's to come)
-        "TREND_FEATURE_NAMES", "trend_features", "ventricular_runs",
+        # window features with trends (the tree baseline's, and the forecast head's beside the LM)
+        "TREND_FEATURE_NAMES", "analysis_trends", "trend_features", "ventricular_runs",
         # EC57-style beat-by-beat scoring of any annotated record
         "Ec57Score", "gross_ec57", "score_ec57",
         # the rhythm span by span, for present-rhythm alerts (the best lead's beats kept)
@@ -303,3 +303,14 @@ def test_docstring_examples_run(module: str) -> None:
     result = doctest.testmod(importlib.import_module(f"core.measurements.{module}"), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_analysis_trends_are_the_trend_features_of_the_whole_analysed_stretch() -> None:
+    from core.measurements import TREND_FEATURE_NAMES, analyse_lead, analysis_trends, trend_features
+
+    assert np.isnan(analysis_trends(None)).all() and analysis_trends(None).shape == (len(TREND_FEATURE_NAMES),)
+    sig = np.zeros(int(60 * FS))
+    sig[np.arange(int(FS) // 2, sig.size, int(FS))] = 1.5  # one spike a second: 60 bpm
+    analysis = analyse_lead(sig, FS, "II")
+    expected = trend_features(analysis.r_peaks / FS, analysis.symbols, anchor_s=60.0, window_s=60.0)
+    np.testing.assert_array_equal(analysis_trends(analysis), expected)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from core.errors import CheckpointError, ConfigError
+from core.measurements import TREND_FEATURE_NAMES
 from llm_runtime.backbones import load_backbone
 from llm_runtime.checkpoints import save_adapter
 from llm_runtime.engine import ForecastEngine
@@ -39,19 +40,21 @@ def _seconds(n: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(n, 1, 64, generator=torch.Generator().manual_seed(seed))
 
 
-def _head(n_features: int, seed: int = 0) -> ProbeHead:
+def _head(n_features: int, seed: int = 0, n_trends: int = 0) -> ProbeHead:
+    """A random head over ``n_features`` LM features (and ``n_trends`` trend features: 3 input columns each)."""
     rng = np.random.default_rng(seed)
-    n_h = len(HORIZONS)
+    n_h, n_in = len(HORIZONS), n_features + 3 * n_trends
     return ProbeHead(
         HORIZONS,
         LAYERS,
-        mean=rng.normal(size=n_features),
-        scale=np.ones(n_features),
-        rhythm_w=rng.normal(size=(n_h, 4, n_features)),
+        mean=rng.normal(size=n_in),
+        scale=np.ones(n_in),
+        rhythm_w=rng.normal(size=(n_h, 4, n_in)),
         rhythm_b=np.zeros((n_h, 4)),
-        onset_w=rng.normal(size=(n_h, 3, n_features)),
+        onset_w=rng.normal(size=(n_h, 3, n_in)),
         onset_b=np.zeros((n_h, 3)),
         platt=np.tile([1.0, 0.0], (n_h, 3, 1)),
+        trend_fill=np.zeros(n_trends),
     )
 
 
@@ -126,12 +129,12 @@ def test_head_with_wrong_shapes_is_refused(tmp_path: Path) -> None:
         ProbeHead.load(tmp_path)
 
 
-def _probe_adapter(directory: Path, with_head: bool) -> Path:
+def _probe_adapter(directory: Path, with_head: bool, n_trends: int = 0) -> Path:
     model = _model(seed=3)
     meta = {"backbone": "tiny-random", "prompt": "probe", "leads": ["ii"], "version": "probe/test"}
     save_adapter(model, directory, meta)
     if with_head:
-        _head(2 * model.config.hidden_size).save(directory, {})
+        _head(2 * model.config.hidden_size, n_trends=n_trends).save(directory, {})
     return directory
 
 
@@ -153,6 +156,23 @@ def test_engine_forecasts_with_the_head_and_different_ecg_gives_different_risk(t
     features = engine.probe_features([ScoreRequest("a", "heart rate 72 bpm")]).numpy()
     expected_rhythm, _ = engine.probe.predict(features)[0]  # type: ignore[union-attr]
     assert fa.rhythm_probs == {h: expected_rhythm[h] for h in HORIZONS}
+
+
+def test_a_head_that_reads_trends_gets_each_requests_own(tmp_path: Path) -> None:
+    """The trend features travel with the request: two patients with the same ECG and evidence line but different
+    trends get different risks; a request without trends (no measurements) is read as all missing."""
+    n = len(TREND_FEATURE_NAMES)
+    engine = ForecastEngine.load(_settings(_probe_adapter(tmp_path, True, n_trends=n)), rebuild="inline")
+    assert engine.probe is not None and engine.probe.reads_trends
+    for pid in ("a", "b", "c"):
+        engine.runner.prime(pid, _seconds(12, seed=1), 0)
+    rising, steady = np.linspace(0.0, 5.0, n), np.zeros(n)
+    requests = [ScoreRequest("a", "72 bpm", rising), ScoreRequest("b", "72 bpm", steady), ScoreRequest("c", "72 bpm")]
+    fa, fb, fc = engine.forecast(requests)
+    assert fa.onset_probs != fb.onset_probs
+    features = engine.probe_features([ScoreRequest("c", "72 bpm")]).numpy()
+    _, expected = engine.probe.predict(features, np.full((1, n), np.nan))[0]
+    assert fc.onset_probs == {h: expected[h] for h in HORIZONS}
 
 
 def test_engine_refuses_leads_the_adapter_was_not_trained_on(tmp_path: Path) -> None:

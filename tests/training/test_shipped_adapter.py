@@ -1,6 +1,9 @@
 """The shipped forecaster (models/forecaster) loads as the runtime's default adapter and separates AF from sinus."""
 
+from __future__ import annotations
+
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -9,6 +12,9 @@ from core.windows import preprocess_record
 from encoder_onnx.weights import load_encoder_weights
 from simulators.scenarios import generate_scenario
 from training.ship import flat_tensors
+
+if TYPE_CHECKING:
+    from evaluation.lm import WindowEvidence
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "models" / "forecaster"
@@ -33,10 +39,12 @@ def test_default_config_points_at_the_shipped_adapter() -> None:
 MINUTES = 12  # a script's onset time depends on the record's length: every record here is this long
 
 
-def _window(scenario: str, seed: int, end_s: int, window_s: int, leads: tuple[str, ...]) -> tuple[torch.Tensor, str]:
+def _window(
+    scenario: str, seed: int, end_s: int, window_s: int, leads: tuple[str, ...]
+) -> tuple[torch.Tensor, WindowEvidence]:
     """(T, n_leads, 64) tokens of the shipped encoder for seconds [end_s - window_s, end_s) of a synthetic patient,
-    and the agent's evidence line for the same stretch."""
-    from core.measurements import measure_leads
+    and the agent's measured evidence (line and trend features) for the same stretch."""
+    from evaluation.lm import window_evidence
 
     rec = generate_scenario(scenario, seed=seed, minutes=MINUTES, leads=("II", "V1"), noise="low")
     segment = rec.p_signal[int((end_s - window_s) * rec.fs) : int(end_s * rec.fs)]
@@ -46,7 +54,7 @@ def _window(scenario: str, seed: int, end_s: int, window_s: int, leads: tuple[st
     with torch.no_grad():
         tokens = torch.stack([encoder(torch.from_numpy(pre.windows[names.index(lead)])) for lead in leads], 1)
     tokens[torch.from_numpy(~pre.valid[[names.index(lead) for lead in leads]].T)] = 0.0  # as the agent's ring
-    return tokens, measure_leads(segment, rec.fs, rec.sig_name).as_prompt_text()
+    return tokens, window_evidence(segment, rec.fs, rec.sig_name)
 
 
 def _forecast(engine: object, patient: str, scenario: str, seed: int, end_s: int) -> object:
@@ -55,7 +63,8 @@ def _forecast(engine: object, patient: str, scenario: str, seed: int, end_s: int
     leads = tuple(engine.settings.leads)  # type: ignore[attr-defined]
     tokens, evidence = _window(scenario, seed, end_s, engine.settings.window_s, leads)  # type: ignore[attr-defined]
     engine.runner.prime(patient, tokens, end_s - tokens.shape[0])  # type: ignore[attr-defined]
-    (forecast,) = engine.forecast([ScoreRequest(patient, evidence)])  # type: ignore[attr-defined]
+    request = ScoreRequest(patient, evidence.text, evidence.trends)
+    (forecast,) = engine.forecast([request])  # type: ignore[attr-defined]
     engine.runner.finish([patient])  # type: ignore[attr-defined]
     return forecast
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import paho.mqtt.client as mqtt
 import structlog
 
-from agent.alerts import Ack, AlertService, MuteRequest, build_evidence, decode_ack, decode_mute
+from agent.alerts import Ack, AlertService, MuteRequest, StoreHealth, build_evidence, decode_ack, decode_mute
 from agent.hospital import Hl7AlertGateway
 from agent.inbox import IngestInbox
 from agent.ingest import WaveIngest
@@ -32,6 +32,7 @@ from agent.ingest_worker import IngestWorker, WindowSink
 from agent.mqtt_client import MqttConnection
 from agent.observability import AgentMetrics, HealthServer, MetricsSnapshot, Readiness
 from agent.patient import CompletedWindows
+from agent.rhythm_monitor import RhythmMonitor
 from agent.settings import Settings
 from agent.station import StationServer
 from agent.worker_thread import WorkerThread
@@ -72,6 +73,7 @@ def check_encoder_pairing(settings: Settings) -> None:
 
 
 EVICTED_REASON = "stream evicted: no samples for buffer.idle_evict_s"
+STORE_ALARM = "alert_store"  # the station's technical alarm while the alert store fails
 
 
 NurseRequest = Ack | MuteRequest
@@ -162,9 +164,16 @@ class Agent:
                 if self.health is not None:
                     self.health.close()
                 raise
+        self.monitor: RhythmMonitor | None = None  # HR, ectopy burden and measured quality in every status
+        if settings.monitor.enabled:
+            hold = self.cluster.replaying if self.cluster is not None else None
+            self.monitor = RhythmMonitor(settings.monitor, self.worker, self.alerts, hold=hold)
+        self.worker.extra_status = self._extra_status
         self.station: StationServer | None = None
         if settings.station.enabled:
             self.station = StationServer(settings.station, settings.mqtt, self.topics, limits, self.alerts)
+            if self.alerts is not None:
+                self.alerts.watch_store(self._store_alarm)
 
     def _build_alert_stages(self, alert_store: Path | None) -> None:
         """Alerts, their worker and the nurses' request topics: cheap, and needed before the model is."""
@@ -175,7 +184,6 @@ class Agent:
         self.alerts = AlertService(s.alerts, alert_store, self._publish, self.topics, fence=fence, listeners=listeners)
         self.alert_worker = AlertWorker(self.alerts, self.acks, self.departures)
         self.worker.on_evicted = self.departures.put  # an evicted patient's alerts end (a released one's do not)
-        self.worker.extra_status = self._model_status
         self.connection.subscribe(self.topics.ack_subscription, self.on_ack)
         self.connection.subscribe(self.topics.mute_subscription, self.on_mute)
 
@@ -185,6 +193,17 @@ class Agent:
         if not self.settings.hospital.hl7.enabled:
             return None
         return Hl7AlertGateway(self.settings.hospital, self.acks.put_nowait)
+
+    def _store_alarm(self, health: StoreHealth) -> None:
+        """The embedded station's technical alarm while the alert store fails: alerts still reach the screen, but
+        a restart now would lose what is not yet stored."""
+        if self.station is None:
+            return
+        if health.ok:
+            self.station.state.clear_technical(STORE_ALARM)
+        else:
+            detail = f"alert store failing ({health.reason}); alerts are shown but not yet stored"
+            self.station.state.raise_technical(STORE_ALARM, detail)
 
     def _load_model(self) -> None:
         """Encoder → LM → scheduler, in the background after ingest has started: loading takes 15-20 s (minutes on
@@ -235,6 +254,13 @@ class Agent:
             raise self.model_error
         assert self.model is not None
         return self.model
+
+    def _extra_status(self, patient_id: str) -> dict[str, object]:
+        """What the later stages add to a patient's status: the rhythm monitor's measurements, the model's phase."""
+        fields: dict[str, object] = self.monitor.status_fields(patient_id) if self.monitor is not None else {}
+        if self._with_model:
+            fields.update(self._model_status(patient_id))
+        return fields
 
     def _model_status(self, patient_id: str) -> dict[str, object]:
         if self.model is None:
@@ -291,6 +317,8 @@ class Agent:
         if self.health is not None:
             self.health.start()
         self.worker.start()
+        if self.monitor is not None:
+            self.monitor.start()
         if self.alert_worker is not None:
             self.alert_worker.start()
         if self.hl7 is not None:
@@ -312,6 +340,8 @@ class Agent:
         if self.cluster is not None:
             self.cluster.stop()  # first: the other replicas start taking over while this one winds down
         self.worker.stop(timeout=5.0)
+        if self.monitor is not None:
+            self.monitor.stop()  # before the alert service closes: it feeds the ectopy advisory
         self._stopping.set()  # a load still running will not start its worker
         if self._loader is not None:
             self._loader.join(timeout=120.0)
@@ -329,8 +359,9 @@ class Agent:
         log.info("agent_stopped", **self.worker.summary())
 
     def readiness(self) -> Readiness:
-        """Ready when connected, the model is loaded, and neither ingest nor forecasting lags beyond the limits in
-        the ``http`` config section."""
+        """Ready when connected, the model is loaded, neither ingest nor forecasting lags beyond the limits in the
+        ``http`` config section, and the alert store takes writes (``alert_store`` names it and, while it fails,
+        why: forecasts and alerts still go out, but a restart would lose what is not yet stored)."""
         model_loaded = not self._with_model or (self.model is not None and self.model.loaded)
         checks: dict[str, object] = {
             "broker_connected": self.connection.connected,
@@ -349,6 +380,10 @@ class Agent:
             checks["forecast"] = self.model.scheduler.summary()
             checks["forecast_lag_s"] = round(forecast_lag, 1)
             ok = ok and forecast_lag <= self.settings.http.max_forecast_lag_s
+        if self.alerts is not None:
+            store = self.alerts.store_health()
+            checks["alert_store"] = store.as_check()
+            ok = ok and store.ok
         return Readiness(ok, checks)
 
     def _model_state(self) -> str:
@@ -399,6 +434,8 @@ class Agent:
         body.update(self.worker.summary())
         if self.model is not None:
             body["forecast"] = self.model.scheduler.summary()
+        if self.alerts is not None:
+            body["alert_store"] = self.alerts.store_health().as_check()
         if self.cluster is not None:
             body["cluster"] = self.cluster.summary()
         topic = self.topics.agent_status(self.settings.agent_id)

@@ -7,7 +7,6 @@ encoder rings and the per-patient KV caches needs no locks.
 
 from __future__ import annotations
 
-import json
 import queue
 import time
 from collections.abc import Callable
@@ -17,11 +16,14 @@ from typing import Any, Protocol
 import numpy as np
 import structlog
 import torch
+from pydantic import ValidationError
 
 from agent.encoder_stage import EncoderStage, encode_ready
+from agent.forecast_message import ForecastWindow, forecast_message
 from agent.ingest_worker import IngestWorker, SignalSnapshot
 from agent.patient import CompletedWindows
 from agent.worker_thread import WorkerThread
+from core.errors import BrokerError, LifecycleError
 from core.measurements import (
     Measurements,
     RhythmSpan,
@@ -280,14 +282,32 @@ class ModelWorker(WorkerThread):
         return explained
 
     def _publish_forecast(self, forecast: Forecast, measured: _Measured) -> None:
-        body: dict[str, Any] = json.loads(forecast.to_json())
+        """Publish the forecast from its wire model, the one the station parses with (agent.forecast_message). A
+        message that model refuses, or a broker that refuses the publish, is logged: neither may cost the forecast
+        its alerts, which the caller feeds next."""
+        snapshot = measured.snapshot
+        topic = self._topics.forecast(forecast.patient_id)
+        try:
+            message = forecast_message(
+                forecast,
+                published_at=time.time(),
+                window=self._forecast_window(forecast),
+                signal_quality=snapshot.quality if snapshot else {},
+                measurements=measured.recent,
+            )
+            self._publish(topic, message.payload(), 1, True)
+        except ValidationError as exc:
+            log.error("forecast_message_invalid", patient_id=forecast.patient_id, error=str(exc)[:500])
+        except (BrokerError, LifecycleError, OSError) as exc:
+            log.error("forecast_publish_failed", patient_id=forecast.patient_id, topic=topic, error=str(exc))
+
+    def _forecast_window(self, forecast: Forecast) -> ForecastWindow | None:
+        """The device-time stretch the forecast read, from the patient's embedding ring (None once it is gone)."""
         state = self.stage.patients.get(forecast.patient_id)
-        if state is not None:
-            t = state.ring.window(forecast.window_s).t_start
-            finite = t[np.isfinite(t)]
-            if finite.size:
-                body["window"] = {"start": float(finite[0]), "end": float(finite[-1]) + 1.0, "segment": state.segment}
-        body["published_at"] = time.time()
-        body["signal_quality"] = measured.snapshot.quality if measured.snapshot else {}
-        body["measurements"] = measured.recent.as_dict() if measured.recent else None
-        self._publish(self._topics.forecast(forecast.patient_id), json.dumps(body).encode(), 1, True)
+        if state is None:
+            return None
+        t = state.ring.window(forecast.window_s).t_start
+        finite = t[np.isfinite(t)]
+        if not finite.size:
+            return None
+        return ForecastWindow(start=float(finite[0]), end=float(finite[-1]) + 1.0, segment=state.segment)

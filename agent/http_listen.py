@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from core.errors import ConfigError
+from core.tls import connection_failure
 
 __all__ = ["BoundedHTTPServer", "listen"]
 
@@ -65,7 +66,7 @@ class BoundedHTTPServer(ThreadingHTTPServer):
             conn.settimeout(self.timeout_s)
             if self._tls is not None:
                 conn = self._tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
-                conn.do_handshake()
+                _handshake(conn, client_address)
             self.finish_request(conn, client_address)
         except OSError:  # timeouts, resets, failed handshakes (ssl.SSLError is an OSError): the client's problem
             pass
@@ -74,6 +75,19 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         finally:
             self.shutdown_request(conn)
             self._slots.release()
+
+
+def _handshake(conn: ssl.SSLSocket, client_address: Any) -> None:
+    """The TLS handshake; a failure is logged with its reason (plain HTTP on the TLS port, a client that refused
+    our certificate, a silent client timing out) and raised. A warning, so a scanner cannot flood the log
+    (``core.logs.RepeatLimiter``); a client that just closed (a port probe) only at debug level."""
+    try:
+        conn.do_handshake()
+    except OSError as exc:
+        closed = isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError | ConnectionResetError)
+        level = log.debug if closed else log.warning
+        level("https_handshake_failed", client=str(client_address[0])[:64], reason=connection_failure(exc))
+        raise
 
 
 def listen(

@@ -27,7 +27,15 @@ from agent.worker_thread import WorkerThread
 from core.protocol import PayloadLimits, Topics
 from core.windows import WindowBatch
 
-__all__ = ["NOT_PROVISIONED", "PATIENT_LIMIT", "IngestWorker", "SignalSnapshot", "WindowSink", "provisioned_matcher"]
+__all__ = [
+    "NOT_PROVISIONED",
+    "PATIENT_LIMIT",
+    "IngestWorker",
+    "SignalSnapshot",
+    "StreamPosition",
+    "WindowSink",
+    "provisioned_matcher",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -67,6 +75,17 @@ class SignalSnapshot:
     leads: tuple[str, ...]
     p_signal: npt.NDArray[np.float32]  # (sig_len, n_sig) mV, NaN where nothing valid was received
     quality: dict[str, str]  # lead -> verdict
+    end_index: int  # absolute index (segment sample clock) one past the newest sample: where p_signal ends
+
+
+@dataclass(frozen=True)
+class StreamPosition:
+    """Where a patient's current segment has got to: enough to decide whether a snapshot is worth taking."""
+
+    segment: int
+    fs: float
+    start_index: int  # oldest sample still held
+    end_index: int  # one past the newest
 
 
 class IngestWorker(WorkerThread):
@@ -244,7 +263,16 @@ class IngestWorker(WorkerThread):
             seg = patient.segment
             block = seg.buffer.latest(round(seconds * seg.fs))  # (n_sig, n) copy
             quality = {lead: patient.lead_verdict(lead) for lead in seg.leads}
-            return SignalSnapshot(patient_id, seg.index, seg.fs, seg.leads, block.T.copy(), quality)
+            return SignalSnapshot(patient_id, seg.index, seg.fs, seg.leads, block.T.copy(), quality, seg.buffer.end)
+
+    def stream_position(self, patient_id: str) -> StreamPosition | None:
+        """The patient's current segment and its held sample range, without copying samples (None if unknown)."""
+        with self.lock:
+            patient = self.patients.get(patient_id)
+            if patient is None or patient.segment is None:
+                return None
+            seg = patient.segment
+            return StreamPosition(seg.index, seg.fs, seg.buffer.start, seg.buffer.end)
 
     def take_evicted(self) -> list[str]:
         with self.lock:

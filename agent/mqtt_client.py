@@ -26,10 +26,12 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.mqtt_socket import BufferedReadClient
+from core.config import mask_secrets
 from core.errors import BrokerError, LifecycleError
 from core.mqtt import apply_credentials
 from core.protocol import SCHEMA_PRESENCE
 from core.settings import MqttSettings
+from core.tls import connection_failure
 
 __all__ = [
     "ConnectionState",
@@ -90,6 +92,9 @@ class MqttConnection:
         self._pending_subacks: set[int] = set()
         self.state = ConnectionState.UNOPENED
         self.connects = 0
+        self._last_failure: str | None = None  # why the last connection attempt failed, until one succeeds
+        self._refused: dict[int, str] = {}  # mid -> the broker's reason for refusing it, until its publisher asks
+        self._refused_lock = threading.Lock()
         self.publish_filter: PublishFilter | None = None  # a cluster replica withholds outputs it no longer owns
         self.withheld = 0
         v5 = settings.protocol == "5"
@@ -110,6 +115,8 @@ class MqttConnection:
         c.reconnect_delay_set(min_delay=max(1, round(s.reconnect_min_s)), max_delay=max(1, round(s.reconnect_max_s)))
         c.max_queued_messages_set(0)
         c.on_connect = self._on_connect
+        c.on_publish = self._on_publish
+        c.on_socket_error = self._on_socket_error
         c.on_subscribe = self._on_subscribe
         c.on_disconnect = self._on_disconnect
         c.on_message = self._dispatch
@@ -158,12 +165,24 @@ class MqttConnection:
             log.warning("mqtt_unrouted_message", topic=topic[:200])
             self.ack(message.mid, message.qos)
 
+    def _on_socket_error(self, exc: OSError) -> None:
+        """A connection attempt failed before MQTT began (TCP or TLS), on paho's thread, which retries. The reason is
+        an error when it is new and a warning (rate-limited) while the same one repeats at every retry."""
+        reason = connection_failure(exc)
+        repeated = reason == self._last_failure
+        self._last_failure = reason
+        s = self._settings
+        (log.warning if repeated else log.error)(
+            "mqtt_connect_failed", host=s.host, port=s.port, tls=s.use_tls, reason=reason, retry_max_s=s.reconnect_max_s
+        )
+
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Properties | None
     ) -> None:
         if reason.is_failure:
             log.error("mqtt_connect_refused", reason=str(reason), host=self._settings.host, port=self._settings.port)
             return
+        self._last_failure = None
         self.connects += 1
         log.info(
             "mqtt_connected", host=self._settings.host, port=self._settings.port, session_present=flags.session_present
@@ -210,7 +229,7 @@ class MqttConnection:
                 properties=props,
             )
         except (OSError, ValueError) as exc:
-            raise BrokerError(f"cannot connect to {self._settings.url}: {exc}") from exc
+            raise BrokerError(f"cannot connect to {mask_secrets(self._settings.url)}: {exc}") from exc
         self._client.loop_start()
         self.state = ConnectionState.OPENED
         return self
@@ -227,6 +246,34 @@ class MqttConnection:
                 return info
             payload = filtered
         return self._client.publish(topic, payload, qos=qos, retain=retain)
+
+    def publish_confirmed(self, topic: str, payload: bytes, timeout_s: float, retain: bool = False) -> None:
+        """Publish at QoS 1 and wait for the broker's verdict. Raises BrokerError naming the broker's reason when it
+        refused the message (MQTT 5 "Not authorized": the ACL of the broker security profile), LifecycleError when
+        it was not sent or not confirmed in time. (An MQTT 3.1.1 broker drops a refused message without a word.)"""
+        info = self.publish(topic, payload, qos=1, retain=retain)
+        try:
+            info.wait_for_publish(timeout_s)
+        except (RuntimeError, ValueError) as exc:  # paho: not queued (not connected, queue full)
+            raise LifecycleError(f"the message was not sent: {exc}") from exc
+        if not info.is_published():
+            raise LifecycleError(f"broker did not confirm the message within {timeout_s} s")
+        with self._refused_lock:
+            refused = self._refused.pop(info.mid, None)
+        if refused is not None:
+            raise BrokerError(f"the broker refused the message on {topic[:200]} ({refused}); it was not delivered")
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, props: Properties | None
+    ) -> None:
+        """The broker's verdict on a QoS 1 message (PUBACK). paho calls this before it marks the message published,
+        so :meth:`publish_confirmed` finds a refusal here once its wait returns. A later success on the same (reused)
+        mid clears a refusal nobody asked about, so this holds at most one entry per mid."""
+        with self._refused_lock:
+            if reason.is_failure:
+                self._refused[mid] = str(reason)
+            else:
+                self._refused.pop(mid, None)
 
     def ack(self, mid: int, qos: int) -> None:
         """Acknowledge a QoS 1/2 message once its content is safely stored (manual-ack mode)."""
@@ -246,6 +293,7 @@ class MqttConnection:
         self.state = ConnectionState.CLOSED
         self._client.disconnect()
         self._client.loop_stop()
+        self._client.close_sockets()
 
     def __enter__(self) -> MqttConnection:
         return self.open()

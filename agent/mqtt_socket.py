@@ -14,6 +14,9 @@ working unchanged.
 
 from __future__ import annotations
 
+import socket
+import ssl
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -74,9 +77,42 @@ class ReadBufferedSocket:
 class BufferedReadClient(mqtt.Client):
     """paho's client with :class:`ReadBufferedSocket` around every connection it opens.
 
-    Overrides paho's ``_create_socket`` (stable through paho-mqtt 2.x, which pyproject pins); the test suite's
-    broker tests run every connection through it, so a paho release that changed it would fail them.
+    Overrides paho's ``_create_socket`` and ``_ssl_wrap_socket`` (stable through paho-mqtt 2.x, which pyproject
+    pins); the test suite's broker tests run every connection through them, TLS ones included, so a paho release
+    that changed them would fail them.
     """
 
+    on_socket_error: Callable[[OSError], None] | None = None
+    """Told why opening the connection failed (TCP or TLS: a refused port, an unknown CA, a host name the certificate
+    does not name), before paho swallows the error and retries: paho says nothing but "Connection failed"."""
+
     def _create_socket(self) -> Any:
-        return ReadBufferedSocket(super()._create_socket())
+        try:
+            return ReadBufferedSocket(super()._create_socket())
+        except OSError as exc:  # ssl.SSLError and CertificateError are OSErrors too
+            if self.on_socket_error is not None:
+                self.on_socket_error(exc)
+            raise
+
+    def close_sockets(self) -> None:
+        """Close the connection and the wake-up socket pair ``loop_start`` made; call after ``loop_stop``. paho
+        closes them only when the client is collected, and a client is collected late, by the cycle collector
+        (its callbacks are bound methods of its owner), which may finalize the sockets first: a file descriptor
+        held meanwhile and a ResourceWarning each."""
+        self._reset_sockets()
+
+    def _ssl_wrap_socket(self, tcp_sock: socket.socket) -> ssl.SSLSocket:
+        """paho's TLS wrap, except that a failed handshake closes the socket: paho drops it open, for the collector
+        to close (a ResourceWarning and a file descriptor per failed attempt, every reconnect). The host name is
+        checked by the context, as in paho 2.x: ``tls_set`` turns ``check_hostname`` on, ``tls_insecure_set(True)``
+        off (``core.mqtt.apply_credentials``)."""
+        if self._ssl_context is None:
+            raise ValueError("TLS is on but paho holds no SSL context")
+        ssl_sock = self._ssl_context.wrap_socket(tcp_sock, server_hostname=self._host, do_handshake_on_connect=False)
+        try:
+            ssl_sock.settimeout(self._connect_timeout)
+            ssl_sock.do_handshake()
+        except BaseException:
+            ssl_sock.close()
+            raise
+        return ssl_sock

@@ -1,8 +1,8 @@
 """Health, readiness and Prometheus metrics over HTTP (stdlib server, prometheus-client exposition).
 
 ``/healthz``: the process is alive. ``/readyz``: broker connected, model loaded, ingest and forecast lags within
-bounds; 503 with the failing checks otherwise. ``/metrics``: Prometheus text format from a registry owned by this
-agent (not the process-global default one, so tests can run several agents).
+bounds, the alert store taking writes; 503 with the failing checks otherwise. ``/metrics``: Prometheus text format
+from a registry owned by this agent (not the process-global default one, so tests can run several agents).
 """
 
 from __future__ import annotations

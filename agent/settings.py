@@ -7,10 +7,11 @@ comments.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -27,6 +28,7 @@ __all__ = [
     "BufferSettings",
     "HttpSettings",
     "IngestSettings",
+    "MonitorSettings",
     "Settings",
     "StatusSettings",
     "SuperStreamSettings",
@@ -78,6 +80,29 @@ class BufferSettings(StrictModel):
 class StatusSettings(StrictModel):
     interval_s: float = Field(5.0, gt=0, le=3600, description="Publish each patient's retained status this often")
     stale_after_s: float = Field(10.0, gt=0, description="A patient silent this long is reported as stale")
+
+
+class MonitorSettings(StrictModel):
+    """The agent's own rhythm measurements of every patient (agent/rhythm_monitor.py): HR, PVC/PAC burden, runs and
+    measured signal quality over recent windows, in the status message and behind the ectopy advisory."""
+
+    enabled: bool = Field(True, description="Measure every patient and publish the result in its status")
+    interval_s: float = Field(
+        15.0, ge=5, le=30, description="Refresh each patient once this much new signal has arrived (stream seconds)"
+    )
+    context_s: float = Field(
+        30.0, ge=10, le=120, description="Signal before the new seconds analysed with them (templates, local RR)"
+    )
+    windows_s: tuple[int, ...] = Field(
+        (60, 300), min_length=1, max_length=4, description="Windows summarised in status, shortest first (seconds)"
+    )
+
+    @field_validator("windows_s")
+    @classmethod
+    def _ascending(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if list(value) != sorted(set(value)) or not all(30 <= w <= 3600 for w in value):
+            raise ValueError(f"windows must be distinct seconds in [30, 3600], shortest first, got {list(value)}")
+        return value
 
 
 class HttpSettings(StrictModel):
@@ -156,10 +181,41 @@ class Settings(StrictModel):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
     status: StatusSettings = Field(default_factory=StatusSettings)
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     station: StationSettings = Field(default_factory=StationSettings)
     hospital: HospitalSettings = Field(default_factory=HospitalSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _beds_from_hospital(cls, data: Any) -> Any:
+        """One bed configuration: with ``station.beds`` empty, the station lays out the beds of
+        ``hospital.patients`` (those with a bed), in their configured order."""
+        if not isinstance(data, dict):
+            return data
+        station, hospital = data.get("station") or {}, data.get("hospital") or {}
+        if not isinstance(station, dict) or station.get("beds") or not isinstance(hospital, dict):
+            return data
+        patients = hospital.get("patients") or {}
+        beds = {pid: who["bed"] for pid, who in patients.items() if isinstance(who, dict) and who.get("bed")}
+        return {**data, "station": {**station, "beds": beds}} if beds else data
+
+    @model_validator(mode="after")
+    def _beds_agree(self) -> Settings:
+        """The station's beds name the same bed as the hospital identity, and fit the agent's patient limits: a
+        bed the agent would refuse (not provisioned, past ``buffer.max_patients``) would show "no signal" forever."""
+        for pid, bed in self.station.beds.items():
+            identity = self.hospital.identity(pid)
+            if identity is not None and identity.bed is not None and identity.bed != bed:
+                raise ValueError(f"station.beds.{pid} is {bed!r} but hospital.patients.{pid}.bed is {identity.bed!r}")
+            patterns = self.buffer.provisioned_patients
+            if patterns is not None and not any(fnmatch.fnmatchcase(pid, p) for p in patterns):
+                raise ValueError(f"station.beds.{pid}: not in buffer.provisioned_patients, so never streamed")
+        if len(self.station.beds) > self.buffer.max_patients:
+            beds, limit = len(self.station.beds), self.buffer.max_patients
+            raise ValueError(f"station.beds lists {beds} beds, over buffer.max_patients ({limit})")
+        return self
 
     @model_validator(mode="after")
     def _cluster_needs_shared_alerts(self) -> Settings:

@@ -22,6 +22,8 @@ from core.errors import ProtocolError
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
+    "MeasuredRhythm",
+    "MeasuredWindow",
     "PresenceMessage",
     "StatusMessage",
     "WireModel",
@@ -43,6 +45,41 @@ class WireModel(BaseModel):
     """Base of the wire models: unknown fields are errors, the parsed message is immutable, numbers are finite."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+MeasuredQuality = Literal["good", "degraded", "poor"]
+
+
+class MeasuredWindow(WireModel):
+    """One window of the agent's rhythm monitor (``core.measurements.EctopyBurden``; docs/PROTOCOL.md)."""
+
+    window_s: float = Field(gt=0)
+    t_end_s: float
+    covered_s: float = Field(ge=0)
+    clean_s: float = Field(ge=0)
+    quality: MeasuredQuality
+    beats: int = Field(ge=0)
+    hr_bpm: float | None = Field(None, gt=0)
+    pvc: int = Field(ge=0)
+    pac: int = Field(ge=0)
+    pvc_burden: float | None = Field(None, ge=0, le=1)
+    pac_burden: float | None = Field(None, ge=0, le=1)
+    pvc_per_min: float | None = Field(None, ge=0)
+    pac_per_min: float | None = Field(None, ge=0)
+    couplets: int = Field(ge=0)
+    ventricular_runs: int = Field(ge=0)
+    longest_ventricular_run: int = Field(ge=0)
+
+
+class MeasuredRhythm(WireModel):
+    """The ``measured`` field of a status: the rhythm monitor's latest refresh (agent/rhythm_monitor.py)."""
+
+    lead: str | None = Field(None, max_length=16)
+    quality: MeasuredQuality | None = None
+    t_end_s: float
+    measured_at: float
+    interval_s: float = Field(gt=0)
+    windows: tuple[MeasuredWindow, ...] = Field((), max_length=8)
 
 
 class StatusMessage(WireModel):
@@ -73,6 +110,7 @@ class StatusMessage(WireModel):
     signal_quality: dict[str, str] = Field(default_factory=dict, description="lead -> verdict (docs/PROTOCOL.md)")
     events: tuple[dict[str, Any], ...] = ()
     published_at: float | None = None
+    measured: MeasuredRhythm | None = Field(None, description="HR, ectopy and measured quality of recent windows")
 
 
 class PresenceMessage(WireModel):

@@ -147,16 +147,27 @@ def generate_rhythm(
     fs: float = 250.0,
     leads: tuple[str, ...] = ("II",),
     noise: str = "low",
+    pvc_burden: float | None = None,
 ) -> AnnotatedRecord:
-    """One fixed rhythm (see ``RHYTHM_PRESETS``: sinus, af, flutter_2to1, vt, ...) for plots and realism checks."""
+    """One fixed rhythm (see ``RHYTHM_PRESETS``: sinus, af, flutter_2to1, vt, ...) for plots and realism checks.
+
+    ``pvc_burden`` replaces the preset's chance per beat of a following PVC (0.25 makes about 20 % of beats
+    PVCs: p / (1 + p)), for records with a known ventricular ectopy burden."""
     presets = RHYTHM_PRESETS | RHYTHM_PRESETS_V2
     if preset not in presets:
         raise SignalError(f"rhythm preset {preset!r} unknown; choose from {sorted(presets)}")
     _check_signal_args(seconds / 60.0, fs, noise, 50.0)
+    if pvc_burden is not None and not 0.0 <= pvc_burden < 1.0:
+        raise SignalError(f"pvc_burden must be a chance per beat in [0, 1), got {pvc_burden!r}")
     spec = presets[preset]
-    script = Script([replace(spec.segment, duration_s=seconds + 5.0)], spec.hr_bpm)
+    segment = replace(spec.segment, duration_s=seconds + 5.0)
+    if pvc_burden is not None:
+        segment = replace(segment, pvc_burden=(pvc_burden, pvc_burden))
+    script = Script([segment], spec.hr_bpm)
     streams = np.random.SeedSequence([seed, zlib.crc32(preset.encode())]).spawn(5)
-    meta = {"rhythm_preset": preset, "seed": seed}
+    meta: dict[str, Any] = {"rhythm_preset": preset, "seed": seed}
+    if pvc_burden is not None:
+        meta["pvc_burden"] = pvc_burden
     return _synthesize(
         f"{preset}_{seed:06d}", script, streams, round(seconds * fs), fs, leads, noise, 50.0, meta, family=spec.family
     )

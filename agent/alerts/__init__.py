@@ -1,8 +1,9 @@
-"""Forecast and present-rhythm alerts: policy, lifecycle, explanations, acknowledgements, per-patient mutes and
-durable history (docs/ALERTS.md).
+"""Forecast, present-rhythm and ectopy alerts: policy, lifecycle, explanations, acknowledgements, per-patient mutes
+and durable history (docs/ALERTS.md).
 
 A forecast alert is an advisory: it predicts an arrhythmia, it never reports a present rhythm. A present-rhythm
-alert ("AF now", "VT now") reports AF or VT measured under way, and stands the matching forecast down.
+alert ("AF now", "VT now") reports AF or VT measured under way, and stands the matching forecast down; the ectopy
+advisory ("PVC burden high") reports a measured high ventricular ectopy burden.
 :class:`AlertPolicy` decides (pure, no I/O); :class:`AlertService` stamps time, stores in SQLite and publishes
 ``ecgcast.alert/1`` lifecycle messages (``new`` / ``update`` / ``end``) on ``<prefix>/<patient_id>/alert``.
 The partition-epoch table (``EPOCHS_TABLE``, ``EPOCHS_DDL``, ``ensure_tables``) is exported for ``agent.cluster``:
@@ -33,6 +34,7 @@ from ._policy import (
     AckReceived,
     AlertPolicy,
     CannotAssess,
+    EctopyMeasured,
     ForecastSeen,
     MuteRequested,
     PatientAlerts,
@@ -40,8 +42,9 @@ from ._policy import (
     TimerTick,
     Track,
 )
-from ._service import AlertService, open_alert_store
-from ._store import AlertStore, Fence
+from ._service import STORE_RETRY_S, AlertService, StoreWatcher, open_alert_store
+from ._store import AlertStore, Fence, StoreUnavailable
+from ._unsaved import StoreHealth
 from .settings import AlertSettings, PolicySettings
 
 __all__ = [
@@ -55,6 +58,7 @@ __all__ = [
     "SCHEMA_ALERT_ACK",
     "SCHEMA_ALERT_MUTE",
     "SCHEMA_MUTE_STATE",
+    "STORE_RETRY_S",
     "Ack",
     "AckReceived",
     "Alert",
@@ -65,6 +69,7 @@ __all__ = [
     "AlertStore",
     "AlertWindow",
     "CannotAssess",
+    "EctopyMeasured",
     "Evidence",
     "Fence",
     "ForecastSeen",
@@ -76,6 +81,9 @@ __all__ = [
     "PolicySettings",
     "PostgresAlertStore",
     "StaleEpochError",
+    "StoreHealth",
+    "StoreUnavailable",
+    "StoreWatcher",
     "TimerTick",
     "Track",
     "Transition",

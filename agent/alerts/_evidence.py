@@ -19,6 +19,9 @@ if TYPE_CHECKING:  # annotations only: importing it at run time pulls in scipy
 
 __all__ = ["Evidence", "build_evidence", "quality_problem"]
 
+OFF_VERDICTS = frozenset({"leads_off"})
+"""Ingest verdicts of a lead whose samples are not ECG: nothing measured on such a lead is quoted."""
+
 
 @dataclass(frozen=True)
 class Evidence:
@@ -68,9 +71,11 @@ def build_evidence(
 
     ``window_s`` is the span the caller measured over; the evidence states the shorter of it and the strip's
     actual duration. ``recent`` may be None when nothing could be measured (all leads off): the result then carries
-    only the quality verdicts, and :func:`quality_problem` reports it as not assessable.
+    only the quality verdicts, and :func:`quality_problem` reports it as not assessable. So does a ``recent`` measured
+    on a lead the ingest reports off (issue #21: an explanation said both leads were off, then quoted "HR 51 bpm"
+    measured on one of them): numbers from a detached electrode are noise, never evidence.
     """
-    if recent is None:
+    if recent is None or quality.get(recent.lead or "") in OFF_VERDICTS:
         return Evidence(
             lead=None, window_s=window_s, t_end_s=t_end_s, hr_bpm=None, hr_change_bpm=None, rr_irregularity=None,
             rr_cv=None, pac_per_min=None, pac_per_min_before=None, pvc_per_min=None, pvc_per_min_before=None,

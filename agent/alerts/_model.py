@@ -42,12 +42,17 @@ SCHEMA_MUTE_STATE: Final = "ecgcast.alert_mute_state/1"
 MAX_REASON_CHARS: Final = 200  # a mute's reason: a few words a nurse types, shown on every screen
 
 AlertState = Literal["raised", "acknowledged", "cleared", "resolved"]
-AlertKind = Literal["forecast", "cannot_assess", "present_rhythm"]
+AlertKind = Literal["forecast", "cannot_assess", "present_rhythm", "ectopy"]
 EventType = Literal["new", "update", "end"]
 ACTIVE_STATES: Final[tuple[AlertState, ...]] = ("raised", "acknowledged")
 
 _IHE_PRIORITY: Final[dict[Priority, str]] = {"low": "PL", "medium": "PM", "high": "PH"}
-_IHE_SOURCE: Final[dict[AlertKind, str]] = {"forecast": "SA", "cannot_assess": "ST", "present_rhythm": "SP"}
+_IHE_SOURCE: Final[dict[AlertKind, str]] = {
+    "forecast": "SA",
+    "cannot_assess": "ST",
+    "present_rhythm": "SP",
+    "ectopy": "SP",
+}
 
 
 class _Frozen(BaseModel):
@@ -77,7 +82,7 @@ class Alert(_Frozen):
     state: AlertState
     priority: Priority
     kind: AlertKind
-    arrhythmia: Annotated[str | None, Field(description="af, flutter or vt; None for cannot_assess")] = None
+    arrhythmia: Annotated[str | None, Field(description="af, flutter or vt; None for cannot_assess and ectopy")] = None
     horizon_s: Annotated[
         int | None, Field(description="Most urgent horizon over threshold; None unless a forecast")
     ] = None
@@ -105,7 +110,7 @@ class Alert(_Frozen):
     @property
     def key(self) -> str:
         """De-duplication key within a patient: one active forecast and one present-rhythm alert per arrhythmia,
-        one 'cannot assess'."""
+        one 'cannot assess', one ectopy advisory."""
         if self.kind == "present_rhythm":
             return present_key(self.arrhythmia or "")
         return self.arrhythmia or self.kind
@@ -128,7 +133,7 @@ def present_key(arrhythmia: str) -> str:
 
 def ihe_codes(kind: AlertKind, priority: Priority) -> dict[str, str]:
     """IHE PCD-04 (ACM) OBX-8 abnormal-flag codes: priority PL/PM/PH, source SA (advisory), ST (technical) or SP
-    (physiological: a rhythm measured under way)."""
+    (physiological: a rhythm measured under way, a measured ectopy burden)."""
     return {"priority": _IHE_PRIORITY[priority], "source": _IHE_SOURCE[kind]}
 
 

@@ -12,15 +12,15 @@ Fencing: a save stamped with :class:`Fence` runs in one transaction that first r
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import psycopg
 import structlog
 
-from core.errors import BrokerError, LifecycleError
+from core.errors import LifecycleError
 
 from ._model import Alert, Mute
-from ._store import AlertReads, Fence, mute_rows
+from ._store import AlertReads, Fence, StoreUnavailable, mute_rows
 
 __all__ = ["EPOCHS_DDL", "EPOCHS_TABLE", "Fence", "PostgresAlertStore", "StaleEpochError", "ensure_tables"]
 
@@ -97,17 +97,36 @@ class PostgresAlertStore(AlertReads):
     _mutes = "ecgcast_alert_mutes"
     _p = "%s"
     _tiebreak = "updated_at"
+    _driver_errors = (psycopg.Error,)
+    created = False  # a database server is not recreated empty under a running agent
 
     def __init__(self, url: str) -> None:
         self.path = url.split("@")[-1]  # shown in logs and errors without credentials
+        self._url = url
         self._lock = threading.Lock()
-        try:
-            self._db = psycopg.connect(url, autocommit=True, connect_timeout=10)
-            ensure_tables(self._db, _DDL)
-        except psycopg.Error as exc:
-            raise BrokerError(f"cannot open the PostgreSQL alert store at {self.path}: {exc}") from exc
+        self._db = self._connect()
         self._closed = False
         log.info("alert_store_opened", path=self.path, kind="postgresql")
+
+    def _connect(self) -> psycopg.Connection[tuple[object, ...]]:
+        try:
+            db = psycopg.connect(self._url, autocommit=True, connect_timeout=10)
+            ensure_tables(db, _DDL)
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"cannot open the PostgreSQL alert store at {self.path}: {exc}") from exc
+        return db
+
+    def reopen(self) -> bool:
+        """Connect again after a fault (a lost connection stays broken); False: the tables are the same ones.
+        Raises StoreUnavailable."""
+        with self._lock:
+            self._check_open()
+            try:
+                self._db.close()
+            except psycopg.Error as exc:
+                log.warning("alert_store_close_failed", path=self.path, error=str(exc))
+            self._db = self._connect()
+            return False
 
     def save(self, alerts: Iterable[Alert], fence: Fence | None = None, mutes: Iterable[Mute] = ()) -> None:
         """Upsert each alert's row and append each mute change in one transaction; with a fence, only while its
@@ -122,19 +141,28 @@ class PostgresAlertStore(AlertReads):
             return
         with self._lock:
             self._check_open()
-            with self._db.transaction():
-                if fence is not None:
-                    found = self._db.execute(
-                        f"SELECT epoch FROM {EPOCHS_TABLE} WHERE scope = %s AND partition = %s FOR SHARE",
-                        (fence.scope, fence.partition),
-                    ).fetchone()
-                    current = int(found[0]) if found else 0
-                    if current > fence.epoch:
-                        raise StaleEpochError(fence, current)
-                with self._db.cursor() as cur:
-                    for sql, params in ((_UPSERT, rows), (self._mute_insert(), changes)):
-                        if params:
-                            cur.executemany(sql, params)
+            try:
+                self._write(rows, changes, fence)
+            except psycopg.Error as exc:
+                raise self._unavailable(exc) from exc
+
+    def _write(
+        self, rows: Sequence[tuple[object, ...]], changes: Sequence[tuple[object, ...]], fence: Fence | None
+    ) -> None:
+        """One transaction; with a fence, refused (StaleEpochError) when a newer owner holds the partition."""
+        with self._db.transaction():
+            if fence is not None:
+                found = self._db.execute(
+                    f"SELECT epoch FROM {EPOCHS_TABLE} WHERE scope = %s AND partition = %s FOR SHARE",
+                    (fence.scope, fence.partition),
+                ).fetchone()
+                current = int(found[0]) if found else 0
+                if current > fence.epoch:
+                    raise StaleEpochError(fence, current)
+            with self._db.cursor() as cur:
+                for sql, params in ((_UPSERT, rows), (self._mute_insert(), changes)):
+                    if params:
+                        cur.executemany(sql, params)
 
     def close(self) -> None:
         """Idempotent."""

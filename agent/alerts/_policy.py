@@ -15,29 +15,35 @@ from typing import TYPE_CHECKING, Any, assert_never
 
 from core.errors import ProtocolError
 
+from ._ectopy import Judgement, ectopy_evidence, ectopy_text, judge
 from ._evidence import Evidence, quality_problem
 from ._explain import RHYTHM_NAMES, cannot_assess_text, forecast_text, present_text
 from ._model import Ack, Alert, AlertEvent, AlertWindow, Mute, MuteRequest, present_key
 from ._present import RhythmRun, absent_s, measured_run
 from .settings import (
     ARRHYTHMIAS,
+    FORECAST_CEILING,
     PRESENT_RHYTHMS,
     PRIORITY_ORDER,
     AfDetection,
     AlertSettings,
     ArrhythmiaPolicy,
+    EctopyAdvisory,
     PolicySettings,
     VtDetection,
 )
 
-if TYPE_CHECKING:  # annotations only: importing it at run time pulls in transformers
+if TYPE_CHECKING:  # annotations only: importing them at run time pulls in transformers and scipy
+    from core.measurements import EctopyBurden
     from llm_runtime.forecast import Forecast
 
 __all__ = [
     "CANNOT_ASSESS",
+    "ECTOPY",
     "AckReceived",
     "AlertPolicy",
     "CannotAssess",
+    "EctopyMeasured",
     "ForecastSeen",
     "MuteRequested",
     "Observation",
@@ -48,6 +54,7 @@ __all__ = [
 ]
 
 CANNOT_ASSESS = "cannot_assess"  # track key of the signal-quality alert, beside af / flutter / vt
+ECTOPY = "ectopy"  # track key of the "PVC burden high" advisory (the key of an alert of kind "ectopy")
 
 
 @dataclass(frozen=True)
@@ -58,9 +65,9 @@ class Track:
     margins: tuple[float, ...] = ()  # strictly rising margins above threshold since the last escalation
     below: int = 0  # consecutive forecasts under the clearing level while active
     alert: Alert | None = None  # the one active alert of this track (de-duplication)
-    since_s: float | None = None  # present rhythm: stream time the tracked run began (of the rhythm before it is
-    #                                raised, of its absence while the alert is active)
-    seen_s: float | None = None  # present rhythm: stream time of the end of the last window that showed that run
+    since_s: float | None = None  # present rhythm, ectopy: stream time the tracked run began (of the rhythm or the
+    #                                high burden before it is raised, of its absence while the alert is active)
+    seen_s: float | None = None  # present rhythm, ectopy: stream time of the end of the last window judged
 
 
 @dataclass(frozen=True)
@@ -131,7 +138,16 @@ class MuteRequested:
     request: MuteRequest
 
 
-Observation = ForecastSeen | CannotAssess | TimerTick | AckReceived | PatientResolved | MuteRequested
+@dataclass(frozen=True)
+class EctopyMeasured:
+    """A rhythm monitor refresh: its windows (shortest first) and the lead their newest beats were labelled on."""
+
+    at: float
+    lead: str | None
+    windows: tuple[EctopyBurden, ...]
+
+
+Observation = ForecastSeen | CannotAssess | TimerTick | AckReceived | PatientResolved | MuteRequested | EctopyMeasured
 Decision = tuple[PatientAlerts, list[AlertEvent]]
 
 
@@ -193,6 +209,8 @@ class AlertPolicy:
                 return self._resolve_all(prev, obs.at, obs.reason)
             case MuteRequested():
                 return _mute(prev, obs)
+            case EctopyMeasured():
+                return self._ectopy(prev, obs)
             case _:
                 assert_never(obs)
 
@@ -271,7 +289,8 @@ class AlertPolicy:
     def _escalate(self, alert: Alert, margins: tuple[float, ...], policy: PolicySettings, at: float) -> Alert | None:
         """One priority level up when risk rose over the configured run of forecasts; the ack is withdrawn."""
         rule = policy.escalation
-        ceiling = PRIORITY_ORDER.index(policy.arrhythmia(alert.arrhythmia or "").max_priority)
+        configured = PRIORITY_ORDER.index(policy.arrhythmia(alert.arrhythmia or "").max_priority)
+        ceiling = min(configured, PRIORITY_ORDER.index(FORECAST_CEILING))  # an advisory never escalates to high
         level = PRIORITY_ORDER.index(alert.priority)
         if len(margins) < rule.rising_forecasts or margins[-1] - margins[0] < rule.min_rise or level >= ceiling:
             return None
@@ -317,6 +336,43 @@ class AlertPolicy:
             **_present_fields(rhythm, run, lasted, detection, obs),
         ).transition(obs.at, "raised", "raised")
         return Track(alert=alert), [AlertEvent("new", None, alert, "raised")]
+
+    # -- ectopy burden ----------------------------------------------------------------------------------------------
+
+    def _ectopy(self, prev: PatientAlerts, obs: EctopyMeasured) -> Decision:
+        """The "PVC burden high" advisory (docs/ALERTS.md section 14): raised once every refresh for
+        ``min_duration_s`` was high, held down to ``clear_below``, cleared once under it for ``clear_after_s``. Never
+        muted (it is measured, not a forecast); a refresh that cannot be judged changes nothing."""
+        rule = self.for_patient(prev.patient_id).ectopy
+        track = prev.track(ECTOPY)
+        if not rule.enabled:
+            track, events = _disabled(track, obs.at, ECTOPY_DISABLED_REASON)
+            return prev.with_track(ECTOPY, track), events
+        verdict = judge(obs.windows, rule, holding=track.alert is not None)
+        if verdict is None:
+            return prev, []
+        if track.seen_s is not None and verdict.window.t_end_s < track.seen_s:
+            track = Track(alert=track.alert)  # the stream's clock restarted (a new segment): runs start afresh
+        if track.alert is not None:
+            track, events = _ectopy_hold(track, verdict, rule, obs)
+            return prev.with_track(ECTOPY, track), events
+        end = verdict.window.t_end_s
+        if not verdict.high:
+            return prev.with_track(ECTOPY, Track()), []
+        since = track.since_s if track.since_s is not None else end
+        if end - since < rule.min_duration_s:
+            return prev.with_track(ECTOPY, Track(since_s=since, seen_s=end)), []
+        alert = Alert(
+            alert_id=self._new_id(),
+            patient_id=prev.patient_id,
+            state="raised",
+            priority=rule.priority,
+            kind="ectopy",
+            raised_at=obs.at,
+            last_notified_at=obs.at,
+            **_ectopy_fields(verdict, end - since, rule, obs),
+        ).transition(obs.at, "raised", "raised")
+        return prev.with_track(ECTOPY, Track(alert=alert, seen_s=end)), [AlertEvent("new", None, alert, "raised")]
 
     # -- signal quality ---------------------------------------------------------------------------------------------
 
@@ -462,6 +518,7 @@ def _forecast_fields(arrhythmia: str, reading: _Reading, obs: ForecastSeen) -> d
 
 DISABLED_REASON = "alerting disabled for this arrhythmia"
 PRESENT_DISABLED_REASON = "present-rhythm alerting disabled for this rhythm"
+ECTOPY_DISABLED_REASON = "ectopy advisory disabled"
 
 
 def _disabled(track: Track, at: float, reason: str) -> tuple[Track, list[AlertEvent]]:
@@ -531,6 +588,37 @@ def _present_fields(
         "explanation": present_text(rhythm, summary, threshold, obs.evidence),
         "evidence": {**obs.evidence.as_dict(), "present_rhythm": summary},
         "window": None if end is None else AlertWindow(start_s=end - lasted, end_s=end),
+        "updated_at": obs.at,
+    }
+
+
+def _ectopy_hold(
+    track: Track, verdict: Judgement, rule: EctopyAdvisory, obs: EctopyMeasured
+) -> tuple[Track, list[AlertEvent]]:
+    """An active advisory: refreshed while the burden stays at or above ``clear_below``, cleared once it has been
+    under that for ``clear_after_s`` (the absence counted from the first refresh under it)."""
+    assert track.alert is not None
+    alert, end = track.alert, verdict.window.t_end_s
+    if verdict.high:
+        began = alert.window.start_s + verdict.window.window_s if alert.window is not None else end
+        refreshed = alert.model_copy(update=_ectopy_fields(verdict, end - began, rule, obs))
+        return Track(alert=refreshed, seen_s=end), []
+    since = track.since_s if track.since_s is not None else end
+    if end - since < rule.clear_after_s:
+        return Track(alert=alert, since_s=since, seen_s=end), []
+    reason = f"PVC burden under {100 * rule.clear_below:.0f}% for {end - since:.0f} s"
+    ended = alert.transition(obs.at, "cleared", reason, ended_at=obs.at)
+    return Track(), [AlertEvent("end", alert, ended, "cleared")]
+
+
+def _ectopy_fields(verdict: Judgement, lasted_s: float, rule: EctopyAdvisory, obs: EctopyMeasured) -> dict[str, Any]:
+    """What an ectopy advisory takes from one refresh: text, evidence and the stretch it rests on (from the start
+    of the first high window to the end of the newest)."""
+    end = verdict.window.t_end_s
+    return {
+        "explanation": ectopy_text(obs.lead, obs.windows, lasted_s, rule),
+        "evidence": ectopy_evidence(obs.lead, obs.windows, lasted_s),
+        "window": AlertWindow(start_s=end - lasted_s - verdict.window.window_s, end_s=end),
         "updated_at": obs.at,
     }
 

@@ -1,13 +1,21 @@
 """Durable alert history in SQLite, so a restart neither loses nor repeats active alerts.
 
 One row per alert holding its latest JSON (with the full transition history inside), and one row per change of a
-patient's forecast mute (append-only: who muted, why, until when; unmuted; expired). WAL mode lets a reader (the
-history query of a status page) run beside the writer; the connection is shared across threads and every call is
-serialised by one lock, because the ack path and the forecast path may run on different threads.
+patient's forecast mute (append-only: who muted, why, until when; unmuted; expired). The connection is shared across
+threads and every call is serialised by one lock, because the ack path and the forecast path may run on different
+threads.
+
+Why a rollback journal and not WAL: WAL keeps its index in a ``-shm`` file that SQLite memory-maps, and a mapped
+file that shrinks or cannot be extended (truncated, disk full, made unwritable) kills the process with SIGBUS, which
+no ``except`` can catch (issue #19: the agent died within 3 s). ``journal_mode=DELETE`` with ``mmap_size=0`` maps
+nothing, so every fault of the file or the disk is an :class:`sqlite3.Error`, raised here as
+:class:`StoreUnavailable` for the service to ride out. Alert traffic is a few writes a minute, so WAL's concurrency
+is not needed; a reader (``alerts history``) waits at most the busy timeout for a write to finish.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable
@@ -18,11 +26,11 @@ from typing import Any
 
 import structlog
 
-from core.errors import ConfigError, LifecycleError
+from core.errors import BrokerError, ConfigError, LifecycleError
 
 from ._model import ACTIVE_STATES, Alert, Mute
 
-__all__ = ["AlertReads", "AlertStore", "Fence", "mute_rows"]
+__all__ = ["AlertReads", "AlertStore", "Fence", "StoreUnavailable", "mute_rows"]
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +57,15 @@ CREATE TABLE IF NOT EXISTS alert_mutes (
 CREATE INDEX IF NOT EXISTS alert_mutes_patient ON alert_mutes (patient_id, id);
 """
 _ACTIVE = f"state IN ({', '.join(repr(s) for s in ACTIVE_STATES)})"
+BUSY_TIMEOUT_S = 1.0
+"""How long a write waits for another connection's lock (``alerts history`` reading) before it counts as a fault:
+the forecast path holds the alert lock meanwhile, so this bounds how long a locked file can delay it."""
+
+
+class StoreUnavailable(BrokerError):
+    """The alert store cannot be read or written now (disk full, file locked, unwritable or removed, database
+    unreachable). A fault of the medium, not of the data: the alert service holds what it could not write and
+    retries (docs/ALERTS.md section 9)."""
 
 
 @dataclass(frozen=True)
@@ -69,16 +86,25 @@ class AlertReads:
     _mutes = "alert_mutes"
     _p = "?"
     _tiebreak = "rowid"
+    _driver_errors: tuple[type[Exception], ...] = ()  # what the driver raises for a fault of the medium
     _lock: threading.Lock
     _db: Any
+    path: Path | str
 
     def _check_open(self) -> None:
         raise NotImplementedError
 
+    def _unavailable(self, exc: Exception) -> StoreUnavailable:
+        """The driver's error, naming the store (never its credentials: ``path`` has none)."""
+        return StoreUnavailable(f"alert store {self.path}: {exc}")
+
     def _bodies(self, sql: str, params: tuple[object, ...]) -> list[str]:
         with self._lock:
             self._check_open()
-            rows = self._db.execute(sql, params).fetchall()
+            try:
+                rows = self._db.execute(sql, params).fetchall()
+            except self._driver_errors as exc:
+                raise self._unavailable(exc) from exc
         return [body for (body,) in rows]
 
     def _query(self, sql: str, params: tuple[object, ...]) -> list[Alert]:
@@ -133,33 +159,76 @@ def mute_rows(mutes: Iterable[Mute]) -> list[tuple[str, str, float, float | None
 
 class StoreState(Enum):
     OPENED = "opened"
+    FAILED = "failed"  # a reopen failed: faults until the next one succeeds
     CLOSED = "closed"
 
 
 class AlertStore(AlertReads):
     """SQLite-backed alert rows. ``path`` ':memory:' keeps nothing across instances (tests of the policy only)."""
 
+    _driver_errors = (sqlite3.Error,)
+
     def __init__(self, path: Path | str) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
-        self._db.executescript(_DDL)
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version == 0:
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        elif version != SCHEMA_VERSION:
-            self._db.close()
-            raise LifecycleError(f"alert store {path} has schema version {version}, expected {SCHEMA_VERSION}")
-        self._state = StoreState.OPENED
+        """Open (creating the file and its directories); raises StoreUnavailable when the file cannot be opened,
+        LifecycleError when it holds another schema version."""
         self.path = path
-        log.info("alert_store_opened", path=str(path))
+        self._lock = threading.Lock()
+        self._state = StoreState.FAILED
+        self._identity: tuple[int, int] | None = None
+        self.created = self._open()
+        log.info("alert_store_opened", path=str(path), created=self.created)
+
+    def _open(self) -> bool:
+        """Connect and configure; True when the file was new (no schema yet). Call with the lock held or from
+        ``__init__``."""
+        try:
+            if str(self.path) != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_S)
+        except (OSError, sqlite3.Error) as exc:
+            raise self._unavailable(exc) from exc
+        try:
+            created = self._configure(db)
+        except sqlite3.Error as exc:
+            db.close()
+            raise self._unavailable(exc) from exc
+        except LifecycleError:
+            db.close()
+            raise
+        self._db = db
+        self._identity = self._file_identity()
+        self._state = StoreState.OPENED
+        return created
+
+    def _configure(self, db: sqlite3.Connection) -> bool:
+        """Rollback journal, no memory map (module docstring: SIGBUS), full sync; the schema. True when new."""
+        mode = db.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
+        if mode not in ("delete", "memory"):
+            raise sqlite3.OperationalError(f"journal_mode is {mode}, not delete (another process holds it in WAL)")
+        db.execute("PRAGMA mmap_size=0")
+        db.execute("PRAGMA synchronous=FULL")  # a rollback journal is durable across power loss only with FULL
+        db.executescript(_DDL)
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        elif version != SCHEMA_VERSION:
+            raise LifecycleError(f"alert store {self.path} has schema version {version}, expected {SCHEMA_VERSION}")
+        return bool(version == 0)
+
+    def reopen(self) -> bool:
+        """Close and connect again (the file may have been removed and recreated, or a lock released); True when
+        the file is new, so its owner must write back everything it holds. Raises StoreUnavailable."""
+        with self._lock:
+            if self._state is StoreState.CLOSED:
+                raise LifecycleError(f"alert store {self.path} is closed")
+            self._close_db()
+            self._state = StoreState.FAILED
+            self.created = self._open()
+            return self.created
 
     def save(self, alerts: Iterable[Alert], fence: Fence | None = None, mutes: Iterable[Mute] = ()) -> None:
         """Insert or replace each alert's row and append each mute change, all in one transaction. A local file
-        cannot fence replicas."""
+        cannot fence replicas. Raises StoreUnavailable when the file cannot be written."""
         if fence is not None:
             raise ConfigError("fenced alert writes (a cluster replica) need the shared store: set alerts.store_url")
         rows = [(a.alert_id, a.patient_id, a.state, a.raised_at, a.updated_at, a.model_dump_json()) for a in alerts]
@@ -168,22 +237,53 @@ class AlertStore(AlertReads):
             return
         with self._lock:
             self._check_open()
-            self._db.execute("BEGIN")
             try:
-                self._db.executemany("INSERT OR REPLACE INTO alerts VALUES (?, ?, ?, ?, ?, ?)", rows)
-                self._db.executemany(self._mute_insert(), changes)
-            except sqlite3.Error:
-                self._db.execute("ROLLBACK")
-                raise
+                self._write(rows, changes)
+            except sqlite3.Error as exc:
+                raise self._unavailable(exc) from exc
+
+    def _write(self, rows: list[tuple[Any, ...]], changes: list[tuple[str, str, float, float | None, str]]) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany("INSERT OR REPLACE INTO alerts VALUES (?, ?, ?, ?, ?, ?)", rows)
+            self._db.executemany(self._mute_insert(), changes)
             self._db.execute("COMMIT")
+        except sqlite3.Error:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         """Idempotent."""
         with self._lock:
-            if self._state is StoreState.OPENED:
+            self._close_db()
+            self._state = StoreState.CLOSED
+
+    def _close_db(self) -> None:
+        if self._state is StoreState.OPENED:
+            try:
                 self._db.close()
-                self._state = StoreState.CLOSED
+            except sqlite3.Error as exc:  # closing a connection to a vanished file: nothing left to lose
+                log.warning("alert_store_close_failed", path=str(self.path), error=str(exc))
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        """(device, inode) of the file, None for ':memory:': how a removed or replaced file is noticed."""
+        if str(self.path) == ":memory:":
+            return None
+        stat = os.stat(self.path)
+        return (stat.st_dev, stat.st_ino)
 
     def _check_open(self) -> None:
+        """Closed: a LifecycleError. Failed, or the file removed or replaced under the open connection (writes would
+        go to an unlinked inode and vanish at exit): StoreUnavailable."""
         if self._state is StoreState.CLOSED:
             raise LifecycleError(f"alert store {self.path} is closed")
+        if self._state is StoreState.FAILED:
+            raise StoreUnavailable(f"alert store {self.path} is not open (its last reopen failed)")
+        if self._identity is not None:
+            try:
+                now = self._file_identity()
+            except OSError:
+                now = None
+            if now != self._identity:
+                raise StoreUnavailable(f"alert store {self.path} was removed or replaced")

@@ -180,7 +180,9 @@ def _publish(settings: Settings, topic: str, payload: bytes, timeout: float) -> 
     from paho.mqtt.properties import Properties
     from paho.mqtt.reasoncodes import ReasonCode
 
+    from core.config import mask_secrets
     from core.mqtt import apply_credentials
+    from core.tls import connection_failure
 
     m = settings.mqtt
     protocol = mqtt.MQTTv5 if m.protocol == "5" else mqtt.MQTTv311
@@ -196,7 +198,7 @@ def _publish(settings: Settings, topic: str, payload: bytes, timeout: float) -> 
     try:
         client.connect(m.host, m.port, keepalive=m.keepalive_s)
     except OSError as exc:
-        print(f"cannot connect to {m.url}: {exc}", file=sys.stderr)
+        print(f"cannot connect to {mask_secrets(m.url)}: {connection_failure(exc)}", file=sys.stderr)
         return 1
     client.loop_start()
     try:

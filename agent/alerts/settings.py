@@ -19,6 +19,7 @@ __all__ = [
     "AfDetection",
     "AlertSettings",
     "ArrhythmiaPolicy",
+    "EctopyAdvisory",
     "EscalationSettings",
     "PolicySettings",
     "PresentRhythmSettings",
@@ -32,6 +33,10 @@ PRIORITY_ORDER: tuple[Priority, ...] = ("low", "medium", "high")
 ARRHYTHMIAS: tuple[str, ...] = ("af", "flutter", "vt")  # the keys of Forecast.onset_probs
 PRESENT_RHYTHMS: tuple[str, ...] = ("af", "vt")  # rhythms measured under way; flutter cannot be told from the RR
 SPAN_S = 10.0  # core.measurements.RHYTHM_SPAN_S: durations are measured in whole spans of this length
+FORECAST_CEILING: Priority = "medium"
+"""Highest priority a forecast alert may have, raised or escalated. A forecast is an advisory (IHE source SA): high
+priority (red, flashing fast, the loudest tone) is kept for a rhythm measured now ("VT now"), so a prediction never
+looks or sounds like the life-threatening alarm it predicts (docs/ALERTS.md section 4, docs/STATION.md)."""
 
 
 class ArrhythmiaPolicy(StrictModel):
@@ -42,8 +47,10 @@ class ArrhythmiaPolicy(StrictModel):
     raise_at_by_horizon: dict[int, float] = Field(
         default_factory=dict, description="Horizon (s) -> threshold, overriding raise_at for that horizon"
     )
-    priority: Priority = Field("low", description="Priority when raised (forecasts are advisories)")
-    max_priority: Priority = Field("medium", description="Highest priority escalation may reach")
+    priority: Priority = Field("low", description="Priority when raised (forecasts are advisories: low or medium)")
+    max_priority: Priority = Field(
+        "medium", description="Highest priority escalation may reach (at most medium: forecasts are advisories)"
+    )
 
     @field_validator("raise_at_by_horizon")
     @classmethod
@@ -51,6 +58,17 @@ class ArrhythmiaPolicy(StrictModel):
         bad = {h: p for h, p in value.items() if h <= 0 or not 0 < p <= 1}
         if bad:
             raise ValueError(f"horizons must be positive seconds and thresholds in (0, 1], got {bad}")
+        return value
+
+    @field_validator("priority", "max_priority")
+    @classmethod
+    def _advisory(cls, value: Priority) -> Priority:
+        """A forecast never reaches high priority, whatever the config says (see FORECAST_CEILING)."""
+        if PRIORITY_ORDER.index(value) > PRIORITY_ORDER.index(FORECAST_CEILING):
+            raise ValueError(
+                f"{value!r}: forecast alerts are advisories, at most {FORECAST_CEILING!r} priority "
+                "(high is for rhythms measured now, alerts.defaults.present_rhythm)"
+            )
         return value
 
     @model_validator(mode="after")
@@ -147,6 +165,41 @@ class PresentRhythmSettings(StrictModel):
         return detection
 
 
+class EctopyAdvisory(StrictModel):
+    """When the measured ventricular ectopy burden is high enough for a "PVC burden high" advisory (docs/ALERTS.md
+    section 14), judged on the rhythm monitor's shortest window (``monitor.windows_s``, 60 s shipped)."""
+
+    enabled: bool = Field(True, description="Raise 'PVC burden high' advisories at all")
+    raise_at: float = Field(
+        0.10, gt=0, le=1, description="Share of beats that are PVCs at or above which a refresh counts as high"
+    )
+    clear_below: float = Field(
+        0.07, ge=0, le=1, description="While raised, a refresh still counts as high down to this (hysteresis)"
+    )
+    min_duration_s: float = Field(
+        60.0, ge=0, le=3600, description="High at every refresh for this long (stream seconds) before it is raised"
+    )
+    clear_after_s: float = Field(
+        60.0,
+        ge=0,
+        le=3600,
+        description="An active advisory clears once the burden has been under clear_below this long",
+    )
+    min_beats: int = Field(
+        30, ge=5, le=1000, description="A window with fewer beats counted is not judged (neither raises nor clears)"
+    )
+    priority: Priority = Field("low", description="Priority when raised (bedside monitors: 'PVCs/min high' is low)")
+
+    @model_validator(mode="after")
+    def _clear_below_raise(self) -> EctopyAdvisory:
+        if self.clear_below >= self.raise_at:
+            raise ValueError(
+                f"clear_below {self.clear_below} is not under raise_at {self.raise_at}: the advisory could clear on "
+                "the burden that raised it"
+            )
+        return self
+
+
 class PolicySettings(StrictModel):
     """One unit's alert policy; a patient's effective policy is this with that patient's overrides merged in."""
 
@@ -158,7 +211,7 @@ class PolicySettings(StrictModel):
     )
     vt: ArrhythmiaPolicy = Field(
         default_factory=lambda: ArrhythmiaPolicy.model_validate(
-            {"raise_at": 0.4, "priority": "medium", "max_priority": "high"}
+            {"raise_at": 0.4, "priority": "medium", "max_priority": "medium"}
         ),
         description="Ventricular tachycardia onset",
     )
@@ -175,6 +228,7 @@ class PolicySettings(StrictModel):
     escalation: EscalationSettings = Field(default_factory=lambda: EscalationSettings.model_validate({}))
     quality: QualityGate = Field(default_factory=lambda: QualityGate.model_validate({}))
     present_rhythm: PresentRhythmSettings = Field(default_factory=lambda: PresentRhythmSettings.model_validate({}))
+    ectopy: EctopyAdvisory = Field(default_factory=lambda: EctopyAdvisory.model_validate({}))
 
     @model_validator(mode="after")
     def _k_of_n(self) -> PolicySettings:

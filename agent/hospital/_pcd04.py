@@ -92,13 +92,15 @@ def event_phase(event: AlertEvent) -> str:
 
 def alert_type_code(alert: Alert) -> Coded:
     """OBX-3 of the identity facet: a local code per kind and arrhythmia (``FORECAST_AF``, ``PRESENT_VT``,
-    ``CANNOT_ASSESS``) in the local coding system ``99ECG``."""
+    ``ECTOPY_PVC_HIGH``, ``CANNOT_ASSESS``) in the local coding system ``99ECG``."""
     rhythm = alert.arrhythmia or ""
     name = _RHYTHM_NAMES.get(rhythm, rhythm)
     if alert.kind == "forecast":
         return Coded(f"FORECAST_{rhythm.upper()}", f"Forecast: {name} onset", LOCAL_CODES)
     if alert.kind == "present_rhythm":
         return Coded(f"PRESENT_{rhythm.upper()}", f"Present rhythm: {name} under way", LOCAL_CODES)
+    if alert.kind == "ectopy":
+        return Coded("ECTOPY_PVC_HIGH", "PVC burden high (measured ventricular ectopy)", LOCAL_CODES)
     return Coded("CANNOT_ASSESS", "Cannot assess: signal quality", LOCAL_CODES)
 
 

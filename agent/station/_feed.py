@@ -28,7 +28,7 @@ from agent.mqtt_client import MqttConnection
 from agent.station._messages import decode_alert, decode_forecast, decode_mute_state
 from agent.station._state import StationState
 from agent.station.settings import StationSettings
-from core.errors import LifecycleError, ProtocolError
+from core.errors import BrokerError, ProtocolError
 from core.protocol import PATIENT_ID_PATTERN, PayloadLimits, Topics, decode_wave
 from core.settings import MqttSettings
 from core.wire import decode_presence, decode_status
@@ -186,11 +186,13 @@ class StationFeed:
             raise ProtocolError("bad_patient_id", f"patient id {patient_id[:80]!r} is not allowed", "patient_id")
 
     def _publish_confirmed(self, topic: str, payload: bytes, timeout_s: float) -> None:
-        """Publish at QoS 1 and wait for the broker to take it."""
-        info = self.connection.publish(topic, payload, qos=1)
-        info.wait_for_publish(timeout_s)
-        if not info.is_published():
-            raise LifecycleError(f"broker did not confirm the message within {timeout_s} s")
+        """Publish at QoS 1 and wait for the broker to take it. A refusal (MQTT 5 "Not authorized": the station's
+        identity may not write that user's topic) is a BrokerError the nurse is shown, never a "sent"."""
+        try:
+            self.connection.publish_confirmed(topic, payload, timeout_s)
+        except BrokerError as exc:
+            log.error("station_publish_refused", topic=topic[:200], error=str(exc))
+            raise
 
     def _run(self) -> None:
         """The feed thread, supervised: the loop is restarted after any failure it did not contain."""

@@ -164,7 +164,8 @@ class StationHttp:
         if method == "GET" and path == "/":
             self._static(request, "index.html")
         elif method == "GET" and path == "/api/me":
-            self._json(request, HTTPStatus.OK, {"user": user, "sound": self._settings.sound})
+            me = {"user": user, "sound": self._settings.sound, "audio_pause_s": self._settings.audio_pause_s}
+            self._json(request, HTTPStatus.OK, me)
         elif method == "GET" and path == "/api/state":
             self._json(request, HTTPStatus.OK, self._state_json())
         elif method == "GET" and path.startswith("/api/patient/"):

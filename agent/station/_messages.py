@@ -1,8 +1,8 @@
 """The forecast and alert messages as the station receives them: typed, strictly parsed, refused when forged.
 
-Status and presence models are shared in ``core.wire``. The forecast message is the model's ``Forecast`` plus what
-the agent adds when publishing (agent/forecasting.py: ``published_at``, ``window``, ``signal_quality``,
-``measurements``); the alert message is :meth:`agent.alerts.AlertEvent.to_message`, the mute state message
+Status and presence models are shared in ``core.wire``, the forecast message in ``agent.forecast_message`` (the
+agent publishes from that same model: ``ForecastMessage``, ``ForecastWindow``, ``decode_forecast`` are re-exported
+here); the alert message is :meth:`agent.alerts.AlertEvent.to_message`, the mute state message
 :meth:`agent.alerts.Mute.to_message`. They reuse those models rather than restating their fields, so a change there
 is a change here.
 """
@@ -14,10 +14,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.alerts import Alert, Mute
+from agent.forecast_message import ForecastMessage, ForecastWindow, decode_forecast
 from core.errors import ProtocolError
-from core.measurements import Measurements
 from core.wire import check_same, parse_from_topic, parse_message
-from llm_runtime.forecast import Forecast
 
 __all__ = [
     "AlertMessage",
@@ -31,37 +30,6 @@ __all__ = [
 ]
 
 _STRICT = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class ForecastWindow(BaseModel):
-    """The stretch of device time (wave ``t0`` clock) the forecast read."""
-
-    model_config = _STRICT
-
-    start: float
-    end: float
-    segment: int = Field(ge=0)
-
-
-class ForecastMessage(Forecast):
-    """``ecgcast.forecast/1`` as published: the forecast and the agent's publishing fields."""
-
-    model_config = _STRICT
-
-    schema_name: Literal["ecgcast.forecast/1"] = Field(alias="schema")
-    published_at: float = Field(description="Wall-clock seconds (Unix time) the agent published it")
-    window: ForecastWindow | None = None
-    signal_quality: dict[str, str] = Field(default_factory=dict)
-    measurements: Measurements | None = None
-
-    @property
-    def peak_risk(self) -> dict[str, float]:
-        """Highest onset probability over horizons, per arrhythmia."""
-        risk: dict[str, float] = {}
-        for per_h in self.onset_probs.values():
-            for arrhythmia, p in per_h.items():
-                risk[arrhythmia] = max(risk.get(arrhythmia, 0.0), p)
-        return risk
 
 
 class WireAlert(Alert):
@@ -95,11 +63,6 @@ class MuteMessage(Mute):
     model_config = _STRICT
 
     schema_name: Literal["ecgcast.alert_mute_state/1"] = Field(alias="schema")
-
-
-def decode_forecast(payload: bytes, topic_patient_id: str) -> ForecastMessage:
-    """A forecast from ``topic_patient_id``'s forecast topic; raises ProtocolError naming the field."""
-    return parse_from_topic(ForecastMessage, payload, "patient_id", topic_patient_id)
 
 
 def decode_alert(payload: bytes, topic_patient_id: str) -> AlertMessage:

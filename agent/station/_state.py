@@ -18,7 +18,7 @@ import math
 import threading
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
 
@@ -32,7 +32,7 @@ from agent.station._wave import Strip, WaveRing, heart_rate_bpm
 from agent.station.settings import StationSettings
 from core.errors import ProtocolError
 from core.protocol import WaveChunk
-from core.wire import StatusMessage
+from core.wire import MeasuredRhythm, MeasuredWindow, StatusMessage
 
 __all__ = [
     "AlertSource",
@@ -40,9 +40,13 @@ __all__ = [
     "StationState",
     "TechnicalAlarm",
     "Updates",
+    "alarm_state",
+    "measured_lines",
+    "order",
     "priority_rank",
     "quality_badge",
     "rhythm_summary",
+    "with_measured_quality",
 ]
 
 log = structlog.get_logger(__name__)
@@ -57,6 +61,10 @@ QUALITY_BADGE = {
 }
 """Ingest verdicts (docs/PROTOCOL.md) -> the four badges a nurse reads; anything else is 'cannot assess'."""
 BADGE_ORDER = ("good", "noisy", "leads off", "cannot assess")
+NO_SIGNAL = "no signal"
+LIVE_BADGES = ("good", "noisy")
+"""Badges that claim a live signal: while no wave data came for stale_after_s they give way to 'no signal' ('leads
+off' and 'cannot assess' stay: they already say why there is none)."""
 IRREGULAR_RR = 0.1  # normalised RMSSD above which RR is called irregular (docs/MEASUREMENTS.md: AF > 0.1)
 HISTORY_KEPT = 200
 MUTES_KEPT = 20  # mute changes seen per patient, shown in the detail view
@@ -79,9 +87,38 @@ class AlertSource(Protocol):
 
 
 def priority_rank(alerts: list[dict[str, Any]]) -> int:
-    """Highest priority among unacknowledged alerts, counted double over acknowledged ones' (0: none)."""
-    ranks = [PRIORITY_RANK.get(a.get("priority", ""), 0) * (2 if a.get("state") == "raised" else 1) for a in alerts]
-    return max(ranks, default=0)
+    """Highest priority among active alerts (3 high, 2 medium, 1 low, 0 none), acknowledged or not.
+
+    Acknowledgement never changes the rank: it once doubled an unacknowledged alert's rank, and the page drew that
+    rank as a border, so an unacknowledged medium alert looked high (issue #21). Acknowledged is its own cue
+    (:func:`alarm_state`)."""
+    return max((PRIORITY_RANK.get(a.get("priority", ""), 0) for a in alerts), default=0)
+
+
+def alarm_state(alerts: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The tile's alarm signal: the highest active priority, whether every alert of that priority is acknowledged
+    (the page then stops flashing and marks it ACK, keeping the priority's colour), and whether they are all
+    forecasts (advisories, labelled as such on the page). None: no alert."""
+    rank = priority_rank(alerts)
+    top = [a for a in alerts if PRIORITY_RANK.get(a.get("priority", ""), 0) == rank]
+    if not rank:
+        return None
+    return {
+        "priority": top[0]["priority"],
+        "acknowledged": all(a.get("state") == "acknowledged" for a in top),
+        "advisory": all(a.get("kind") == "forecast" for a in top),
+    }
+
+
+def forecast_hidden(stale: bool, alerts: list[dict[str, Any]]) -> str | None:
+    """Why the tile must not show the latest forecast (None: it may). A forecast is retained at the broker, so it
+    outlives the signal it was made on: with no signal, or while the agent suppresses forecasts (its "cannot
+    assess" alert is active), the old numbers would read as current."""
+    if stale:
+        return "no signal: forecast hidden"
+    if any(a.get("kind") == "cannot_assess" for a in alerts):
+        return "forecasts suppressed: signal quality cannot be assessed"
+    return None
 
 
 def quality_badge(signal_quality: dict[str, str]) -> tuple[str, dict[str, str]]:
@@ -89,6 +126,45 @@ def quality_badge(signal_quality: dict[str, str]) -> tuple[str, dict[str, str]]:
     per_lead = {lead: QUALITY_BADGE.get(v, "cannot assess") for lead, v in signal_quality.items()}
     worst = max(per_lead.values(), key=BADGE_ORDER.index, default="cannot assess")
     return worst, per_lead
+
+
+def with_measured_quality(signal_quality: dict[str, str], measured: MeasuredRhythm | None) -> dict[str, str]:
+    """The ingest's per-lead verdicts, with the rhythm monitor's lead called noisy while its newest refresh found
+    noise that the per-second checks pass (electrode motion in the ECG band): one badge, the worse of the two."""
+    if measured is None or measured.lead not in signal_quality or measured.quality in (None, "good"):
+        return signal_quality
+    if signal_quality[measured.lead] != "good":
+        return signal_quality
+    return {**signal_quality, measured.lead: "noisy"}
+
+
+def measured_lines(measured: MeasuredRhythm | None) -> list[str]:
+    """One plain line per window of the rhythm monitor, e.g. ``Last 5 min: PVC 20% of beats (19.4/min), PAC 1%;
+    2 couplets, no ventricular runs; HR 95; signal good (97% measurable)``. Measured, not a diagnosis."""
+    return [_window_line(w) for w in measured.windows] if measured is not None else []
+
+
+def _window_line(w: MeasuredWindow) -> str:
+    span = f"{w.window_s / 60:.0f} min" if w.window_s % 60 == 0 else f"{w.window_s:.0f} s"
+    if not w.beats:
+        return f"Last {span}: no beats measured; signal {w.quality}"
+    rate = f" ({w.pvc_per_min:.1f}/min)" if w.pvc_per_min is not None else ""
+    runs = (
+        f"{w.ventricular_runs} ventricular run{'s' if w.ventricular_runs > 1 else ''} (longest "
+        f"{w.longest_ventricular_run})"
+        if w.ventricular_runs
+        else "no ventricular runs"
+    )
+    hr = f"HR {w.hr_bpm:.0f}" if w.hr_bpm is not None else "HR not measurable"
+    share = f"{100 * w.clean_s / w.covered_s:.0f}% measurable" if w.covered_s else "nothing measured"
+    return (
+        f"Last {span}: PVC {_percent(w.pvc_burden)} of beats{rate}, PAC {_percent(w.pac_burden)}; "
+        f"{w.couplets} couplet{'s' if w.couplets != 1 else ''}, {runs}; {hr}; signal {w.quality} ({share})"
+    )
+
+
+def _percent(share: float | None) -> str:
+    return "n/a" if share is None else f"{100 * share:.0f}%"
 
 
 def rhythm_summary(measurements: dict[str, Any] | None) -> str:
@@ -197,6 +273,7 @@ class StationState:
         # Patients the agent reported evicted and not heard of live since (see _known); oldest forgotten first.
         self._evicted: OrderedDict[str, None] = OrderedDict()
         self._removed = False  # a tile went since the last push: the page needs the new order
+        self._layout: list[str] | None = None  # the display order last pushed
 
     def _live(self, pid: str) -> PatientView:
         """The view of a patient whose wave or (not evicted) status came: the agent holds it, again if evicted."""
@@ -213,7 +290,7 @@ class StationState:
         """The patient's view, created if need be; a new patient past ``max_patients`` is refused."""
         view = self.patients.get(pid)
         if view is None:
-            if len(self.patients) >= self._settings.max_patients:
+            if not self._has_room(pid):
                 self._refuse_over_limit(pid)
             self._evicted.pop(pid, None)
             view = PatientView(pid, WaveRing(self._settings.detail_s, self._settings.draw_hz), heard_at=self._clock())
@@ -222,6 +299,15 @@ class StationState:
                 view.alerts[alert.alert_id] = view.history[alert.alert_id] = alert
         self._dirty.add(pid)
         return view
+
+    def _has_room(self, pid: str) -> bool:
+        """A configured bed always has room (settings keep ``beds`` within ``max_patients``); another patient
+        only in the slots the configured beds do not hold, so unplanned streams can never crowd a bed out."""
+        beds = self._settings.beds
+        if pid in beds:
+            return True
+        others = sum(1 for p in self.patients if p not in beds)
+        return others < self._settings.max_patients - len(beds)
 
     def _refuse_over_limit(self, pid: str) -> NoReturn:
         """Refuse a patient past the cap; every page shows that some patients are not on screen."""
@@ -233,7 +319,10 @@ class StationState:
     def _remove(self, pid: str) -> None:
         if self.patients.pop(pid, None) is None:
             return
-        self._dirty.discard(pid)
+        if pid in self._settings.beds:
+            self._dirty.add(pid)  # the bed stays in the layout, empty
+        else:
+            self._dirty.discard(pid)
         self._removed = True
         if self._technical.pop(LIMIT_ALARM, None) is not None:
             log.info("station_technical_alarm_cleared", source=LIMIT_ALARM)
@@ -382,7 +471,7 @@ class StationState:
             updates = Updates(new_alerts=self._new_alerts)
             self._new_alerts = []
             for pid, view in self.patients.items():
-                stale = view.last_wave_at is None or now - view.last_wave_at > self._settings.stale_after_s
+                stale = self._stale(view, now)
                 if stale != view.was_stale:
                     view.was_stale = stale
                     dirty.add(pid)
@@ -401,25 +490,40 @@ class StationState:
                     if _rounded(hr_bpm) != _rounded(view.hr_bpm):
                         dirty.add(pid)
                     view.hr_bpm = hr_bpm
-            updates.tiles = [self._safe_tile(self.patients[pid]) for pid in sorted(dirty)]
-            if dirty or removed:
-                updates.order = [t["patient_id"] for t in order([self._safe_tile(v) for v in self.patients.values()])]
+            updates.tiles = [self._tile_of(pid) for pid in sorted(dirty) if self._shown(pid)]
+            layout = order(self.patients, self._settings.beds)
+            if (dirty or removed) and layout != self._layout:
+                updates.order = self._layout = layout
         return updates
 
     def snapshot(self) -> dict[str, Any]:
         """Everything a freshly connected page needs: tiles in display order with their last strip seconds."""
         with self._lock:
-            tiles = [self._safe_tile(v, with_strip=True) for v in self.patients.values()]
+            tiles = [self._tile_of(pid, with_strip=True) for pid in order(self.patients, self._settings.beds)]
             agents = dict(self.agents)
             technical = self._technical_json()
         return {
-            "tiles": order(tiles),
+            "tiles": tiles,
             "agents": agents,
             "technical": technical,
             "rejected": self.rejected(),
             "server_time": self._clock(),
             "strip_s": self._settings.strip_s,
+            "stale_after_s": self._settings.stale_after_s,
         }
+
+    def _shown(self, pid: str) -> bool:
+        return pid in self.patients or pid in self._settings.beds
+
+    def _tile_of(self, pid: str, with_strip: bool = False) -> dict[str, Any]:
+        """A tracked patient's tile, or an empty configured bed (it keeps its place in the layout)."""
+        view = self.patients.get(pid)
+        if view is None:
+            return _placeholder_tile(pid, self._settings.beds.get(pid), with_strip, "no data from this bed")
+        return self._safe_tile(view, with_strip)
+
+    def _stale(self, view: PatientView, now: float) -> bool:
+        return view.last_wave_at is None or now - view.last_wave_at > self._settings.stale_after_s
 
     def _safe_tile(self, view: PatientView, with_strip: bool = False) -> dict[str, Any]:
         """The tile, or a placeholder saying it cannot be shown: one patient's bad data must not blank the others."""
@@ -430,12 +534,14 @@ class StationState:
             log.exception("station_tile_failed", patient_id=view.patient_id)
             detail = f"a patient's tile could not be shown ({type(exc).__name__}); see the station log"
             self._technical.setdefault("station_tile", TechnicalAlarm("station_tile", detail, self._clock()))
-            return _placeholder_tile(view.patient_id, self._settings.beds.get(view.patient_id), with_strip)
+            bed = self._settings.beds.get(view.patient_id)
+            return _placeholder_tile(view.patient_id, bed, with_strip, "station error: this patient cannot be shown")
 
     def _tile(self, view: PatientView) -> dict[str, Any]:
         status, forecast = view.status, view.forecast
         signal_quality = (status.signal_quality if status else {}) or (forecast.signal_quality if forecast else {})
-        badge, per_lead = quality_badge(signal_quality)
+        measured = status.measured if status else None
+        badge, per_lead = quality_badge(with_measured_quality(signal_quality, measured))
         if any(a.kind == "cannot_assess" for a in view.alerts.values()):
             badge = "cannot assess"
         alerts = [
@@ -443,23 +549,29 @@ class StationState:
             for a in sorted(view.alerts.values(), key=lambda a: (-PRIORITY_RANK.get(a.priority, 0), -a.raised_at))
         ]
         risk = forecast.peak_risk if forecast else {}
-        measurements = forecast.measurements if forecast else None
         now = self._clock()
+        stale = self._stale(view, now)
+        hidden = forecast_hidden(stale, alerts)
+        measurements = forecast.measurements if forecast and not hidden else None
         return {
             "patient_id": view.patient_id,
             "bed": self._settings.beds.get(view.patient_id),
             "state": (status.state if status else None) or "unknown",
-            "stale": view.last_wave_at is None or now - view.last_wave_at > self._settings.stale_after_s,
+            "stale": stale,
+            "last_wave_at": view.last_wave_at,
             "leads": list(view.ring.sig_name),
-            "hr_bpm": _rounded(view.hr_bpm),
+            "hr_bpm": None if stale else _rounded(view.hr_bpm),  # a number with no signal behind it is blanked
             "rhythm": rhythm_summary(measurements.as_dict() if measurements else None),
-            "quality": badge,
+            "quality": NO_SIGNAL if stale and badge in LIVE_BADGES else badge,
             "quality_by_lead": per_lead,
-            "forecast": _forecast_json(forecast),
+            "measured": [] if stale else measured_lines(measured),  # past windows, not what the signal is now
+            "forecast": None if hidden else _forecast_json(forecast),
+            "forecast_hidden": hidden if forecast else None,
             "risk": round(max(risk.values(), default=0.0), 3),
             "trend": [[round(t, 1), round(max(r.values(), default=0.0), 3)] for t, r in view.trend],
             "alerts": alerts,
             "rank": priority_rank(alerts),
+            "alarm": alarm_state(alerts),
             "mute": _mute_json(view.muted(now)),
         }
 
@@ -507,28 +619,35 @@ def _mute_json(mute: MuteMessage | None) -> dict[str, Any] | None:
     return {"action": mute.action, "at": mute.at, "by": mute.by, "reason": mute.reason, "until": mute.until}
 
 
-def _placeholder_tile(patient_id: str, bed: str | None, with_strip: bool) -> dict[str, Any]:
-    """What the page shows for a patient whose tile failed to build: the patient, and that it cannot be shown."""
+def _placeholder_tile(patient_id: str, bed: str | None, with_strip: bool, note: str) -> dict[str, Any]:
+    """What the page shows for a patient whose tile failed to build, or a configured bed with nothing heard of it:
+    the patient and bed, and ``note`` saying why there is nothing more."""
     tile: dict[str, Any] = {
         "patient_id": patient_id,
         "bed": bed,
         "state": "unknown",
         "stale": True,
+        "last_wave_at": None,
         "leads": [],
         "hr_bpm": None,
-        "rhythm": "station error: this patient cannot be shown",
-        "quality": "cannot assess",
+        "rhythm": note,
+        "quality": NO_SIGNAL,
         "quality_by_lead": {},
+        "measured": [],
         "forecast": None,
+        "forecast_hidden": None,
         "risk": 0.0,
         "trend": [],
         "alerts": [],
         "rank": 0,
+        "alarm": None,
         "mute": None,
     }
     return {**tile, "strip": {"fs": None, "t0": None, "leads": {}}} if with_strip else tile
 
 
-def order(tiles: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Display order: highest active alert priority first, then highest forecast risk, then patient id."""
-    return sorted(tiles, key=lambda t: (-t["rank"], -t["risk"], t["patient_id"]))
+def order(patient_ids: Iterable[str], beds: Mapping[str, str]) -> list[str]:
+    """Display order, a fixed layout: every configured bed in its configured order (empty or not), then the other
+    patients by id. Alerts never move a tile: a tile that jumps on an acknowledgement invites a wrong-patient click
+    (issue #21); the alarm list beside the grid is what is sorted by priority."""
+    return [*beds, *sorted(pid for pid in patient_ids if pid not in beds)]

@@ -8,13 +8,19 @@ TLS itself, so the header cannot be forged or read on the way). Its HTTP limits 
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 
 from core.config import StrictModel
+from core.protocol import PATIENT_ID_PATTERN
 
 __all__ = ["StationSettings"]
+
+BED_LABEL_MAX = 32
+BED_LABEL = re.compile(rf"\A[^\x00-\x1f\x7f-\x9f\u2028\u2029]{{1,{BED_LABEL_MAX}}}\Z")
+"""A bed label as the tile shows it: short, one line, no control characters (it is drawn as text, never markup)."""
 
 
 class StationSettings(StrictModel):
@@ -29,7 +35,9 @@ class StationSettings(StrictModel):
         description="user -> password hash from 'python main.py station hash-password'",
     )
     beds: dict[str, str] = Field(
-        default_factory=dict, description="patient id -> bed label shown on the tile (e.g. {P001: '12A'})"
+        default_factory=dict,
+        description="patient id -> bed label: the fixed tile layout, in this order (e.g. {P001: '12A'}); empty: "
+        "the beds of hospital.patients, in their order",
     )
     proxy_user_header: str | None = Field(
         None,
@@ -55,7 +63,10 @@ class StationSettings(StrictModel):
     sign_in_lockout_s: float = Field(
         300.0, ge=1, le=86400, description="How long a lock-out lasts, and the window failures are counted in"
     )
-    sound: bool = Field(True, description="Offer a tone on new alerts (each browser still opts in once)")
+    sound: bool = Field(True, description="Alarm tones per priority (each browser may switch them off; remembered)")
+    audio_pause_s: float = Field(
+        120.0, ge=10, le=300, description="How long the page's Audio pause silences alarm tones, seconds"
+    )
     strip_s: float = Field(10.0, ge=2, le=60, description="Seconds of ECG on each tile's live strip")
     detail_s: float = Field(300.0, ge=10, le=1800, description="Seconds of ECG kept for the patient detail view")
     draw_hz: float = Field(125.0, ge=50, le=500, description="Waveforms are decimated to about this rate for drawing")
@@ -77,6 +88,16 @@ class StationSettings(StrictModel):
         16_384, ge=1024, le=65_536, description="Largest status, forecast, alert or mute message the station keeps"
     )
 
+    @field_validator("beds")
+    @classmethod
+    def _bed_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for patient_id, bed in value.items():
+            if not PATIENT_ID_PATTERN.fullmatch(patient_id):
+                raise ValueError(f"{patient_id[:80]!r} is not a valid patient id")
+            if not BED_LABEL.fullmatch(bed):
+                raise ValueError(f"bed label {bed[:80]!r} of {patient_id!r}: 1-{BED_LABEL_MAX} printable characters")
+        return value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
@@ -84,10 +105,17 @@ class StationSettings(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> StationSettings:
+        verify_beds(self)
         verify_sign_in(self)
         verify_tls_pair(self)
         verify_proxy(self)
         return self
+
+
+def verify_beds(s: StationSettings) -> None:
+    """Every configured bed has a tile from start-up, so the beds must fit in the station's patient limit."""
+    if len(s.beds) > s.max_patients:
+        raise ValueError(f"station.beds lists {len(s.beds)} beds, over station.max_patients ({s.max_patients})")
 
 
 def trusted_network(entry: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ._accuracy import BEAT_CLASSES, score_beats, true_rate_bpm
 from ._beats import BeatFeatures, ClassifierConfig, classify_beats
+from ._burden import EctopyBurden, WindowQuality, ectopy_burden, window_quality
 from ._ec57 import Ec57Score, gross_ec57, score_ec57
 from ._metrics import (
     LeadAnalysis,
@@ -20,6 +21,7 @@ from ._metrics import (
     measure,
     measure_leads,
 )
+from ._noise import NoiseConfig, clean_mask, noisy_beats
 from ._qrs import DetectorConfig, detect_qrs
 from ._quality import QualityConfig, run_bounds
 from ._rhythm import RHYTHM_SPAN_S, RhythmSpan, rhythm_spans
@@ -33,20 +35,26 @@ __all__ = [
     "ClassifierConfig",
     "DetectorConfig",
     "Ec57Score",
+    "EctopyBurden",
     "LeadAnalysis",
     "Measurements",
+    "NoiseConfig",
     "QualityConfig",
     "RhythmSpan",
+    "WindowQuality",
     "analyse_best_lead",
     "analyse_lead",
     "analyse_leads",
     "analysis_trends",
     "best_lead",
     "classify_beats",
+    "clean_mask",
     "detect_qrs",
+    "ectopy_burden",
     "gross_ec57",
     "measure",
     "measure_leads",
+    "noisy_beats",
     "rhythm_spans",
     "run_bounds",
     "score_beats",
@@ -54,4 +62,5 @@ __all__ = [
     "trend_features",
     "true_rate_bpm",
     "ventricular_runs",
+    "window_quality",
 ]

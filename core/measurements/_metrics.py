@@ -128,6 +128,7 @@ class LeadAnalysis:
     r_peaks: npt.NDArray[np.int64]  # (n_beats,) sample indices
     symbols: npt.NDArray[np.str_]  # (n_beats,) 'N' | 'A' | 'V'
     features: BeatFeatures
+    usable: npt.NDArray[np.bool_] | None = None  # (sig_len,) the samples measured (not NaN, flat, saturated, motion)
 
 
 def analyse_lead(sig_mv: npt.NDArray[np.float64], fs: float, lead: str) -> LeadAnalysis:
@@ -167,7 +168,7 @@ def analyse_lead(sig_mv: npt.NDArray[np.float64], fs: float, lead: str) -> LeadA
         qrs_similarity=_nanmedian(features.template_corr),
         qrs_snr=_ratio(_nanmedian(features.qrs_amp_mv), _nanmedian(features.pre_qrs_amp_mv)),
     )
-    return LeadAnalysis(measurements=m, r_peaks=r_peaks, symbols=symbols, features=features)
+    return LeadAnalysis(measurements=m, r_peaks=r_peaks, symbols=symbols, features=features, usable=usable)
 
 
 def _rate_stats(rr_ms: npt.NDArray[np.float64]) -> dict[str, float | None]:

@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
+import structlog
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.daemon import Agent
 from agent.local_broker import LocalMosquitto, free_port
+from agent.mqtt_client import MqttConnection
 from agent.settings import BufferSettings, HttpSettings, Settings, StatusSettings
 from core.protocol import Topics, WaveChunk, encode_wave
 from core.settings import MqttSettings
@@ -333,3 +335,32 @@ def test_an_idle_patient_is_evicted_and_the_alert_path_is_told(broker: LocalMosq
         pub.loop_stop()
         agent.stop()
         pub.disconnect()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
+def test_tls_connect_failures_are_logged_with_their_reason_and_no_secret(tmp_path: Path) -> None:
+    """Issue #19 item 6: a wrong host name or an unknown CA logged nothing (paho retries in silence). Now each
+    failed attempt says why, the first as an error and its repeats as warnings; the URL's password never shows."""
+    ca, cert, key = _self_signed(tmp_path)
+    tls_port = free_port()
+    extra = f"listener {tls_port} 127.0.0.1\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\nallow_anonymous true\n"
+    cases = {
+        "unknown CA": (f"mqtts://kim:S3cret-PW@127.0.0.1:{tls_port}", {}, "certificate verify failed"),
+        "wrong host": (f"mqtts://kim:S3cret-PW@localhost:{tls_port}", {"tls_ca_file": ca}, "hostname mismatch"),
+    }
+    with LocalMosquitto(extra_config=extra), structlog.testing.capture_logs() as logs:
+        for url, tls, expected in cases.values():
+            settings = MqttSettings(url=url, client_id=f"c-{uuid.uuid4().hex[:6]}", reconnect_max_s=1.0, **tls)
+            connection = MqttConnection(settings, "ecg/v1/_agents/t/presence", "t")
+            connection.open()
+            try:
+                wait_for(lambda: sum(expected in e.get("reason", "") for e in logs) >= 2)  # noqa: B023
+                assert not connection.connected
+            finally:
+                connection.close()
+    failed = [e for e in logs if e["event"] == "mqtt_connect_failed"]
+    for url, _, expected in cases.values():
+        mine = [e for e in failed if expected in e["reason"]]
+        assert [e["log_level"] for e in mine[:2]] == ["error", "warning"], mine
+        assert mine[0]["tls"] is True and mine[0]["host"] == url.split("@")[1].split(":")[0]
+    assert "S3cret-PW" not in repr(logs)

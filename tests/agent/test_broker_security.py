@@ -30,9 +30,13 @@ from agent.broker_profile import BrokerUser, acl_text, example_users
 from agent.daemon import Agent
 from agent.local_broker import LocalMosquitto
 from agent.settings import Settings
+from agent.station import StationServer, StationSettings
+from core.errors import BrokerError
 from core.protocol import Topics, WaveChunk, encode_wave
+from core.settings import MqttSettings
 
 from .alerts.alert_builders import evidence
+from .station.test_station_http import request
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPICS = Topics("ecg/v1")
@@ -259,6 +263,33 @@ def test_the_agent_records_an_ack_with_the_identity_of_its_topic(
         assert [step["by"] for step in after["history"] if step["state"] == "acknowledged"] == ["nurse.kim"]
     finally:
         agent.stop()
+
+
+@pytest.mark.e2e
+def test_the_station_reports_an_ack_the_broker_refused(secured: LocalMosquitto) -> None:
+    """The station did not read the PUBACK: with an identity the ACL does not let relay (here it signs in as a
+    nurse, a misconfiguration), it answered "published" and the alert never changed on screen. Now the broker's
+    "Not authorized" reaches the nurse as the reason her acknowledgement failed."""
+    settings = StationSettings.model_validate(
+        {
+            "enabled": True,
+            "port": 0,
+            "client_id": f"st-{uuid.uuid4().hex[:6]}",
+            "proxy_user_header": "X-User",
+            "trusted_proxies": ["127.0.0.1"],
+        }
+    )
+    mqtt_settings = MqttSettings(url=secured.url, username=KIM.name, password=KIM.password)
+    with StationServer(settings, mqtt_settings, TOPICS) as station:
+        assert station.feed.connection.wait_connected(10)
+        station.feed.publish_ack("bed-1", "a" * 32, "nurse.kim")  # her own topic: the broker takes it
+        with pytest.raises(BrokerError, match=r"refused the message .*\(Not authorized\); it was not delivered"):
+            station.feed.publish_ack("bed-1", "a" * 32, "nurse.lee")
+        body = json.dumps({"patient_id": "bed-1", "alert_id": "a" * 32}).encode()
+        headers = {"Content-Type": "application/json", "X-User": "nurse.lee"}
+        answer = request(station, "POST", "/api/ack", body, headers)
+        assert answer.status == 503
+        assert "Not authorized" in json.loads(answer.read())["error"]
 
 
 @pytest.mark.e2e

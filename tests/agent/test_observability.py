@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from agent.alerts import AlertStore
 from agent.daemon import Agent
 from agent.ingest import RawWave, Rejection
 from agent.local_broker import LocalMosquitto, free_port
@@ -21,13 +25,16 @@ from agent.settings import HttpSettings, Settings
 from core.protocol import Topics, WaveChunk
 from core.settings import MqttSettings
 
+from .alerts.alert_builders import evidence
+
 
 def get(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
+        with exc:  # holds the connection open until closed
+            return exc.code, exc.read().decode()
 
 
 def test_health_readiness_and_metrics(broker: LocalMosquitto) -> None:
@@ -99,3 +106,69 @@ def test_readiness_measures_ingest_lag_from_the_oldest_waiting_message(queued: s
         assert readiness.checks["broker_connected"] is True and not readiness.ready
     finally:
         agent.connection.close()
+
+
+def test_a_failing_alert_store_fails_readyz_and_raises_the_stations_technical_alarm(
+    broker: LocalMosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #19 item 5: with the alert store refusing writes (a full disk), /readyz answers 503 naming the store
+    and why, the embedded station shows a technical alarm, and both clear once the store takes writes again. The
+    alert itself is published all along. (No model: the agent is judged on broker, ingest and alert store.)"""
+    monkeypatch.setattr(Agent, "_load_model", lambda self: self._model_done.set())
+    monkeypatch.setattr("agent.alerts._service.STORE_RETRY_S", 0.0)
+    store = tmp_path / "alerts.sqlite3"
+    port = free_port()
+    settings = Settings.model_validate(
+        {
+            "mqtt": {"url": broker.url, "client_id": f"agent-{uuid.uuid4().hex[:6]}"},
+            "llm": {"backbone": "tiny-random"},
+            "alerts": {"store_path": str(store)},
+            "http": {"port": port},
+            "station": {
+                "enabled": True,
+                "port": 0,
+                "client_id": f"st-{uuid.uuid4().hex[:6]}",
+                "proxy_user_header": "X-User",
+                "trusted_proxies": ["127.0.0.1"],
+            },
+        }
+    )
+    agent = Agent(settings)
+    monkeypatch.setattr(agent, "_with_model", False)  # ready without a model: only the alert store can fail it
+    assert agent.alerts is not None and agent.station is not None
+    state = agent.station.state
+    agent.start()
+    try:
+        assert agent.connection.wait_connected(10)
+        wait_until(lambda: get(f"http://127.0.0.1:{port}/readyz")[0] == 200)
+        works = AlertStore._write
+        monkeypatch.setattr(AlertStore, "_write", _disk_full)
+        (event,) = agent.alerts.on_cannot_assess("bed-1", LEADS_OFF)
+        assert event.type == "new"  # decided and published without the store
+
+        code, body = get(f"http://127.0.0.1:{port}/readyz")
+        check = json.loads(body)["checks"]["alert_store"]
+        assert (code, check["ok"], check["store"], check["unsaved"]) == (503, False, str(store), 1)
+        assert "database or disk is full" in check["reason"]
+        wait_until(lambda: any(a["source"] == "alert_store" for a in state.technical()))
+
+        monkeypatch.setattr(AlertStore, "_write", works)
+        wait_until(lambda: get(f"http://127.0.0.1:{port}/readyz")[0] == 200)
+        wait_until(lambda: not state.technical())
+        assert [a.alert_id for a in agent.alerts.history("bed-1")] == [event.after.alert_id]
+    finally:
+        agent.stop()
+
+
+LEADS_OFF = evidence(hr_bpm=None, usable_fraction=0.1, signal_quality={"II": "leads_off", "V1": "leads_off"})
+
+
+def _disk_full(self: AlertStore, *args: object) -> None:
+    raise sqlite3.OperationalError("database or disk is full")
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)

@@ -293,6 +293,8 @@ def test_exports() -> None:
         "Ec57Score", "gross_ec57", "score_ec57",
         # the rhythm span by span, for present-rhythm alerts (the best lead's beats kept)
         "RHYTHM_SPAN_S", "RhythmSpan", "analyse_best_lead", "rhythm_spans",
+        # noise that rivals the QRS, and the ectopy burden of recent windows (the agent's rhythm monitor)
+        "NoiseConfig", "clean_mask", "noisy_beats", "EctopyBurden", "WindowQuality", "ectopy_burden", "window_quality",
     }  # fmt: skip
     for name in am.__all__:
         assert getattr(am, name) is not None

@@ -10,11 +10,10 @@ const PRIORITY = {
   medium: { shape: "◆", word: "MEDIUM" },
   low: { shape: "●", word: "LOW" },
 };
-const RANK_CLASS = ["", "rank-low", "rank-medium", "rank-high", "rank-high", "rank-high", "rank-high"];
 const ARRHYTHMIA = { af: "AF", flutter: "Flutter", vt: "VT" };
 const ARRHYTHMIA_WORDS = { af: "atrial fibrillation", flutter: "atrial flutter", vt: "ventricular tachycardia" };
 const HEARTBEAT_TIMEOUT_MS = 7000;
-const TRACE = "#44ff88";
+const KIND_TAG = { forecast: "FORECAST ADVISORY", present_rhythm: "MEASURED NOW", cannot_assess: "TECHNICAL" };
 
 const station = {
   tiles: new Map(), // patient_id -> {data, el, strip: {fs, tEnd, leads: {name: number[]}}, lead}
@@ -26,9 +25,12 @@ const station = {
   lastDataAt: null,
   source: null,
   connected: false,
-  soundOn: false,
-  soundAllowed: false,
+  staleS: 15, // station.stale_after_s, from the snapshot
+  clockOffsetMs: 0, // server clock minus this browser's, from the snapshot (ages of server times)
+  alarmListDirty: false,
   detailPid: null,
+  detailEnd: null, // device time at the detail strip's right edge; null: follow the newest sample
+  detailLo: 0, // the earliest right edge the buffered strip allows (the slider's 0)
   detailOpener: null,
   detailData: null,
 };
@@ -68,6 +70,7 @@ function muteText(m) {
 
 function alertHeadline(a) {
   if (a.kind === "cannot_assess") return "Cannot assess: signal quality";
+  if (a.kind === "ectopy") return ectopyHeadline(a);
   const known = Object.prototype.hasOwnProperty.call(ARRHYTHMIA_WORDS, a.arrhythmia);
   const name = known ? ARRHYTHMIA_WORDS[a.arrhythmia] : `unknown arrhythmia (${String(a.arrhythmia).slice(0, 20)})`;
   // A rhythm measured under way is never worded as a forecast: "AF now", with the measured duration.
@@ -78,6 +81,23 @@ function alertHeadline(a) {
   }
   if (a.kind !== "forecast") return `Unknown alert kind (${String(a.kind).slice(0, 20)}): ${name}`;
   return `Forecast: ${name} may begin within ${horizon(a.horizon_s)} (p ${pct(a.probability)})`;
+}
+
+// "PVC burden high: 21% of beats over 60 s (measured, an advisory)"; a value this page does not expect is left out.
+function ectopyHeadline(a) {
+  const e = a.evidence && a.evidence.ectopy;
+  const w = e && Array.isArray(e.windows) && e.windows[0] && typeof e.windows[0] === "object" ? e.windows[0] : {};
+  const share = isNum(w.pvc_burden) ? ` ${pct(w.pvc_burden)} of beats` : "";
+  const span = isNum(w.window_s) ? ` over ${Math.round(w.window_s)} s` : "";
+  return `PVC burden high:${share}${span} (measured, an advisory)`;
+}
+
+// The agent's own measurements of recent windows, one line each (the server words them); text only.
+function measuredRows(lines) {
+  const rows = (Array.isArray(lines) ? lines : [])
+    .filter((l) => typeof l === "string")
+    .map((l) => el("span", "measured-line", l.slice(0, 300)));
+  return rows.length ? rows : [el("span", "measured-line", "–")];
 }
 
 // ---------- strips ----------
@@ -102,67 +122,7 @@ function appendStrip(entry, wave) {
   }
   s.tEnd = wave.t0 + (n - 1) / wave.fs;
   entry.stripDirty = true;
-}
-
-function fitCanvas(canvas) {
-  const ratio = window.devicePixelRatio || 1;
-  const w = Math.max(1, Math.round(canvas.clientWidth * ratio));
-  const h = Math.max(1, Math.round(canvas.clientHeight * ratio));
-  if (canvas.width !== w || canvas.height !== h) {
-    canvas.width = w;
-    canvas.height = h;
-  }
-  return canvas.getContext("2d");
-}
-
-function yRange(values) {
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (const v of values) {
-    if (v === null) continue;
-    if (v < lo) lo = v;
-    if (v > hi) hi = v;
-  }
-  if (lo === Infinity) return [-1, 1];
-  const mid = (lo + hi) / 2;
-  const half = Math.max((hi - lo) / 2 * 1.15, 0.5); // at least ±0.5 mV so a flat line looks flat
-  return [mid - half, mid + half];
-}
-
-// Draws values right-aligned in a window of `seconds`, with a 1-s grid; returns the x of a time.
-function drawTrace(canvas, values, fs, seconds, tEnd) {
-  const ctx = fitCanvas(canvas);
-  const { width: w, height: h } = canvas;
-  ctx.clearRect(0, 0, w, h);
-  ctx.strokeStyle = "#1f3a28";
-  ctx.lineWidth = 1;
-  const xOf = (t) => w - ((tEnd - t) / seconds) * w;
-  for (let t = Math.floor(tEnd); t > tEnd - seconds; t -= 1) {
-    ctx.beginPath();
-    ctx.moveTo(xOf(t), 0);
-    ctx.lineTo(xOf(t), h);
-    ctx.stroke();
-  }
-  const [lo, hi] = yRange(values);
-  const dx = w / (seconds * fs);
-  const x0 = w - (values.length - 1) * dx;
-  ctx.strokeStyle = TRACE;
-  ctx.lineWidth = Math.max(1.5, (window.devicePixelRatio || 1) * 1.5);
-  ctx.beginPath();
-  let pen = false;
-  values.forEach((v, i) => {
-    if (v === null) {
-      pen = false;
-      return;
-    }
-    const x = x0 + i * dx;
-    const y = h - ((v - lo) / (hi - lo)) * h;
-    if (pen) ctx.lineTo(x, y);
-    else ctx.moveTo(x, y);
-    pen = true;
-  });
-  ctx.stroke();
-  return { ctx, xOf, w, h };
+  entry.lastWaveAt = Date.now();
 }
 
 function drawTileStrip(entry) {
@@ -170,9 +130,12 @@ function drawTileStrip(entry) {
   const s = entry.strip;
   const lead = entry.lead && s.leads[entry.lead] ? entry.lead : Object.keys(s.leads)[0];
   if (!lead || s.tEnd === null) return;
-  drawTrace(canvas, s.leads[lead], s.fs, station.stripS, s.tEnd);
+  const { seconds } = drawPaper(canvas, s.leads[lead], s.fs, s.tEnd, s.tEnd, false);
   canvas.dataset.tEnd = String(s.tEnd);
-  canvas.setAttribute("aria-label", `ECG lead ${lead}, last ${station.stripS} s, up to ${clock(s.tEnd)}`);
+  canvas.setAttribute(
+    "aria-label",
+    `ECG lead ${lead} at 25 mm/s and 10 mm/mV, last ${seconds.toFixed(1)} s up to ${clock(s.tEnd)}`,
+  );
 }
 
 function drawSparkline(canvas, points, t1, spanS) {
@@ -232,13 +195,17 @@ function renderLeads(entry, leads) {
   if (entry.lead) select.value = entry.lead;
 }
 
-function renderForecast(table, forecast) {
+// `hidden`: why the server withholds the latest forecast (no signal, or forecasts suppressed); old numbers are
+// never shown as if current.
+function renderForecast(table, forecast, hidden) {
   const thead = table.querySelector("thead");
   const tbody = table.querySelector("tbody");
+  table.classList.toggle("is-hidden", Boolean(hidden));
   if (!forecast) {
     thead.replaceChildren();
     tbody.replaceChildren(el("tr", null));
-    tbody.firstChild.appendChild(el("td", null, "no forecast yet"));
+    tbody.firstChild.appendChild(el("td", null, hidden ? `— ${String(hidden).slice(0, 120)}` : "no forecast yet"));
+    table.querySelector("caption").textContent = hidden ? "Forecast hidden" : "Forecast: onset probability within";
     return;
   }
   const hs = forecast.horizons_s;
@@ -304,14 +271,14 @@ function renderAlertSafely(pid, a) {
 function renderAlert(pid, a) {
   const p = priorityOf(a.priority);
   const state = ["raised", "acknowledged", "cleared", "resolved"].includes(a.state) ? a.state : "unknown";
-  const box = el("div", `alert prio-${p.key} state-${state}`);
+  const kind = Object.prototype.hasOwnProperty.call(KIND_TAG, a.kind) ? a.kind : "other";
+  const box = el("div", `alert prio-${p.key} state-${state} kind-${kind}`);
   box.setAttribute("role", "group");
   box.dataset.alertId = a.alert_id;
   box.setAttribute("aria-label", `${p.word} priority alert: ${alertHeadline(a)}`);
   const title = el("p", "alert-title");
-  const shape = el("span", "alert-shape", `${p.shape} `);
-  shape.setAttribute("aria-hidden", "true");
-  title.append(shape, `${p.word} · ${alertHeadline(a)}`);
+  const chip = alarmIndicator(el("span"), a.priority, a.state === "acknowledged", false);
+  title.append(chip, " ", el("span", "kind-tag", KIND_TAG[kind] || "ALERT"), ` ${alertHeadline(a)}`);
   const when = el("p", "evidence");
   when.append("Raised ", el("time", null, clock(a.raised_at)), " (");
   const rel = el("span", "ago", ago(a.raised_at));
@@ -336,39 +303,70 @@ function renderTile(d) {
   const entry = station.tiles.get(d.patient_id) || makeTile(d.patient_id);
   entry.data = d;
   const node = entry.el;
-  node.className = `tile ${RANK_CLASS[d.rank] || ""} ${d.stale ? "is-stale" : ""}`;
+  node.className = `tile ${tileAlarmClass(d.alarm)} ${d.stale ? "is-stale" : ""}`;
   node.querySelector(".open-detail").textContent = label(d);
   node.setAttribute("aria-label", `${label(d)}${d.alerts.length ? `, ${d.alerts.length} active alert(s)` : ""}`);
-  const top = d.alerts[0];
   const badge = node.querySelector(".prio-badge");
-  const topPriority = top ? priorityOf(top.priority) : null;
-  badge.className = `prio-badge ${topPriority ? `prio-${topPriority.key}` : ""}`;
-  badge.textContent = topPriority ? `${topPriority.shape} ${topPriority.word}` : "";
+  const alarm = d.alarm && typeof d.alarm === "object" ? d.alarm : null;
+  if (alarm) alarmIndicator(badge, alarm.priority, alarm.acknowledged === true, alarm.advisory === true);
+  else badge.replaceChildren();
+  badge.className = alarm ? `prio-badge ${badge.className}` : "prio-badge";
   const q = node.querySelector(".quality");
   q.className = `quality q-${d.quality.replace(/ /g, "-")}`;
   q.textContent = d.quality;
   q.title = Object.entries(d.quality_by_lead).map(([l, v]) => `${l}: ${v}`).join(", ");
   q.setAttribute("aria-label", `Signal quality ${d.quality}${q.title ? ` (${q.title})` : ""}`);
-  const note = node.querySelector(".stale-note");
-  note.hidden = !d.stale;
-  note.textContent = d.state === "unknown" && !d.leads.length ? "No signal received yet" : "No signal: strip is stale";
+  renderStaleNote(node, d);
   renderLeads(entry, d.leads);
   node.querySelector(".hr").textContent = d.hr_bpm === null ? "–" : `${d.hr_bpm}`;
   node.querySelector(".hr").setAttribute("aria-label", d.hr_bpm === null ? "heart rate not measurable" : `heart rate ${d.hr_bpm} per minute over the strip`);
   node.querySelector(".rhythm").textContent = d.rhythm;
+  node.querySelector(".measured").replaceChildren(...measuredRows(d.measured));
   // Rebuild only what changed: a re-rendered button would lose keyboard focus mid-acknowledgement.
-  const forecastKey = JSON.stringify([d.forecast, d.trend.length]);
+  const forecastKey = JSON.stringify([d.forecast, d.forecast_hidden, d.trend.length]);
   if (entry.forecastKey !== forecastKey) {
     entry.forecastKey = forecastKey;
-    renderForecast(node.querySelector(".forecast"), d.forecast);
+    renderForecast(node.querySelector(".forecast"), d.forecast, d.forecast_hidden);
     drawSparkline(node.querySelector(".trend"), d.trend, Date.now() / 1000, 3600);
   }
   const alertsKey = JSON.stringify(d.alerts);
   if (entry.alertsKey !== alertsKey) {
     entry.alertsKey = alertsKey;
     node.querySelector(".alerts").replaceChildren(...d.alerts.map((a) => renderAlertSafely(d.patient_id, a)));
+    station.alarmListDirty = true;
   }
   renderMuteNote(node, d);
+}
+
+// "No signal for 23 s (last data 14:02:11)": the age of the newest wave, kept current by refreshAges.
+function renderStaleNote(node, d) {
+  const note = node.querySelector(".stale-note");
+  note.hidden = !d.stale;
+  if (!d.stale) return;
+  if (!isNum(d.last_wave_at)) {
+    note.textContent = d.state === "unknown" && !d.leads.length ? "No signal received yet" : "No signal";
+    delete note.dataset.t;
+    return;
+  }
+  note.dataset.t = String(d.last_wave_at);
+  note.textContent = staleText(d.last_wave_at);
+}
+
+function staleText(t) {
+  const age = Math.max(0, (Date.now() + station.clockOffsetMs) / 1000 - t);
+  const span = age < 90 ? `${Math.round(age)} s` : age < 5400 ? `${Math.round(age / 60)} min` : `${(age / 3600).toFixed(1)} h`;
+  return `No signal for ${span} (last data ${clock(t)}): values blanked`;
+}
+
+// Once a second: stale ages, and a tile whose waves stopped reaching this page (a dead stream) greyed here too.
+function refreshAges() {
+  const now = Date.now();
+  station.tiles.forEach((entry) => {
+    const note = entry.el.querySelector(".stale-note");
+    if (!note.hidden && note.dataset.t) note.textContent = staleText(Number(note.dataset.t));
+    const quiet = entry.lastWaveAt !== undefined && now - entry.lastWaveAt > (station.staleS + 2) * 1000;
+    entry.el.classList.toggle("is-stale-here", quiet && !(entry.data && entry.data.stale));
+  });
 }
 
 function renderMuteNote(node, d) {
@@ -396,7 +394,7 @@ function renderTileSafely(d) {
     const entry = station.tiles.get(pid) || makeTile(pid);
     entry.alertsKey = null;
     entry.forecastKey = null;
-    entry.el.className = "tile rank-high";
+    entry.el.className = "tile alarm-unknown alarm-unacked";
     entry.el.querySelector(".open-detail").textContent = pid;
     entry.el.querySelector(".alerts").replaceChildren(unshowable(`Patient ${pid}`, err));
     return false;
@@ -415,6 +413,7 @@ function applyOrder(pids) {
     station.tiles.delete(pid);
   });
   document.getElementById("empty").hidden = station.tiles.size > 0;
+  station.alarmListDirty = true;
   pids.forEach((pid) => {
     const entry = station.tiles.get(pid);
     if (entry) grid.appendChild(entry.el);
@@ -423,33 +422,17 @@ function applyOrder(pids) {
 }
 
 // ---------- announcements ----------
-function beep() {
-  if (!station.soundOn) return;
-  const ctx = new (window.AudioContext || window.webkitAudioContext)();
-  const osc = ctx.createOscillator();
-  const gain = ctx.createGain();
-  osc.frequency.value = 880;
-  gain.gain.value = 0.15;
-  osc.connect(gain).connect(ctx.destination);
-  osc.start();
-  osc.stop(ctx.currentTime + 0.35);
-}
-
 function announce(a) {
   const p = priorityOf(a.priority);
   const toast = document.getElementById("toast");
   const entry = station.tiles.get(a.patient_id);
   const who = entry && entry.data ? label(entry.data) : a.patient_id;
   toast.textContent = `${p.shape} New ${p.word} alert · ${who}: ${alertHeadline(a)}`;
+  toast.className = `toast toast-${p.key}`;
   toast.hidden = false;
   clearTimeout(station.toastTimer);
   station.toastTimer = setTimeout(() => { toast.hidden = true; }, 15000);
-  if (entry) {
-    entry.el.classList.remove("flash");
-    void entry.el.offsetWidth; // restart the animation
-    entry.el.classList.add("flash");
-  }
-  beep();
+  soundNewAlarm(a.priority); // the tile and the alarm list already flash by priority while unacknowledged
 }
 
 // ---------- acknowledgement and mute ----------
@@ -560,6 +543,8 @@ function connect() {
     onFrame();
     const snap = JSON.parse(ev.data);
     station.stripS = snap.strip_s;
+    station.staleS = isNum(snap.stale_after_s) ? snap.stale_after_s : station.staleS;
+    station.clockOffsetMs = isNum(snap.server_time) ? snap.server_time * 1000 - Date.now() : 0;
     station.agents = snap.agents;
     station.technical = snap.technical || [];
     snap.tiles.forEach((t) => {
@@ -634,6 +619,7 @@ function renderDetail() {
   document.getElementById("detail-summary").textContent =
     `HR ${d.hr_bpm === null ? "–" : d.hr_bpm} · measured rhythm: ${d.rhythm} · signal: ${d.quality} · ` +
     `${d.alerts.length} active alert(s)${d.stale ? " · STALE" : ""}`;
+  document.getElementById("detail-measured").replaceChildren(...measuredRows(d.measured));
   drawDetailStrip(d, lead);
   drawTimeline(d.timeline);
   renderHistory(d.history);
@@ -667,14 +653,38 @@ function renderMutes(d) {
   document.getElementById("detail-mutes").replaceChildren(...rows);
 }
 
+// Where the detail strip's right edge is: the newest sample, unless the nurse scrolled back (then the same moment
+// stays in view while the strip refreshes). Sets the slider: 0 is the oldest buffered view, its max the newest.
+function detailView(d, values, canvas) {
+  const fs = d.strip.fs;
+  const tLast = d.strip.t0 + (values.length - 1) / fs;
+  const lo = Math.min(tLast, d.strip.t0 + paperSeconds(canvas));
+  const end = station.detailEnd === null ? tLast : Math.min(tLast, Math.max(lo, station.detailEnd));
+  const slider = document.getElementById("detail-scroll");
+  slider.max = (tLast - lo).toFixed(1);
+  slider.value = (end - lo).toFixed(1);
+  station.detailLo = lo;
+  return { fs, tLast, end };
+}
+
+function scrollDetail() {
+  const slider = document.getElementById("detail-scroll");
+  const value = Number(slider.value);
+  station.detailEnd = value >= Number(slider.max) - 0.05 ? null : station.detailLo + value;
+  renderDetail();
+}
+
 function drawDetailStrip(d, lead) {
   const canvas = document.getElementById("detail-strip");
   const values = d.strip.leads[lead] || [];
   if (!values.length || d.strip.t0 === null) return;
-  const fs = d.strip.fs;
-  const tEnd = d.strip.t0 + (values.length - 1) / fs;
-  const seconds = Math.max(10, values.length / fs);
-  const { ctx, xOf, h } = drawTrace(canvas, values, fs, seconds, tEnd);
+  const view = detailView(d, values, canvas);
+  const { ctx, xOf, h, seconds } = drawPaper(canvas, values, view.fs, view.tLast, view.end, true);
+  const tEnd = view.end;
+  const buffered = (view.tLast - d.strip.t0) / 60;
+  document.getElementById("detail-span").textContent =
+    `Showing ${paperTime(tEnd - seconds)}–${paperTime(tEnd)} (${seconds.toFixed(1)} s) of ${buffered.toFixed(1)} min ` +
+    `buffered${station.detailEnd === null ? ", following the newest" : ""}`;
   const win = d.forecast_window;
   if (win) {
     ctx.fillStyle = "rgba(255, 193, 77, 0.16)";
@@ -685,9 +695,10 @@ function drawDetailStrip(d, lead) {
     ctx.fillText("forecast window", x0 + 4, h - 6);
   }
   ctx.fillStyle = "#f2f4f7";
-  d.beats.forEach((t) => ctx.fillRect(xOf(t) - 1, 0, 2, h / 18));
+  const shown = d.beats.filter((t) => t >= tEnd - seconds && t <= tEnd);
+  shown.forEach((t) => ctx.fillRect(Math.round(xOf(t)) - 1, 0, 2, Math.round(h / 18)));
   canvas.setAttribute("aria-label",
-    `ECG lead ${lead}, ${Math.round(seconds)} s to ${clock(tEnd)}, ${d.beats.length} beats marked` +
+    `ECG lead ${lead} at 25 mm/s and 10 mm/mV, ${seconds.toFixed(1)} s to ${clock(tEnd)}, ${shown.length} beats marked` +
     (win ? `, forecast window ${clock(win.start)} to ${clock(win.end)}` : ""));
 }
 
@@ -756,6 +767,7 @@ function renderHistory(history) {
 
 function openDetail(pid, opener, focusId) {
   station.detailPid = pid;
+  station.detailEnd = null;
   station.detailOpener = opener;
   document.getElementById("detail").hidden = false;
   document.getElementById(focusId || "detail-close").focus();
@@ -788,6 +800,10 @@ function frame() {
       drawTileStrip(entry);
     }
   });
+  if (station.alarmListDirty) {
+    station.alarmListDirty = false;
+    renderAlarmList();
+  }
   window.requestAnimationFrame(frame);
 }
 
@@ -799,16 +815,12 @@ async function start() {
   }
   const me = await res.json();
   document.getElementById("user").textContent = `Signed in: ${me.user}`;
-  const toggle = document.getElementById("sound-toggle");
-  if (me.sound) {
-    toggle.hidden = false;
-    toggle.addEventListener("click", () => {
-      station.soundOn = !station.soundOn;
-      toggle.setAttribute("aria-pressed", String(station.soundOn));
-      toggle.textContent = `Alert sound: ${station.soundOn ? "on" : "off"}`;
-      if (station.soundOn) beep();
-    });
-  }
+  setUpAudio(me);
+  document.getElementById("detail-scroll").addEventListener("input", scrollDetail);
+  document.getElementById("detail-latest").addEventListener("click", () => {
+    station.detailEnd = null;
+    renderDetail();
+  });
   document.getElementById("detail-close").addEventListener("click", closeDetail);
   document.getElementById("mute-form").addEventListener("submit", submitMute);
   document.getElementById("unmute").addEventListener("click", () => {
@@ -818,8 +830,13 @@ async function start() {
   document.addEventListener("keydown", (ev) => {
     if (ev.key === "Escape" && station.detailPid) closeDetail();
   });
-  window.addEventListener("resize", () => station.tiles.forEach((e) => { e.stripDirty = true; }));
+  window.addEventListener("resize", () => {
+    station.tiles.forEach((e) => { e.stripDirty = true; });
+    renderDetail();
+  });
   setInterval(updateStale, 1000);
+  setInterval(refreshAges, 1000);
+  setInterval(alarmSoundTick, 1000);
   setInterval(loadDetail, 5000);
   setInterval(() => document.querySelectorAll(".ago").forEach((s) => { s.textContent = ago(Number(s.dataset.t)); }), 5000);
   connect();

@@ -156,3 +156,15 @@ def test_unmute_and_durations(tmp_path: Path, broker: LocalMosquitto) -> None:
         client.disconnect()
         client.loop_stop()
     assert decode_mute(bytes(message.payload), "P001", "dr.lee").action == "unmute"
+
+
+def test_a_failed_connection_says_why_and_masks_the_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue #19 item 6: the command printed the broker URL as configured, password included."""
+    config = tmp_path / "c.yaml"
+    config.write_text("mqtt:\n  url: mqtt://kim:S3cret-PW@127.0.0.1:9\n")  # nothing listens on port 9
+    assert main.main(["alerts", "ack", "--config", str(config), "P001", "a" * 32]) == 1
+    err = capsys.readouterr().err
+    assert "cannot connect to mqtt://kim:***@127.0.0.1:9: connection refused" in err
+    assert "S3cret" not in err

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from agent.alerts import AlertService, AlertSettings, build_evidence, quality_problem
+from agent.alerts._explain import evidence_text
 from core.measurements import Measurements, measure_leads
 from core.protocol import Topics
 from simulators import generate_scenario
@@ -67,3 +68,20 @@ def test_flat_leads_give_cannot_assess_not_a_negative(tmp_path: Path) -> None:
     assert [(m["type"], m["after"]["kind"]) for m in sent] == [("new", "cannot_assess")]
     assert sent[0]["after"]["evidence"]["hr_bpm"] is None
     assert "II leads off, V1 leads off" in sent[0]["after"]["explanation"]
+
+
+def test_numbers_from_a_lead_that_is_off_are_never_quoted(two_minutes: tuple[Measurements, Measurements]) -> None:
+    """Issue #21: an explanation said both leads were off, then quoted "HR 51 bpm" measured on one of them."""
+    earlier, recent = two_minutes
+    off = {str(recent.lead): "leads_off", "other": "leads_off"}
+    ev = build_evidence(recent, earlier, off, 60.0, t_end_s=120.0)
+    assert (ev.lead, ev.hr_bpm, ev.rr_irregularity, ev.pac_per_min, ev.usable_fraction) == (
+        None,
+        None,
+        None,
+        None,
+        None,
+    )
+    text = evidence_text(ev)
+    assert "HR not measurable" in text and "bpm" not in text and f"Measured on lead {recent.lead}" not in text
+    assert quality_problem(ev, AlertSettings.model_validate({}).defaults.quality) is not None

@@ -187,6 +187,18 @@ def test_escalation_when_risk_keeps_rising_and_ack_is_withdrawn() -> None:
     assert state.active()[0].priority == "medium"
 
 
+def test_a_vt_forecast_never_escalates_to_high() -> None:
+    """Issue #21: forecasts are advisories, capped below high (which "VT now", a measured rhythm, keeps)."""
+    policy = make_policy()
+    state = PatientAlerts("P001")
+    priorities = []
+    for i, vt in enumerate([0.45, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]):  # margin rising the whole way
+        seen = ForecastSeen(1000.0 + 10 * i, forecast(vt=vt, t=600.0 + 10 * i), evidence())
+        state, _ = policy.decide(state, seen)
+        priorities += [a.priority for a in state.active()]
+    assert priorities and set(priorities) == {"medium"}
+
+
 def test_no_escalation_when_risk_is_flat_or_falls() -> None:
     policy = make_policy()
     _, steps = run(policy, [0.7, 0.7, 0.75, 0.7, 0.72, 0.71, 0.8])

@@ -34,7 +34,9 @@ def test_patient_override_merges_onto_unit_defaults(tmp_path: Path) -> None:
         ("alerts:\n  patients:\n    P007: {af: {raise_et: 0.3}}\n", "alerts.patients.P007"),
         ("alerts:\n  patients:\n    'bad/id': {}\n", "not a valid patient id"),
         ("alerts:\n  defaults: {persistence_k: 4, persistence_n: 3}\n", "persistence_k (4) exceeds"),
-        ("alerts:\n  defaults: {af: {priority: high, max_priority: low}}\n", "max_priority 'low' is below"),
+        ("alerts:\n  defaults: {af: {priority: medium, max_priority: low}}\n", "max_priority 'low' is below"),
+        ("alerts:\n  defaults: {vt: {max_priority: high}}\n", "forecast alerts are advisories"),
+        ("alerts:\n  patients:\n    P007: {af: {priority: high}}\n", "at most 'medium'"),
         ("alerts:\n  defaults: {af: {raise_at: 0.1}}\n", "could never clear"),
         ("alerts:\n  defaults: {af: {raise_at_by_horizon: {60: 1.5}}}\n", "thresholds in (0, 1]"),
         ("alerts:\n  defaults: {quality: {acceptable_verdicts: [fine]}}\n", "unknown verdicts"),
@@ -60,6 +62,8 @@ def test_exports() -> None:
         "MAX_MUTE_S", "MAX_REASON_CHARS", "MIN_MUTE_S", "SCHEMA_ALERT_MUTE", "SCHEMA_MUTE_STATE", "Mute",
         "MuteRequest", "MuteRequested", "decode_mute",
         "MAX_ACK_SKEW_S",
+        "EctopyMeasured",
+        "STORE_RETRY_S", "StoreHealth", "StoreUnavailable", "StoreWatcher",
     }  # fmt: skip
     assert set(agent.alerts.__all__) == expected
     assert all(hasattr(agent.alerts, name) for name in expected)

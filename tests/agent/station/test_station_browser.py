@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -25,64 +23,12 @@ from agent.station import StationServer, StationSettings, hash_password
 from core.protocol import Topics
 from core.settings import MqttSettings
 
+from .chromium import needs_chromium, wait_for
 from .ward import Bed, Ward, fail_updates_once
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-CHROME_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-    "--window-size=1600,1000",
-)
 PASSWORD = "correct horse battery staple"
 
-pytestmark = [
-    pytest.mark.e2e,
-    # Locally a missing browser skips; in CI (CI=true) it must not: .ci/run installs both, and a silent skip would
-    # hide the only test that drives the nurses' page.
-    pytest.mark.skipif(
-        os.environ.get("CI") != "true" and not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
-        reason="needs Debian's chromium and chromium-driver (.ci/run installs them)",
-    ),
-]
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> object:
-    """Poll ``predicate``; an element that vanished or went stale under a page reload counts as "not yet"."""
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except (NoSuchElementException, StaleElementReferenceException):
-            value = None
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not met within {timeout} s")
-
-
-@pytest.fixture
-def browser() -> Iterator[object]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = CHROMIUM
-    for flag in CHROME_FLAGS:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+pytestmark = [pytest.mark.e2e, needs_chromium]
 
 
 class AlertTopic:
@@ -189,7 +135,8 @@ def test_sign_in_live_strips_alert_ack_detail_and_stale(
             t.get_attribute("data-pid")
             for t in driver.find_elements(By.CSS_SELECTOR, ".tile")  # type: ignore[attr-defined]
         ]
-        wait_for(lambda: tiles_in_order()[0] == "P002", what="alerting patient first")  # then by risk
+        wait_for(lambda: _alarm_list(driver)[:1] == ["P002"], what="the alarm in the alarm list")
+        assert tiles_in_order() == ["P001", "P002", "P003", "P004"]  # fixed beds: an alert moves no tile
         _screenshot(driver, "station.png", settle_s=8.0)
 
         # Acknowledge from the page: the agent's state machine publishes the update on the MQTT alert topic.
@@ -199,6 +146,7 @@ def test_sign_in_live_strips_alert_ack_detail_and_stale(
         assert ack_msg["type"] == "update" and ack_msg["after"]["acknowledged_by"] == "nurse.kim"
         wait_for(lambda: "Acknowledged by nurse.kim" in _tile(driver, "P002").text, what="ack on the page")
         assert not _tile(driver, "P002").find_elements(By.CSS_SELECTOR, "button.ack")
+        assert tiles_in_order() == ["P001", "P002", "P003", "P004"]  # nor does an acknowledgement
 
         # Detail view: long strip with beats, forecast window, alert history; keyboard closes it.
         wait_for(
@@ -251,6 +199,14 @@ def _first_alert(driver: object, pid: str) -> tuple[str, str] | None:
 
     boxes = _tile(driver, pid).find_elements(By.CSS_SELECTOR, ".alert")  # type: ignore[attr-defined]
     return (boxes[0].text, str(boxes[0].get_attribute("data-alert-id"))) if boxes else None
+
+
+def _alarm_list(driver: object) -> list[str]:
+    """Patient ids of the alarm list's entries, top first."""
+    from selenium.webdriver.common.by import By
+
+    items = driver.find_elements(By.CSS_SELECTOR, "#alarm-list-items li")  # type: ignore[attr-defined]
+    return [str(li.get_attribute("data-pid")) for li in items]
 
 
 def _tile(driver: object, pid: str) -> object:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 import yaml
 
 from agent.local_broker import LocalMosquitto
@@ -77,6 +79,39 @@ def test_a_silent_tcp_connection_does_not_block_the_https_station(
         finally:
             silent.close()
         assert request(station, "GET", "/login").status == 200
+
+
+def test_failed_https_handshakes_are_logged_with_their_reason(
+    broker: LocalMosquitto, tls_files: tuple[str, str]
+) -> None:
+    """Issue #19 item 6: a handshake that failed was dropped without a word. Now each says why: plain HTTP on the
+    HTTPS port, a browser that does not trust the certificate, a client that never finished the handshake."""
+    cert, key = tls_files
+    fields = {"users": {"kim": KIM}, "tls_cert_file": cert, "tls_key_file": key, "request_timeout_s": 1.0}
+    with start_station(broker, **fields) as station, structlog.testing.capture_logs() as logs:
+        address = ("127.0.0.1", station.port)
+        with socket.create_connection(address, timeout=10) as plain:
+            plain.sendall(b"GET /login HTTP/1.1\r\nHost: x\r\n\r\n")
+            plain.recv(100)
+        with (
+            socket.create_connection(address, timeout=10) as tcp,
+            pytest.raises(ssl.SSLCertVerificationError),
+        ):
+            ssl.create_default_context().wrap_socket(tcp, server_hostname="localhost")  # not a CA it trusts
+        with socket.create_connection(address, timeout=10) as silent:
+            assert silent.recv(1) == b""  # the station gave up after request_timeout_s
+
+        def reasons() -> list[str]:
+            return [e["reason"] for e in logs if e["event"] == "https_handshake_failed"]
+
+        deadline = time.monotonic() + 10
+        while len(reasons()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    plain_http, untrusted, timed_out = reasons()
+    assert plain_http.startswith("TLS error HTTP_REQUEST")
+    assert untrusted.startswith("TLS error") and "CA" in untrusted
+    assert timed_out.startswith("handshake timed out")
+    assert all(e["client"] == "127.0.0.1" and e["log_level"] == "warning" for e in logs if "reason" in e)
 
 
 def test_event_streams_take_at_most_half_the_connections(broker: LocalMosquitto) -> None:

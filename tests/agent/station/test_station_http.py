@@ -93,7 +93,7 @@ def test_sign_in_sets_a_strict_http_only_cookie(station: StationServer) -> None:
     assert (status, location) == (303, "/")
     assert "HttpOnly" in set_cookie and "SameSite=Strict" in set_cookie and "Secure" not in set_cookie
     me = request(station, "GET", "/api/me", headers=cookie_of(set_cookie))
-    assert json.loads(me.read()) == {"user": "kim", "sound": True}
+    assert json.loads(me.read()) == {"user": "kim", "sound": True, "audio_pause_s": 120.0}
     assert request(station, "GET", "/", headers=cookie_of(set_cookie)).status == 200
     out = request(station, "POST", "/logout", headers=cookie_of(set_cookie))
     assert out.status == 303 and "Max-Age=0" in (out.getheader("Set-Cookie") or "")

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from agent.alerts import AlertService, AlertSettings, build_evidence, decode_ack
+from agent.forecast_message import ForecastWindow, forecast_message
 from agent.patient import PatientStream
 from agent.sequencer import Delivery
 from agent.settings import Settings
@@ -36,14 +37,15 @@ def strip() -> np.ndarray:
 
 
 def published_forecast(pid: str = "P777", **changes: Any) -> dict[str, Any]:
-    """A forecast message shaped exactly as agent/forecasting.py publishes it."""
-    body: dict[str, Any] = json.loads(forecast_for(pid, 0.1, 0.03, 0.62, 120.0).to_json())
-    body.update(
+    """A forecast message as the agent publishes it (the model of agent.forecast_message), with ``changes``."""
+    message = forecast_message(
+        forecast_for(pid, 0.1, 0.03, 0.62, 120.0),
         published_at=time.time(),
-        window={"start": 1.7e9, "end": 1.7e9 + 60.0, "segment": 1},
+        window=ForecastWindow(start=1.7e9, end=1.7e9 + 60.0, segment=1),
         signal_quality={"II": "good", "V1": "noisy"},
-        measurements=measure_leads(strip(), FS, ("II", "V1")).as_dict(),
+        measurements=measure_leads(strip(), FS, ("II", "V1")),
     )
+    body: dict[str, Any] = json.loads(message.payload())
     return {**body, **changes}
 
 

@@ -171,15 +171,12 @@ def test_quality_badges_and_rhythm_words() -> None:
 
 
 def test_priority_rank_and_display_order() -> None:
+    """Issue #21: acknowledgement never changes a rank (it has its own cue), and the layout is fixed: configured
+    beds in their order, then other patients by id, whatever their alerts."""
     assert priority_rank([]) == 0
-    assert priority_rank([alert("a", priority="medium")]) > priority_rank([alert("b", "acknowledged", "high")])
-    tiles = [
-        {"patient_id": "P3", "rank": 0, "risk": 0.9},
-        {"patient_id": "P2", "rank": 2, "risk": 0.1},
-        {"patient_id": "P1", "rank": 0, "risk": 0.9},
-        {"patient_id": "P4", "rank": 4, "risk": 0.0},
-    ]
-    assert [t["patient_id"] for t in order(tiles)] == ["P4", "P2", "P1", "P3"]
+    assert priority_rank([alert("a", priority="medium")]) == 2
+    assert priority_rank([alert("a", priority="medium")]) < priority_rank([alert("b", "acknowledged", "high")])
+    assert order(["P3", "P1", "P9", "P2"], {"P2": "12A", "P7": "12B"}) == ["P2", "P7", "P1", "P3", "P9"]
 
 
 def test_state_follows_the_alert_lifecycle_and_pushes_changes() -> None:
@@ -190,7 +187,9 @@ def test_state_follows_the_alert_lifecycle_and_pushes_changes() -> None:
     updates = state.take_updates()
     assert [a["alert_id"] for a in updates.new_alerts] == ["a1"] and updates.order == ["P1"]
     tile = updates.tiles[0]
-    assert tile["bed"] == "12A" and tile["quality"] == "noisy" and tile["rank"] == 4 and tile["stale"]
+    assert tile["bed"] == "12A" and tile["quality"] == "no signal" and tile["rank"] == 2 and tile["stale"]
+    assert tile["alarm"] == {"priority": "medium", "acknowledged": False, "advisory": True}
+    assert tile["quality_by_lead"]["V1"] == "noisy"
     state.on_alert("P1", alert_event("update", wire_alert("a1", "acknowledged", "medium"), "acknowledged"))
     assert state.take_updates().tiles[0]["alerts"][0]["state"] == "acknowledged"
     state.on_alert("P1", alert_event("end", wire_alert("a1", "cleared", "medium"), "cleared"))

@@ -24,6 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.alerts import Ack, AlertService, AlertSettings, MuteRequest, build_evidence, decode_ack, decode_mute
 from agent.daemon import AlertWorker
+from agent.forecast_message import ForecastWindow, forecast_message
 from core.measurements import measure_leads
 from core.protocol import Topics, WaveChunk, encode_wave
 from llm_runtime.forecast import Forecast
@@ -42,6 +43,7 @@ class Bed:
     scenario: str
     seed: int
     lead_off: bool = False
+    silent: bool = False  # the electrodes' data stop (the status goes on): what the station must show as stale
     p_signal: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
     seq: int = 0
 
@@ -134,7 +136,8 @@ class Ward:
             for b in self.beds.values():
                 start = (k * n) % (b.p_signal.shape[0] - n)
                 chunk = WaveChunk(b.patient_id, "ward", b.seq, t0, FS, ("II", "V1"), b.p_signal[start : start + n].T)
-                self.client.publish(TOPICS.wave(b.patient_id), encode_wave(chunk, "b64"), qos=0)
+                if not b.silent:
+                    self.client.publish(TOPICS.wave(b.patient_id), encode_wave(chunk, "b64"), qos=0)
                 b.seq += 1
                 if k % round(1 / CHUNK_S) == 0:
                     self._publish(TOPICS.status(b.patient_id), json.dumps(self.status(b)).encode(), 1, True)
@@ -162,9 +165,9 @@ class Ward:
         for k in range(n):
             vt = vt_from + (vt_to - vt_from) * k / max(n - 1, 1)
             at = now - (n - k) * every_s
-            body = json.loads(forecast_for(patient_id, 0.05, 0.03, vt, at - self.start_time).to_json())
-            body["published_at"] = at
-            self._publish(TOPICS.forecast(patient_id), json.dumps(body).encode(), 1, False)
+            forecast = forecast_for(patient_id, 0.05, 0.03, vt, at - self.start_time)
+            message = forecast_message(forecast, published_at=at, window=None, signal_quality={}, measurements=None)
+            self._publish(TOPICS.forecast(patient_id), message.payload(), 1, False)
 
     def publish_forecast(self, patient_id: str, af: float = 0.05, flutter: float = 0.03, vt: float = 0.02) -> None:
         """Publish a forecast with these onset probabilities and pass it to the alert service, as the agent does."""
@@ -173,15 +176,12 @@ class Ward:
         forecast = forecast_for(patient_id, af, flutter, vt, now - self.start_time)
         strip = b.p_signal[: round(30 * FS)]
         recent = measure_leads(strip, FS, ("II", "V1"))
-        body = json.loads(forecast.to_json())
         quality = self.status(b)["signal_quality"]
-        body.update(
-            published_at=now,
-            window={"start": now - 60.0, "end": now, "segment": 1},
-            signal_quality=quality,
-            measurements=recent.as_dict(),
+        window = ForecastWindow(start=now - 60.0, end=now, segment=1)
+        message = forecast_message(
+            forecast, published_at=now, window=window, signal_quality=quality, measurements=recent
         )
-        self._publish(TOPICS.forecast(patient_id), json.dumps(body).encode(), 1, True)
+        self._publish(TOPICS.forecast(patient_id), message.payload(), 1, True)
         self.alerts.on_forecast(patient_id, forecast, build_evidence(recent, None, quality, 30.0))
 
 

@@ -108,7 +108,14 @@ class AlertWorker(WorkerThread):
             return
         try:
             alert = self.service.acknowledge(request)
-            log.info("alert_acknowledged", patient_id=alert.patient_id, alert_id=alert.alert_id, by=request.by)
+            # The recorded acknowledger: a second ack of an acknowledged alert changes nothing, and the log says so.
+            log.info(
+                "alert_acknowledged",
+                patient_id=alert.patient_id,
+                alert_id=alert.alert_id,
+                by=alert.acknowledged_by,
+                requested_by=request.by,
+            )
         except ProtocolError as exc:
             log.warning("ack_rejected", reason=exc.reason, detail=exc.detail, alert_id=request.alert_id)
 

@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import Field
 
 from core.measurements import Measurements
-from core.wire import WireModel, parse_from_topic
+from core.wire import ClusterStamp, WireModel, parse_from_topic
 from llm_runtime.forecast import SCHEMA, Forecast
 
 __all__ = ["ForecastMessage", "ForecastWindow", "decode_forecast", "forecast_message"]
@@ -30,8 +30,9 @@ class ForecastWindow(WireModel):
     segment: int = Field(ge=0)
 
 
-class ForecastMessage(Forecast):
-    """``ecgcast.forecast/1`` as published: the forecast and the agent's publishing fields."""
+class ForecastMessage(Forecast, ClusterStamp):
+    """``ecgcast.forecast/1`` as published: the forecast and the agent's publishing fields (and, from a cluster
+    replica, its stamp)."""
 
     model_config = WireModel.model_config
 
@@ -53,7 +54,8 @@ class ForecastMessage(Forecast):
     def payload(self) -> bytes:
         """The JSON sent on ``<prefix>/<patient_id>/forecast``. ``window`` is left out when unknown, as it always
         was (a consumer may test for the key); every other field is always present."""
-        exclude = {"window"} if self.window is None else None
+        exclude = {"window"} if self.window is None else set()
+        exclude |= {k for k in ClusterStamp.model_fields if getattr(self, k) is None}  # the gate stamps them
         return self.model_dump_json(by_alias=True, exclude=exclude).encode()
 
 

@@ -22,6 +22,7 @@ from core.errors import ProtocolError
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
+    "ClusterStamp",
     "MeasuredRhythm",
     "MeasuredWindow",
     "PresenceMessage",
@@ -45,6 +46,16 @@ class WireModel(BaseModel):
     """Base of the wire models: unknown fields are errors, the parsed message is immutable, numbers are finite."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class ClusterStamp(WireModel):
+    """What a cluster replica's publish gate adds to each per-patient message (agent/cluster/_gate.py): the
+    patient's partition, the lease epoch and the replica that spoke, so a consumer can drop an epoch older than the
+    newest it saw. A single agent's messages carry none of them."""
+
+    partition: int | None = Field(None, ge=0)
+    epoch: int | None = Field(None, ge=0)
+    owner: str | None = Field(None, min_length=1, max_length=64)
 
 
 MeasuredQuality = Literal["good", "degraded", "poor"]
@@ -82,7 +93,7 @@ class MeasuredRhythm(WireModel):
     windows: tuple[MeasuredWindow, ...] = Field((), max_length=8)
 
 
-class StatusMessage(WireModel):
+class StatusMessage(ClusterStamp):
     """``ecgcast.status/1``: one patient's stream status, retained (agent/patient.py builds it)."""
 
     schema_name: Literal["ecgcast.status/1"] = Field(alias="schema")
@@ -111,6 +122,7 @@ class StatusMessage(WireModel):
     events: tuple[dict[str, Any], ...] = ()
     published_at: float | None = None
     measured: MeasuredRhythm | None = Field(None, description="HR, ectopy and measured quality of recent windows")
+    replaying: bool | None = Field(None, description="cluster: the owner is replaying the partition's backlog")
 
 
 class PresenceMessage(WireModel):

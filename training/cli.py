@@ -55,7 +55,7 @@ def _register_probe(stages: argparse._SubParsersAction) -> None:  # type: ignore
     head = stages.add_parser("probe-head", help="probe variant: fit the forecast head on extracted LM features")
     head.add_argument("--features", type=Path, required=True, help="directory with train.npz and val.npz")
     head.add_argument("--adapter", type=Path, required=True, help="the probe adapter the features came from")
-    head.add_argument("--c", type=float, default=0.05, help="inverse L2 strength of the logistic read-outs")
+    head.add_argument("--c", type=float, default=0.003, help="inverse L2 strength of the logistic read-outs")
     head.add_argument("--no-trends", action="store_true", help="read the LM features only, not the trend features")
     head.add_argument("--balanced-rhythm", action="store_true", help="class-balanced rhythm read-out")
     head.add_argument(

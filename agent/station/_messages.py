@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from agent.alerts import Alert, Mute
 from agent.forecast_message import ForecastMessage, ForecastWindow, decode_forecast
 from core.errors import ProtocolError
-from core.wire import check_same, parse_from_topic, parse_message
+from core.wire import ClusterStamp, check_same, parse_from_topic, parse_message
 
 __all__ = [
     "AlertMessage",
@@ -40,7 +40,7 @@ class WireAlert(Alert):
     ihe: dict[str, str] | None = None
 
 
-class AlertMessage(BaseModel):
+class AlertMessage(ClusterStamp):
     """``ecgcast.alert/1``: one lifecycle event, ``before`` (None for ``new``) and ``after``."""
 
     model_config = _STRICT

@@ -289,3 +289,25 @@ def test_would_raise_previews_the_decision_without_storing_or_publishing(tmp_pat
         service.on_forecast("P001", forecast(af=0.8), evidence())
         assert len(service.active("P001")) == 1
         assert not service.would_raise("P001", forecast(af=0.9), evidence())  # already raised: an update, not new
+
+
+def test_the_log_names_who_is_recorded_when_several_nurses_acknowledge(tmp_path: Path) -> None:
+    """Two nurses acknowledge the same alert: the first is recorded, and the log of the second says so rather than
+    claiming the second nurse acknowledged it."""
+    import queue
+
+    from structlog.testing import capture_logs
+
+    from agent.daemon import AlertWorker
+
+    wire, clock = Wire(), Clock()
+    requests: queue.Queue[Any] = queue.Queue()
+    with open_service(tmp_path / "a.sqlite3", wire, clock) as service:
+        alert_id = raise_af(service, clock)
+        worker = AlertWorker(service, requests, queue.SimpleQueue())
+        with capture_logs() as logs:
+            for nurse in ("nurse.kim", "nurse.lee"):
+                requests.put(Ack("P001", alert_id, nurse, None))
+                worker.step()
+    acked = [e for e in logs if e["event"] == "alert_acknowledged"]
+    assert [(e["by"], e["requested_by"]) for e in acked] == [("nurse.kim", "nurse.kim"), ("nurse.kim", "nurse.lee")]

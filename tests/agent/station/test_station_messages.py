@@ -123,6 +123,42 @@ def test_the_agents_own_alert_messages_parse(tmp_path: Path) -> None:
         assert message.after.to_wire() == json.loads(payload)["after"]  # what the page gets is what was sent
 
 
+def test_messages_a_cluster_replica_stamped_still_parse(tmp_path: Path) -> None:
+    """A replica's publish gate adds partition, epoch and owner (and ``replaying`` to statuses): the station's strict
+    models must take them, or a station reading a cluster would refuse every message."""
+    from agent.cluster import PartitionOwnership, PublishGate
+
+    ownership = PartitionOwnership()
+    ownership.activate(2, 5, now_ms=1_000)
+    for pid in ("P1", "P777"):
+        assert ownership.admit(2, pid, written_ms=500)
+    gate = PublishGate("ecg/v1", ownership, "agent-b")
+    status = PatientStream("P1", Settings()).status(1.7e9)
+    stamped = gate("ecg/v1/P1/status", json.dumps(status).encode())
+    assert stamped is not None
+    parsed = decode_status(stamped, "P1")
+    assert (parsed.partition, parsed.epoch, parsed.owner, parsed.replaying) == (2, 5, "agent-b", True)
+    forecast = gate("ecg/v1/P777/forecast", json.dumps(published_forecast()).encode())
+    assert forecast is not None and decode_forecast(forecast, "P777").epoch == 5
+    for payload in real_alert_messages(tmp_path):
+        alert = gate("ecg/v1/P777/alert", payload)
+        assert alert is not None and decode_alert(alert, "P777").owner == "agent-b"
+    with pytest.raises(ProtocolError, match="epoch"):
+        decode_status(json.dumps({**status, "epoch": -1}).encode(), "P1")
+    assert "epoch" not in json.loads(published_forecast_payload())  # a single agent sends no stamp
+
+
+def published_forecast_payload() -> bytes:
+    message = forecast_message(
+        forecast_for("P777", 0.1, 0.03, 0.62, 120.0),
+        published_at=1.7e9,
+        window=None,
+        signal_quality={},
+        measurements=None,
+    )
+    return message.payload()
+
+
 @pytest.mark.parametrize(
     ("path", "value", "reason", "field"),
     [

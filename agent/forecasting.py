@@ -18,7 +18,7 @@ import structlog
 import torch
 from pydantic import ValidationError
 
-from agent.encoder_stage import EncoderStage, encode_ready
+from agent.encoder_stage import EncoderStage, PatientEmbeddings, encode_ready
 from agent.forecast_message import ForecastWindow, forecast_message
 from agent.ingest_worker import IngestWorker, SignalSnapshot
 from agent.patient import CompletedWindows
@@ -35,7 +35,7 @@ from core.measurements import (
 from core.protocol import Topics
 from llm_runtime.engine import ForecastEngine
 from llm_runtime.forecast import Forecast
-from llm_runtime.runner import ScoreRequest
+from llm_runtime.runner import NewSeconds, ScoreRequest
 from llm_runtime.scheduler import ForecastScheduler, Readiness, RunnerOutput
 
 __all__ = ["AlertSink", "ModelWorker"]
@@ -165,33 +165,51 @@ class ModelWorker(WorkerThread):
         return [lower.index(lead) if lead in lower else None for lead in self._leads]
 
     def _feed_new_seconds(self, min_new: int, only: set[str] | None = None) -> None:
-        """Append each patient's new seconds to its LM cache once it holds ``min_new`` of them.
+        """Append each patient's new seconds to its LM cache once it holds ``min_new`` of them, all patients in one
+        batched call (``feed_batch`` patients per forward pass).
 
-        Why gather: on a CPU a forward pass over 20 ECG tokens costs little more than over 2 (reading the weights
-        dominates), so feeding every second one by one made cache upkeep the agent's largest cost per patient.
+        Why gather, and why batch: on a CPU a forward pass over 20 ECG tokens costs little more than over 2, and
+        larger matrix products run nearer the CPU's peak (8 patients per pass: 1.5x cheaper per patient-second
+        than one each, docs/BENCHMARKS.md); feeding second by second, patient by patient, made cache upkeep the
+        agent's largest cost per patient.
         """
         t0 = time.perf_counter()
-        runner = self.engine.runner
         patients = self.stage.patients
         chosen = patients.items() if only is None else ((pid, patients[pid]) for pid in only if pid in patients)
-        for pid, state in chosen:
-            feed = self._feeds.get(pid)
-            if feed is None or feed.segment != state.segment:
-                runner.finish([pid])
-                feed = self._feeds[pid] = _Feed(state.segment, max(-1, state.ring.newest_second - self._window_s()))
-            n_new = state.ring.newest_second - feed.last_second
-            if n_new < max(1, min_new):
-                continue
-            window = state.ring.window(n_new)  # (n_leads, T, 64), zeros where not valid
-            seconds = np.zeros((window.embeddings.shape[1], len(self._leads), state.ring.dim), np.float32)
-            for i, row in enumerate(self._lead_rows(state.leads)):
-                if row is not None:
-                    seconds[:, i] = window.embeddings[row]  # (T, 64) into (T, n_lm_leads, 64); missing leads stay 0
-            first = state.ring.newest_second - seconds.shape[0] + 1
-            runner.extend_seconds(pid, torch.from_numpy(seconds), first)  # one forward for all new seconds
-            self.stats.seconds_fed += seconds.shape[0]
-            feed.last_second = state.ring.newest_second
+        feeds = [feed for pid, state in chosen if (feed := self._new_seconds(pid, state, min_new)) is not None]
+        if feeds:
+            self.engine.runner.extend_batch(feeds)
+        for feed in feeds:
+            self.stats.seconds_fed += feed.seconds.shape[0]
+            self._feeds[feed.patient_id].last_second = feed.first_t + feed.seconds.shape[0] - 1
         self.stats.feed_s += time.perf_counter() - t0
+        self._report_upkeep()
+
+    def _new_seconds(self, pid: str, state: PatientEmbeddings, min_new: int) -> NewSeconds | None:
+        """The seconds of ``pid`` its cache lacks, as the LM's leads, once there are ``min_new`` (a new segment
+        starts the cache afresh)."""
+        feed = self._feeds.get(pid)
+        if feed is None or feed.segment != state.segment:
+            self.engine.runner.finish([pid])
+            feed = self._feeds[pid] = _Feed(state.segment, max(-1, state.ring.newest_second - self._window_s()))
+        n_new = state.ring.newest_second - feed.last_second
+        if n_new < max(1, min_new):
+            return None
+        window = state.ring.window(n_new)  # (n_leads, T, 64), zeros where not valid
+        seconds = np.zeros((window.embeddings.shape[1], len(self._leads), state.ring.dim), np.float32)
+        for i, row in enumerate(self._lead_rows(state.leads)):
+            if row is not None:
+                seconds[:, i] = window.embeddings[row]  # (T, 64) into (T, n_lm_leads, 64); missing leads stay 0
+        first = state.ring.newest_second - seconds.shape[0] + 1
+        return NewSeconds(pid, torch.from_numpy(seconds), first)
+
+    def _report_upkeep(self) -> None:
+        """Tell the scheduler what keeping one patient's cache current costs per second of signal, on this machine:
+        this worker's own encoder and feeding time per patient-second fed, plus the runner's background rebuilds."""
+        if not self.stats.seconds_fed:
+            return
+        worker = (self.stats.feed_s + self.stats.encode_s) / self.stats.seconds_fed
+        self.scheduler.record_upkeep(worker + (self.engine.runner.rebuild_s_per_patient_second() or 0.0))
 
     def _window_s(self) -> int:
         return int(self.engine.settings.window_s)

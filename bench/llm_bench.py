@@ -1,4 +1,5 @@
-"""LM runtime benchmark: per-forecast cost of a full prefill vs the streaming KV cache, and batched throughput.
+"""LM runtime benchmark: per-forecast cost of a full prefill vs the streaming KV cache, batched throughput, and
+the cost of feeding new seconds to many patients' caches, batched vs one patient per call.
 
 Backbone: Gemma 3 270M (dequantised from the Q4_K_M GGUF), float32, on whatever device ``--device`` picks (CPU by
 default). Window: 5 minutes x 2 leads = 600 ECG tokens plus the prompt text. The ECG adapter is untrained and the
@@ -6,12 +7,17 @@ lead-second embeddings are random normal: cost does not depend on their values. 
 module's output on a synthetic sinus scenario (seed 1) when that module is present, else a fixed line of the same
 format. Timings are medians over the stated repetitions; every number here is from this machine only.
 
-Run: ``python bench/llm_bench.py`` (writes bench/results/llm.json).
+Every patient of the batched sections has a cache of its own, primed from its own random window, and the windows
+differ in length by up to 7 s (as live patients' caches do), so that a padded batch pays for its padding.
+
+Run: ``python bench/llm_bench.py`` (writes bench/results/llm.json); ``--sections feed`` times only the feeding,
+``--backbone tiny-random`` runs every section on the test backbone in seconds (a check of the bench, not a figure).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -28,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.errors import EcgcastError
 from llm_runtime.engine import ForecastEngine
-from llm_runtime.runner import ModelRunner, ScoreRequest
+from llm_runtime.runner import ModelRunner, NewSeconds, ScoreRequest
 from llm_runtime.settings import LlmSettings
 
 RESULTS = Path(__file__).resolve().parent / "results" / "llm.json"
@@ -100,25 +106,85 @@ def _score_one_by_one(runner: ModelRunner, requests: list[ScoreRequest]) -> None
         runner.score([request])
 
 
+def prime_patients(runner: ModelRunner, prefix: str, n: int, window_s: int) -> list[str]:
+    """``n`` patients, each primed (one prefill) from its own random window of ``window_s - i % 8`` seconds."""
+    n_leads = len(runner.prompts.leads)
+    pids = []
+    for i in range(n):
+        seconds = window_s - i % 8
+        window = torch.randn(seconds, n_leads, 64, generator=torch.Generator().manual_seed(1000 + i))
+        runner.prime(f"{prefix}{i}", window, first_second=0)
+        pids.append(f"{prefix}{i}")
+    return pids
+
+
 def batched_throughput(
-    runner: ModelRunner, window: torch.Tensor, evidence: str, sizes: list[int], repeats: int
+    runner: ModelRunner, window_s: int, evidence: str, sizes: list[int], repeats: int
 ) -> dict[str, object]:
-    """Forecasts per second when B patients, each with its own 5-minute cache (primed through the public API), are
-    scored in one padded batch; and the same B patients scored one call each, for comparison."""
+    """Forecasts per second when B patients, each with its own cache, are scored in one padded batch; and the same
+    B patients scored one call each, for comparison."""
     out: dict[str, object] = {}
     for b in sizes:
-        for i in range(b):
-            if f"b{i}" not in runner.patient_ids:
-                runner.prime(f"b{i}", window, first_second=0)
-        requests = [ScoreRequest(f"b{i}", evidence) for i in range(b)]
+        pids = prime_patients(runner, f"b{b}_", b, window_s)
+        requests = [ScoreRequest(pid, evidence) for pid in pids]
         ms = timed(partial(runner.score, requests), repeats)
         loop = timed(partial(_score_one_by_one, runner, requests), 1)
+        runner.finish(pids)
         out[str(b)] = {
             **summary(ms),
             "forecasts_per_s": round(b / (statistics.median(ms) / 1000), 2),
             "per_patient_loop_forecasts_per_s": round(b / (loop[0] / 1000), 2),
         }
     return out
+
+
+def _next_feeds(runner: ModelRunner, pids: list[str], n_seconds: int, seed: int) -> list[NewSeconds]:
+    """The next ``n_seconds`` random seconds of every patient."""
+    n_leads = len(runner.prompts.leads)
+    gen = torch.Generator().manual_seed(seed)
+    feeds = []
+    for pid in pids:
+        first = runner.window_span(pid)[0] + 1
+        feeds.append(NewSeconds(pid, torch.randn(n_seconds, n_leads, 64, generator=gen), first))
+    return feeds
+
+
+def _feed_one_by_one(runner: ModelRunner, feeds: list[NewSeconds]) -> None:
+    for feed in feeds:
+        runner.extend_seconds(feed.patient_id, feed.seconds, feed.first_t)
+
+
+def feeding_costs(
+    runner: ModelRunner, patients: int, new_seconds: int, prime_s: int, repeats: int
+) -> dict[str, object]:
+    """Cost per patient-second of appending ``new_seconds`` to each of ``patients`` caches: one ``extend_seconds``
+    per patient vs one ``extend_batch`` (``feed_batch`` patients per forward). Rounds alternate between the two so
+    that both see the same machine load; every round appends to the same patients' own caches."""
+    headroom = runner.config.window_s + runner.config.slack_s - 2 * repeats * new_seconds
+    if prime_s > headroom:
+        raise SystemExit(f"--feed-prime-s {prime_s}: at most {headroom}, or the timed feeds would trigger a rebuild")
+    pids = prime_patients(runner, "f", patients, prime_s)
+    one_ms: list[float] = []
+    batch_ms: list[float] = []
+    for r in range(repeats):
+        one_ms += timed(partial(_feed_one_by_one, runner, _next_feeds(runner, pids, new_seconds, 2 * r)), 1)
+        batch_ms += timed(partial(runner.extend_batch, _next_feeds(runner, pids, new_seconds, 2 * r + 1)), 1)
+    cached = [runner.cached_seconds(pid) for pid in pids]
+    runner.finish(pids)
+    patient_seconds = patients * new_seconds
+
+    def per_patient_second(ms: list[float]) -> dict[str, float | int]:
+        return summary([m / patient_seconds for m in ms])
+
+    return {
+        "patients": patients,
+        "new_seconds_per_patient": new_seconds,
+        "cached_seconds_after": [min(cached), max(cached)],
+        "feed_batch": runner.config.feed_batch,
+        "one_at_a_time_per_patient_second": per_patient_second(one_ms),
+        "batched_per_patient_second": per_patient_second(batch_ms),
+        "speedup_batched": round(statistics.median(one_ms) / statistics.median(batch_ms), 2),
+    }
 
 
 def main() -> int:
@@ -130,6 +196,12 @@ def main() -> int:
     parser.add_argument("--batch-repeats", type=int, default=2, help="repetitions of each batched timing")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: stable on a shared 2-core box)")
     parser.add_argument("--batch-sizes", default="1,8,32")
+    parser.add_argument("--sections", default="single,batched,feed", help="any of single, batched, feed")
+    parser.add_argument("--feed-patients", type=int, default=32, help="patients fed per round in the feed section")
+    parser.add_argument("--feed-seconds", type=int, default=10, help="new seconds per patient per round")
+    parser.add_argument("--feed-prime-s", type=int, default=240, help="seconds in each patient's cache at start")
+    parser.add_argument("--feed-repeats", type=int, default=3, help="rounds of each feeding mode (alternating)")
+    parser.add_argument("--feed-batch", type=int, default=0, help="patients per batched forward (0: the runner's)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -145,18 +217,33 @@ def main() -> int:
     engine = ForecastEngine.load(settings, rebuild="inline")
     load_s = time.perf_counter() - start
     runner = engine.runner
+    if args.feed_batch:
+        runner.config = dataclasses.replace(runner.config, feed_batch=args.feed_batch)
     n_leads = len(settings.leads)
     window = torch.randn(args.window_s, n_leads, 64, generator=torch.Generator().manual_seed(0))
     evidence, evidence_source = evidence_text()
+    sections = set(args.sections.split(","))
+    load_at_start = os.getloadavg()
+    measured: dict[str, object] = {}
     with runner:
-        single = streaming_costs(runner, window, evidence, args.repeats)
-        row = runner._score_row(ScoreRequest("p0", evidence), prefill=True)[0]
-        cached_row = runner._score_row(ScoreRequest("p0", evidence), prefill=False)[0]
-        batched = batched_throughput(
-            runner, window, evidence, [int(s) for s in args.batch_sizes.split(",")], args.batch_repeats
-        )
+        if "single" in sections:
+            measured["single_patient"] = streaming_costs(runner, window, evidence, args.repeats)
+            row = runner._score_row(ScoreRequest("p0", evidence), prefill=True)[0]
+            cached_row = runner._score_row(ScoreRequest("p0", evidence), prefill=False)[0]
+            measured["tokens_full_sequence"] = row.new.length
+            measured["tokens_cached_prefix"] = cached_row.prefix_meta.length
+            measured["tokens_run_at_forecast_time"] = cached_row.new.length
+            runner.finish(["p0"])
+        if "batched" in sections:
+            sizes = [int(size) for size in args.batch_sizes.split(",")]
+            measured["batched"] = batched_throughput(runner, args.window_s, evidence, sizes, args.batch_repeats)
+            measured["batching"] = "patients padded into one batch: cached KV left-padded, question part right-padded"
+        if "feed" in sections:
+            measured["feeding"] = feeding_costs(
+                runner, args.feed_patients, args.feed_seconds, args.feed_prime_s, args.feed_repeats
+            )
     result = {
-        "what": "LM runtime cost per forecast: full prefill vs streaming KV cache; batched forecasts/s",
+        "what": "LM runtime: forecast cost, full prefill vs streaming KV cache; batched forecasts/s; batched feeding",
         "backbone": engine.model_id,
         "model_version": engine.model_version,
         "device": str(next(runner.model.parameters()).device),
@@ -169,19 +256,17 @@ def main() -> int:
         "leads": list(settings.leads),
         "horizons_s": list(settings.horizons_s),
         "questions": len(runner.prompts.questions),
-        "tokens_full_sequence": row.new.length,
-        "tokens_cached_prefix": cached_row.prefix_meta.length,
-        "tokens_run_at_forecast_time": cached_row.new.length,
         "embeddings": "random normal (cost does not depend on values); adapter untrained",
         "evidence_source": evidence_source,
         "repeats": args.repeats,
         "batch_repeats": args.batch_repeats,
-        "load_average_at_start": os.getloadavg()[0],
+        "load_average_at_start": load_at_start[0],
+        "load_average_1_5_15_at_start": [round(x, 2) for x in load_at_start],
+        "load_average_1_5_15_at_end": [round(x, 2) for x in os.getloadavg()],
         "update_timed_seconds": args.repeats * 4,
         "model_load_s": round(load_s, 1),
-        "single_patient": single,
-        "batched": batched,
-        "batching": "patients padded into one batch: cached KV left-padded, question part right-padded",
+        "sections": sorted(sections),
+        **measured,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

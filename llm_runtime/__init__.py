@@ -22,6 +22,7 @@ _EXPORTS = {
     "LlmSettings": "llm_runtime.settings",
     "LoraSpec": "llm_runtime.model",
     "ModelRunner": "llm_runtime.runner",
+    "NewSeconds": "llm_runtime.runner",
     "RunnerConfig": "llm_runtime.runner",
     "ScoreRequest": "llm_runtime.runner",
     "ScoreResult": "llm_runtime.runner",

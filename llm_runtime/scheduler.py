@@ -6,6 +6,11 @@ model worker runs the batch and hands back a ``RunnerOutput``; the alert policy 
 Degradation is explicit: when one cadence's worth of forecasts takes longer than ``utilisation`` of the cadence, the
 cadence of patients below ``high_risk`` is stretched (up to ``max_stretch``) while high-risk patients keep the base
 cadence, and the stretch factor is reported. Nothing queues without bound: a patient is either due or not.
+
+Capacity is measured, not configured: the forecast time per patient comes from the model worker's batches, and the
+upkeep (keeping a patient's cache current: encoding, feeding, rebuilds) from :meth:`ForecastScheduler.record_upkeep`.
+Upkeep runs every second of signal whatever the cadence, so stretching only divides the forecast part of the
+demand; when upkeep alone passes the budget, the stretch is at its cap and the capacity says how far over it is.
 """
 
 from __future__ import annotations
@@ -94,6 +99,7 @@ class ForecastScheduler:
     _patients: dict[str, _State] = field(default_factory=dict)
     _finished: list[str] = field(default_factory=list)
     _seconds_per_patient: float = 0.0  # running estimate of model time per forecast
+    _upkeep_per_second: float = 0.0  # model time per patient-second of signal to keep a cache current
     stretch: float = 1.0
 
     def phase(self, patient_id: str) -> PatientPhase:
@@ -145,11 +151,28 @@ class ForecastScheduler:
             state.forecasts += 1
             state.next_due = now + self._cadence(state)
 
+    def record_upkeep(self, seconds_per_patient_second: float) -> None:
+        """The model worker's measured cost of keeping one patient's cache current, per second of its signal."""
+        self._upkeep_per_second = max(0.0, seconds_per_patient_second)
+
+    def _active(self) -> int:
+        return sum(1 for s in self._patients.values() if s.phase is PatientPhase.ACTIVE)
+
     def _replan(self) -> None:
-        active = sum(1 for s in self._patients.values() if s.phase is PatientPhase.ACTIVE)
-        demand = active * self._seconds_per_patient  # model seconds needed per cadence at stretch 1
-        budget = self.settings.utilisation * self.settings.cadence_s
-        self.stretch = min(self.settings.max_stretch, max(1.0, demand / budget)) if budget else 1.0
+        active = self._active()
+        forecasting = active * self._seconds_per_patient  # model seconds per cadence at stretch 1
+        budget = self.settings.utilisation * self.settings.cadence_s - active * self._upkeep_s_per_cadence()
+        if budget <= 0:  # upkeep alone fills the budget: stretching cannot help, only fewer patients per process
+            self.stretch = self.settings.max_stretch
+        else:
+            self.stretch = min(self.settings.max_stretch, max(1.0, forecasting / budget))
+
+    def _upkeep_s_per_cadence(self) -> float:
+        return self._upkeep_per_second * self.settings.cadence_s
+
+    def model_s_per_patient(self) -> float:
+        """Model seconds one patient costs per base cadence: its forecast plus its cache upkeep."""
+        return self._seconds_per_patient + self._upkeep_s_per_cadence()
 
     def max_overdue(self, now: float) -> float:
         """Longest time an ACTIVE patient's forecast is past due (0 when every one is on time)."""
@@ -157,10 +180,11 @@ class ForecastScheduler:
         return max([0.0, *overdue])
 
     def capacity(self) -> int:
-        """Largest patient count forecast on the base cadence at the measured model speed (0 before any run)."""
+        """Largest patient count forecast on the base cadence at the measured model speed, upkeep included (0
+        before the first forecast: until then the cost of one is unknown)."""
         if not self._seconds_per_patient:
             return 0
-        return int(self.settings.utilisation * self.settings.cadence_s / self._seconds_per_patient)
+        return int(self.settings.utilisation * self.settings.cadence_s / self.model_s_per_patient())
 
     def summary(self) -> dict[str, object]:
         phases: dict[str, int] = {}
@@ -172,4 +196,18 @@ class ForecastScheduler:
             "degraded": self.stretch > 1.0,
             "seconds_per_forecast": round(self._seconds_per_patient, 4),
             "capacity_at_base_cadence": self.capacity(),
+            "capacity": self._capacity_report(),
+        }
+
+    def _capacity_report(self) -> dict[str, object]:
+        """What the capacity rests on, per patient and minute of signal, measured on this machine."""
+        per_minute = 60.0 / self.settings.cadence_s
+        return {
+            "measured": bool(self._seconds_per_patient),
+            "patients_at_base_cadence": self.capacity(),
+            "model_s_per_patient_minute": round(self.model_s_per_patient() * per_minute, 4),
+            "forecast_s_per_patient_minute": round(self._seconds_per_patient * per_minute, 4),
+            "upkeep_s_per_patient_minute": round(self._upkeep_per_second * 60.0, 4),
+            "budget_s_per_minute": round(self.settings.utilisation * 60.0, 2),
+            "over_capacity": bool(self._seconds_per_patient) and self._active() > self.capacity(),
         }

@@ -157,6 +157,9 @@ def test_forecasts_cannot_assess_ack_and_restart(
         readiness = agent.readiness()
         assert readiness.ready, readiness.checks
         assert readiness.checks["forecast_lag_s"] <= settings.http.max_forecast_lag_s
+        capacity = readiness.checks["forecast"]["capacity"]  # measured by the worker: forecasts and cache upkeep
+        assert capacity["measured"] and capacity["upkeep_s_per_patient_minute"] > 0, capacity
+        assert capacity["patients_at_base_cadence"] == readiness.checks["forecast"]["capacity_at_base_cadence"]
     finally:
         agent.stop()
 

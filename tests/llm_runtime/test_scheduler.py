@@ -75,3 +75,29 @@ def test_overdue_is_measured_for_active_patients_only() -> None:
     s.observe([Readiness("on", 100, 1.0), Readiness("off", 100, 0.1)], now=0.0)
     assert s.max_overdue(0.0) == 0.0
     assert s.max_overdue(25.0) == 25.0  # "on" was due at 0 and not forecast; "off" cannot be assessed
+
+
+def test_cache_upkeep_counts_against_capacity_and_is_not_stretched() -> None:
+    """Upkeep runs every second whatever the cadence: only the forecasts' share of the budget can be stretched."""
+    s = scheduler(cadence_s=10.0, utilisation=0.5)
+    s.observe([Readiness(p, 100, 1.0) for p in ("a", "b")], now=0.0)
+    s.record_upkeep(0.05)  # 0.5 s per patient per 10 s cadence: 1 s of the 5 s budget for two patients
+    s.update(RunnerOutput(["a", "b"], {"a": 0.1, "b": 0.1}, elapsed_s=4.0), now=0.0)
+    assert abs(s.stretch - 1.0) < 1e-9  # 2 x 2 s of forecasts into the 4 s left: on cadence
+    assert s.capacity() == 2  # 5 s / (2 s + 0.5 s)
+    report = s.summary()["capacity"]
+    assert report == {
+        "measured": True,
+        "patients_at_base_cadence": 2,
+        "model_s_per_patient_minute": 15.0,  # (2 s + 0.5 s) x 6 cadences per minute
+        "forecast_s_per_patient_minute": 12.0,
+        "upkeep_s_per_patient_minute": 3.0,
+        "budget_s_per_minute": 30.0,
+        "over_capacity": False,
+    }
+    s.record_upkeep(0.15)  # 1.5 s per patient per cadence: 2 s left for 4 s of forecasts
+    s.update(RunnerOutput([], {}, elapsed_s=0.0), now=1.0)
+    assert abs(s.stretch - 2.0) < 1e-9 and s.capacity() == 1 and s.summary()["capacity"]["over_capacity"] is True  # type: ignore[index]
+    s.record_upkeep(0.3)  # upkeep alone (6 s) passes the budget: stretched to the cap
+    s.update(RunnerOutput([], {}, elapsed_s=0.0), now=2.0)
+    assert s.stretch == 4.0

@@ -326,3 +326,50 @@ def test_a_model_that_fails_to_load_is_reported_and_ends_the_daemon(
         assert agent.readiness().checks["model"] == "failed" and not agent.readiness().ready
     finally:
         agent.stop()
+
+
+@pytest.mark.e2e
+def test_forecasts_publish_while_the_alert_store_refuses_writes(
+    broker: LocalMosquitto,
+    streams: mqtt.Client,
+    encoder_weights: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The hostile-input issue's finding: with the database unwritable, no forecast was published (the alert write
+    failed and took the batch with it) while /readyz said ready. Now forecasts and alerts go out, /readyz names the
+    store, and the held alerts are written once the store takes writes again."""
+    import sqlite3
+
+    from agent.alerts._store import AlertStore
+
+    refusing = threading.Event()
+    real_write = AlertStore._write
+
+    def write(self: AlertStore, rows: list, changes: list) -> None:
+        if refusing.is_set():
+            raise sqlite3.OperationalError("attempt to write a readonly database")
+        real_write(self, rows, changes)
+
+    monkeypatch.setattr(AlertStore, "_write", write)
+    settings = Settings.model_validate(settings_dict(broker.url, encoder_weights, tmp_path / "alerts.sqlite3"))
+    collector = Collector(broker.port)
+    agent = Agent(settings)
+    agent.start()
+    try:
+        refusing.set()
+        sinus = generate_scenario("sinus_stable", seed=5, minutes=0.75, fs=FS, leads=("II", "V1"), noise="low")
+        publish_record(streams, "bed-3", sinus.p_signal, t0=1.7e9)
+        publish_record(streams, "bed-4", np.full((int(45 * FS), 2), 0.2, np.float32), t0=1.7e9)  # leads off
+        wait_for(lambda: len(collector.of("bed-3", "forecast")) >= 2)
+        wait_for(lambda: any(m["after"]["kind"] == "cannot_assess" for m in collector.of("bed-4", "alert")))
+        readiness = agent.readiness()
+        assert not readiness.ready and "alert_store" in readiness.checks, readiness.checks
+        refusing.clear()
+        wait_for(lambda: agent.readiness().ready, 30)
+        assert agent.alerts is not None
+        stored = [a.kind for a in AlertStore(tmp_path / "alerts.sqlite3").active_for("bed-4")]
+        assert stored == ["cannot_assess"]
+    finally:
+        agent.stop()
+        collector.close()

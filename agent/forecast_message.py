@@ -42,15 +42,6 @@ class ForecastMessage(Forecast, ClusterStamp):
     signal_quality: dict[str, str] = Field(default_factory=dict)
     measurements: Measurements | None = None
 
-    @property
-    def peak_risk(self) -> dict[str, float]:
-        """Highest onset probability over horizons, per arrhythmia."""
-        risk: dict[str, float] = {}
-        for per_h in self.onset_probs.values():
-            for arrhythmia, p in per_h.items():
-                risk[arrhythmia] = max(risk.get(arrhythmia, 0.0), p)
-        return risk
-
     def payload(self) -> bytes:
         """The JSON sent on ``<prefix>/<patient_id>/forecast``. ``window`` is left out when unknown, as it always
         was (a consumer may test for the key); every other field is always present."""

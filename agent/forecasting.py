@@ -277,7 +277,7 @@ class ModelWorker(WorkerThread):
             pid = forecast.patient_id
             forecast = self._explain_if_alerting(request, forecast, measured[pid].evidence)
             self._publish_forecast(forecast, measured[pid])
-            risks[pid] = max(p for per_h in forecast.onset_probs.values() for p in per_h.values())
+            risks[pid] = max(forecast.peak_risk.values())
             if self._alerts is not None:
                 self._alerts.on_forecast(pid, forecast, measured[pid].evidence)
         elapsed = time.perf_counter() - start

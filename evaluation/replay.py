@@ -158,8 +158,7 @@ def replay_record(
                 request = ScoreRequest(pid, measured.text, measured.trends)
                 (forecast,) = engine.forecast([request])
                 now[0] = float(t_end)
-                risk = {c: max(per_h.get(c, 0.0) for per_h in forecast.onset_probs.values()) for c in ONSETS}
-                out.risks.append((float(t_end), risk))
+                out.risks.append((float(t_end), forecast.peak_risk))
                 if service.would_raise(pid, forecast, evidence):  # as the agent: the rationale only for an alert
                     forecast = engine.with_rationale(request, forecast)
                 for event in service.on_forecast(pid, forecast, evidence):

@@ -51,6 +51,12 @@ class Forecast(BaseModel):
                 raise ValueError(f"onset_probs[{h}] must give a probability for each of {sorted(ARRHYTHMIAS)}")
         return self
 
+    @property
+    def peak_risk(self) -> dict[str, float]:
+        """Highest onset probability over horizons, per arrhythmia (what the agent's alert path and the station's
+        risk trend read of a forecast)."""
+        return {a: max(per_h[a] for per_h in self.onset_probs.values()) for a in ARRHYTHMIAS}
+
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.model_dump(mode="json", by_alias=True), indent=indent)
 

@@ -18,7 +18,7 @@ from typing import Any, Final, Literal
 import numpy as np
 import numpy.typing as npt
 
-from ._quality import run_bounds
+from ._metrics import _ventricular_runs
 
 __all__ = ["DEGRADED_BELOW", "POOR_BELOW", "EctopyBurden", "WindowQuality", "ectopy_burden", "window_quality"]
 
@@ -117,10 +117,3 @@ def ectopy_burden(
         ventricular_runs=int((runs >= 3).sum()),
         longest_ventricular_run=int(runs.max(initial=0)),
     )
-
-
-def _ventricular_runs(symbols: npt.NDArray[np.str_], rr_prev_ms: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
-    """Lengths of the runs of consecutive 'V'; an unknown interval (NaN) between two beats ends a run."""
-    breaks = np.flatnonzero(~np.isfinite(rr_prev_ms[1:])) + 1  # beat i follows an unknown interval
-    bounds = run_bounds(np.insert(symbols == "V", breaks, False))  # a False between stretches splits runs
-    return (bounds[:, 1] - bounds[:, 0]).astype(np.int64)

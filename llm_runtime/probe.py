@@ -24,7 +24,7 @@ from core.errors import CheckpointError
 from core.measurements import TREND_FEATURE_NAMES
 from llm_runtime.prompts import ARRHYTHMIAS, RHYTHMS
 
-__all__ = ["PROBE_FILE", "PROBE_HORIZONS", "ProbeHead", "trend_columns"]
+__all__ = ["PROBE_FILE", "PROBE_HORIZONS", "ProbeHead", "head_inputs", "trend_columns"]
 
 PROBE_FILE = "probe_head.npz"
 PROBE_HORIZONS = (60, 180, 300, 600)
@@ -57,6 +57,13 @@ def trend_columns(trends: Floats | None, fill: Floats, rows: int) -> Floats:
     return out
 
 
+def head_inputs(features: Floats, trends: Floats | None, fill: Floats) -> Floats:
+    """LM features (B, F) and trend features (B, E) -> the head's unstandardised input rows; ``fill`` empty: the
+    LM features alone. Shared by the fit (before a head exists) and :meth:`ProbeHead.inputs`."""
+    x = np.asarray(features, dtype=np.float64)
+    return np.hstack([x, trend_columns(trends, fill, x.shape[0])]) if fill.size else x
+
+
 @dataclass(frozen=True, eq=False)
 class ProbeHead:
     """Linear read-outs, per horizon, of standardised LM features (and trend features, when ``trend_fill`` is set)."""
@@ -77,11 +84,7 @@ class ProbeHead:
         return self.trend_fill.size > 0
 
     def inputs(self, features: Floats, trends: Floats | None = None) -> Floats:
-        """LM features (B, F) and trend features (B, E) -> the head's unstandardised input rows."""
-        x = np.asarray(features, dtype=np.float64)
-        if not self.reads_trends:
-            return x
-        return np.hstack([x, trend_columns(trends, self.trend_fill, x.shape[0])])
+        return head_inputs(features, trends, self.trend_fill)
 
     def predict(
         self, features: Floats, trends: Floats | None = None

@@ -24,7 +24,7 @@ import structlog
 import torch
 
 from encoder_onnx.data import WindowSet
-from llm_runtime.probe import PROBE_HORIZONS, ProbeHead, trend_columns
+from llm_runtime.probe import PROBE_HORIZONS, ProbeHead, head_inputs
 from llm_runtime.prompts import ARRHYTHMIAS, RHYTHMS
 
 __all__ = [
@@ -156,8 +156,7 @@ class HeadRecipe:
 
 
 def _head_rows(split: dict[str, npt.NDArray[Any]], fill: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    x = np.asarray(split["x"], dtype=np.float64)
-    return np.hstack([x, trend_columns(split["trends"], fill, x.shape[0])]) if fill.size else x
+    return head_inputs(split["x"], split["trends"] if fill.size else None, fill)
 
 
 def fit_probe_head(

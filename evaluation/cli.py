@@ -121,6 +121,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("--baseline-only", action="store_true", help="only fit and cache the GBT on the frozen subsample")
     q.set_defaults(func=cmd_eval_probe)
 
+    g = inner.add_parser(
+        "ceiling", help="what an oracle told when each scripted precursor began could reach (synthetic benchmarks)"
+    )
+    g.add_argument("--data", default="synthetic-v2-yardstick", help="spec name or built benchmark dir")
+    g.add_argument("--bench-dir", type=Path, default=Path("runs/bench"), help="where specs are built")
+    g.add_argument("--out", type=Path, required=True, help="writes ceiling.json here")
+    g.set_defaults(func=cmd_eval_ceiling)
+
     t = inner.add_parser(
         "transfer", help="train baselines on each source, score them on every source's test patients (cross-source)"
     )
@@ -294,6 +302,25 @@ def cmd_eval_probe_features(args: argparse.Namespace) -> int:
     trends = input_trends(data, keys, donors)
     path = merge_parts(args.out / f"{name}-parts", keys, labels, engine.probe_layers, args.out / f"{name}.npz", trends)
     print(json.dumps({"split": args.split, "inputs": len(keys), "features": str(path)}))
+    return 0
+
+
+def cmd_eval_ceiling(args: argparse.Namespace) -> int:
+    """The oracle's alarm frontier and onset ranking; prints the points the forecaster issue's bars ask about."""
+    from evaluation.ceiling import ceiling_report
+    from evaluation.data import EvalData, open_benchmark
+
+    report = ceiling_report(EvalData(open_benchmark(args.data, args.bench_dir)))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "ceiling.json").write_text(json.dumps(report, indent=1) + "\n")
+    brief = {
+        "alarm": {
+            split: {k: v for k, v in frontier.items() if k != "watch_everything"}
+            for split, frontier in report["alarm"].items()
+        },
+        "ranking": {cls: {k: r[k] for k in ("full_mean", "lm_mean")} for cls, r in report["ranking"].items()},
+    }
+    print(json.dumps(brief, indent=1))
     return 0
 
 

@@ -45,6 +45,7 @@ __all__ = [
     "generate_rhythm",
     "generate_scenario",
     "scenario_names",
+    "scenario_script",
 ]
 
 GENERATOR_VERSION: Final = "1"
@@ -127,17 +128,29 @@ def generate_scenario(
     mains_hz : powerline frequency of the hum (50 or 60).
     generator : "1" (default) or "2"; see the module docstring.
     """
+    _check_signal_args(minutes, fs, noise, mains_hz)
+    streams = _streams(name, seed, generator)
+    sig_len = round(minutes * 60.0 * fs)
+    script = scenario_script(name, seed, minutes, fs, generator)
+    meta = {"scenario": name, "seed": seed}
+    return _synthesize(f"{name}_{seed:06d}", script, streams, sig_len, fs, leads, noise, mains_hz, meta, generator)
+
+
+def _streams(name: str, seed: int, generator: str) -> list[np.random.SeedSequence]:
+    entropy = [seed, zlib.crc32(name.encode())] + ([] if generator == "1" else [int(generator)])
+    return np.random.SeedSequence(entropy).spawn(5)
+
+
+def scenario_script(
+    name: str, seed: int = 0, minutes: float = 12.0, fs: float = 250.0, generator: str = GENERATOR_VERSION
+) -> Script:
+    """The script :func:`generate_scenario` renders for these arguments (segments, onset, precursor meta), without
+    rendering a sample: what a study of the generator itself (``evaluation.ceiling``) needs."""
     scripts = _scripts(generator)
     if name not in scripts:
         raise SignalError(f"scenario {name!r} unknown to generator {generator}; choose from {list(scripts)}")
-    _check_signal_args(minutes, fs, noise, mains_hz)
-    entropy = [seed, zlib.crc32(name.encode())] + ([] if generator == "1" else [int(generator)])
-    streams = np.random.SeedSequence(entropy).spawn(5)
-    rng_script = np.random.default_rng(streams[1])
     sig_len = round(minutes * 60.0 * fs)
-    script = scripts[name](rng_script, sig_len / fs)
-    meta = {"scenario": name, "seed": seed}
-    return _synthesize(f"{name}_{seed:06d}", script, streams, sig_len, fs, leads, noise, mains_hz, meta, generator)
+    return scripts[name](np.random.default_rng(_streams(name, seed, generator)[1]), sig_len / fs)
 
 
 def generate_rhythm(

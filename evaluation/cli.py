@@ -90,7 +90,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     f.add_argument("--adapter", type=Path, required=True, help="probe-variant adapter directory")
     f.add_argument("--data", default="synthetic-v2-yardstick", help="spec name or built benchmark dir")
     f.add_argument("--bench-dir", type=Path, default=Path("runs/bench"), help="where specs are built")
-    f.add_argument("--split", required=True, choices=["train", "val", "test"], help="test: the frozen LM subsample")
+    f.add_argument(
+        "--split",
+        required=True,
+        choices=["train", "val", "test"],
+        help="test: the frozen LM subsample where the benchmark has one, else --per-window inputs per window",
+    )
     f.add_argument("--per-window", type=int, default=500, help="train/val inputs per window")
     f.add_argument(
         "--windows",
@@ -119,6 +124,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("--out", type=Path, required=True, help="writes probe_results.json here")
     q.add_argument("--n-boot", type=int, default=200, help="patient-bootstrap resamples")
     q.add_argument("--baseline-only", action="store_true", help="only fit and cache the GBT on the frozen subsample")
+    q.add_argument("--no-baseline", action="store_true", help="the head alone (a second source's test split: transfer)")
     q.set_defaults(func=cmd_eval_probe)
 
     g = inner.add_parser(
@@ -329,17 +335,17 @@ def cmd_eval_probe(args: argparse.Namespace) -> int:
     from evaluation.probe_eval import ProbeEvalConfig, evaluate_probe, frozen_cells, gbt_predictions
 
     data = EvalData(open_benchmark(args.data, args.bench_dir))
-    config = ProbeEvalConfig(args.adapter, args.features, args.out, n_boot=args.n_boot)
+    config = ProbeEvalConfig(args.adapter, args.features, args.out, n_boot=args.n_boot, baseline=not args.no_baseline)
     if args.baseline_only:
         cells = frozen_cells(data, config.horizons_s)
         gbt_predictions(data, cells, config.out / "gbt_predictions.npz", config.seed)
         print(json.dumps({"cells": len(cells), "cache": str(config.out / "gbt_predictions.npz")}))
         return 0
     results = evaluate_probe(data, config)
-    brief = {k: {m: v for m, v in results[k].items() if m != "cells"} for k in ("probe", "gbt")}
+    brief = {k: {m: v for m, v in results[k].items() if m != "cells"} for k in ("probe", "gbt") if k in results}
     print(
         json.dumps(
-            {**brief, "probe_minus_gbt": results["probe_minus_gbt"], "ablations": results["ablations"]}, indent=1
+            {**brief, "probe_minus_gbt": results.get("probe_minus_gbt"), "ablations": results["ablations"]}, indent=1
         )
     )
     return 0

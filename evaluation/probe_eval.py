@@ -41,6 +41,7 @@ class ProbeEvalConfig:
     af_horizon_s: int = 300
     n_boot: int = 200
     seed: int = 0
+    baseline: bool = True  # False: the head alone (a second source, where the bar is absolute: transfer)
 
 
 @dataclass(frozen=True)
@@ -183,17 +184,19 @@ def evaluate_probe(data: EvalData, config: ProbeEvalConfig) -> dict[str, Any]:
     cells = _cells(data, inputs.keys, config.horizons_s)
     predict = head_predictions(head, inputs)
     probe = {c: predict(s) for c, s in cells.items()}
-    best = gbt_predictions(data, cells, config.out / "gbt_predictions.npz", config.seed)
     results: dict[str, Any] = {
         "synthetic": True,
-        "dataset": data.meta.get("spec", {}).get("name", str(data.bench.root)),
+        "dataset": (data.meta.get("spec") or {}).get("name", str(data.bench.root)),
         "adapter": str(config.adapter),
         "inputs": len(inputs.keys),
+        "patients": len({s.patient_id for samples in cells.values() for s in samples}),
         "probe": _summary(cells, probe, config),
-        "gbt": _summary(cells, best, config),
-        "probe_minus_gbt": _paired(cells, probe, best, config),
         "ablations": {},
     }
+    if config.baseline:
+        best = gbt_predictions(data, cells, config.out / "gbt_predictions.npz", config.seed)
+        results["gbt"] = _summary(cells, best, config)
+        results["probe_minus_gbt"] = _paired(cells, probe, best, config)
     for name in ABLATIONS:
         paths = [config.features / f"test-{name}.npz", *sorted(config.features.glob(f"test-w*-{name}.npz"))]
         loaded = [_Inputs.load(path) for path in paths if path.exists()]

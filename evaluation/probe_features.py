@@ -59,16 +59,17 @@ def source_window(data: EvalData, window_s: int) -> int:
 def input_keys(
     data: EvalData, split: str, windows: Sequence[int], horizons: Sequence[int], per_window: int
 ) -> list[InputKey]:
-    """The inputs of a split, sorted: the frozen LM subsample for ``test``, else a stratified draw per window. A
+    """The inputs of a split, sorted: the frozen LM subsample for ``test`` where the benchmark has one (the
+    yardstick), else a stratified draw of ``per_window`` per window (a second source's test split, for transfer). A
     window the benchmark lacks takes its source window's inputs whose anchor leaves room for it."""
-    frozen = frozen_lm_subsample(data.bench) if split == "test" else set()
-    if frozen is None:
-        raise ValueError("this benchmark has no frozen LM subsample (python main.py eval yardstick)")
+    frozen = frozen_lm_subsample(data.bench) if split == "test" else None
     keys: list[InputKey] = []
     for w in windows:
         src = source_window(data, w)
         drawn = (
-            {k for k in frozen if k[2] == src} if split == "test" else data.inputs(split, src, horizons, per_window, 0)
+            {k for k in frozen if k[2] == src}
+            if frozen is not None
+            else data.inputs(split, src, horizons, per_window, 0)
         )
         keys += [(r, a, w) for r, a, _ in drawn if a >= w]
     return sorted(keys)

@@ -26,6 +26,13 @@ def test_a_window_the_benchmark_lacks_is_drawn_from_the_window_below(data: EvalD
         source_window(data, 5)
 
 
+def test_a_test_split_without_a_frozen_subsample_is_drawn_per_window(data: EvalData) -> None:
+    """A second source has no frozen LM subsample: its test inputs are a stratified draw, from test patients only."""
+    keys = input_keys(data, "test", (10, 30), PROBE_HORIZONS[:1], 3)
+    assert 0 < sum(k[2] == 10 for k in keys) <= 3 and 0 < sum(k[2] == 30 for k in keys) <= 3
+    assert {k[0] for k in keys} <= set(data.record_ids("test"))
+
+
 def test_stretched_inputs_keep_the_source_anchor_and_its_labels(data: EvalData) -> None:
     source = input_keys(data, "train", (30,), PROBE_HORIZONS[:1], 50)
     stretched = input_keys(data, "train", (45,), PROBE_HORIZONS[:1], 50)

@@ -178,7 +178,9 @@ class Agent:
         self.worker.extra_status = self._extra_status
         self.station: StationServer | None = None
         if settings.station.enabled:
-            self.station = StationServer(settings.station, settings.mqtt, self.topics, limits, self.alerts)
+            self.station = StationServer(
+                settings.station, settings.mqtt, self.topics, limits, self.alerts, hospital=settings.hospital
+            )
             if self.alerts is not None:
                 self.alerts.watch_store(self._store_alarm)
 

@@ -1,29 +1,28 @@
 """A private Mosquitto broker on a free loopback port, for the demo and the tests.
 
 Why ship it: the demo must run on a fresh machine with one command, and the tests must control auth,
-persistence and restarts without touching the shared broker on 1883.
+persistence and restarts without touching the shared broker on 1883. There is no pure-Python fallback broker:
+mosquitto is what deployments run (compose.yaml), it speaks MQTT 5 and enforces the security profile's ACLs, and
+``./run`` installs it where apt is available.
 """
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from agent.broker_profile import BrokerUser, acl_text
 from core.errors import BrokerError
 
-__all__ = ["EmbeddedBroker", "LocalMosquitto", "broker_reachable", "free_port"]
+__all__ = ["LocalMosquitto", "broker_reachable", "free_port"]
 
 
 def free_port() -> int:
@@ -144,48 +143,3 @@ class LocalMosquitto:
     ) -> None:
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-class EmbeddedBroker:
-    """A pure-Python MQTT 3.1.1 broker (amqtt) on a loopback port, in its own thread and event loop.
-
-    The demo's last resort on a machine without mosquitto: clients must use protocol 3.1.1 with it.
-    """
-
-    def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._broker: Any = None
-        self._thread = threading.Thread(target=self._serve, name="embedded-broker", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
-
-    def _serve(self) -> None:
-        from amqtt.broker import Broker
-
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        config = {
-            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
-            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
-        }
-        self._broker = Broker(config, loop=loop)
-        self._loop = loop
-        loop.run_until_complete(self._broker.start())
-        self._ready.set()
-        loop.run_forever()
-
-    def __enter__(self) -> EmbeddedBroker:
-        self._thread.start()
-        if not self._ready.wait(15):
-            raise BrokerError(f"embedded broker did not start on port {self.port}")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._loop is not None and self._broker is not None:
-            asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop).result(10)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)

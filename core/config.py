@@ -4,6 +4,13 @@
 ``load_config`` reads a YAML file, applies the ``ECGCAST_MQTT_*`` environment overrides and validates it against
 any root model, reporting every bad key with its YAML line: the agent validates its whole ``Settings`` tree, the
 simulator only the sections it reads.
+
+Relative file paths in a config (``models/forecaster``, ``config/backbones.yaml``) name files of the ecgcast
+installation and resolve against ``PROJECT_ROOT`` (:func:`project_path`), never the working directory: the result
+must not depend on where the daemon was started, and a stray ``models/`` folder in the working directory must not
+swap the model a clinical alert comes from. ``PROJECT_ROOT`` is the directory holding the top-level packages: the
+checkout, or ``site-packages`` of an installed wheel, which ships ``config/`` and ``models/`` beside the packages
+(pyproject.toml package data). State the config path absolutely for a file outside the installation.
 """
 
 from __future__ import annotations
@@ -24,12 +31,16 @@ __all__ = [
     "ENV_MQTT_PASSWORD",
     "ENV_MQTT_URL",
     "ENV_MQTT_USERNAME",
+    "PROJECT_ROOT",
     "StrictModel",
     "load_config",
     "mask_secrets",
+    "project_path",
 ]
 
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "default.yaml"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+"""The checkout root, or the site-packages directory an installed wheel put config/ and models/ into."""
+DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "default.yaml"
 ENV_MQTT_URL = "ECGCAST_MQTT_URL"
 ENV_MQTT_USERNAME = "ECGCAST_MQTT_USERNAME"
 ENV_MQTT_PASSWORD = "ECGCAST_MQTT_PASSWORD"
@@ -40,6 +51,11 @@ _SECRET_KEY = re.compile(r"pass|secret|token|credential|private|users|api_?key",
 """Key names whose values are never printed: passwords, tokens, and station.users (password hashes)."""
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@")
 MASK = "***"
+
+
+def project_path(path: Path) -> Path:
+    """``path`` if absolute, else the file of that name under ``PROJECT_ROOT`` (see the module docstring for why)."""
+    return path if path.is_absolute() else PROJECT_ROOT / path
 
 
 class StrictModel(BaseModel):

@@ -24,10 +24,12 @@ if TYPE_CHECKING:
     from core.settings import ProtocolSettings
 
 __all__ = [
+    "DIGITAL_UNITS",
     "LEAD_SYNONYMS",
     "PATIENT_ID_PATTERN",
     "SCHEMA_STATUS",
     "SCHEMA_WAVE",
+    "UNITS_PER_MV",
     "USER_ID_PATTERN",
     "PayloadLimits",
     "Topics",
@@ -55,27 +57,29 @@ file's separator), no spaces. Use ``fullmatch``."""
 _STREAM_ID_PATTERN: Final = re.compile(r"\A[A-Za-z0-9._:-]{1,64}\Z")
 _AGENT_ID_PATTERN: Final = PATIENT_ID_PATTERN  # agent.settings.Settings.agent_id has the same rule
 
+_STANDARD_LEADS: Final = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+
 LEAD_SYNONYMS: Final[dict[str, str]] = {
     "mlii": "II",
     "ml2": "II",
-    "lead ii": "II",
-    "lead_ii": "II",
-    "ii": "II",
-    "i": "I",
-    "lead i": "I",
     "mli": "I",
-    "iii": "III",
+    "ml1": "I",
     "mliii": "III",
-    "avr": "aVR",
-    "avl": "aVL",
-    "avf": "aVF",
-    **{f"v{n}": f"V{n}" for n in range(1, 7)},
+    "ml3": "III",
     **{f"mv{n}": f"V{n}" for n in range(1, 7)},
+    **{name.lower(): name for name in _STANDARD_LEADS},
+    **{f"lead {name.lower()}": name for name in _STANDARD_LEADS},
+    **{f"lead_{name.lower()}": name for name in _STANDARD_LEADS},
+    # IEEE 11073-10101 reference ids: the lead (MDC_ECG_LEAD_II, as in HL7 aECG and PCD-01 OBX-3) and the
+    # waveform measured in it (MDC_ECG_ELEC_POTL_II); both name the same signal
+    **{f"mdc_ecg_lead_{name.lower()}": name for name in _STANDARD_LEADS},
+    **{f"mdc_ecg_elec_potl_{name.lower()}": name for name in _STANDARD_LEADS},
     "ecg": "ECG",
     "ecg1": "ECG1",
     "ecg2": "ECG2",
 }
-"""Lead names seen in the wild (MIT-BIH 'MLII', Holter 'ECG1', …) mapped to canonical names."""
+"""Lead names seen in the wild (MIT-BIH 'MLII', Holter 'ECG1', IEEE 11073 'MDC_ECG_LEAD_II', …) mapped to canonical
+names; keys are lower case, and :func:`canonical_lead` compares case-insensitively."""
 
 
 _LEADS_AS_SENT: Final[dict[str, str]] = {
@@ -94,6 +98,16 @@ def canonical_lead(name: str) -> str:
     if key not in LEAD_SYNONYMS:
         raise ProtocolError("unknown_lead", f"lead {name!r} is not a known ECG lead name", field="leads")
     return LEAD_SYNONYMS[key]
+
+
+UNITS_PER_MV: Final[dict[str, float]] = {"mV": 1.0, "uV": 1000.0, "\u00b5V": 1000.0, "\u03bcV": 1000.0}
+"""Physical units a wave message may state, and how many of each make one millivolt. Microvolts are accepted as
+UCUM writes them (``uV``) and with either micro character (U+00B5 MICRO SIGN, U+03BC GREEK SMALL LETTER MU).
+Case matters: ``MV`` would be megavolts."""
+
+DIGITAL_UNITS: Final = "adu"
+"""WFDB-style digital samples (analogue-to-digital units): mV = (value - ``baseline``) / ``gain``, with ``gain`` in
+adu per mV, one number for every lead or a list with one per lead, as a WFDB header gives them per signal."""
 
 
 @dataclass(frozen=True)
@@ -217,7 +231,7 @@ class WaveChunk:
     t0: float  # device time of the first sample, Unix seconds
     fs: float  # samples per second per lead
     leads: tuple[str, ...]  # canonical names, e.g. ("II", "V1")
-    samples: npt.NDArray[np.float32]  # (n_leads, n_samples) in mV; non-finite values kept as NaN
+    samples: npt.NDArray[np.float32]  # (n_leads, n_samples) in mV; null samples are NaN, non-finite values kept
     peak_mv: float | None = None  # largest |sample| when decoding measured it (batched int16), else unknown
 
     @property
@@ -239,7 +253,10 @@ def _require(obj: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> A
 
 def _number(obj: dict[str, Any], name: str) -> float:
     """A required finite number; an integer too large for a float is refused like infinity."""
-    value = _require(obj, name, (int, float))
+    return _float(name, _require(obj, name, (int, float)))
+
+
+def _float(name: str, value: float) -> float:
     try:
         number = float(value)
     except OverflowError as exc:
@@ -251,6 +268,65 @@ def _finite(name: str, value: float) -> float:
     if not math.isfinite(value):
         raise ProtocolError("bad_value", f"{name!r} must be finite, got {value!r}", field=name)
     return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class _Scaling:
+    """How one message's values become mV, lead by lead: ``(value - baseline) / per_mv``.
+
+    A division, not a multiplication by the reciprocal: 1234 µV / 1000 is the double nearest 1.234, the value a
+    sender writing 1.234 mV gets, where 1234 × 0.001 need not be. Worked in float64, rounded to float32 once, so a
+    sample is stored exactly as its mV value would have been. Hashable: :func:`decode_waves` groups by it."""
+
+    per_mv: tuple[float, ...]
+    baseline: tuple[float, ...]
+
+    def to_mv(self, values: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+        """``values`` (..., n_leads, n) in the message's units as mV; NaN (null) stays NaN."""
+        per_mv = np.asarray(self.per_mv)[:, None]
+        baseline = np.asarray(self.baseline)[:, None]
+        mv: npt.NDArray[np.float64] = (values - baseline) / per_mv
+        with np.errstate(over="ignore"):  # beyond float32 becomes inf: invalid, like any value past max_abs_mv
+            return mv.astype(np.float32)
+
+
+def _units(obj: dict[str, Any]) -> str:
+    """The message's units, checked by name before anything depends on them."""
+    units = obj.get("units", "mV")
+    if units == "mV" or units == DIGITAL_UNITS or (isinstance(units, str) and units in UNITS_PER_MV):
+        return str(units)
+    raise ProtocolError("bad_units", f"units {str(units)[:20]!r} is not one of mV, uV, \u00b5V or adu", "units")
+
+
+def _scaling(obj: dict[str, Any], units: str, n_leads: int) -> _Scaling | None:
+    """The conversion to mV; None for mV itself, which the decoder then leaves alone (the common, fast case).
+    ``gain`` and ``baseline`` beside physical units are refused: a sender who adds them means something by them."""
+    if units == DIGITAL_UNITS:
+        return _Scaling(_per_lead(obj, "gain", n_leads, None), _per_lead(obj, "baseline", n_leads, 0.0))
+    if "gain" in obj or "baseline" in obj:  # two lookups, not a generator: this runs for every message
+        stray = "gain" if "gain" in obj else "baseline"
+        raise ProtocolError("bad_value", f"{stray!r} applies only to units {DIGITAL_UNITS!r}", field=stray)
+    if units == "mV":
+        return None
+    return _Scaling((UNITS_PER_MV[units],) * n_leads, (0.0,) * n_leads)
+
+
+def _per_lead(obj: dict[str, Any], name: str, n_leads: int, default: float | None) -> tuple[float, ...]:
+    """A digital-units number for every lead: one JSON number for all, or a list with one per lead."""
+    if name not in obj:
+        if default is None:
+            raise ProtocolError("missing_field", f"units {DIGITAL_UNITS!r} need {name!r} (adu per mV)", name)
+        return (default,) * n_leads
+    value = obj[name]
+    items = value if isinstance(value, list) else [value] * n_leads
+    if len(items) != n_leads:
+        raise ProtocolError("bad_shape", f"{name!r} has {len(items)} values for {n_leads} leads", field=name)
+    if any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in items):
+        raise ProtocolError("wrong_type", f"{name!r} must be a number or a list of numbers", field=name)
+    numbers = tuple(_float(name, x) for x in items)
+    if name == "gain" and min(numbers) <= 0:
+        raise ProtocolError("bad_value", "'gain' must be positive (adu per mV)", field=name)
+    return numbers
 
 
 def _int16_frames(obj: dict[str, Any], n_leads: int, limits: PayloadLimits) -> tuple[bytes, float]:
@@ -276,16 +352,24 @@ def _check_length(n_samples: int, limits: PayloadLimits) -> None:
         raise ProtocolError("too_many_samples", "chunk exceeds max_samples_per_lead", field="samples")
 
 
-def _scaled_int16(raw: bytes, n_chunks: int, n_leads: int, scale: float) -> npt.NDArray[np.float32]:
-    """``n_chunks`` equal int16 frame blocks, concatenated in ``raw``, as (n_chunks, n_leads, n) mV."""
+def _scaled_int16(
+    raw: bytes, n_chunks: int, n_leads: int, scale: float, scaling: _Scaling | None = None
+) -> npt.NDArray[np.float32]:
+    """``n_chunks`` equal int16 frame blocks, concatenated in ``raw``, as (n_chunks, n_leads, n) mV. A count times
+    ``scale`` is a value in the message's units; ``scaling`` (None for mV) takes it to mV."""
     ints = np.frombuffer(raw, dtype="<i2").reshape(n_chunks, -1, n_leads).transpose(0, 2, 1)
+    if scaling is not None:
+        return scaling.to_mv(ints * scale)
     samples = ints.astype(np.float32, order="C")  # a plain cast is ~4x cheaper than a casting multiply
     samples *= np.float32(scale)
     return samples
 
 
-def _sample_lists(obj: dict[str, Any], n_leads: int, limits: PayloadLimits) -> npt.NDArray[np.float32]:
-    """Samples given as JSON lists, one flat list of numbers per lead, all of one length.
+def _sample_lists(
+    obj: dict[str, Any], n_leads: int, limits: PayloadLimits, scaling: _Scaling | None = None
+) -> npt.NDArray[np.float32]:
+    """Samples given as JSON lists, one flat list per lead, all of one length: numbers, and ``null`` for an invalid
+    sample (numpy reads None as NaN, the ring buffer's own invalid sample).
 
     Each element's type is checked (one C-level pass per lead): numpy would otherwise flatten a list nested one
     level deeper into a longer chunk, and read ``true``/``false`` as 1.0/0.0."""
@@ -299,22 +383,24 @@ def _sample_lists(obj: dict[str, Any], n_leads: int, limits: PayloadLimits) -> n
         raise ProtocolError("bad_shape", f"leads have unequal lengths {sorted(lengths)}", field="samples")
     _check_length(lengths.pop(), limits)
     try:
-        array = np.array(lists, dtype=np.float32)
+        if scaling is None:
+            return np.array(lists, dtype=np.float32).reshape(n_leads, -1)
+        values = np.array(lists, dtype=np.float64).reshape(n_leads, -1)
     except (TypeError, ValueError, OverflowError) as exc:
         raise ProtocolError("wrong_type", "samples must be numbers", field="samples") from exc
-    return array.reshape(n_leads, -1)
+    return scaling.to_mv(values)
 
 
-_SAMPLE_TYPES: Final = frozenset({int, float})  # exact types: bool, a subclass of int, is not a sample
+_SAMPLE_TYPES: Final = frozenset({int, float, type(None)})  # exact types: bool, a subclass of int, is not a sample
 
 
 def _check_row(row: object, index: int) -> None:
     if not isinstance(row, list):
-        raise ProtocolError("wrong_type", f"samples[{index}] must be a list of numbers", field="samples")
+        raise ProtocolError("wrong_type", f"samples[{index}] must be a list of numbers and nulls", field="samples")
     kinds = set(map(type, row))
     if not kinds <= _SAMPLE_TYPES:
         found = sorted(kind.__name__ for kind in kinds - _SAMPLE_TYPES)
-        raise ProtocolError("wrong_type", f"samples[{index}] holds {', '.join(found)}, not only numbers", "samples")
+        raise ProtocolError("wrong_type", f"samples[{index}] holds {', '.join(found)}, not numbers or null", "samples")
 
 
 @dataclass(eq=False, slots=True)
@@ -328,6 +414,7 @@ class _Envelope:
     fs: float
     leads: tuple[str, ...]
     obj: dict[str, Any]
+    scaling: _Scaling | None  # None: the values are mV already
 
     def chunk(self, samples: npt.NDArray[np.float32], peak_mv: float | None = None) -> WaveChunk:
         return WaveChunk(self.patient_id, self.stream_id, self.seq, self.t0, self.fs, self.leads, samples, peak_mv)
@@ -362,16 +449,14 @@ def _envelope(payload: bytes, limits: PayloadLimits, topic_patient_id: str | Non
     fs = _number(obj, "fs")
     if not limits.min_fs <= fs <= limits.max_fs:
         raise ProtocolError("bad_fs", f"fs {fs} outside [{limits.min_fs}, {limits.max_fs}] Hz", field="fs")
-    units = obj.get("units", "mV")
-    if units != "mV":
-        raise ProtocolError("bad_units", f"units must be 'mV', got {str(units)[:20]!r}", field="units")
+    units = _units(obj)
     raw_leads = _require(obj, "leads", list)
     if not raw_leads or len(raw_leads) > limits.max_leads or not all(isinstance(x, str) for x in raw_leads):
         raise ProtocolError("bad_leads", f"leads must be 1..{limits.max_leads} names", field="leads")
     leads = tuple(canonical_lead(x) for x in raw_leads)
     if len(set(leads)) != len(leads):
         raise ProtocolError("bad_leads", f"duplicate leads {list(leads)}", field="leads")
-    return _Envelope(patient_id, stream_id, seq, t0, fs, leads, obj)
+    return _Envelope(patient_id, stream_id, seq, t0, fs, leads, obj, _scaling(obj, units, len(leads)))
 
 
 def decode_wave(payload: bytes, limits: PayloadLimits, topic_patient_id: str | None = None) -> WaveChunk:
@@ -383,9 +468,9 @@ def decode_wave(payload: bytes, limits: PayloadLimits, topic_patient_id: str | N
     env = _envelope(payload, limits, topic_patient_id)
     n_leads = len(env.leads)
     if "data_b64" not in env.obj:
-        return env.chunk(_sample_lists(env.obj, n_leads, limits))
+        return env.chunk(_sample_lists(env.obj, n_leads, limits, env.scaling))
     raw, scale = _int16_frames(env.obj, n_leads, limits)
-    return env.chunk(_scaled_int16(raw, 1, n_leads, scale)[0])
+    return env.chunk(_scaled_int16(raw, 1, n_leads, scale, env.scaling)[0])
 
 
 def decode_waves(
@@ -396,22 +481,23 @@ def decode_waves(
     which at 1-s chunks costs about what one message's conversion did. Those chunks also carry their ``peak_mv``
     (one reduction per group), so that the ingest worker need not scan each one for out-of-range samples."""
     out: list[WaveChunk | ProtocolError | None] = []  # None: an int16 chunk converted below, with its group
-    groups: dict[tuple[int, int, float], list[tuple[int, _Envelope, bytes]]] = {}
+    groups: dict[tuple[int, int, float, _Scaling | None], list[tuple[int, _Envelope, bytes]]] = {}
     for payload, topic_patient_id in payloads:
         try:
             env = _envelope(payload, limits, topic_patient_id)
             if "data_b64" in env.obj:
                 raw, scale = _int16_frames(env.obj, len(env.leads), limits)
-                groups.setdefault((len(raw), len(env.leads), scale), []).append((len(out), env, raw))
+                key = (len(raw), len(env.leads), scale, env.scaling)
+                groups.setdefault(key, []).append((len(out), env, raw))
                 out.append(None)
             else:
-                out.append(env.chunk(_sample_lists(env.obj, len(env.leads), limits)))
+                out.append(env.chunk(_sample_lists(env.obj, len(env.leads), limits, env.scaling)))
         except ProtocolError as exc:
             out.append(exc)
         except Exception as exc:  # a decoder bug costs this message, not the batch of every patient's chunks
             out.append(ProtocolError("decoder_error", f"{type(exc).__name__}: {exc}"))
-    for (_, n_leads, scale), members in groups.items():
-        samples = _scaled_int16(b"".join(raw for _, _, raw in members), len(members), n_leads, scale)
+    for (_, n_leads, scale, scaling), members in groups.items():
+        samples = _scaled_int16(b"".join(raw for _, _, raw in members), len(members), n_leads, scale, scaling)
         peaks = np.abs(samples).reshape(len(members), -1).max(axis=1).tolist()
         for (index, env, _), block, peak in zip(members, samples, peaks, strict=True):
             out[index] = env.chunk(block, peak)
@@ -421,7 +507,7 @@ def decode_waves(
 def encode_wave(chunk: WaveChunk, encoding: str = "json", scale: float = 0.001, *, units: str = "mV") -> bytes:
     """Serialise a chunk: ``json`` lists of floats, or ``b64`` int16 (``scale`` mV per count, default 1 µV).
 
-    A non-finite sample is invalid on the wire: ``NaN`` in JSON, and in int16 (which has no NaN) the most negative
+    A non-finite sample is invalid on the wire: ``null`` in JSON, and in int16 (which has no NaN) the most negative
     count, -32768, WFDB's own invalid-sample value, which at 1 µV per count lies beyond ``protocol.max_abs_mv``.
     Zero would be a plausible flat line; an invalid sample must read as one."""
     body: dict[str, Any] = {
@@ -435,7 +521,7 @@ def encode_wave(chunk: WaveChunk, encoding: str = "json", scale: float = 0.001, 
         "units": units,
     }
     if encoding == "json":
-        body["samples"] = [[round(float(v), 4) for v in row] for row in chunk.samples]
+        body["samples"] = [[round(v, 4) if math.isfinite(v) else None for v in row] for row in chunk.samples.tolist()]
     elif encoding == "b64":
         counts = np.clip(np.round(np.nan_to_num(chunk.samples / scale, nan=-32768.0)), -32768, 32767).astype("<i2")
         body["scale"] = scale

@@ -1,8 +1,8 @@
 """``python main.py demo``: broker, simulator, agent and alerts in one command, with a live view and a summary.
 
-The broker is the configured one when it answers, else a private mosquitto, else an embedded Python broker; with
-``--secure-broker`` it is always a private mosquitto with the broker security profile (docs/SECURITY.md): no
-anonymous access, and the agent, the simulator (a wave gateway) and the live view (a nurse) each sign in as an
+The broker is the configured one when it answers, else a private mosquitto (an error naming both when neither is
+there); with ``--secure-broker`` it is always a private mosquitto with the broker security profile (docs/SECURITY.md):
+no anonymous access, and the agent, the simulator (a wave gateway) and the live view (a nurse) each sign in as an
 identity that may write only what its role publishes. The simulator streams a mix of scenarios (some converting to
 AF, flutter or VT, some staying sinus, one with leads off) at ``--speed``; the agent runs its real pipeline; the
 view prints what a nurse would see. All data are synthetic; nothing here is clinical performance.
@@ -30,7 +30,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.broker_profile import BrokerUser
 from agent.daemon import Agent, tune_process_for_streaming
-from agent.local_broker import EmbeddedBroker, LocalMosquitto, broker_reachable
+from agent.local_broker import LocalMosquitto, broker_reachable
 from agent.settings import Settings
 from core.errors import BrokerError
 from core.mqtt import apply_credentials
@@ -190,8 +190,8 @@ def _signed_in(mqtt_settings: MqttSettings, who: BrokerUser | None) -> MqttSetti
 
 @contextlib.contextmanager
 def _broker(settings: Settings, options: DemoOptions, prefix: str) -> Iterator[DemoBroker]:
-    """The configured broker if it answers, else a private mosquitto, else amqtt (3.1.1); with ``secure_broker``
-    always a private mosquitto that runs the security profile."""
+    """The configured broker if it answers, else a private mosquitto; with ``secure_broker`` always a private
+    mosquitto that runs the security profile. Without either, a BrokerError says what to install or start."""
     has_mosquitto = bool(shutil.which("mosquitto")) or Path("/usr/sbin/mosquitto").exists()
     if options.secure_broker:
         if not has_mosquitto:
@@ -207,8 +207,10 @@ def _broker(settings: Settings, options: DemoOptions, prefix: str) -> Iterator[D
         with LocalMosquitto(persistence=False) as local:
             yield DemoBroker(local.url, "5")
     else:
-        with EmbeddedBroker() as embedded:
-            yield DemoBroker(embedded.url, "3.1.1")
+        raise BrokerError(
+            f"no MQTT broker answers at {settings.mqtt.host}:{settings.mqtt.port} and mosquitto is not installed: "
+            "start a broker there (or set ECGCAST_MQTT_URL), or apt-get install mosquitto"
+        )
 
 
 def _demo_settings(settings: Settings, broker: DemoBroker, prefix: str, store: Path, options: DemoOptions) -> Settings:

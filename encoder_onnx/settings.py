@@ -7,11 +7,10 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from core.config import StrictModel
+from core.config import PROJECT_ROOT, StrictModel, project_path
 
 __all__ = ["DEFAULT_ONNX_PATH", "DEFAULT_WEIGHTS_PATH", "EncoderSettings"]
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _MODELS_DIR = PROJECT_ROOT / "models" / "encoder"
 DEFAULT_WEIGHTS_PATH = _MODELS_DIR / "encoder.pt"
 DEFAULT_ONNX_PATH = _MODELS_DIR / "encoder.onnx"
@@ -36,4 +35,4 @@ class EncoderSettings(StrictModel):
     @classmethod
     def _from_project_root(cls, value: Path) -> Path:
         """Relative paths are relative to the project root, not the working directory, like the default config."""
-        return value if value.is_absolute() else PROJECT_ROOT / value
+        return project_path(value)

@@ -7,11 +7,9 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from core.config import StrictModel
+from core.config import StrictModel, project_path
 
 __all__ = ["LlmSettings"]
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class LlmSettings(StrictModel):
@@ -35,7 +33,8 @@ class LlmSettings(StrictModel):
     @field_validator("backbones_file", "cache_dir", "adapter_dir", "camel_checkpoint")
     @classmethod
     def _from_project_root(cls, value: Path | None) -> Path | None:
-        return value if value is None or value.is_absolute() else PROJECT_ROOT / value
+        """Relative to the project root (checkout or installed package), not the working directory (core.config)."""
+        return None if value is None else project_path(value)
 
     @field_validator("leads")
     @classmethod

@@ -148,7 +148,7 @@ MALFORMED_BUILDERS: Final[dict[str, Callable[[WaveChunk], bytes]]] = {
     "unknown_lead": lambda c: _with(c, leads=["XYZ", *list(c.leads)[1:]]),
     "bad_base64": lambda c: _with(c, data_b64="!!not base64!!", scale=0.001),
     "nan_t0": lambda c: _with(c, t0=math.nan),
-    "wrong_units": lambda c: _with(c, units="uV"),
+    "wrong_units": lambda c: _with(c, units="V"),  # volts: not a unit the protocol takes (mV, µV, adu)
 }
 
 MALFORMED_EXPECTED: Final[dict[str, str | None]] = {

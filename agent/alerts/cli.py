@@ -22,7 +22,7 @@ from typing import Any
 
 from agent.cli import add_config_argument, settings_or_report
 from agent.settings import Settings
-from core.errors import LifecycleError, ProtocolError
+from core.errors import ProtocolError
 from core.logs import configure_logging
 from core.protocol import PATIENT_ID_PATTERN, Topics
 
@@ -175,43 +175,10 @@ def _send(
 
 def _publish(settings: Settings, topic: str, payload: bytes, timeout: float) -> int:
     """Publish one message at QoS 1 with a client id of its own; 0 once the broker confirmed it, else 1."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-    from paho.mqtt.properties import Properties
-    from paho.mqtt.reasoncodes import ReasonCode
+    from core.mqtt import publish_confirmed
 
-    from core.config import mask_secrets
-    from core.mqtt import apply_credentials
-    from core.tls import connection_failure
-
-    m = settings.mqtt
-    protocol = mqtt.MQTTv5 if m.protocol == "5" else mqtt.MQTTv311
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"ecgcast-ack-{os.getpid()}", protocol=protocol)
-    apply_credentials(client, m)
-    refusals: list[str] = []
-
-    def on_publish(client: mqtt.Client, userdata: object, mid: int, reason: ReasonCode, props: Properties) -> None:
-        if reason.is_failure:  # MQTT 5 only: a 3.1.1 broker drops a refused message without saying so
-            refusals.append(str(reason))
-
-    client.on_publish = on_publish
-    try:
-        client.connect(m.host, m.port, keepalive=m.keepalive_s)
-    except OSError as exc:
-        print(f"cannot connect to {mask_secrets(m.url)}: {connection_failure(exc)}", file=sys.stderr)
+    problem = publish_confirmed(settings.mqtt, [(topic, payload)], timeout, f"ecgcast-ack-{os.getpid()}")
+    if problem is not None:
+        print(problem, file=sys.stderr)
         return 1
-    client.loop_start()
-    try:
-        info = client.publish(topic, payload, qos=1)
-        info.wait_for_publish(timeout)
-        if not info.is_published():
-            raise LifecycleError(f"broker did not confirm the message within {timeout} s")
-        if refusals:
-            raise LifecycleError(f"the broker refused the message ({refusals[0]}): is {topic} this user's topic?")
-    except (LifecycleError, RuntimeError, ValueError) as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    finally:
-        client.disconnect()
-        client.loop_stop()
     return 0

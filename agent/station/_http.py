@@ -25,6 +25,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import structlog
 
+from agent.hospital import fhir
+from agent.hospital.settings import HospitalSettings
 from agent.http_listen import listen
 from agent.station._auth import SessionStore, SignIn
 from agent.station._feed import PushHub, StationFeed, sse_frame
@@ -44,6 +46,7 @@ CONTENT_TYPES = {
     ".svg": "image/svg+xml",
 }
 COOKIE = "ecgcast_station"
+SEARCHES_ONLY = "only searches of RiskAssessment and Observation by patient are served"
 MAX_BODY = 4096
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'",
@@ -64,8 +67,16 @@ class BadRequest(Exception):
 class StationHttp:
     """Routes requests; owns the HTTP server thread. ``close()`` is idempotent."""
 
-    def __init__(self, settings: StationSettings, state: StationState, hub: PushHub, feed: StationFeed) -> None:
+    def __init__(
+        self,
+        settings: StationSettings,
+        state: StationState,
+        hub: PushHub,
+        feed: StationFeed,
+        hospital: HospitalSettings | None = None,
+    ) -> None:
         self._settings = settings
+        self._hospital = hospital or HospitalSettings()  # who patients are in FHIR resources (unmapped: stream id)
         self._state = state
         self._hub = hub
         self._feed = feed
@@ -178,6 +189,8 @@ class StationHttp:
             self._ack(request, user)
         elif method == "POST" and path == "/api/mute":
             self._mute(request, user)
+        elif method == "GET" and path.startswith("/fhir/"):
+            self._fhir_search(request, path.removeprefix("/fhir/"))
         else:
             self._json(request, HTTPStatus.NOT_FOUND, {"error": "not found"})
 
@@ -299,6 +312,36 @@ class StationHttp:
                 request.wfile.flush()
         finally:
             self._hub.disconnect(q)
+
+    # --- FHIR ----------------------------------------------------------------------------------------------
+
+    def _fhir_search(self, request: BaseHTTPRequestHandler, resource_type: str) -> None:
+        """``GET /fhir/RiskAssessment?patient=<id>``: the latest forecast, its evidence Observations included;
+        ``GET /fhir/Observation?patient=<id>``: that evidence alone. Both a searchset Bundle (docs/INTEGRATION.md)."""
+        if resource_type not in ("RiskAssessment", "Observation"):
+            self._fhir(request, HTTPStatus.NOT_FOUND, fhir.operation_outcome("not-supported", SEARCHES_ONLY))
+            return
+        try:
+            query = parse_qs(urlsplit(request.path).query, max_num_fields=16)
+            patient_id = fhir.search_patient(query, self._hospital)
+        except ValueError as exc:
+            self._fhir(request, HTTPStatus.BAD_REQUEST, fhir.operation_outcome("invalid", str(exc)))
+            return
+        self._fhir(request, HTTPStatus.OK, self._fhir_bundle(resource_type, patient_id))
+
+    def _fhir_bundle(self, resource_type: str, patient_id: str | None) -> fhir.FhirJson:
+        """Built per request from the forecast the state holds: no FHIR copy to keep in step with it."""
+        forecast = self._state.forecast(patient_id) if patient_id is not None else None
+        if forecast is None:
+            return fhir.searchset([])
+        found = fhir.forecast_resources(forecast, self._hospital)
+        if resource_type == "RiskAssessment":
+            return fhir.searchset([found.risk_assessment], found.observations)
+        return fhir.searchset(found.observations)
+
+    def _fhir(self, request: BaseHTTPRequestHandler, code: HTTPStatus, body: fhir.FhirJson) -> None:
+        payload = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+        self._send(request, code, payload, fhir.FHIR_JSON, {"Cache-Control": "no-store"})
 
     # --- plumbing ------------------------------------------------------------------------------------------
 

@@ -376,6 +376,13 @@ class StationState:
             while view.trend and (view.trend[0][0] < at - self._settings.trend_s or len(view.trend) > TREND_KEPT):
                 view.trend.popleft()
 
+    def forecast(self, pid: str) -> ForecastMessage | None:
+        """The latest forecast kept for ``pid`` (None: none yet, or no such patient), as received: the FHIR API
+        serves it with its own time, so the tile's hiding of an old forecast does not apply."""
+        with self._lock:
+            view = self.patients.get(pid)
+            return view.forecast if view is not None else None
+
     def on_alert(self, pid: str, message: AlertMessage) -> None:
         self._check_size(message)
         after = message.after

@@ -65,7 +65,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     limits = PayloadLimits.from_settings(settings.protocol)
-    with StationServer(s, settings.mqtt, Topics(settings.protocol.topic_prefix), limits) as station:
+    topics = Topics(settings.protocol.topic_prefix)
+    with StationServer(s, settings.mqtt, topics, limits, hospital=settings.hospital) as station:
         print(f"station on {station.url}", flush=True)
         stop.wait()
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import TracebackType
 
+from agent.hospital.settings import HospitalSettings
 from agent.station._feed import PushHub, StationFeed
 from agent.station._http import StationHttp
 from agent.station._state import AlertSource, StationState
@@ -26,12 +27,14 @@ class StationServer:
         topics: Topics,
         limits: PayloadLimits | None = None,
         source: AlertSource | None = None,
+        hospital: HospitalSettings | None = None,
     ) -> None:
+        """``hospital``: who each patient is (MRN, bed) in the FHIR resources the station serves."""
         self.settings = settings
         self.state = StationState(settings, source)
         self.hub = PushHub()
         self.feed = StationFeed(settings, mqtt, topics, self.state, self.hub, limits or PayloadLimits())
-        self.http = StationHttp(settings, self.state, self.hub, self.feed)
+        self.http = StationHttp(settings, self.state, self.hub, self.feed, hospital=hospital)
         self._started = False
 
     @property

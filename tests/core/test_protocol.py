@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -19,23 +18,9 @@ from core.protocol import (
     encode_wave,
 )
 
+from .wave_builders import wave
+
 LIMITS = PayloadLimits()
-
-
-def wave(**overrides: Any) -> bytes:
-    body: dict[str, Any] = {
-        "schema": "ecgcast.wave/1",
-        "patient_id": "bed-12",
-        "stream_id": "dev-a1",
-        "seq": 7,
-        "t0": 1700000000.25,
-        "fs": 250,
-        "leads": ["MLII", "V1"],
-        "units": "mV",
-        "samples": [[0.1, 0.2, 0.3], [0.0, -0.1, -0.2]],
-    }
-    body.update(overrides)
-    return json.dumps({k: v for k, v in body.items() if v is not ...}).encode()
 
 
 def test_topics_build_and_parse() -> None:
@@ -87,7 +72,7 @@ MALFORMED = [
     (wave(t0="now"), "wrong_type", "t0"),
     (wave(fs=5), "bad_fs", "fs"),
     (wave(fs=50000), "bad_fs", "fs"),
-    (wave(units="uV"), "bad_units", "units"),
+    (wave(units="V"), "bad_units", "units"),
     (wave(leads=["II"]), "bad_shape", "samples"),
     (wave(leads=["II", "II"]), "bad_leads", "leads"),
     (wave(leads=["II", "XYZ"]), "unknown_lead", "leads"),
@@ -115,7 +100,6 @@ MALFORMED = [
     (wave(samples=[[[0.1, 0.2, 0.3]], [[0.0, -0.1, -0.2]]]), "wrong_type", "samples"),
     (wave(samples=[[[0.1], [0.2], [0.3]], [[0.0], [-0.1], [-0.2]]]), "wrong_type", "samples"),
     (wave(samples=[[True, 0.2, 0.3], [0.0, False, -0.2]]), "wrong_type", "samples"),
-    (wave(samples=[[None, 0.2, 0.3], [0.0, 0.1, -0.2]]), "wrong_type", "samples"),
     (wave(samples=[[10**400, 0.2, 0.3], [0.0, 0.1, -0.2]]), "wrong_type", "samples"),
     (wave(patient_id="bed-12\n"), "bad_patient_id", "patient_id"),
     (wave(stream_id="dev-a1\n"), "bad_value", "stream_id"),

@@ -83,10 +83,10 @@ def test_replayed_missing_samples_are_invalid_seconds_not_a_flat_line(record_dir
         if isinstance(a, Publish)
     ]
     assert len(payloads) == SECONDS
-    if encoding == "json":  # JSON has NaN; the protocol stores it as an invalid sample
+    if encoding == "json":  # a missing sample is JSON null; the protocol stores it as an invalid sample
         chunk = decode_wave(payloads[9], PayloadLimits(), "bed-3")
         assert np.isnan(chunk.samples[0]).all() and np.isfinite(chunk.samples[1]).all()
-        assert b"NaN" in payloads[9]
+        assert b"null" in payloads[9] and b"NaN" not in payloads[9]
     completed: list[CompletedWindows] = []
     worker = IngestWorker(Settings(), _Connection(), queue.Queue(), completed.append)  # type: ignore[arg-type]
     worker.handle_batch([RawWave("bed-3", payload, i, 1, 0.0) for i, payload in enumerate(payloads)])

@@ -1,4 +1,4 @@
-"""Present-rhythm alerts ("AF now", "VT now") on synthetic scenarios: delay after onset, and alerts on stable records.
+"""Present-rhythm alerts ("AF now", "VT now") on synthetic records: delay after onset, misses and false alerts.
 
 ``python bench/present_rhythm_bench.py [--window 20 --every 5 --minutes 4 --noise low --seeds 20 --decoy-seeds 8]
 [--scenarios af_onset,sinus_stable] [--out PATH]``
@@ -9,6 +9,15 @@ delay) and a summary, and writes ``bench/results/present_rhythm_<window>s_<noise
 the defaults (low noise), ``--noise high --scenarios sinus_stable,sinus_ectopy,sinus_tachy_exertion`` and
 ``--window 300 --every 60 --minutes 12 --noise medium --seeds 6 --decoy-seeds 4``.
 
+``python bench/present_rhythm_bench.py --data runs/bench/synthetic-v2-yardstick --data runs/second-source
+[--split test] [--limit N] [--out docs/present_rhythm.json]`` scores instead the test records of built benchmarks
+(a built benchmark dir, a spec name or a WFDB dir, opened as ``eval transfer`` opens it, so the split is the same)
+with the agent's own settings from config/default.yaml (300-s window every 60 s, the quality gate):
+per arrhythmia, episodes detected (Wilson 95 % CI), false detections per hour of the time not in it (exact Poisson
+95 % CI) and the delay after onset (``evaluation.present_rhythm`` states the rules). Sources already in ``--out``
+and not scored this run are kept, so each source can be scored by its own run; ``--rescore`` recomputes the stored
+summaries from the stored per-record events (no replay). docs/EVALUATION.md quotes it.
+
 Everything here is SYNTHETIC: the scenarios' rhythms are scripted, so the numbers say how the detector reads the
 generator's AF and VT, not how it performs on patients.
 """
@@ -18,19 +27,34 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from agent.alerts import AlertPolicy, AlertSettings, ForecastSeen, PatientAlerts, build_evidence
 from core.measurements import analyse_best_lead, rhythm_spans
-from llm_runtime.forecast import Forecast
+from evaluation.data import EvalData, open_benchmark, record_truth
+from evaluation.present_rhythm import (
+    RULES,
+    Episode,
+    PresentConfig,
+    PresentEvent,
+    RecordScore,
+    agent_config,
+    quiet_forecast,
+    record_kind,
+    score_record,
+    summarise,
+)
 from simulators.records import AnnotatedRecord
 from simulators.scenarios import generate_scenario
 
 ONSET_SCENARIOS = ("af_onset", "vt_onset", "flutter_onset")
 DECOY_SCENARIOS = ("sinus_stable", "sinus_ectopy", "sinus_tachy_exertion")
 RESULTS = Path(__file__).resolve().parent / "results"
+BENCH_DIR = Path("runs/bench")  # where ``eval transfer`` builds a WFDB dir's benchmark (its default --bench-dir)
+DOCS_JSON = Path(__file__).resolve().parents[1] / "docs" / "present_rhythm.json"
 
 
 @dataclass(frozen=True)
@@ -48,24 +72,6 @@ class RecordResult:
         return [round(t - self.onset_s, 1) for kind, _, t in self.alerts if kind == "new"]
 
 
-def quiet_forecast(patient_id: str, t_end: float) -> Forecast:
-    """A forecast that raises nothing: the bench measures present rhythms only."""
-    probs = {60: {"af": 0.01, "flutter": 0.01, "vt": 0.01}}
-    return Forecast.model_validate(
-        {
-            "patient_id": patient_id,
-            "t_forecast": t_end,
-            "window_s": 60,
-            "horizons_s": (60,),
-            "rhythm_probs": {60: {"sinus": 0.97, "af": 0.01, "flutter": 0.01, "vt": 0.01}},
-            "onset_probs": probs,
-            "model_id": "bench",
-            "model_version": "0",
-            "latency_ms": 0.0,
-        }
-    )
-
-
 def replay(record: AnnotatedRecord, window_s: int, every_s: int) -> list[tuple[str, str, float]]:
     """Every present-rhythm lifecycle event of one record, measured as the agent measures."""
     policy, state = AlertPolicy(AlertSettings.model_validate({})), PatientAlerts("bench")
@@ -78,7 +84,7 @@ def replay(record: AnnotatedRecord, window_s: int, every_s: int) -> list[tuple[s
         evidence = build_evidence(
             analysis.measurements, None, quality, float(window_s), t_end_s=float(t_end), rhythm=rhythm_spans(analysis)
         )
-        state, new = policy.decide(state, ForecastSeen(float(t_end), quiet_forecast("bench", t_end), evidence))
+        state, new = policy.decide(state, ForecastSeen(float(t_end), quiet_forecast(t_end), evidence))
         events += [(e.type, e.after.arrhythmia or "", float(t_end)) for e in new if e.after.kind == "present_rhythm"]
     return events
 
@@ -124,8 +130,89 @@ def summary(results: list[RecordResult]) -> dict[str, Any]:
     return out
 
 
+def score_source(data_arg: str, split: str, limit: int, config: PresentConfig) -> dict[str, Any]:
+    """One benchmark's ``split`` records replayed and scored, opened as ``eval transfer`` opens it (same split)."""
+    data = EvalData(open_benchmark(data_arg, BENCH_DIR, workers=1))
+    record_ids = data.record_ids(split)[: limit or None]
+    scores = []
+    started = time.perf_counter()
+    for i, record_id in enumerate(record_ids, 1):
+        truth = record_truth(data, record_id).changes
+        score = score_record(data.record(record_id), truth, config, record_kind(data, record_id))
+        scores.append(score)
+        print(f"[{i}/{len(record_ids)}] {record_id} {score.group} episodes "
+              f"{[(e.cls, round(e.start_s), round(e.duration_s)) for e in score.episodes]} "
+              f"events {[(e.kind, e.arrhythmia, e.at_s) for e in score.events]} "
+              f"({time.perf_counter() - started:.0f} s)", flush=True)  # fmt: skip
+    return {
+        "data": data_arg,
+        "benchmark": str(data.bench.root),
+        "origin": data.meta.get("source"),
+        "split": split,
+        "record_ids": record_ids,
+        "summary": summarise(scores, config),
+        "records": [
+            {"record_id": s.record_id, "group": s.group, "duration_s": s.duration_s}
+            | {"episodes": [asdict(e) for e in s.episodes], "events": [asdict(e) for e in s.events]}
+            for s in scores
+        ],
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+
+
+def rescored(source: dict[str, Any], config: PresentConfig) -> dict[str, Any]:
+    """A source's summary again from its stored per-record episodes and events: a change of the scoring rules
+    needs no replay (the replay is the costly part, about 10 s of CPU per 40-min record)."""
+    scores = [
+        RecordScore(
+            r["record_id"],
+            r["group"],
+            r["duration_s"],
+            [Episode(**e) for e in r["episodes"]],
+            [PresentEvent(**e) for e in r["events"]],
+        )
+        for r in source["records"]
+    ]
+    return source | {"summary": summarise(scores, config)}
+
+
+def run_benchmarks(args: argparse.Namespace) -> int:
+    """Score each ``--data`` source and merge it into ``--out`` (other sources already there are kept);
+    ``--rescore`` recomputes every stored source's summary instead."""
+    config = agent_config()
+    out: Path = args.out or DOCS_JSON
+    body: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+    sources = body.get("sources", {})
+    if args.rescore:
+        sources = {name: rescored(source, config) for name, source in sources.items()}
+    for data_arg in args.data:
+        sources[Path(data_arg).name] = score_source(data_arg, args.split, args.limit, config)
+        print(json.dumps(_headline(sources[Path(data_arg).name]["summary"]), indent=1), flush=True)
+    body = {
+        "synthetic": True,
+        "what": "present-rhythm alerts replayed as the agent measures, scored per arrhythmia (bench docstring)",
+        "config": config.as_dict(),
+        "rules": RULES,
+        "sources": sources,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(body, indent=1) + "\n")
+    return 0
+
+
+def _headline(value: Any) -> Any:
+    """The summary without its per-episode and per-raise lists, for the console."""
+    if isinstance(value, dict):
+        return {k: _headline(v) for k, v in value.items() if k not in ("outcomes", "raises")}
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--data", action="append", default=[], help="score this benchmark's records instead (repeat)")
+    parser.add_argument("--split", default="test", help="with --data: the split scored")
+    parser.add_argument("--limit", type=int, default=0, help="with --data: the first N records only (0: all)")
+    parser.add_argument("--rescore", action="store_true", help="recompute the summaries stored in --out, no replay")
     parser.add_argument("--window", type=int, default=20, help="seconds each measurement reads (llm.window_s)")
     parser.add_argument("--every", type=int, default=5, help="seconds between measurements (forecast.cadence_s)")
     parser.add_argument("--minutes", type=float, default=4.0, help="record length")
@@ -133,8 +220,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=20, help="seeds 0..N-1 of each onset scenario")
     parser.add_argument("--decoy-seeds", type=int, default=8, help="seeds 0..N-1 of each stable or decoy scenario")
     parser.add_argument("--scenarios", default="", help="comma-separated subset of the scenarios (default: all)")
-    parser.add_argument("--out", type=Path, default=None, help="results JSON (default under bench/results/)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="results JSON (default: bench/results/, with --data docs/)"
+    )
     args = parser.parse_args(argv)
+    if args.data or args.rescore:
+        return run_benchmarks(args)
     results = run(args)
     table = summary(results)
     print(json.dumps(table, indent=2))

@@ -50,7 +50,7 @@ class AlertSink(Protocol):
 
     def on_forecast(self, patient_id: str, forecast: Forecast, evidence: Any) -> Any: ...
     def on_cannot_assess(self, patient_id: str, evidence: Any) -> Any: ...
-    def would_raise(self, patient_id: str, forecast: Forecast, evidence: Any) -> bool: ...
+    def would_raise(self, patient_id: str, forecast: Forecast, evidence: Any) -> str | None: ...
 
 
 EvidenceBuilder = Callable[
@@ -290,10 +290,11 @@ class ModelWorker(WorkerThread):
     def _explain_if_alerting(self, request: ScoreRequest, forecast: Forecast, evidence: Any) -> Forecast:
         """Add the LM's rationale when this forecast is about to raise an alert: cheap risk on every forecast, the
         costly words only where a nurse will read them (the alert policy's guard then checks them)."""
-        if self._alerts is None or not self._alerts.would_raise(forecast.patient_id, forecast, evidence):
+        arrhythmia = None if self._alerts is None else self._alerts.would_raise(forecast.patient_id, forecast, evidence)
+        if arrhythmia is None:
             return forecast
         t0 = time.perf_counter()
-        explained = self.engine.with_rationale(request, forecast)
+        explained = self.engine.with_rationale(request, forecast, arrhythmia)
         self.stats.rationales += 1
         self.stats.rationale_s += time.perf_counter() - t0
         log.info("forecast_rationale", patient_id=forecast.patient_id, note=explained.explanation_note)

@@ -36,6 +36,7 @@ __all__ = [
     "RecordReplay",
     "ReplayAlert",
     "ReplayConfig",
+    "measured_evidence",
     "poisson_rate",
     "replay_record",
     "replay_span",
@@ -109,7 +110,9 @@ class RecordReplay:
         return out
 
 
-def _evidence(record: Record, emb: EmbeddedRecord, t_end: int, window_s: int) -> tuple[Any, WindowEvidence]:
+def measured_evidence(record: Record, emb: EmbeddedRecord, t_end: int, window_s: int) -> tuple[Any, WindowEvidence]:
+    """The alert guard's evidence (with the previous window for trends and the lead verdicts) and the LM's evidence
+    line for the window ending at ``t_end``, measured as the agent measures them."""
     fs = record.fs
     recent_lo = max(0, t_end - window_s)
     measured = window_evidence(record.p_signal[round(recent_lo * fs) : round(t_end * fs)], fs, record.sig_name)
@@ -154,13 +157,13 @@ def replay_record(
             for t_end in range(first, end, config.cadence_s):
                 engine.runner.extend_seconds(pid, torch.from_numpy(emb.lm_seconds(leads, fed, t_end)), fed)
                 fed = t_end
-                evidence, measured = _evidence(record, emb, t_end, window_s)
+                evidence, measured = measured_evidence(record, emb, t_end, window_s)
                 request = ScoreRequest(pid, measured.text, measured.trends)
                 (forecast,) = engine.forecast([request])
                 now[0] = float(t_end)
                 out.risks.append((float(t_end), forecast.peak_risk))
-                if service.would_raise(pid, forecast, evidence):  # as the agent: the rationale only for an alert
-                    forecast = engine.with_rationale(request, forecast)
+                if (raising := service.would_raise(pid, forecast, evidence)) is not None:  # as the agent does
+                    forecast = engine.with_rationale(request, forecast, raising)
                 for event in service.on_forecast(pid, forecast, evidence):
                     after = event.after
                     if event.type == "new" and after.arrhythmia is not None:

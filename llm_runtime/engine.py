@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -20,7 +22,7 @@ from llm_runtime.checkpoints import load_adapter, load_camel_checkpoint, read_ad
 from llm_runtime.forecast import SCHEMA, Forecast, parse_explanation, probabilities_by_horizon, summarise
 from llm_runtime.model import EcgLanguageModel, EcgLmConfig
 from llm_runtime.probe import ProbeHead
-from llm_runtime.prompts import CHAT_FORMATS, PromptBook, Question, questions_for
+from llm_runtime.prompts import ARRHYTHMIAS, CHAT_FORMATS, PromptBook, Question, questions_for
 from llm_runtime.runner import ModelRunner, RunnerConfig, ScoreRequest
 from llm_runtime.settings import LlmSettings
 
@@ -85,6 +87,24 @@ def _forecast_readout(settings: LlmSettings, label: str) -> tuple[tuple[Question
     if missing:
         raise ConfigError(f"llm.horizons_s {missing} are not forecast by the head in {adapter} ({head.horizons_s})")
     return (), head
+
+
+RATIONALE_TRIES: Final[tuple[tuple[int, int], ...]] = ((0, 2), (1, 2), (0, 1))
+"""(rotate, worked notes shown) of each prompt the probe variant's rationale tries, in order, until one gives a
+well-formed note whose numbers are all in the evidence line: a base LM copies some numbers from the worked note
+nearest to it, and another order or fewer notes puts other numbers nearest."""
+
+_CITED: Final = re.compile(r"\b(HR|PAC|PVC|couplets|longest V-run|irregularity)\s+(\d+(?:\.\d+)?)\b")
+
+
+def ungrounded(note: str, evidence: str) -> str | None:
+    """The first "NAME number" the note cites (in the evidence line's own names) that the evidence line does not
+    say, e.g. "PVC 0" when the line says "PVC 13"; None when every cited number is the line's."""
+    said = {(name, value) for name, value in _CITED.findall(evidence)}
+    for name, value in _CITED.findall(note):
+        if (name, value) not in said:
+            return f"{name} {value}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -198,23 +218,49 @@ class ForecastEngine:
         return out
 
     def _rationale(
-        self, request: ScoreRequest, rhythm: dict[int, dict[str, float]], onset: dict[int, dict[str, float]]
+        self,
+        request: ScoreRequest,
+        rhythm: dict[int, dict[str, float]],
+        onset: dict[int, dict[str, float]],
+        arrhythmia: str | None = None,
     ) -> tuple[str | None, str | None]:
-        """(explanation, note): the LM's short free-text rationale for these scores, on the patient's cache. The
-        copy check reads the whole prompt's text: a base model often continues by repeating its head."""
-        summary = summarise(rhythm, onset)
-        generation = self.runner.explain(request, summary, self.settings.explain_max_tokens)
+        """(explanation, note): the LM's short free-text rationale for these scores. The probe variant's frozen base
+        LM writes a note in a few-shot prompt about ``arrhythmia`` (default: the highest onset risk), with a second
+        try on the notes in another order when the first is malformed; a generative adapter answers on the
+        patient's cache, as it was trained. The copy check reads the whole prompt's text: a base model often
+        continues by repeating what it was shown."""
         prompts = self.runner.prompts
-        _, n_seconds = self.runner.window_span(request.patient_id)
-        ids = prompts.head + prompts.explain_context(n_seconds, request.evidence, summary)
-        said = str(prompts.tokenizer.decode(ids, skip_special_tokens=True))
-        return parse_explanation(generation.text, generation.stopped, prompt=said)
+        if not prompts.probe:
+            summary = summarise(rhythm, onset)
+            generation = self.runner.explain(request, summary, self.settings.explain_max_tokens)
+            _, n_seconds = self.runner.window_span(request.patient_id)
+            said = prompts.tokenizer.decode(
+                prompts.head + prompts.explain_context(n_seconds, request.evidence, summary)
+            )
+            return parse_explanation(generation.text, generation.stopped, prompt=str(said))
+        focus = arrhythmia or max(ARRHYTHMIAS, key=lambda a: max(onset[h][a] for h in onset))
+        horizon = max(onset, key=lambda h: onset[h][focus])
+        result: tuple[str | None, str | None] = (None, None)
+        for shown in RATIONALE_TRIES:
+            ids = prompts.rationale_prompt(request.evidence, focus, horizon, onset[horizon][focus], *shown)
+            line = self.runner.complete_line(ids, self.settings.explain_max_tokens)
+            # a note is one line ending as a sentence; a line without an end is a fragment (often the evidence line
+            # copied on), kept only up to its last complete sentence, as a cut generation is
+            ended = line.stopped and line.text.rstrip().endswith((".", "!", "?"))
+            said = str(prompts.tokenizer.decode(ids, skip_special_tokens=True))
+            result = parse_explanation(line.text, ended, prompt=said)
+            if result[0] is not None and (miss := ungrounded(result[0], request.evidence)) is not None:
+                result = None, f"generation cites {miss}, not in the measured evidence; scored result only"
+            if result[0] is not None:
+                break
+        return result
 
-    def with_rationale(self, request: ScoreRequest, forecast: Forecast) -> Forecast:
-        """``forecast`` with the LM's rationale added: generation is costly (tens of decoding steps), so the agent
-        asks for it only when an alert is about to be raised, not on every forecast (docs/LLM_RUNTIME.md)."""
+    def with_rationale(self, request: ScoreRequest, forecast: Forecast, arrhythmia: str | None = None) -> Forecast:
+        """``forecast`` with the LM's rationale about ``arrhythmia`` (the alert's; default: the highest onset risk)
+        added: generation is costly (tens of decoding steps), so the agent asks for it only when an alert is about
+        to be raised, not on every forecast (docs/LLM_RUNTIME.md)."""
         t0 = time.perf_counter()
-        explanation, note = self._rationale(request, forecast.rhythm_probs, forecast.onset_probs)
+        explanation, note = self._rationale(request, forecast.rhythm_probs, forecast.onset_probs, arrhythmia)
         extra_ms = (time.perf_counter() - t0) * 1000
         update = {"explanation": explanation, "explanation_note": note, "latency_ms": forecast.latency_ms + extra_ms}
         return forecast.model_copy(update=update)

@@ -31,6 +31,7 @@ __all__ = [
     "ARRHYTHMIAS",
     "EXPLAIN_REQUEST",
     "PROBE_QUERY",
+    "RATIONALE_NOTES",
     "RHYTHMS",
     "ChatFormat",
     "PromptBook",
@@ -56,6 +57,53 @@ PROBE_QUERY = (
 
 EXPLAIN_REQUEST = "In one or two sentences, explain this forecast for a nurse, citing the measured evidence."
 """The instruction ending the rationale prompt; a generation that merely repeats it is not an explanation."""
+
+
+RATIONALE_NOTES: dict[str, tuple[tuple[str, str], ...]] = {
+    "af": (
+        (
+            "Lead II, 300 s: HR 88 bpm; RR mean 682 ms, CV 0.11, RMSSD 61 ms, irregularity 0.06; PAC 37, PVC 1, "
+            "couplets 0; longest V-run 0; QRS 84 ms; usable 100%",
+            "HR 88 bpm, PAC 37, PVC 1 in 300 s, irregularity 0.06: findings that can precede atrial fibrillation.",
+        ),
+        (
+            "Lead II, 300 s: HR 104 bpm; RR mean 577 ms, CV 0.19, RMSSD 97 ms, irregularity 0.14; PAC 9, PVC 0, "
+            "couplets 0; longest V-run 0; QRS 80 ms; usable 97%",
+            "HR 104 bpm, PAC 9, PVC 0 in 300 s, irregularity 0.14: findings that can precede atrial fibrillation.",
+        ),
+    ),
+    "flutter": (
+        (
+            "Lead II, 300 s: HR 71 bpm; RR mean 845 ms, CV 0.05, RMSSD 22 ms, irregularity 0.02; PAC 18, PVC 0, "
+            "couplets 0; longest V-run 0; QRS 78 ms; usable 100%",
+            "HR 71 bpm, PAC 18, PVC 0 in 300 s, irregularity 0.02: findings that can precede atrial flutter.",
+        ),
+        (
+            "Lead II, 300 s: HR 96 bpm; RR mean 625 ms, CV 0.04, RMSSD 18 ms, irregularity 0.02; PAC 5, PVC 2, "
+            "couplets 0; longest V-run 1; QRS 76 ms; usable 99%",
+            "HR 96 bpm, PAC 5, PVC 2 in 300 s, irregularity 0.02: findings that can precede atrial flutter.",
+        ),
+    ),
+    "vt": (
+        (
+            "Lead II, 300 s: HR 79 bpm; RR mean 759 ms, CV 0.12, RMSSD 88 ms, irregularity 0.09; PAC 2, PVC 31, "
+            "couplets 4; longest V-run 3; QRS 92 ms; usable 100%",
+            "HR 79 bpm, PVC 31 in 300 s with couplets 4 and longest V-run 3: findings that can precede ventricular "
+            "tachycardia.",
+        ),
+        (
+            "Lead II, 300 s: HR 93 bpm; RR mean 645 ms, CV 0.08, RMSSD 40 ms, irregularity 0.04; PAC 0, PVC 12, "
+            "couplets 1; longest V-run 2; QRS 88 ms; usable 100%",
+            "HR 93 bpm, PVC 12 in 300 s with couplets 1 and longest V-run 2: findings that can precede ventricular "
+            "tachycardia.",
+        ),
+    ),
+}
+"""Worked notes (an evidence line in :meth:`Measurements.as_prompt_text`'s format, the note) that the probe
+variant's rationale prompt shows its base LM, per arrhythmia. Each note names a quantity before its number and
+joins PAC and PVC as the evidence line does (", PVC"), so the LM copies each number from the patient's line rather
+than from a worked note, and it ends on no claim the numbers do not make. Chosen on 29 validation windows (docs/
+EVALUATION.md): number-first notes passed the alert guard 0 of 8 times, "PAC 8 and PVC 3" 23 of 29, these 27 of 29."""
 
 
 @dataclass(frozen=True)
@@ -161,6 +209,25 @@ class PromptBook:
             f"\n{window_s} s.\nEvidence: {evidence.strip()}\n"
             f"Scored forecast: {scored_summary}\n{EXPLAIN_REQUEST}{self.chat.turn_end}{self.chat.model_start}"
         )
+
+    def rationale_prompt(
+        self, evidence: str, arrhythmia: str, horizon_s: int, probability: float, rotate: int = 0, shown: int = 2
+    ) -> list[int]:
+        """A few-shot prompt for the probe variant's rationale, without the ECG block: its backbone is a frozen base
+        LM (Gemma 3 270M), which continues the ECG header when asked on the cache and copies a chat request back,
+        but continues a pattern of notes. The LM writes the text after the last "Note:" up to the end of its line.
+        ``rotate`` shifts the worked notes' order and ``shown`` keeps that many of them: another prompt, hence
+        another greedy note, for a further try."""
+        bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
+        name = ARRHYTHMIAS[arrhythmia]
+        notes = RATIONALE_NOTES[arrhythmia]
+        shift = rotate % len(notes)
+        text = "Telemetry forecast notes. Each note cites only the measured numbers above it.\n\n"
+        for line, note in (notes[shift:] + notes[:shift])[:shown]:
+            text += f"Measured: {line}\nForecast: {name} within 5 min, probability 0.55\nNote: {note}\n\n"
+        window = f"{horizon_s // 60} min" if horizon_s % 60 == 0 else f"{horizon_s} s"
+        text += f"Measured: {evidence.strip()}\nForecast: {name} within {window}, probability {probability:.2f}\nNote:"
+        return bos + self.ids(text)
 
     @cached_property
     def stop_ids(self) -> frozenset[int]:

@@ -508,21 +508,37 @@ class ModelRunner:
 
     @torch.inference_mode()
     def explain(self, request: ScoreRequest, scored_summary: str, max_new_tokens: int = 64) -> Generation:
-        """Greedy rationale on top of the patient's cache (copied, never modified), stopping at end-of-turn."""
+        """Greedy rationale on top of the patient's cache (copied, never modified), stopping at end-of-turn: the
+        generative variant's prompt, which its LoRA was trained on."""
         self._check_open()
         builder, kv, meta, n_seconds = self._row_start(request.patient_id, prefill=False)
         builder.text(self.prompts.explain_context(n_seconds, request.evidence, scored_summary))
         packed = builder.build()
         cache = DynamicCache(ddp_cache_data=kv) if kv else DynamicCache()
-        keys = meta.cat(packed.meta)
+        return self._greedy(packed, meta.cat(packed.meta), cache, max_new_tokens, end_of_line=False)
+
+    @torch.inference_mode()
+    def complete_line(self, prompt_ids: Sequence[int], max_new_tokens: int = 64) -> Generation:
+        """Greedy continuation of a text-only prompt (no patient cache) up to the end of its line: the probe
+        variant's few-shot rationale (:meth:`PromptBook.rationale_prompt`)."""
+        self._check_open()
+        packed = SequenceBuilder(ecg_dim=self.model.config.ecg_dim).text(list(prompt_ids)).build()
+        return self._greedy(packed, packed.meta, DynamicCache(), max_new_tokens, end_of_line=True)
+
+    def _greedy(
+        self, packed: Packed, keys: TokenMeta, cache: DynamicCache, max_new_tokens: int, end_of_line: bool
+    ) -> Generation:
+        """Greedy decoding after ``packed``; stops at a stop token or, with ``end_of_line``, at a newline (which is
+        not kept)."""
+        decode = self.prompts.tokenizer.decode
         hidden = self.model.decode(self.model.embed(packed), packed.meta, keys, cache)
         generated: list[int] = []
         for _ in range(max_new_tokens):
             token = int(self.model.logits(hidden[0, -1]).argmax())
-            if token in self.prompts.stop_ids:
-                return Generation(str(self.prompts.tokenizer.decode(generated)), tuple(generated), True)
+            if token in self.prompts.stop_ids or (end_of_line and "\n" in str(decode([token]))):
+                return Generation(str(decode(generated)), tuple(generated), True)
             generated.append(token)
             step = SequenceBuilder(start_pos=int(keys.pos.max()) + 1).text([token]).build()
             keys = keys.cat(step.meta)
             hidden = self.model.decode(self.model.embed(step), step.meta, keys, cache)
-        return Generation(str(self.prompts.tokenizer.decode(generated)), tuple(generated), False)
+        return Generation(str(decode(generated)), tuple(generated), False)

@@ -3,8 +3,10 @@
 The text is composed deterministically from the forecast numbers and the measured evidence. The language model's
 rationale is appended only when the forecast validated (it is a ``Forecast``) and the rationale does not contradict
 the numbers it was given: a heart rate more than 10 bpm from the measured one (any stated number, "heart rate 0.05"
-included), a PAC or PVC count or rate far from the measured one, another arrhythmia named, the forecast negated, or
-"no ectopy" while ectopy was counted all drop it, and the alert says so in ``rationale_note``.
+included), a PAC or PVC count or rate far from the measured one (either way round: "44 PVCs" or "PVC 44"), a
+couplet count, longest ventricular run or RR irregularity that is not the measured one, "irregular" for a regular
+rhythm, another arrhythmia named, the forecast negated, or "no ectopy" while ectopy was counted all drop it, and the
+alert says so in ``rationale_note``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,16 @@ _ECTOPY_MENTION: Final = re.compile(
     r"\w*(?P<rate>\s*(?:per minute|/\s*min|a minute))?",
     re.IGNORECASE,
 )
+_NAMED_COUNT: Final = re.compile(
+    r"\b(?P<kind>PVCs?|PACs?|couplets?|(?:longest )?V-run)\s+(?:of |count )?"
+    r"(?P<n>\d+(?:\.\d+)?)(?!\.?\d)(?!\s*(?:/|per))",
+    re.IGNORECASE,
+)  # the evidence line's own form, "PAC 7", "couplets 3", "longest V-run 2": a count over the measured window
+_COUPLETS_FIRST: Final = re.compile(r"(?P<n>\d+)\s+couplets?\b", re.IGNORECASE)
+_IRREGULARITY: Final = re.compile(r"\birregularity\s+(?:of\s+)?(?P<x>\d*\.\d+|\d+)", re.IGNORECASE)
+_IRREGULAR_CLAIM: Final = re.compile(r"(?<!not )\birregular(?:ly)?\b", re.IGNORECASE)
+IRREGULARITY_TOLERANCE: Final = 0.02
+REGULAR_BELOW: Final = (0.06, 0.10)  # irregularity and RR CV both below these: "irregular" contradicts the numbers
 _NEGATION: Final = re.compile(r"\b(unlikely|no (?:sign|evidence|risk)|not (?:expected|likely)|low risk)\b", re.I)
 _NO_ECTOPY: Final = re.compile(r"\bno (?:ectop\w*|pvcs?|pacs?|premature)", re.IGNORECASE)
 
@@ -95,8 +107,9 @@ def check_rationale(rationale: str, arrhythmia: str, evidence: Evidence) -> str 
         if evidence.hr_bpm is None or abs(stated - evidence.hr_bpm) > HR_TOLERANCE_BPM:
             measured = "not measurable" if evidence.hr_bpm is None else f"{evidence.hr_bpm:.0f} bpm"
             return f"rationale states HR {stated:g} bpm, measured {measured}"
-    if (problem := _ectopy_problem(rationale, evidence)) is not None:
-        return problem
+    for check in (_ectopy_problem, _named_count_problem, _rhythm_problem):
+        if (problem := check(rationale, evidence)) is not None:
+            return problem
     others = [name for name, pattern in _RHYTHM_MENTIONS.items() if name != arrhythmia and pattern.search(rationale)]
     if others:
         return f"rationale names {', '.join(RHYTHM_NAMES[n] for n in others)}, forecast is {RHYTHM_NAMES[arrhythmia]}"
@@ -121,6 +134,42 @@ def _ectopy_problem(rationale: str, evidence: Evidence) -> str | None:
             name, unit = ("PVC" if ventricular else "PAC"), ("/min" if match.group("rate") else "")
             span = "" if match.group("rate") else f" in the last {evidence.window_s:.0f} s"
             return f"rationale states {stated:g} {name}{unit}, measured {measured:.0f}{unit}{span}"
+    return None
+
+
+def _named_count_problem(rationale: str, evidence: Evidence) -> str | None:
+    """A count in the evidence line's own form ("PVC 14", "couplets 3", "longest V-run 2") that is not the
+    measured one: what a base LM copying numbers from the wrong field writes."""
+    found = [(m.group("kind"), m.group("n")) for m in _NAMED_COUNT.finditer(rationale)]
+    found += [("couplets", m.group("n")) for m in _COUPLETS_FIRST.finditer(rationale)]
+    for kind, number in found:
+        word, stated = kind.lower(), float(number)
+        if word.startswith(("pvc", "pac")):
+            per_min = evidence.pvc_per_min if word.startswith("pvc") else evidence.pac_per_min
+            measured = None if per_min is None else per_min * evidence.window_s / 60.0
+            tolerance = max(ECTOPY_TOLERANCE[0], ECTOPY_TOLERANCE[1] * (measured or 0.0))
+            name = word[:3].upper()
+        else:
+            name = "couplets" if word.startswith("couplet") else "longest ventricular run"
+            measured = float(evidence.couplets if name == "couplets" else evidence.longest_ventricular_run)
+            tolerance = 0.0
+        if measured is not None and abs(stated - measured) > tolerance:
+            return f"rationale states {name} {stated:g}, measured {measured:.0f} in the last {evidence.window_s:.0f} s"
+    return None
+
+
+def _rhythm_problem(rationale: str, evidence: Evidence) -> str | None:
+    """An irregularity figure far from the measured one, or "irregular" for a rhythm whose numbers say regular."""
+    measured = evidence.rr_irregularity
+    for match in _IRREGULARITY.finditer(rationale):
+        stated = float(match.group("x"))
+        if measured is None or abs(stated - measured) > IRREGULARITY_TOLERANCE:
+            shown = "not measurable" if measured is None else f"{measured:.2f}"
+            return f"rationale states irregularity {stated:g}, measured {shown}"
+    cv = evidence.rr_cv
+    regular = measured is not None and cv is not None and measured < REGULAR_BELOW[0] and cv < REGULAR_BELOW[1]
+    if regular and _IRREGULAR_CLAIM.search(rationale):
+        return f"rationale calls the rhythm irregular, measured irregularity {measured:.2f} and RR CV {cv:.2f}"
     return None
 
 

@@ -146,14 +146,16 @@ class AlertService:
             raise ProtocolError("wrong_patient", f"forecast for {forecast.patient_id!r} fed as {patient_id!r}")
         return self._apply(patient_id, ForecastSeen(self._clock(), forecast, evidence))
 
-    def would_raise(self, patient_id: str, forecast: Forecast, evidence: Evidence) -> bool:
-        """Whether feeding ``forecast`` now would raise a new forecast alert: the policy's decision on the current
-        state, stored and published nowhere. The agent asks before :meth:`on_forecast` so that the costly LM
-        rationale is generated only for the forecasts that will carry one into an alert."""
+    def would_raise(self, patient_id: str, forecast: Forecast, evidence: Evidence) -> str | None:
+        """The arrhythmia of the new forecast alert that feeding ``forecast`` now would raise (None: none): the
+        policy's decision on the current state, stored and published nowhere. The agent asks before
+        :meth:`on_forecast` so that the costly LM rationale is generated only for the forecasts that will carry one
+        into an alert, and about that alert's arrhythmia."""
         with self._lock:
             self._check_open()
             _, events = self._policy.decide(self._current(patient_id), ForecastSeen(self._clock(), forecast, evidence))
-        return any(e.type == "new" and e.after.kind == "forecast" for e in events)
+        raised = [e.after.arrhythmia for e in events if e.type == "new" and e.after.kind == "forecast"]
+        return next((a for a in raised if a is not None), None)
 
     def on_cannot_assess(self, patient_id: str, evidence: Evidence, problem: str | None = None) -> list[AlertEvent]:
         """The scheduler found the signal too poor to forecast: publish 'cannot assess', never a silent negative."""

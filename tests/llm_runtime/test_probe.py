@@ -189,18 +189,70 @@ def test_engine_without_a_head_gives_features_but_refuses_to_forecast(tmp_path: 
         engine.forecast([ScoreRequest("a", "x")])
 
 
-def test_a_rationale_that_repeats_the_prompts_head_is_dropped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """What the base Gemma 3 270M wrote for the shipped probe model: its own prompt's head, not an explanation."""
+def test_the_probe_variant_asks_its_base_lm_for_a_note_and_drops_a_copied_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The frozen base LM gets a few-shot prompt of notes for the alert's arrhythmia, with the patient's evidence
+    line last; a generation that copies one of the worked notes is not an explanation."""
+    from llm_runtime.prompts import RATIONALE_NOTES
     from llm_runtime.runner import Generation
 
     engine = ForecastEngine.load(_settings(_probe_adapter(tmp_path, with_head=True)), rebuild="inline")
     engine.runner.prime("a", _seconds(12), 0)
-    request = ScoreRequest("a", "heart rate 72 bpm")
+    request = ScoreRequest("a", "Lead II, 300 s: HR 72 bpm; PAC 3, PVC 0, couplets 0; longest V-run 0")
     (forecast,) = engine.forecast([request])
-    copied = "Continuous ECG, one token per lead-second, leads II:\n\n\n\n 12 s."
-    monkeypatch.setattr(engine.runner, "explain", lambda *a, **k: Generation(copied, (), True))
-    explained = engine.with_rationale(request, forecast)
+    prompts: list[str] = []
+
+    def answer(text: str) -> object:
+        def complete_line(ids: list[int], *_: object) -> Generation:
+            prompts.append(str(engine.runner.prompts.tokenizer.decode(ids, skip_special_tokens=True)))
+            return Generation(text, (), True)
+
+        return complete_line
+
+    monkeypatch.setattr(engine.runner, "complete_line", answer(RATIONALE_NOTES["vt"][0][1]))
+    explained = engine.with_rationale(request, forecast, "vt")
     assert explained.explanation is None and "repeats the prompt" in str(explained.explanation_note)
-    fine = "The evidence shows a regular rhythm at 72 bpm, so an onset is unlikely."
-    monkeypatch.setattr(engine.runner, "explain", lambda *a, **k: Generation(fine, (), True))
-    assert engine.with_rationale(request, forecast).explanation == fine
+    assert "ventricular tachycardia" in prompts[0] and "atrial flutter" not in prompts[0]
+    assert (
+        "HR 72 bpm; PAC 3, PVC 0, couplets 0; longest V-run 0\nForecast: ventricular tachycardia within" in prompts[0]
+    )
+    fine = "HR 72 bpm, PVC 0 in 300 s with couplets 0 and longest V-run 0: findings that can precede VT."
+    monkeypatch.setattr(engine.runner, "complete_line", answer(fine))
+    assert engine.with_rationale(request, forecast, "vt").explanation == fine
+
+
+def test_complete_line_stops_at_the_end_of_the_line_and_leaves_caches_alone(tmp_path: Path) -> None:
+    engine = ForecastEngine.load(_settings(_probe_adapter(tmp_path, with_head=True)), rebuild="inline")
+    engine.runner.prime("a", _seconds(12), 0)
+    before = engine.runner.cached_seconds("a")
+    ids = engine.runner.prompts.ids("Note: one\nNote: two\nNote:")
+    generation = engine.runner.complete_line(ids, max_new_tokens=6)
+    assert len(generation.token_ids) <= 6 and "\n" not in generation.text
+    assert engine.runner.cached_seconds("a") == before
+
+
+def test_a_note_citing_a_number_the_evidence_does_not_say_is_retried_then_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A base LM copies some numbers from the worked note nearest to it: the runtime tries other prompts and keeps
+    only a note whose every "NAME number" is the evidence line's."""
+    from llm_runtime.engine import RATIONALE_TRIES, ungrounded
+    from llm_runtime.runner import Generation
+
+    line = "Lead II, 300 s: HR 104 bpm; irregularity 0.13; PAC 52, PVC 13, couplets 0; longest V-run 1"
+    assert ungrounded("HR 104 bpm, PAC 52, PVC 0 in 300 s: findings.", line) == "PVC 0"
+    assert ungrounded("HR 104 bpm, PAC 52, PVC 13 in 300 s, irregularity 0.13: findings.", line) is None
+    engine = ForecastEngine.load(_settings(_probe_adapter(tmp_path, with_head=True)), rebuild="inline")
+    engine.runner.prime("a", _seconds(12), 0)
+    request = ScoreRequest("a", line)
+    (forecast,) = engine.forecast([request])
+    wrong = "HR 104 bpm, PAC 52, PVC 0 in 300 s: findings that can precede atrial fibrillation."
+    right = "HR 104 bpm, PAC 52, PVC 13 in 300 s: findings that can precede atrial fibrillation."
+    answers = iter([wrong, right])
+    monkeypatch.setattr(engine.runner, "complete_line", lambda *a, **k: Generation(next(answers), (), True))
+    assert engine.with_rationale(request, forecast, "af").explanation == right
+    monkeypatch.setattr(engine.runner, "complete_line", lambda *a, **k: Generation(wrong, (), True))
+    dropped = engine.with_rationale(request, forecast, "af")
+    assert dropped.explanation is None and "PVC 0, not in the measured evidence" in str(dropped.explanation_note)
+    assert len(RATIONALE_TRIES) >= 2

@@ -87,6 +87,41 @@ def test_ectopy_and_rate_statements_are_checked(rationale: str, ok: bool) -> Non
     assert (check_rationale(rationale, "vt", measured) is None) is ok
 
 
+@pytest.mark.parametrize(
+    ("rationale", "why"),
+    [
+        ("HR 101 bpm, PVC 14 in 300 s: findings that can precede VT.", "states PVC 14, measured 44"),
+        ("HR 101 bpm, PVC 44 in 300 s with couplets 1: findings that can precede VT.", "states couplets 1, measured 3"),
+        ("There were 5 couplets and frequent PVCs.", "states couplets 5, measured 3"),
+        ("HR 101 bpm, PVC 44 with longest V-run 4.", "states longest ventricular run 4, measured 2"),
+        ("HR 101 bpm, irregularity 0.15, PVC 44.", "states irregularity 0.15, measured 0.03"),
+        ("An irregular rhythm at 101 bpm.", "calls the rhythm irregular, measured irregularity 0.03 and RR CV 0.06"),
+    ],
+)
+def test_numbers_in_the_evidence_lines_own_form_are_checked(rationale: str, why: str) -> None:
+    """What the base LM writes in the probe variant's few-shot prompt: each quantity named before its number, as
+    in the evidence line; a number copied from the wrong field is dropped."""
+    measured = evidence(
+        hr_bpm=101.0,
+        window_s=300.0,
+        pvc_per_min=8.8,
+        couplets=3,
+        longest_ventricular_run=2,
+        rr_irregularity=0.03,
+        rr_cv=0.06,
+    )
+    problem = check_rationale(rationale, "vt", measured)
+    assert problem is not None and why in problem
+
+
+def test_a_note_that_copies_every_number_right_is_kept() -> None:
+    note = "HR 66 bpm, PAC 7 and PVC 0 in 300 s, irregularity 0.04: findings that can precede atrial fibrillation."
+    regular = evidence(hr_bpm=66.0, window_s=300.0, pac_per_min=1.4, rr_irregularity=0.04, rr_cv=0.07)
+    assert check_rationale(note, "af", regular) is None
+    ectopic = evidence(hr_bpm=66.0, window_s=300.0, pac_per_min=1.4, rr_irregularity=0.04, rr_cv=0.18)
+    assert check_rationale("PACs make the rhythm irregular at 66 bpm.", "af", ectopic) is None
+
+
 def test_a_rationale_the_runtime_dropped_says_so() -> None:
     """A generation that parse_explanation refused is not 'no rationale was generated'."""
     policy = AlertPolicy(AlertSettings.model_validate({"defaults": {"persistence_k": 1, "persistence_n": 1}}))

@@ -123,6 +123,12 @@ class StatusMessage(ClusterStamp):
     published_at: float | None = None
     measured: MeasuredRhythm | None = Field(None, description="HR, ectopy and measured quality of recent windows")
     replaying: bool | None = Field(None, description="cluster: the owner is replaying the partition's backlog")
+    embedded_seconds: int | None = Field(None, ge=0, description="seconds of encoder embeddings held (encoder stage)")
+    embedded_windows: int | None = Field(None, ge=0, description="lead-seconds encoded since the stream began")
+    embedding_segment: int | None = Field(None, ge=0, description="the stream segment the embeddings belong to")
+    forecast_phase: Literal["warming_up", "active", "leads_off", "evicted", "model_loading", "model_failed"] | None = (
+        Field(None, description="the forecast scheduler's phase for this patient, or why the model is not there")
+    )
 
 
 class PresenceMessage(WireModel):

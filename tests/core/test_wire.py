@@ -44,6 +44,18 @@ def test_the_documented_status_parses_and_a_minimal_one_too() -> None:
     assert minimal.state is None and minimal.signal_quality == {}
 
 
+def test_the_status_fields_the_agents_stages_add_are_part_of_the_schema() -> None:
+    """A live run found the station refusing every status of an agent with its model loaded (unknown_field): the
+    encoder stage and the daemon add fields the schema lacked, and the station's tests feed no model."""
+    from agent.encoder_stage import EncoderStage
+    from llm_runtime.scheduler import PatientPhase
+
+    added = EncoderStage(None, 300).status_fields("bed-12")  # type: ignore[arg-type]
+    for phase in [*(p.value for p in PatientPhase), "model_loading", "model_failed"]:
+        status = decode_status(raw({**STATUS, **added, "forecast_phase": phase}), "bed-12")
+        assert status.forecast_phase == phase and status.embedded_seconds == 0
+
+
 @pytest.mark.parametrize(
     ("change", "reason", "field"),
     [

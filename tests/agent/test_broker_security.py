@@ -308,7 +308,10 @@ def test_the_alert_cli_acks_as_its_own_user_and_reports_a_refusal(
         assert main.main(ack) == 0
         assert f"published on {TOPICS.alert_ack('bed-1', 'nurse.kim')}" in capsys.readouterr().out
         assert main.main([*ack, "--by", "nurse.lee"]) == 1
-        assert "refused the message (Not authorized)" in capsys.readouterr().err
+        assert (
+            "the broker refused a message on ecg/v1/bed-1/alert/ack/nurse.lee (Not authorized)"
+            in capsys.readouterr().err
+        )
     finally:
         structlog.reset_defaults()  # the command pointed logging at this test's captured stderr
 

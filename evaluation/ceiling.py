@@ -71,8 +71,8 @@ def _record_precursor(
     meta = script.meta
     kind = str(meta.get("precursor_kind") or ("rising ectopy" if meta.get("precursor_strength") else "none"))
     duration = float(meta.get("precursor_duration_s") or 0.0)
-    if script.onset_segment is not None:
-        onset = float(sum(seg.duration_s for seg in script.segments[: script.onset_segment]))
+    onset = script.onset_s
+    if onset is not None:
         if kind == "none" or not duration:
             return None, True
         return ScriptedPrecursor(record_id, split, origin["scenario"], kind, onset - duration, duration, onset), True
@@ -166,10 +166,11 @@ def ranking_ceiling(
     for w in data.windows():
         counts: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0, 0])
         for s in data.samples("train", (w, horizon_s)):
-            counts[state(s)][0] += s.onset[arrhythmia]
-            counts[state(s)][1] += 1
+            seen = counts[state(s)]
+            seen[0] += s.onset[arrhythmia]
+            seen[1] += 1
         test = data.samples("test", (w, horizon_s))
-        scores = [(counts[state(s)][0] + 0.5) / (counts[state(s)][1] + 1.0) for s in test]
+        scores = [(positives + 0.5) / (n + 1.0) for positives, n in (counts[state(s)] for s in test)]
         labels = [s.onset[arrhythmia] for s in test]
         lm = [i for i, s in enumerate(test) if s.key in frozen]
         out["full"][str(w)] = auroc(labels, scores)

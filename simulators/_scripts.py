@@ -29,6 +29,14 @@ class Script:
     onset_segment: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def onset_s(self) -> float | None:
+        """Scripted second of the onset (the start of its segment); None for a script without one. The rendered
+        record's labelled onset falls on the first beat at or after it."""
+        if self.onset_segment is None:
+            return None
+        return float(sum(seg.duration_s for seg in self.segments[: self.onset_segment]))
+
 
 def _precursor(rng: np.random.Generator) -> float:
     """Precursor strength in [0, 1]; exactly 0 (no warning at all) with probability 0.2."""

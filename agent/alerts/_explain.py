@@ -121,16 +121,27 @@ def check_rationale(rationale: str, arrhythmia: str, evidence: Evidence) -> str 
     return None
 
 
+def _measured_ectopy(evidence: Evidence, ventricular: bool, per_minute: bool) -> float | None:
+    """The measured PVC (or PAC) rate per minute, or count over the measured window; None when not measurable."""
+    per_min = evidence.pvc_per_min if ventricular else evidence.pac_per_min
+    if per_min is None:
+        return None
+    return per_min if per_minute else per_min * evidence.window_s / 60.0
+
+
+def _ectopy_off(stated: float, measured: float) -> bool:
+    return abs(stated - measured) > max(ECTOPY_TOLERANCE[0], ECTOPY_TOLERANCE[1] * measured)
+
+
 def _ectopy_problem(rationale: str, evidence: Evidence) -> str | None:
     """A stated PAC/PVC count (over the measured window) or rate (per minute) far from the measured one."""
     for match in _ECTOPY_MENTION.finditer(rationale):
         ventricular = match.group("kind").lower().startswith(("pvc", "ventricular"))
-        per_min = evidence.pvc_per_min if ventricular else evidence.pac_per_min
-        if per_min is None:
+        measured = _measured_ectopy(evidence, ventricular, per_minute=bool(match.group("rate")))
+        if measured is None:
             continue
         stated = float(match.group(1))
-        measured = per_min if match.group("rate") else per_min * evidence.window_s / 60.0
-        if abs(stated - measured) > max(ECTOPY_TOLERANCE[0], ECTOPY_TOLERANCE[1] * measured):
+        if _ectopy_off(stated, measured):
             name, unit = ("PVC" if ventricular else "PAC"), ("/min" if match.group("rate") else "")
             span = "" if match.group("rate") else f" in the last {evidence.window_s:.0f} s"
             return f"rationale states {stated:g} {name}{unit}, measured {measured:.0f}{unit}{span}"
@@ -145,15 +156,14 @@ def _named_count_problem(rationale: str, evidence: Evidence) -> str | None:
     for kind, number in found:
         word, stated = kind.lower(), float(number)
         if word.startswith(("pvc", "pac")):
-            per_min = evidence.pvc_per_min if word.startswith("pvc") else evidence.pac_per_min
-            measured = None if per_min is None else per_min * evidence.window_s / 60.0
-            tolerance = max(ECTOPY_TOLERANCE[0], ECTOPY_TOLERANCE[1] * (measured or 0.0))
             name = word[:3].upper()
+            measured = _measured_ectopy(evidence, ventricular=name == "PVC", per_minute=False)
+            wrong = measured is not None and _ectopy_off(stated, measured)
         else:
             name = "couplets" if word.startswith("couplet") else "longest ventricular run"
             measured = float(evidence.couplets if name == "couplets" else evidence.longest_ventricular_run)
-            tolerance = 0.0
-        if measured is not None and abs(stated - measured) > tolerance:
+            wrong = stated != measured
+        if wrong:
             return f"rationale states {name} {stated:g}, measured {measured:.0f} in the last {evidence.window_s:.0f} s"
     return None
 

@@ -96,7 +96,8 @@ def _warned_af_onsets(count: int, window_s: int) -> list[tuple[int, int]]:
     chosen = []
     for seed in range(1, 100):
         script = scenario_script("af_onset", seed, MINUTES, 250.0, "1")
-        onset = sum(seg.duration_s for seg in script.segments[: script.onset_segment])
+        onset = script.onset_s
+        assert onset is not None
         if script.meta["precursor_strength"] > 0 and onset - 120 >= window_s:
             chosen.append((seed, int(onset)))
         if len(chosen) == count:

@@ -18,6 +18,7 @@ def forecast(
     patient_id: str = "P001",
     t: float = 600.0,
     explanation: str | None = None,
+    window_s: int = 300,
 ) -> Forecast:
     """A valid forecast; ``af`` may give (p at 60 s, p at 300 s)."""
     af_by_h = dict(zip(HORIZONS, af if isinstance(af, tuple) else (af, af), strict=True))
@@ -30,7 +31,7 @@ def forecast(
         {
             "patient_id": patient_id,
             "t_forecast": t,
-            "window_s": 300,
+            "window_s": window_s,
             "horizons_s": HORIZONS,
             "rhythm_probs": rhythm,
             "onset_probs": onset,

@@ -57,6 +57,32 @@ def test_threshold_with_persistence_raises_one_advisory() -> None:
     assert [a.alert_id for a in state.active()] == ["a1"]
 
 
+def test_warming_up_windows_neither_raise_nor_clear() -> None:
+    policy, state = make_policy(), PatientAlerts("P001")
+    for i, window_s in enumerate((60, 120, 240)):  # the stream's first minutes: high risk from short windows
+        f = forecast(af=0.9, t=60.0 * (i + 1), window_s=window_s)
+        state, events = policy.decide(state, ForecastSeen(1000.0 + 60 * i, f, evidence()))
+        assert events == []
+    state, events = policy.decide(state, ForecastSeen(1200.0, forecast(af=0.9, t=300.0), evidence()))
+    assert events == []  # persistence starts at the first full window: 1 of 3
+    state, events = policy.decide(state, ForecastSeen(1260.0, forecast(af=0.9, t=360.0), evidence()))
+    assert [e.reason for e in events] == ["raised"]
+    for t in (420.0, 480.0):  # a gap restarted the window: low risk from a short one does not clear the alert
+        state, events = policy.decide(state, ForecastSeen(1000.0 + t, forecast(af=0.01, t=t, window_s=90), evidence()))
+        assert events == []
+    assert [a.arrhythmia for a in state.active()] == ["af"]
+
+
+def test_min_forecast_window_is_configurable() -> None:
+    policy, state = make_policy(min_forecast_window_s=60), PatientAlerts("P001")
+    for i, expected in enumerate(([], ["raised"])):
+        f = forecast(af=0.9, t=60.0 * (i + 1), window_s=60)
+        state, events = policy.decide(state, ForecastSeen(1000.0 + 60 * i, f, evidence()))
+        assert [e.reason for e in events] == expected
+    with pytest.raises(ValueError, match="min_forecast_window_s"):
+        make_policy(min_forecast_window_s=-1)
+
+
 def test_one_off_spike_does_not_raise() -> None:
     state, steps = run(make_policy(), [0.05, 0.95, 0.05, 0.1, 0.9, 0.05])
     assert not any(steps)

@@ -33,7 +33,14 @@ from evaluation.metrics import auroc
 from evaluation.replay import poisson_rate, wilson
 from simulators.scenarios import scenario_script
 
-__all__ = ["ScriptedPrecursor", "alarm_frontier", "ceiling_report", "ranking_ceiling", "scripted_precursors"]
+__all__ = [
+    "ScriptedPrecursor",
+    "alarm_frontier",
+    "ceiling_report",
+    "precursor_state",
+    "ranking_ceiling",
+    "scripted_precursors",
+]
 
 LEAD_S: Final = 120.0  # an onset counts as warned when the alert came at least this long before it
 DELAYS_S: Final[tuple[float, ...]] = (0.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0)
@@ -142,7 +149,7 @@ def alarm_frontier(truth: GeneratorTruth, splits: Sequence[str]) -> dict[str, An
     }
 
 
-def _state(precursors: Sequence[ScriptedPrecursor], anchor_s: float) -> tuple[str, int]:
+def precursor_state(precursors: Sequence[ScriptedPrecursor], anchor_s: float) -> tuple[str, int]:
     """(kind of the precursor under way at the anchor, elapsed-time bin), or ("none", 0)."""
     for p in precursors:
         if p.start_s <= anchor_s < p.start_s + p.duration_s:
@@ -159,7 +166,7 @@ def ranking_ceiling(
         by_record[p.record_id].append(p)
 
     def state(s: Sample) -> tuple[str, int]:
-        return _state(by_record.get(s.record_id, []), s.anchor_s)
+        return precursor_state(by_record.get(s.record_id, []), s.anchor_s)
 
     frozen = frozen_lm_subsample(data.bench) or set()
     out: dict[str, Any] = {"arrhythmia": arrhythmia, "horizon_s": horizon_s, "full": {}, "lm": {}}

@@ -135,6 +135,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     g.add_argument("--out", type=Path, required=True, help="writes ceiling.json here")
     g.set_defaults(func=cmd_eval_ceiling)
 
+    pt = inner.add_parser(
+        "precursor-table", help="trend features, scripted precursor state and onset labels of every input of a split"
+    )
+    pt.add_argument("--data", default="synthetic-v2-yardstick", help="spec name or built benchmark dir (synthetic)")
+    pt.add_argument("--bench-dir", type=Path, default=Path("runs/bench"), help="where specs are built")
+    pt.add_argument("--split", default="train", help="benchmark split (default train)")
+    pt.add_argument("--out", type=Path, required=True, help="the table's .npz (train precursor-readout reads it)")
+    pt.set_defaults(func=cmd_eval_precursor_table)
+
     t = inner.add_parser(
         "transfer", help="train baselines on each source, score them on every source's test patients (cross-source)"
     )
@@ -308,6 +317,18 @@ def cmd_eval_probe_features(args: argparse.Namespace) -> int:
     trends = input_trends(data, keys, donors)
     path = merge_parts(args.out / f"{name}-parts", keys, labels, engine.probe_layers, args.out / f"{name}.npz", trends)
     print(json.dumps({"split": args.split, "inputs": len(keys), "features": str(path)}))
+    return 0
+
+
+def cmd_eval_precursor_table(args: argparse.Namespace) -> int:
+    """The precursor read-out's training table (no LM pass: beats and scripts only)."""
+    from evaluation.data import EvalData, open_benchmark
+    from evaluation.precursor_table import write_precursor_table
+    from llm_runtime.probe import PROBE_HORIZONS
+
+    data = EvalData(open_benchmark(args.data, args.bench_dir))
+    path = write_precursor_table(data, args.split, PROBE_HORIZONS, args.out)
+    print(json.dumps({"split": args.split, "table": str(path)}))
     return 0
 
 

@@ -77,7 +77,7 @@ def head_predictions(head: ProbeHead, inputs: _Inputs) -> Callable[[Sequence[Sam
     ``inputs.keys`` at one horizon) -> Predictions."""
     if head.reads_trends and inputs.trends is None:
         raise ValueError("the head reads trend features; these features files carry none (re-run eval probe-features)")
-    out = dict(zip(inputs.keys, head.predict(inputs.x, inputs.trends), strict=True))
+    out = dict(zip(inputs.keys, head.predict(inputs.x, inputs.trends, [k[2] for k in inputs.keys]), strict=True))
 
     def for_samples(samples: Sequence[Sample]) -> Predictions:
         rhythm = np.array([[out[s.key][0][s.horizon_s][c] for c in CLASSES] for s in samples])

@@ -168,7 +168,8 @@ class ForecastEngine:
                 raise ConfigError(f"{self.settings.adapter_dir}: probe adapter without a forecast head (train it)")
             wanted = self.settings.horizons_s
             features, spans = self.runner.probe_read(requests, self.probe_layers)
-            out = self.probe.predict(features.numpy(), self._trends(requests) if self.probe.reads_trends else None)
+            trends = self._trends(requests) if self.probe.reads_trends or self.probe.precursor else None
+            out = self.probe.predict(features.numpy(), trends, [window_s for _, window_s in spans])
             return [
                 (*span, {h: r[h] for h in wanted}, {h: o[h] for h in wanted})
                 for span, (r, o) in zip(spans, out, strict=True)

@@ -22,7 +22,9 @@ import numpy.typing as npt
 
 from core.errors import CheckpointError
 from core.measurements import TREND_FEATURE_NAMES
+from llm_runtime.precursor import PrecursorReadout
 from llm_runtime.prompts import ARRHYTHMIAS, RHYTHMS
+from llm_runtime.trend_columns import trend_columns
 
 __all__ = ["PROBE_FILE", "PROBE_HORIZONS", "ProbeHead", "head_inputs", "trend_columns"]
 
@@ -41,19 +43,6 @@ def _softmax(x: Floats) -> Floats:
 
 def _sigmoid(x: Floats) -> Floats:
     out: Floats = 1.0 / (1.0 + np.exp(-x))
-    return out
-
-
-def trend_columns(trends: Floats | None, fill: Floats, rows: int) -> Floats:
-    """The head's inputs from trend features (B, E): the values with NaN (too few beats) replaced by ``fill`` (the
-    training medians), their signed log (rates and counts are heavy-tailed; a linear read-out needs both scales),
-    and a missing flag per feature. ``trends`` None (no measurements) counts every feature missing."""
-    if trends is None:
-        trends = np.full((rows, fill.size), np.nan)
-    values = np.asarray(trends, dtype=np.float64).reshape(rows, fill.size)
-    missing = np.isnan(values)
-    filled = np.where(missing, fill, values)
-    out: Floats = np.hstack([filled, np.sign(filled) * np.log1p(np.abs(filled)), missing.astype(np.float64)])
     return out
 
 
@@ -78,6 +67,8 @@ class ProbeHead:
     onset_b: Floats  # (H, len(ARRHYTHMIAS))
     platt: Floats  # (H, len(ARRHYTHMIAS), 2): calibrated logit = a * raw logit + b
     trend_fill: Floats = field(default_factory=lambda: np.zeros(0))  # (E,) medians; empty: the LM features only
+    precursor: PrecursorReadout | None = None  # with ``mix``: onset risk also from the precursor state
+    mix: Floats = field(default_factory=lambda: np.zeros(0))  # (H, A, 3): logit = a * raw + b * logit(risk) + c
 
     @property
     def reads_trends(self) -> bool:
@@ -86,15 +77,29 @@ class ProbeHead:
     def inputs(self, features: Floats, trends: Floats | None = None) -> Floats:
         return head_inputs(features, trends, self.trend_fill)
 
+    def onset_logits(self, raw: Floats, trends: Floats | None, window_s: npt.ArrayLike | None) -> Floats:
+        """Calibrated onset logits (B, H, A) from the LM read-out's raw logits: Platt-scaled, or, for a head with a
+        precursor read-out, mixed with the logit of the precursor state's conversion rate (fitted on validation)."""
+        if self.precursor is None:
+            out: Floats = self.platt[..., 0] * raw + self.platt[..., 1]
+            return out
+        if window_s is None:
+            raise ValueError("this head's precursor read-out needs each row's window length")
+        rows = np.full((raw.shape[0], self.precursor.fill.size), np.nan) if trends is None else trends
+        risk = np.clip(self.precursor.onset_risk(rows, window_s), 1e-4, 1 - 1e-4)
+        mixed: Floats = self.mix[..., 0] * raw + self.mix[..., 1] * np.log(risk / (1 - risk)) + self.mix[..., 2]
+        return mixed
+
     def predict(
-        self, features: Floats, trends: Floats | None = None
+        self, features: Floats, trends: Floats | None = None, window_s: npt.ArrayLike | None = None
     ) -> list[tuple[dict[int, dict[str, float]], dict[int, dict[str, float]]]]:
-        """LM features (B, F) and, for a head that reads them, trend features (B, E; None or NaN: not measured) -> per
-        row (rhythm_probs, onset_probs), keyed by horizon as the Forecast object."""
+        """LM features (B, F) and, for a head that reads them, trend features (B, E; None or NaN: not measured) and
+        the seconds each row's window spans (B,) -> per row (rhythm_probs, onset_probs), keyed by horizon as the
+        Forecast object."""
         x = (self.inputs(features, trends) - self.mean) / self.scale  # (B, F [+ 3E])
         rhythm = _softmax(np.einsum("hcf,bf->bhc", self.rhythm_w, x) + self.rhythm_b)  # (B, H, 4)
         raw = np.einsum("hcf,bf->bhc", self.onset_w, x) + self.onset_b  # (B, H, 3)
-        onset = _sigmoid(self.platt[..., 0] * raw + self.platt[..., 1])
+        onset = _sigmoid(self.onset_logits(raw, trends, window_s))
         out = []
         for b in range(x.shape[0]):
             rows = {h: dict(zip(RHYTHMS, map(float, rhythm[b, i]), strict=True)) for i, h in enumerate(self.horizons_s)}
@@ -108,9 +113,14 @@ class ProbeHead:
         """Arrays to ``directory/probe_head.npz`` (no pickle), horizons, layers and ``meta`` beside them in JSON."""
         directory.mkdir(parents=True, exist_ok=True)
         names = ("mean", "scale", "rhythm_w", "rhythm_b", "onset_w", "onset_b", "platt", "trend_fill")
-        np.savez(directory / PROBE_FILE, **{k: getattr(self, k) for k in names})
+        arrays = {k: getattr(self, k) for k in names}
+        if self.precursor is not None:
+            arrays |= {**self.precursor.arrays(), "mix": self.mix}
+        np.savez(directory / PROBE_FILE, **arrays)
         trends = list(TREND_FEATURE_NAMES) if self.reads_trends else []
         info = {"horizons_s": list(self.horizons_s), "layers": list(self.layers), "trend_features": trends, **meta}
+        if self.precursor is not None:
+            info["precursor_states"] = list(self.precursor.states)
         (directory / "probe_head.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         return directory / PROBE_FILE
 
@@ -120,7 +130,11 @@ class ProbeHead:
             info = json.loads((directory / "probe_head.json").read_text(encoding="utf-8"))
             with np.load(directory / PROBE_FILE, allow_pickle=False) as data:
                 arrays = {k: np.asarray(data[k], dtype=np.float64) for k in data.files}
-            head = ProbeHead(tuple(info["horizons_s"]), tuple(info["layers"]), **arrays)
+            own = {k: v for k, v in arrays.items() if not k.startswith("precursor_")}
+            precursor = None
+            if "precursor_states" in info:
+                precursor = PrecursorReadout.from_arrays(info["precursor_states"], arrays)
+            head = ProbeHead(tuple(info["horizons_s"]), tuple(info["layers"]), **own, precursor=precursor)
         except (OSError, KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{directory}: unreadable forecast head ({exc})") from exc
         if head.reads_trends and info.get("trend_features") != list(TREND_FEATURE_NAMES):
@@ -128,6 +142,13 @@ class ProbeHead:
         n_h, n_f = len(head.horizons_s), head.mean.shape[0]
         if head.rhythm_w.shape != (n_h, len(RHYTHMS), n_f) or head.onset_w.shape != (n_h, len(ARRHYTHMIAS), n_f):
             raise CheckpointError(f"{directory}: forecast head shapes do not match {n_h} horizons x {n_f} features")
+        p = head.precursor
+        if p is not None and (
+            p.rates.shape != (n_h, len(ARRHYTHMIAS), p.windows_s.size, len(p.states))
+            or p.weights.shape != (len(p.states), p.mean.size)
+            or head.mix.shape != (n_h, len(ARRHYTHMIAS), 3)
+        ):
+            raise CheckpointError(f"{directory}: the precursor read-out's shapes do not match the head")
         return head
 
     @staticmethod

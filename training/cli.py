@@ -64,6 +64,15 @@ def _register_probe(stages: argparse._SubParsersAction) -> None:  # type: ignore
     head.add_argument("--ship", type=Path, help="then copy the adapter, its head and encoder here (models/forecaster)")
     head.set_defaults(func=cmd_probe_head)
 
+    pre = stages.add_parser(
+        "precursor-readout", help="probe variant: add the precursor read-out to a fitted head (no LM pass)"
+    )
+    pre.add_argument("--table", type=Path, required=True, help="eval precursor-table's .npz (training split)")
+    pre.add_argument("--features", type=Path, required=True, help="directory with val.npz (the mix is fitted there)")
+    pre.add_argument("--adapter", type=Path, required=True, help="the probe adapter whose head gets the read-out")
+    pre.add_argument("--c", type=float, default=0.1, help="inverse L2 strength of the state classifier")
+    pre.set_defaults(func=cmd_precursor_readout)
+
 
 def cmd_probe_adapter(args: argparse.Namespace) -> int:
     import numpy as np
@@ -74,6 +83,13 @@ def cmd_probe_adapter(args: argparse.Namespace) -> int:
     with np.load(args.windows) as data:
         windows = WindowSet(**{name: data[name] for name in data.files})
     print(f"adapter: {build_probe_adapter(args.out, args.encoder, windows, args.backbone)}")
+    return 0
+
+
+def cmd_precursor_readout(args: argparse.Namespace) -> int:
+    from training.precursor import attach_precursor_readout
+
+    print(f"head: {attach_precursor_readout(args.adapter, args.table, args.features, args.c)}")
     return 0
 
 

@@ -220,7 +220,7 @@ def operating_points(
     with the share of onset inputs it catches at that threshold (sensitivity per forecast, not per onset)."""
     keep = val["window_s"] >= min_window_s
     weight = val["weight"][keep] if "weight" in val else np.ones(int(keep.sum()))
-    predicted = head.predict(val["x"][keep], val["trends"][keep] if "trends" in val else None)
+    predicted = head.predict(val["x"][keep], val["trends"][keep] if "trends" in val else None, val["window_s"][keep])
     longest = max(alert_horizons)
     out: dict[str, dict[str, float | int]] = {}
     for name in ARRHYTHMIAS:

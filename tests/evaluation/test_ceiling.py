@@ -71,3 +71,27 @@ def test_scripted_onsets_are_the_onsets_the_benchmark_labels(v2_tiny: EvalData) 
 def test_ranking_ceiling_scores_every_window(v2_tiny: EvalData) -> None:
     ranking = ranking_ceiling(v2_tiny, scripted_precursors(v2_tiny), "af", 60)
     assert set(ranking["full"]) == {str(w) for w in v2_tiny.windows()}
+
+
+def test_precursor_table_labels_every_input_with_its_scripted_state(v2_tiny: EvalData) -> None:
+    """The precursor read-out's training table: one row per input of the split, the state the script had under way
+    at the anchor (what the ceiling reads), and onset labels that agree with the benchmark's samples."""
+    from core.measurements import TREND_FEATURE_NAMES
+    from evaluation.precursor_table import precursor_table
+
+    table = precursor_table(v2_tiny, "train", (60, 300))
+    keys = {s.key for w in v2_tiny.windows() for s in v2_tiny.samples("train", (w, 60))}
+    assert len(table["state"]) == len(keys) and table["trends"].shape == (len(keys), len(TREND_FEATURE_NAMES))
+    truth = scripted_precursors(v2_tiny)
+    for record_id, anchor, state in zip(table["record_id"], table["anchor_s"], table["state"], strict=True):
+        under_way = [
+            p.kind
+            for p in truth.precursors
+            if p.record_id == record_id and p.start_s <= anchor < p.start_s + p.duration_s
+        ]
+        assert state == (under_way[0] if under_way else "none")
+    assert set(table["state"]) != {"none"}  # the decoys and warned onsets of the split show up
+    by_key = {s.key: s.onset["af"] for w in v2_tiny.windows() for s in v2_tiny.samples("train", (w, 300))}
+    for i, key in enumerate(zip(table["record_id"], table["anchor_s"], table["window_s"], strict=True)):
+        expected = by_key.get((str(key[0]), float(key[1]), int(key[2])), -1)
+        assert table["onset_af_300"][i] == expected

@@ -58,7 +58,9 @@ def _ecg_model(backbone: Backbone, settings: LlmSettings) -> tuple[EcgLanguageMo
         log.warning("adapter_skipped", adapter_dir=str(settings.adapter_dir), backbone=backbone.name)
     elif settings.adapter_dir is not None:
         model, meta = load_adapter(backbone.lm, settings.adapter_dir)
-        return model, f"adapter {settings.adapter_dir.name}", str(meta.get("version", "unversioned"))
+        # adapter.json names the version: a new forecast head (probe_head.*) ships without rewriting the weights file
+        version = read_adapter_meta(settings.adapter_dir).get("version") or meta.get("version", "unversioned")
+        return model, f"adapter {settings.adapter_dir.name}", str(version)
     state = torch.random.get_rng_state()
     try:
         torch.manual_seed(_UNTRAINED_SEED)

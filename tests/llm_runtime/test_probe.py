@@ -158,6 +158,16 @@ def test_engine_forecasts_with_the_head_and_different_ecg_gives_different_risk(t
     assert fa.rhythm_probs == {h: expected_rhythm[h] for h in HORIZONS}
 
 
+def test_forecasts_carry_the_version_adapter_json_names(tmp_path: Path) -> None:
+    """A new head ships by replacing probe_head.* and bumping adapter.json's version, not the weights file: the
+    forecasts must say which head made them."""
+    adapter = _probe_adapter(tmp_path, with_head=True)
+    assert ForecastEngine.load(_settings(adapter), rebuild="inline").model_version.endswith("/probe/test")
+    meta_path = adapter / "adapter.json"
+    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "version": "probe/test-head2"}))
+    assert ForecastEngine.load(_settings(adapter), rebuild="inline").model_version.endswith("/probe/test-head2")
+
+
 def test_a_head_that_reads_trends_gets_each_requests_own(tmp_path: Path) -> None:
     """The trend features travel with the request: two patients with the same ECG and evidence line but different
     trends get different risks; a request without trends (no measurements) is read as all missing."""

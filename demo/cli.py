@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="replay speed (default 5x: what Gemma 3 270M keeps up with on 2 CPU cores)",
     )
     demo.add_argument("--minutes", type=float, default=12.0, help="minutes of signal per patient (default 12)")
-    demo.add_argument("--seed", type=int, default=1, help="scenario seed")
+    demo.add_argument("--seed", type=int, help="scenario seed (default demo.run.DEFAULT_SEED: a warned AF onset)")
     demo.add_argument("--backbone", help="override llm.backbone (e.g. tiny-random for a quick smoke run)")
     demo.add_argument("--json", type=Path, dest="json_path", help="also write the summary as JSON here")
     demo.add_argument(
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from core.logs import configure_logging
-    from demo.run import DemoOptions, run_demo
+    from demo.run import DEFAULT_SEED, DemoOptions, run_demo
 
     settings = settings_or_report(args.config)
     if settings is None:
@@ -47,7 +47,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         args.patients,
         args.speed,
         args.minutes,
-        args.seed,
+        DEFAULT_SEED if args.seed is None else args.seed,
         args.json_path,
         args.backbone,
         secure_broker=args.secure_broker,

@@ -45,6 +45,11 @@ SCENARIO_CYCLE = ("af_onset", "sinus_stable", "vt_onset", "lead_off", "flutter_o
 DEMO_ROLES = ("agent", "simulator, a wave gateway", "live view, a nurse")
 ONSET_NAMES = {"AF": "af", "AFL": "flutter", "VT": "vt"}  # generator labels -> alert arrhythmia names
 LEAD_OFF_FROM_S = 90.0
+DEFAULT_SEED = 9
+"""The first seed whose AF patient (generator v1) has a strong scripted precursor (PAC rise, strength >= 0.9) and an
+onset late enough for a 2-min warning once the forecast window has filled (>= 480 s of 12 min): a forecaster can
+only warn of an onset something precedes. Seed 1's AF onset has no precursor. Chosen from the scripts, not from
+what the model answers (tests/demo/test_demo.py checks the property)."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,7 @@ class DemoOptions:
     patients: int = 4
     speed: float = 5.0
     minutes: float = 12.0
-    seed: int = 1
+    seed: int = DEFAULT_SEED
     json_path: Path | None = None
     backbone: str | None = None
     view_every_s: float = 2.0
@@ -305,12 +310,25 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
         watcher.disconnect()
         summary = summarise(patients, view.alert_events, options, model_id)
     print(json.dumps(summary["totals"], indent=2))
+    for line in onset_lines(summary):
+        print(line)
     if "UNTRAINED" in summary["model_id"] or "tiny-random" in summary["model_id"]:
         print("note: this model is untrained or a test backbone; its forecasts carry no information")
     if options.json_path:
         options.json_path.write_text(json.dumps(summary, indent=2))
         print(f"summary written to {options.json_path}")
     return summary
+
+
+def onset_lines(summary: dict[str, Any]) -> list[str]:
+    """One line per scripted onset: when it began and how long before it a forecast alert was raised, if one was."""
+    lines = []
+    for p in summary["patients"]:
+        for arrhythmia, onset_s in p["onsets_s"].items():
+            lead = p["lead_time_s"].get(arrhythmia)
+            said = f"forecast alert {lead:.0f} s before it" if lead is not None else "no forecast alert before it"
+            lines.append(f"{p['patient_id']} {p['scenario']}: {arrhythmia} onset at {onset_s:.0f} s of signal, {said}")
+    return lines
 
 
 def _settled(agent: Agent, started: float, options: DemoOptions) -> bool:

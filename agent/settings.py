@@ -201,6 +201,21 @@ class Settings(StrictModel):
         beds = {pid: who["bed"] for pid, who in patients.items() if isinstance(who, dict) and who.get("bed")}
         return {**data, "station": {**station, "beds": beds}} if beds else data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _warm_up_is_one_forecast_window(cls, data: Any) -> Any:
+        """Unless ``alerts.defaults.min_forecast_window_s`` is set, forecast alerts wait for a full forecast window
+        (``llm.window_s``): the window the forecaster's thresholds were set on."""
+        if not isinstance(data, dict):
+            return data
+        alerts, llm = data.get("alerts") or {}, data.get("llm") or {}
+        defaults = alerts.get("defaults") or {} if isinstance(alerts, dict) else None
+        if not isinstance(defaults, dict) or defaults.get("min_forecast_window_s") is not None:
+            return data
+        window = llm.get("window_s") if isinstance(llm, dict) else None
+        window = LlmSettings.model_fields["window_s"].default if window is None else window
+        return {**data, "alerts": {**alerts, "defaults": {**defaults, "min_forecast_window_s": window}}}
+
     @model_validator(mode="after")
     def _beds_agree(self) -> Settings:
         """The station's beds name the same bed as the hospital identity, and fit the agent's patient limits: a

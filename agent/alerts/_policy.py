@@ -233,7 +233,8 @@ class AlertPolicy:
             events.extend(new_events)
         if state.muted(obs.at):
             return state, events  # forecast tracks stay empty until the mute ends: persistence starts afresh
-        if obs.forecast.window_s < policy.min_forecast_window_s:
+        warm_up = policy.min_forecast_window_s
+        if warm_up is not None and obs.forecast.window_s < warm_up:
             return state, events  # a warming-up window: not scored for persistence, active alerts left as they are
         for arrhythmia in ARRHYTHMIAS:
             if not policy.arrhythmia(arrhythmia).enabled:

@@ -217,12 +217,12 @@ class PolicySettings(StrictModel):
     )
     persistence_k: int = Field(2, ge=1, le=20, description="Positive forecasts needed among the last n to raise")
     persistence_n: int = Field(3, ge=1, le=20, description="Forecasts looked back over for persistence")
-    min_forecast_window_s: float = Field(
-        300.0,
+    min_forecast_window_s: float | None = Field(
+        None,
         ge=0,
         le=86_400,
         description="Forecasts read from a shorter window (a stream warming up, or after a gap) neither raise nor clear"
-        " forecast alerts: the forecaster's operating points were set on windows of at least this length",
+        " forecast alerts: the forecaster's thresholds were set on full windows. null: the agent's llm.window_s",
     )
     hysteresis: float = Field(
         0.15, ge=0, lt=1, description="Clearing needs every horizon below its threshold minus this"

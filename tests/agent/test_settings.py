@@ -77,3 +77,14 @@ def test_the_run_command_says_what_the_daemon_does(capsys: pytest.CaptureFixture
     listing = capsys.readouterr().out
     run_line = " ".join(listing[listing.index("    run ") :].split("validate-config")[0].split())
     assert all(word in run_line for word in ("ingest", "encoder", "forecasts", "alerts")), run_line
+
+
+def test_forecast_alerts_wait_for_one_forecast_window_unless_told_otherwise() -> None:
+    from agent.settings import Settings, load_settings
+
+    assert load_settings().alerts.defaults.min_forecast_window_s == 300  # default.yaml's null: llm.window_s
+    short = Settings.model_validate({"llm": {"window_s": 20}})
+    assert short.alerts.defaults.min_forecast_window_s == 20
+    assert short.alerts.for_patient("P1").min_forecast_window_s == 20  # a patient's policy inherits it
+    told = Settings.model_validate({"llm": {"window_s": 20}, "alerts": {"defaults": {"min_forecast_window_s": 0}}})
+    assert told.alerts.defaults.min_forecast_window_s == 0

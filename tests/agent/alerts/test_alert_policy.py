@@ -58,7 +58,7 @@ def test_threshold_with_persistence_raises_one_advisory() -> None:
 
 
 def test_warming_up_windows_neither_raise_nor_clear() -> None:
-    policy, state = make_policy(), PatientAlerts("P001")
+    policy, state = make_policy(min_forecast_window_s=300), PatientAlerts("P001")
     for i, window_s in enumerate((60, 120, 240)):  # the stream's first minutes: high risk from short windows
         f = forecast(af=0.9, t=60.0 * (i + 1), window_s=window_s)
         state, events = policy.decide(state, ForecastSeen(1000.0 + 60 * i, f, evidence()))

@@ -15,7 +15,8 @@ from core.errors import ConfigError
 
 def test_default_config_has_the_alerts_section() -> None:
     alerts = load_settings(DEFAULT_CONFIG_PATH, env={}).alerts
-    assert alerts == AlertSettings.model_validate({})  # the YAML mirrors the model's defaults
+    expected = AlertSettings.model_validate({"defaults": {"min_forecast_window_s": 300}})  # null -> llm.window_s
+    assert alerts == expected  # the YAML mirrors the model's defaults
     assert alerts.store_path == Path("var/alerts.sqlite3")
 
 

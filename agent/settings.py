@@ -209,7 +209,7 @@ class Settings(StrictModel):
         if not isinstance(data, dict):
             return data
         alerts, llm = data.get("alerts") or {}, data.get("llm") or {}
-        defaults = alerts.get("defaults") or {} if isinstance(alerts, dict) else None
+        defaults = (alerts.get("defaults") or {}) if isinstance(alerts, dict) else None
         if not isinstance(defaults, dict) or defaults.get("min_forecast_window_s") is not None:
             return data
         window = llm.get("window_s") if isinstance(llm, dict) else None

@@ -25,7 +25,7 @@ import numpy.typing as npt
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evaluation.metrics import auroc
-from llm_runtime.precursor import PrecursorReadout, window_bins
+from llm_runtime.precursor import PrecursorReadout
 from llm_runtime.probe import PROBE_HORIZONS
 from llm_runtime.prompts import ARRHYTHMIAS
 from training.precursor import fit_precursor_readout
@@ -44,8 +44,8 @@ def onset_logistic(readout: PrecursorReadout, train: Table, val: Table, label: s
     from sklearn.linear_model import LogisticRegression
 
     known = train[label] >= 0
-    x_train = (readout.inputs(train["trends"], train["window_s"]) - readout.mean) / readout.scale
-    x_val = (readout.inputs(val["trends"], val["window_s"]) - readout.mean) / readout.scale
+    x_train = readout.standardised(train["trends"], train["window_s"])
+    x_val = readout.standardised(val["trends"], val["window_s"])
     fit = LogisticRegression(C=0.1, class_weight="balanced", max_iter=3000).fit(x_train[known], train[label][known])
     out: npt.NDArray[np.float64] = fit.decision_function(x_val)
     return out
@@ -54,8 +54,7 @@ def onset_logistic(readout: PrecursorReadout, train: Table, val: Table, label: s
 def oracle(readout: PrecursorReadout, val: Table) -> npt.NDArray[np.float64]:
     """(B, H, A): the conversion rate of the state each validation input was really in."""
     told = np.eye(len(readout.states))[np.searchsorted(readout.states, val["state"].astype(str))]
-    rates = readout.rates[:, :, window_bins(readout.windows_s, val["window_s"]), :]
-    return np.asarray(np.einsum("bk,habk->bha", told, rates))
+    return readout.expected_rate(told, val["window_s"])
 
 
 def main(argv: list[str] | None = None) -> int:

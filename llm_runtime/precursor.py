@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from llm_runtime.trend_columns import trend_columns
 
-__all__ = ["PRECURSOR_ARRAYS", "PrecursorReadout", "window_bins"]
+__all__ = ["PRECURSOR_ARRAYS", "PrecursorReadout", "readout_inputs", "window_bins"]
 
 Floats = npt.NDArray[np.float64]
 
@@ -41,6 +41,14 @@ def window_bins(windows_s: Floats, window_s: npt.ArrayLike) -> npt.NDArray[np.in
     return np.clip(index, 0, len(windows_s) - 1).astype(np.int64)
 
 
+def readout_inputs(trends: Floats, window_s: npt.ArrayLike, fill: Floats, windows_s: Floats) -> Floats:
+    """(B, 3E + W): the trend columns (value, signed log, missing flag) and a one-hot of the window's bin; shared by
+    the fit (before a read-out exists) and :meth:`PrecursorReadout.inputs`."""
+    rows = np.asarray(trends, dtype=np.float64).reshape(-1, fill.size)
+    one_hot = np.eye(len(windows_s))[window_bins(windows_s, window_s)]
+    return np.hstack([trend_columns(rows, fill, rows.shape[0]), one_hot])
+
+
 @dataclass(frozen=True, eq=False)
 class PrecursorReadout:
     """Softmax over precursor states from trend features and the window's bin; conversion rates per state."""
@@ -55,23 +63,34 @@ class PrecursorReadout:
     rates: Floats  # (H, A, W, K): P(onset of arrhythmia a within horizon h | state k, window bin w) in training
 
     def inputs(self, trends: Floats, window_s: npt.ArrayLike) -> Floats:
-        """(B, 3E + W): the trend columns (value, signed log, missing flag) and a one-hot of the window's bin."""
-        rows = np.asarray(trends, dtype=np.float64).reshape(-1, self.fill.size)
-        one_hot = np.eye(len(self.windows_s))[window_bins(self.windows_s, window_s)]
-        return np.hstack([trend_columns(rows, self.fill, rows.shape[0]), one_hot])
+        return readout_inputs(trends, window_s, self.fill, self.windows_s)
+
+    def standardised(self, trends: Floats, window_s: npt.ArrayLike) -> Floats:
+        """(B, 3E + W): :meth:`inputs` standardised as in the fit."""
+        out: Floats = (self.inputs(trends, window_s) - self.mean) / self.scale
+        return out
 
     def state_probs(self, trends: Floats, window_s: npt.ArrayLike) -> Floats:
         """(B, K): P(precursor state | the window's trend features)."""
-        z = (self.inputs(trends, window_s) - self.mean) / self.scale @ self.weights.T + self.bias
+        z = self.standardised(trends, window_s) @ self.weights.T + self.bias
         e = np.exp(z - z.max(axis=1, keepdims=True))
         out: Floats = e / e.sum(axis=1, keepdims=True)
         return out
 
+    def expected_rate(self, state_probs: Floats, window_s: npt.ArrayLike) -> Floats:
+        """(B, H, A): the conversion rate expected under state probabilities (B, K), per horizon and arrhythmia."""
+        rates = self.rates[:, :, window_bins(self.windows_s, window_s), :]  # (H, A, B, K)
+        out: Floats = np.einsum("bk,habk->bha", state_probs, rates)
+        return out
+
     def onset_risk(self, trends: Floats, window_s: npt.ArrayLike) -> Floats:
         """(B, H, A): expected conversion rate of the window's precursor state, per horizon and arrhythmia."""
-        probs = self.state_probs(trends, window_s)  # (B, K)
-        rates = self.rates[:, :, window_bins(self.windows_s, window_s), :]  # (H, A, B, K)
-        out: Floats = np.einsum("bk,habk->bha", probs, rates)
+        return self.expected_rate(self.state_probs(trends, window_s), window_s)
+
+    def risk_logit(self, trends: Floats, window_s: npt.ArrayLike) -> Floats:
+        """(B, H, A): logit of :meth:`onset_risk`, clipped to [1e-4, 1 - 1e-4]: what the head's mix reads."""
+        risk = np.clip(self.onset_risk(trends, window_s), 1e-4, 1 - 1e-4)
+        out: Floats = np.log(risk / (1 - risk))
         return out
 
     def arrays(self) -> dict[str, Floats]:

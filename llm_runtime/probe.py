@@ -77,6 +77,16 @@ class ProbeHead:
     def inputs(self, features: Floats, trends: Floats | None = None) -> Floats:
         return head_inputs(features, trends, self.trend_fill)
 
+    def standardised(self, features: Floats, trends: Floats | None = None) -> Floats:
+        """(B, F [+ 3E]): the read-outs' input rows, standardised as in the fit."""
+        out: Floats = (self.inputs(features, trends) - self.mean) / self.scale
+        return out
+
+    def onset_raw(self, x: Floats) -> Floats:
+        """(B, H, A): the LM read-out's onset logits of standardised rows, before calibration or mix."""
+        out: Floats = np.einsum("hcf,bf->bhc", self.onset_w, x) + self.onset_b
+        return out
+
     def onset_logits(self, raw: Floats, trends: Floats | None, window_s: npt.ArrayLike | None) -> Floats:
         """Calibrated onset logits (B, H, A) from the LM read-out's raw logits: Platt-scaled, or, for a head with a
         precursor read-out, mixed with the logit of the precursor state's conversion rate (fitted on validation)."""
@@ -86,8 +96,8 @@ class ProbeHead:
         if window_s is None:
             raise ValueError("this head's precursor read-out needs each row's window length")
         rows = np.full((raw.shape[0], self.precursor.fill.size), np.nan) if trends is None else trends
-        risk = np.clip(self.precursor.onset_risk(rows, window_s), 1e-4, 1 - 1e-4)
-        mixed: Floats = self.mix[..., 0] * raw + self.mix[..., 1] * np.log(risk / (1 - risk)) + self.mix[..., 2]
+        risk_logit = self.precursor.risk_logit(rows, window_s)
+        mixed: Floats = self.mix[..., 0] * raw + self.mix[..., 1] * risk_logit + self.mix[..., 2]
         return mixed
 
     def predict(
@@ -96,10 +106,9 @@ class ProbeHead:
         """LM features (B, F) and, for a head that reads them, trend features (B, E; None or NaN: not measured) and
         the seconds each row's window spans (B,) -> per row (rhythm_probs, onset_probs), keyed by horizon as the
         Forecast object."""
-        x = (self.inputs(features, trends) - self.mean) / self.scale  # (B, F [+ 3E])
+        x = self.standardised(features, trends)  # (B, F [+ 3E])
         rhythm = _softmax(np.einsum("hcf,bf->bhc", self.rhythm_w, x) + self.rhythm_b)  # (B, H, 4)
-        raw = np.einsum("hcf,bf->bhc", self.onset_w, x) + self.onset_b  # (B, H, 3)
-        onset = _sigmoid(self.onset_logits(raw, trends, window_s))
+        onset = _sigmoid(self.onset_logits(self.onset_raw(x), trends, window_s))  # (B, H, 3)
         out = []
         for b in range(x.shape[0]):
             rows = {h: dict(zip(RHYTHMS, map(float, rhythm[b, i]), strict=True)) for i, h in enumerate(self.horizons_s)}

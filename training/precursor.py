@@ -22,10 +22,9 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from llm_runtime.precursor import PrecursorReadout, window_bins
+from llm_runtime.precursor import PrecursorReadout, readout_inputs, window_bins
 from llm_runtime.probe import ProbeHead
 from llm_runtime.prompts import ARRHYTHMIAS
-from llm_runtime.trend_columns import trend_columns
 from training.probe import load_features, load_split, operating_points
 
 __all__ = ["attach_precursor_readout", "fit_mix", "fit_precursor_readout"]
@@ -69,8 +68,7 @@ def fit_precursor_readout(
     windows_s = np.array(sorted({float(w) for w in table["window_s"]}))
     trends = np.asarray(table["trends"], dtype=np.float64)
     fill = np.nan_to_num(np.nanmedian(trends, axis=0))
-    bins = window_bins(windows_s, table["window_s"])
-    rows = np.hstack([trend_columns(trends, fill, len(trends)), np.eye(len(windows_s))[bins]])
+    rows = readout_inputs(trends, table["window_s"], fill, windows_s)
     mean, scale = rows.mean(0), rows.std(0) + 1e-6
     target = np.searchsorted(states, table["state"].astype(str))
     fit = LogisticRegression(C=c, class_weight=class_weight, max_iter=5000, random_state=seed)
@@ -87,10 +85,8 @@ def fit_mix(head: ProbeHead, readout: PrecursorReadout, val: dict[str, npt.NDArr
     validation; a horizon without both labels keeps the read-out's risk as it is."""
     from sklearn.linear_model import LogisticRegression
 
-    x = (head.inputs(val["x"], val["trends"]) - head.mean) / head.scale
-    raw = np.einsum("hcf,bf->bhc", head.onset_w, x) + head.onset_b
-    risk = np.clip(readout.onset_risk(val["trends"], val["window_s"]), 1e-4, 1 - 1e-4)
-    risk_logit = np.log(risk / (1 - risk))
+    raw = head.onset_raw(head.standardised(val["x"], val["trends"]))
+    risk_logit = readout.risk_logit(val["trends"], val["window_s"])
     mix = np.tile([0.0, 1.0, 0.0], (len(head.horizons_s), len(ARRHYTHMIAS), 1))
     for i, h in enumerate(head.horizons_s):
         for j, name in enumerate(ARRHYTHMIAS):

@@ -88,3 +88,12 @@ def test_forecast_alerts_wait_for_one_forecast_window_unless_told_otherwise() ->
     assert short.alerts.for_patient("P1").min_forecast_window_s == 20  # a patient's policy inherits it
     told = Settings.model_validate({"llm": {"window_s": 20}, "alerts": {"defaults": {"min_forecast_window_s": 0}}})
     assert told.alerts.defaults.min_forecast_window_s == 0
+
+
+def test_an_alerts_section_that_is_not_a_mapping_is_a_clear_error() -> None:
+    import pydantic
+
+    from agent.settings import Settings
+
+    with pytest.raises(pydantic.ValidationError, match="alerts"):
+        Settings.model_validate({"alerts": ["not", "a", "mapping"]})

@@ -205,11 +205,10 @@ class ModelWorker(WorkerThread):
 
     def _report_upkeep(self) -> None:
         """Tell the scheduler what keeping one patient's cache current costs per second of signal, on this machine:
-        this worker's own encoder and feeding time per patient-second fed, plus the runner's background rebuilds."""
+        this worker's own encoder and feeding time per patient-second fed (feeding includes the cache slides)."""
         if not self.stats.seconds_fed:
             return
-        worker = (self.stats.feed_s + self.stats.encode_s) / self.stats.seconds_fed
-        self.scheduler.record_upkeep(worker + (self.engine.runner.rebuild_s_per_patient_second() or 0.0))
+        self.scheduler.record_upkeep((self.stats.feed_s + self.stats.encode_s) / self.stats.seconds_fed)
 
     def _window_s(self) -> int:
         return int(self.engine.settings.window_s)

@@ -214,7 +214,7 @@ def main() -> int:
         num_threads=args.threads,
     )
     start = time.perf_counter()
-    engine = ForecastEngine.load(settings, rebuild="inline")
+    engine = ForecastEngine.load(settings, slide="rebuild")
     load_s = time.perf_counter() - start
     runner = engine.runner
     if args.feed_batch:

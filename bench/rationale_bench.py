@@ -65,7 +65,7 @@ def main() -> int:
 
     torch.set_num_threads(1)
     settings = load_settings()
-    engine = ForecastEngine.load(settings.llm, rebuild="inline")
+    engine = ForecastEngine.load(settings.llm, slide="rebuild")
     data = EvalData(open_benchmark(args.data, args.bench_dir))
     if settings.llm.adapter_dir is None:
         raise SystemExit("llm.adapter_dir is null: no trained adapter to explain")

@@ -238,7 +238,7 @@ def run_calibration(config: CalibrationConfig) -> dict[str, Any]:
         base = LlmSettings.model_validate({})
     update = {"adapter_dir": config.adapter_dir, "window_s": max(config.windows_s), "horizons_s": config.horizons_s}
     settings = LlmSettings.model_validate(base.model_copy(update=update).model_dump())
-    engine = ForecastEngine.load(settings, "inline", calibrated=False)  # raw scores: what the map is fitted on
+    engine = ForecastEngine.load(settings, "rebuild", calibrated=False)  # raw scores: what the map is fitted on
     forecaster = LmForecaster(engine, data, embedder)
     cells: dict[tuple[int, int], tuple[list[Sample], Predictions]] = {}
     weights: dict[InputKey, float] = {}

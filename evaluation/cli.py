@@ -114,7 +114,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="walk the parts backwards: a second process on another core shares a running extraction",
     )
+    f.add_argument(
+        "--slide-parity",
+        action="store_true",
+        help="pairs per input: the agent's slid KV cache (fed from 2w before the anchor) and a fresh prefill of "
+        "the same seconds (writes SPLIT[-w<grid>]-slide.npz and -slide-fresh.npz; score with eval slide-parity)",
+    )
+    f.add_argument("--feed-every-s", type=int, default=10, help="with --slide-parity: seconds per feed (agent's)")
     f.set_defaults(func=cmd_eval_probe_features)
+
+    sp = inner.add_parser("slide-parity", help="score the slid-cache and fresh-prefill feature pairs with the head")
+    sp.add_argument("--adapter", type=Path, required=True, help="probe adapter directory (with its head)")
+    sp.add_argument("--features", type=Path, required=True, help="the -slide.npz written by probe-features")
+    sp.add_argument("--data", default="synthetic-v2-yardstick", help="spec name or built benchmark dir")
+    sp.add_argument("--bench-dir", type=Path, default=Path("runs/bench"), help="where specs are built")
+    sp.add_argument("--out", type=Path, required=True, help="writes slide_parity.json here")
+    sp.add_argument("--n-boot", type=int, default=200, help="patient-bootstrap resamples")
+    sp.set_defaults(func=cmd_eval_slide_parity)
 
     q = inner.add_parser("probe", help="score a probe adapter's head on the frozen LM subsample vs GBT, with ablations")
     q.add_argument("--adapter", type=Path, required=True, help="probe adapter directory (with its head)")
@@ -296,18 +312,23 @@ def cmd_eval_probe_features(args: argparse.Namespace) -> int:
         merge_parts,
         parts_complete,
     )
+    from evaluation.slide_parity import SlidFeatures, split_pairs
     from llm_runtime.probe import PROBE_HORIZONS
+    from llm_runtime.runner import Slide
     from llm_runtime.settings import LlmSettings
 
     torch.set_num_threads(args.threads)
     data = EvalData(open_benchmark(args.data, args.bench_dir))
     keys = input_keys(data, args.split, args.windows, PROBE_HORIZONS, args.per_window)
-    engine = load_engine(LlmSettings.model_validate({}), args.adapter, max(args.windows), PROBE_HORIZONS[:1])
+    slide: Slide = "evict" if args.slide_parity else "rebuild"
+    engine = load_engine(LlmSettings.model_validate({}), args.adapter, max(args.windows), PROBE_HORIZONS[:1], slide)
     donors = evidence_donors(data, keys) if args.ablate == "swap-evidence" else None
     embedder = Embedder(args.adapter / "encoder.pt")
     forecaster = LmForecaster(engine, data, embedder, zero_ecg=args.ablate == "zero-ecg", evidence_from=donors)
     name = args.split + _windows_suffix(args.windows) + (f"-{args.ablate}" if args.ablate else "")
-    extract(forecaster, keys, args.out / f"{name}-parts", from_end=args.from_end)
+    name += "-slide" if args.slide_parity else ""
+    provider = SlidFeatures(forecaster, args.feed_every_s) if args.slide_parity else forecaster
+    extract(provider, keys, args.out / f"{name}-parts", from_end=args.from_end)
     if not parts_complete(args.out / f"{name}-parts", len(keys)):  # the other process is still on its last part
         print(json.dumps({"split": args.split, "inputs": len(keys), "merged": False}))
         return 0
@@ -316,7 +337,23 @@ def cmd_eval_probe_features(args: argparse.Namespace) -> int:
         labels["weight"] = draw_weights(data, args.split, keys, PROBE_HORIZONS)
     trends = input_trends(data, keys, donors)
     path = merge_parts(args.out / f"{name}-parts", keys, labels, engine.probe_layers, args.out / f"{name}.npz", trends)
+    if args.slide_parity:
+        split_pairs(path)
     print(json.dumps({"split": args.split, "inputs": len(keys), "features": str(path)}))
+    return 0
+
+
+def cmd_eval_slide_parity(args: argparse.Namespace) -> int:
+    from evaluation.data import EvalData, open_benchmark
+    from evaluation.probe_eval import ProbeEvalConfig
+    from evaluation.slide_parity import evaluate_slide
+
+    data = EvalData(open_benchmark(args.data, args.bench_dir))
+    config = ProbeEvalConfig(args.adapter, args.features.parent, args.out, n_boot=args.n_boot, baseline=False)
+    fresh = args.features.with_name(f"{args.features.stem}-fresh.npz")
+    results = evaluate_slide(data, args.features, fresh, config)
+    print(json.dumps({k: v for k, v in results.items() if k not in ("slid", "fresh")}, indent=1, default=str))
+    print(json.dumps({k: {m: v for m, v in results[k].items() if m != "cells"} for k in ("slid", "fresh")}, indent=1))
     return 0
 
 

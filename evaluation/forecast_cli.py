@@ -113,7 +113,7 @@ def _run(args: argparse.Namespace) -> Forecast:
     segment = p_signal[start:end]
     embeddings = torch.from_numpy(_embeddings(settings, segment, fs, names))
     evidence = window_evidence(segment, fs, names)
-    engine = ForecastEngine.load(llm, rebuild="inline")
+    engine = ForecastEngine.load(llm, slide="rebuild")
     patient_id = args.patient_id or record_name
     first_second = int(args.at) - embeddings.shape[1]
     with engine.runner:

@@ -25,7 +25,7 @@ from evaluation.predictions import Predictions
 from llm_runtime.checkpoints import read_adapter_meta
 from llm_runtime.engine import ForecastEngine
 from llm_runtime.forecast import Forecast
-from llm_runtime.runner import ScoreRequest
+from llm_runtime.runner import ScoreRequest, Slide
 from llm_runtime.settings import LlmSettings
 
 __all__ = ["LmForecaster", "WindowEvidence", "input_evidence", "load_engine", "window_evidence"]
@@ -34,15 +34,16 @@ log = structlog.get_logger(__name__)
 
 
 def load_engine(
-    base: LlmSettings, adapter_dir: Path | None, window_s: int, horizons_s: Sequence[int]
+    base: LlmSettings, adapter_dir: Path | None, window_s: int, horizons_s: Sequence[int], slide: Slide = "rebuild"
 ) -> ForecastEngine:
-    """The runtime as configured, with this method's adapter (None: zero-shot), window and horizons."""
+    """The runtime as configured, with this method's adapter (None: zero-shot), window and horizons; ``slide`` as
+    ``ForecastEngine.load`` (offline inputs are primed afresh: the exact ``rebuild`` unless a caller streams)."""
     update: dict[str, object] = {"adapter_dir": adapter_dir, "window_s": window_s, "horizons_s": tuple(horizons_s)}
     leads = _adapter_leads(adapter_dir)
     if leads:
         update["leads"] = leads  # the leads the adapter was trained on, in its token order
     settings = base.model_copy(update=update)
-    return ForecastEngine.load(LlmSettings.model_validate(settings.model_dump()), rebuild="inline")
+    return ForecastEngine.load(LlmSettings.model_validate(settings.model_dump()), slide=slide)
 
 
 def _adapter_leads(adapter_dir: Path | None) -> tuple[str, ...]:

@@ -25,7 +25,17 @@ from evaluation.predictions import Predictions
 from evaluation.scoring import af_onset_aurocs, cell_metrics, mean_over_cells, paired_difference
 from llm_runtime.probe import ProbeHead
 
-__all__ = ["ProbeEvalConfig", "evaluate_probe", "frozen_cells", "gbt_predictions", "head_predictions"]
+__all__ = [
+    "ProbeEvalConfig",
+    "ProbeInputs",
+    "cells_of",
+    "evaluate_probe",
+    "frozen_cells",
+    "gbt_predictions",
+    "head_predictions",
+    "paired_cells",
+    "probe_summary",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -45,7 +55,7 @@ class ProbeEvalConfig:
 
 
 @dataclass(frozen=True)
-class _Inputs:
+class ProbeInputs:
     """One features file's rows: input keys, LM features (N, F) and trend features (N, E) when it carries them."""
 
     keys: list[InputKey]
@@ -53,26 +63,26 @@ class _Inputs:
     trends: npt.NDArray[np.float64] | None
 
     @staticmethod
-    def load(path: Path) -> _Inputs:
+    def load(path: Path) -> ProbeInputs:
         with np.load(path, allow_pickle=False) as data:
             keys = [
                 (str(r), float(a), int(w))
                 for r, a, w in zip(data["record_id"], data["anchor_s"], data["window_s"], strict=True)
             ]
             trends = np.asarray(data["trends"], dtype=np.float64) if "trends" in data.files else None
-            return _Inputs(keys, np.asarray(data["x"], dtype=np.float64), trends)
+            return ProbeInputs(keys, np.asarray(data["x"], dtype=np.float64), trends)
 
     @staticmethod
-    def concat(parts: Sequence[_Inputs]) -> _Inputs:
+    def concat(parts: Sequence[ProbeInputs]) -> ProbeInputs:
         trends = [p.trends for p in parts]
-        return _Inputs(
+        return ProbeInputs(
             [k for p in parts for k in p.keys],
             np.concatenate([p.x for p in parts]),
             None if any(t is None for t in trends) else np.concatenate(trends),  # type: ignore[arg-type]
         )
 
 
-def head_predictions(head: ProbeHead, inputs: _Inputs) -> Callable[[Sequence[Sample]], Predictions]:
+def head_predictions(head: ProbeHead, inputs: ProbeInputs) -> Callable[[Sequence[Sample]], Predictions]:
     """The head's forecasts, computed once for every input, served per cell: ``samples`` (each an input of
     ``inputs.keys`` at one horizon) -> Predictions."""
     if head.reads_trends and inputs.trends is None:
@@ -87,14 +97,14 @@ def head_predictions(head: ProbeHead, inputs: _Inputs) -> Callable[[Sequence[Sam
     return for_samples
 
 
-def _cells(data: EvalData, keys: Sequence[InputKey], horizons: Sequence[int]) -> dict[Cell, list[Sample]]:
+def cells_of(data: EvalData, keys: Sequence[InputKey], horizons: Sequence[int]) -> dict[Cell, list[Sample]]:
     wanted = set(keys)
     windows = sorted({k[2] for k in keys})
     cells = {(w, h): [s for s in data.samples("test", (w, h)) if s.key in wanted] for w in windows for h in horizons}
     return {c: s for c, s in cells.items() if s}
 
 
-def _summary(
+def probe_summary(
     cells: dict[Cell, list[Sample]], preds: dict[Cell, Predictions], config: ProbeEvalConfig
 ) -> dict[str, Any]:
     per_cell = {f"w{w}_h{h}": cell_metrics(s, preds[(w, h)], config.n_boot, config.seed) for (w, h), s in cells.items()}
@@ -112,7 +122,7 @@ def _summary(
     }
 
 
-def _paired(
+def paired_cells(
     cells: dict[Cell, list[Sample]], a: dict[Cell, Predictions], b: dict[Cell, Predictions], config: ProbeEvalConfig
 ) -> dict[str, Any]:
     order = sorted(cells)
@@ -174,14 +184,14 @@ def frozen_cells(data: EvalData, horizons: Sequence[int]) -> dict[Cell, list[Sam
     frozen = frozen_lm_subsample(data.bench)
     if frozen is None:
         raise ValueError("this benchmark has no frozen LM subsample (python main.py eval yardstick)")
-    return _cells(data, sorted(frozen), horizons)
+    return cells_of(data, sorted(frozen), horizons)
 
 
 def evaluate_probe(data: EvalData, config: ProbeEvalConfig) -> dict[str, Any]:
     """Scores of the head, the GBT baseline and the ablations on the frozen subsample; written to ``out``."""
     head = ProbeHead.load(config.adapter)
-    inputs = _Inputs.load(config.features / "test.npz")
-    cells = _cells(data, inputs.keys, config.horizons_s)
+    inputs = ProbeInputs.load(config.features / "test.npz")
+    cells = cells_of(data, inputs.keys, config.horizons_s)
     predict = head_predictions(head, inputs)
     probe = {c: predict(s) for c, s in cells.items()}
     results: dict[str, Any] = {
@@ -190,19 +200,19 @@ def evaluate_probe(data: EvalData, config: ProbeEvalConfig) -> dict[str, Any]:
         "adapter": str(config.adapter),
         "inputs": len(inputs.keys),
         "patients": len({s.patient_id for samples in cells.values() for s in samples}),
-        "probe": _summary(cells, probe, config),
+        "probe": probe_summary(cells, probe, config),
         "ablations": {},
     }
     if config.baseline:
         best = gbt_predictions(data, cells, config.out / "gbt_predictions.npz", config.seed)
-        results["gbt"] = _summary(cells, best, config)
-        results["probe_minus_gbt"] = _paired(cells, probe, best, config)
+        results["gbt"] = probe_summary(cells, best, config)
+        results["probe_minus_gbt"] = paired_cells(cells, probe, best, config)
     for name in ABLATIONS:
         paths = [config.features / f"test-{name}.npz", *sorted(config.features.glob(f"test-w*-{name}.npz"))]
-        loaded = [_Inputs.load(path) for path in paths if path.exists()]
+        loaded = [ProbeInputs.load(path) for path in paths if path.exists()]
         if not loaded:
             continue
-        ablated_inputs = _Inputs.concat(loaded)
+        ablated_inputs = ProbeInputs.concat(loaded)
         present = set(ablated_inputs.keys)
         ab_cells = {c: [s for s in samples if s.key in present] for c, samples in cells.items()}
         ab_cells = {c: s for c, s in ab_cells.items() if s}
@@ -211,8 +221,8 @@ def evaluate_probe(data: EvalData, config: ProbeEvalConfig) -> dict[str, Any]:
         ablated = {c: predict_ablated(s) for c, s in ab_cells.items()}
         results["ablations"][name] = {
             "windows": sorted({c[0] for c in ab_cells}),
-            "full_minus_ablated": _paired(ab_cells, full, ablated, config),
-            "ablated": {k: v for k, v in _summary(ab_cells, ablated, config).items() if k != "cells"},
+            "full_minus_ablated": paired_cells(ab_cells, full, ablated, config),
+            "ablated": {k: v for k, v in probe_summary(ab_cells, ablated, config).items() if k != "cells"},
         }
     config.out.mkdir(parents=True, exist_ok=True)
     (config.out / "probe_results.json").write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")

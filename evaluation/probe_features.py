@@ -15,17 +15,18 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 import structlog
 
 from evaluation.data import ONSETS, EvalData, InputKey, frozen_lm_subsample
-from evaluation.lm import LmForecaster, input_evidence
+from evaluation.lm import input_evidence
 
 __all__ = [
     "PART",
+    "FeatureSource",
     "draw_weights",
     "evidence_donors",
     "extract",
@@ -112,7 +113,14 @@ def evidence_donors(data: EvalData, keys: Sequence[InputKey]) -> dict[InputKey, 
     return out
 
 
-def extract(forecaster: LmForecaster, keys: Sequence[InputKey], parts_dir: Path, from_end: bool = False) -> None:
+class FeatureSource(Protocol):
+    """What :func:`extract` reads features from: ``LmForecaster`` (a fresh prefill per input) or
+    ``slide_parity.SlidFeatures`` (slid-cache and fresh pairs)."""
+
+    def features(self, key: InputKey) -> npt.NDArray[np.float32]: ...
+
+
+def extract(forecaster: FeatureSource, keys: Sequence[InputKey], parts_dir: Path, from_end: bool = False) -> None:
     """Features of ``keys`` into ``parts_dir/part-NNNN.npz`` (x, record_id, anchor_s, window_s); parts already
     written are skipped, after checking they hold the same inputs (a changed key list must not pass for a resume).
     ``from_end`` walks the parts backwards: a second process (another core) started at any time shares the work

@@ -23,7 +23,7 @@ from llm_runtime.forecast import SCHEMA, Forecast, parse_explanation, probabilit
 from llm_runtime.model import EcgLanguageModel, EcgLmConfig
 from llm_runtime.probe import ProbeHead
 from llm_runtime.prompts import ARRHYTHMIAS, CHAT_FORMATS, PromptBook, Question, questions_for
-from llm_runtime.runner import ModelRunner, RunnerConfig, ScoreRequest
+from llm_runtime.runner import ModelRunner, RunnerConfig, ScoreRequest, Slide
 from llm_runtime.settings import LlmSettings
 
 __all__ = ["ForecastEngine", "resolve_device"]
@@ -121,8 +121,9 @@ class ForecastEngine:
     probe: ProbeHead | None = None  # the probe variant's forecast head; None: options are scored (generative)
 
     @staticmethod
-    def load(settings: LlmSettings, rebuild: str = "background", calibrated: bool = True) -> ForecastEngine:
-        """``calibrated=False`` reports the raw scored onset probabilities (what a calibration is fitted on)."""
+    def load(settings: LlmSettings, slide: Slide = "evict", calibrated: bool = True) -> ForecastEngine:
+        """``slide="rebuild"`` prefills a slid window afresh (exact, slow: offline tools); ``calibrated=False``
+        reports the raw scored onset probabilities (what a calibration is fitted on)."""
         if settings.num_threads:
             torch.set_num_threads(settings.num_threads)
         device = resolve_device(settings.device)
@@ -136,7 +137,7 @@ class ForecastEngine:
         model = model.to(device=device, dtype=_DTYPES[settings.dtype])
         questions, probe = _forecast_readout(settings, label)
         prompts = PromptBook(backbone.tokenizer, CHAT_FORMATS[backbone.chat], settings.leads, questions)
-        config = RunnerConfig(settings.layout, settings.window_s, settings.slack_s, rebuild)  # type: ignore[arg-type]
+        config = RunnerConfig(settings.layout, settings.window_s, settings.slack_s, slide)
         runner = ModelRunner(model, prompts, config)
         model_id = f"{backbone.model_id} + {label}; layout {settings.layout}"
         log.info(

@@ -1,17 +1,17 @@
 """ModelRunner: owns the ECG-LM and one KV cache per patient; scores answer options and writes rationales.
 
 Streaming layout: ``extend`` runs only the newest second's tokens on top of the patient's cache. The cache covers
-between ``window_s`` and ``window_s + slack_s`` seconds: when it passes the upper bound, a new cache over the
-last ``window_s`` seconds is prefilled in the background (one worker thread) while forecasts keep using the old
-one; when it is ready, the seconds that arrived meanwhile are appended and it replaces the old cache. So a
-forecast never waits for a full prefill. With ``rebuild="inline"`` the rebuild runs synchronously (tests).
+between ``window_s`` and ``window_s + slack_s`` seconds: when it passes the upper bound, the oldest seconds are
+evicted and the rest keep their keys/values with shifted rotary positions (``cache_slide``: no prefill, an
+approximation whose effect on the forecasts is measured in docs/LLM_RUNTIME.md). With ``slide="rebuild"`` the
+last ``window_s`` seconds are prefilled afresh instead, synchronously: the exact reference (tests, offline tools).
 
 Feeding several patients: ``extend_batch`` runs the new seconds of up to ``feed_batch`` patients in one padded
 forward pass (``scoring.extend_caches``), each patient keeping its own cache; ``extend_seconds`` is the one-patient
 case and appends in place. Prefills (first seconds, rebuilds) stay one patient per call.
 
-Upkeep accounting (``stats``, ``rebuild_s_per_patient_second``): the owner thread records the time of every
-prefill it adopts, so that the agent can report what keeping a cache current costs on this machine.
+Upkeep accounting (``stats``): prefills and slides are counted and timed, so that a bench can say what keeping a
+cache current costs; the agent times its own feeding calls, which include the slides.
 
 CAMEL layout: nothing is cached (a new second shifts every later lead); ``score`` runs the full sequence.
 ``score(..., prefill=True)`` does the same for the streaming layout: the reference the cache must match.
@@ -22,7 +22,6 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -33,6 +32,7 @@ import torch
 from transformers.cache_utils import DynamicCache
 
 from core.errors import LifecycleError, ModelError
+from llm_runtime.cache_slide import evict_seconds_before
 from llm_runtime.layout import Layout, TokenMeta
 from llm_runtime.model import EcgLanguageModel
 from llm_runtime.packing import (
@@ -54,17 +54,28 @@ from llm_runtime.scoring import (
     run_rows,
 )
 
-__all__ = ["Generation", "ModelRunner", "NewSeconds", "RunnerConfig", "RunnerStats", "ScoreRequest", "ScoreResult"]
+__all__ = [
+    "Generation",
+    "ModelRunner",
+    "NewSeconds",
+    "RunnerConfig",
+    "RunnerStats",
+    "ScoreRequest",
+    "ScoreResult",
+    "Slide",
+]
 
 log = structlog.get_logger(__name__)
+
+Slide = Literal["evict", "rebuild"]  # how a cache past window + slack keeps only the window (module docstring)
 
 
 @dataclass(frozen=True)
 class RunnerConfig:
     layout: Layout = "streaming"
     window_s: int = 300  # seconds of ECG a forecast reads (ECGForecastBench's w = 300 s)
-    slack_s: int = 60  # the cache may grow this far past the window before a rebuild is started
-    rebuild: Literal["background", "inline"] = "background"
+    slack_s: int = 60  # the cache may grow this far past the window before its oldest seconds are slid out
+    slide: Slide = "evict"
     # Most patients whose new seconds share one forward pass. 8 measured best on the 2-core CPU (Gemma 3 270M,
     # 5-min caches, 10 s each: 1.5x cheaper per patient-second than one per call; 16 about the same, 32 slower:
     # its per-pass temporaries, the attention's expanded keys among them, pass glibc's mmap threshold and are
@@ -90,10 +101,12 @@ class NewSeconds:
 class RunnerStats:
     """Cache upkeep the runner did, written only by the thread that calls the runner (the owner)."""
 
-    prefills: int = 0  # first prefills, rebuilds and primes adopted
+    prefills: int = 0  # first prefills, rebuilds and primes
     prefill_tokens: int = 0
-    prefill_s: float = 0.0  # their wall time (a background rebuild's own time, measured on its thread)
-    prefill_s_per_token: float = 0.0  # recent prefill speed: a running mean (0.3) over prefills
+    prefill_s: float = 0.0  # their wall time
+    slides: int = 0  # evictions (``slide="evict"``)
+    slid_tokens: int = 0  # tokens they dropped
+    slide_s: float = 0.0  # their wall time
     batched_appends: int = 0  # forward passes that appended several patients' seconds
 
 
@@ -128,20 +141,18 @@ class _Prefix:
     meta: TokenMeta  # (1, L)
     first_second: int
     last_second: int
-    build_s: float = 0.0  # wall time of the prefill that made it
 
 
 @dataclass
 class _Patient:
     seconds: deque[tuple[int, torch.Tensor]] = field(default_factory=deque)  # (t, (n_leads, 64)), oldest first
     prefix: _Prefix | None = None
-    rebuild: Future[_Prefix] | None = None
 
 
 class ModelRunner:
     """Per-patient streaming state plus the batched ``score`` and the on-demand ``explain``.
 
-    A context manager: ``close()`` stops the rebuild worker and frees every cache; it is idempotent.
+    A context manager: ``close()`` frees every cache; it is idempotent.
     """
 
     def __init__(self, model: EcgLanguageModel, prompts: PromptBook, config: RunnerConfig) -> None:
@@ -149,7 +160,6 @@ class ModelRunner:
         self.prompts = prompts
         self.config = config
         self._patients: dict[str, _Patient] = {}
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kv-rebuild")
         self._closed = False
         self.stats = RunnerStats()
         self._workspace = BatchWorkspace()  # padded batch keys/values, reused by every batched pass
@@ -162,7 +172,6 @@ class ModelRunner:
 
     def close(self) -> None:
         if not self._closed:
-            self._pool.shutdown(wait=True, cancel_futures=True)
             self._patients.clear()
             self._workspace.clear()
             self._closed = True
@@ -219,7 +228,7 @@ class ModelRunner:
         for start in range(0, len(appends), self.config.feed_batch):
             self._append_many(appends[start : start + self.config.feed_batch])
         for state in states:
-            self._rebuild_if_too_long(state)
+            self._slide_if_too_long(state)
 
     def _check_feed(self, feed: NewSeconds) -> None:
         expected = (len(self.prompts.leads), self.model.config.ecg_dim)
@@ -255,15 +264,14 @@ class ModelRunner:
         state = self._patients.setdefault(patient_id, _Patient())
         state.seconds.extend((first + i, window[i]) for i in range(window.shape[0]))
         if self.config.layout == "streaming":
-            state.prefix = self._account(self._prefill(list(state.seconds)[-self.config.window_s :]))
+            state.prefix = self._prefill(list(state.seconds)[-self.config.window_s :])
 
     def _pending(self, state: _Patient) -> list[tuple[int, torch.Tensor]]:
-        """The stored seconds the patient's cache lacks, after swapping in a finished rebuild; a patient without a
-        cache is prefilled here (one patient per call) and lacks none."""
-        self._swap_in_rebuild(state)
+        """The stored seconds the patient's cache lacks; a patient without a cache is prefilled here (one patient per
+        call) and lacks none."""
         if state.prefix is None:
             if state.seconds:
-                state.prefix = self._account(self._prefill(list(state.seconds)))
+                state.prefix = self._prefill(list(state.seconds))
             return []
         last = state.prefix.last_second
         return [(t, emb) for t, emb in state.seconds if t > last]
@@ -280,82 +288,31 @@ class ModelRunner:
             prefix.last_second = seconds[-1][0]
         self.stats.batched_appends += 1
 
-    def _rebuild_if_too_long(self, state: _Patient) -> None:
-        """Start a prefill of the last ``window_s`` seconds once the cache passes ``window_s + slack_s``."""
+    def _slide_if_too_long(self, state: _Patient) -> None:
+        """Once the cache passes ``window_s + slack_s`` seconds, keep only the last ``window_s``: evicted in place
+        (``cache_slide``) or, with ``slide="rebuild"``, prefilled afresh."""
         prefix = state.prefix
-        if prefix is None or state.rebuild is not None:
+        if prefix is None or prefix.last_second - prefix.first_second + 1 <= self.config.window_s + self.config.slack_s:
             return
-        if prefix.last_second - prefix.first_second + 1 <= self.config.window_s + self.config.slack_s:
+        first_kept = prefix.last_second - self.config.window_s + 1
+        if self.config.slide == "rebuild":
+            state.prefix = self._prefill([(t, emb) for t, emb in state.seconds if t >= first_kept])
             return
-        recent = list(state.seconds)[-self.config.window_s :]
-        if self.config.rebuild == "inline":
-            state.prefix = self._account(self._prefill(recent))
-        else:
-            state.rebuild = self._pool.submit(self._prefill, recent)
-            log.debug("kv_rebuild_started", first_second=recent[0][0], last_second=recent[-1][0])
-
-    def _swap_in_rebuild(self, state: _Patient) -> None:
-        """Make a finished background rebuild the patient's cache; the seconds it lacks are the caller's to add."""
-        if state.rebuild is None or not state.rebuild.done():
-            return
-        fresh = state.rebuild.result()
-        state.rebuild = None
-        state.prefix = self._account(fresh)
-
-    def _adopt_rebuild(self, state: _Patient) -> None:
-        """Swap in a finished background rebuild after appending the seconds that arrived while it ran."""
-        if state.rebuild is None or not state.rebuild.done():
-            return
-        pending = self._pending(state)  # swaps the rebuild in
-        if state.prefix is not None:
-            self._append_seconds(state.prefix, pending)
-
-    def _account(self, prefix: _Prefix) -> _Prefix:
-        """Count an adopted prefill in ``stats`` (on the owner thread, so the counters have one writer).
-
-        The speed is a running mean (0.3) rather than the total's ratio because the prefills change size: a
-        patient's first ones are short windows, which cost more per token (smaller matrix products, most likely),
-        and the rebuilds that follow are full windows: in a 3-min agent run before any rebuild the estimate was
-        1.1 s per rebuild against 0.77 s timed directly. Once rebuilds run, they set it."""
-        stats = self.stats
-        stats.prefills += 1
-        stats.prefill_tokens += prefix.meta.length
-        stats.prefill_s += prefix.build_s
-        per_token = prefix.build_s / max(1, prefix.meta.length)
-        if stats.prefills == 1:
-            stats.prefill_s_per_token = per_token
-        else:
-            stats.prefill_s_per_token += 0.3 * (per_token - stats.prefill_s_per_token)
-        return prefix
-
-    def prefill_tokens(self, n_seconds: int) -> int:
-        """Tokens of a prefill over ``n_seconds`` seconds: head text, block header, one token per lead-second."""
-        n_leads = len(self.prompts.leads)
-        return len(self.prompts.head) + 1 + n_leads + n_seconds * n_leads
-
-    def rebuild_s_per_patient_second(self) -> float | None:
-        """Background rebuild time per second of one patient's signal, from this runner's measured prefill speed:
-        one ``window_s`` prefill every ``slack_s`` seconds. 0 where no rebuild runs beside the caller (the CAMEL
-        layout caches nothing; inline rebuilds are inside the caller's own timing); None before any prefill.
-
-        Per token, so that short first prefills give an estimate before any rebuild has run (a conservative one:
-        see :meth:`_account`)."""
-        if self.config.layout != "streaming" or self.config.rebuild == "inline":
-            return 0.0
-        if not self.stats.prefills:
-            return None
-        return self.stats.prefill_s_per_token * self.prefill_tokens(self.config.window_s) / self.config.slack_s
+        start = time.perf_counter()
+        prefix.meta, dropped = evict_seconds_before(self.model, prefix.cache, prefix.meta, first_kept)
+        prefix.first_second = first_kept
+        self.stats.slides += 1
+        self.stats.slid_tokens += dropped
+        self.stats.slide_s += time.perf_counter() - start
 
     def finish(self, finished_patient_ids: Sequence[str]) -> None:
         """Free the caches of patients that left (discharged, evicted, leads off for good)."""
         for patient_id in finished_patient_ids:
-            state = self._patients.pop(patient_id, None)
-            if state is not None and state.rebuild is not None:
-                state.rebuild.cancel()
+            self._patients.pop(patient_id, None)
 
     @torch.inference_mode()
     def _prefill(self, seconds: Sequence[tuple[int, torch.Tensor]]) -> _Prefix:
-        """Head text + block header + ``seconds`` in one forward pass into a fresh cache (runs on either thread)."""
+        """Head text + block header + ``seconds`` in one forward pass into a fresh cache, counted in ``stats``."""
         start = time.perf_counter()
         builder = SequenceBuilder(ecg_dim=self.model.config.ecg_dim).text(self.prompts.head)
         streaming_header(builder, self.prompts.leads)
@@ -366,7 +323,10 @@ class ModelRunner:
         self.model.decode(self.model.embed(packed), packed.meta, packed.meta, cache)
         first = seconds[0][0] if seconds else 0
         last = seconds[-1][0] if seconds else -1
-        return _Prefix(cache, packed.meta, first, last, time.perf_counter() - start)
+        self.stats.prefills += 1
+        self.stats.prefill_tokens += packed.length
+        self.stats.prefill_s += time.perf_counter() - start
+        return _Prefix(cache, packed.meta, first, last)
 
     def _seconds_packed(self, prefix: _Prefix, seconds: Sequence[tuple[int, torch.Tensor]]) -> Packed:
         """The tokens of ``seconds`` (time-major), positioned after the cached prefix."""
@@ -403,8 +363,6 @@ class ModelRunner:
         state = self._patients.get(patient_id)
         if state is None or not state.seconds:
             raise ModelError(f"patient {patient_id}: no ECG seconds yet")
-        if self.config.layout == "streaming":
-            self._adopt_rebuild(state)
         prefix = state.prefix
         if prefix is not None:
             return prefix.last_second, prefix.last_second - prefix.first_second + 1
@@ -417,7 +375,6 @@ class ModelRunner:
         if state is None:
             raise ModelError(f"patient {patient_id}: no ECG seconds yet")
         if self.config.layout == "streaming" and not prefill:
-            self._adopt_rebuild(state)
             if state.prefix is None:
                 raise ModelError(f"patient {patient_id}: no ECG seconds yet")
             prefix = state.prefix
@@ -484,7 +441,7 @@ class ModelRunner:
         self, requests: Sequence[ScoreRequest], layers: Sequence[int]
     ) -> tuple[torch.Tensor, list[tuple[int, int]]]:
         """Features as :meth:`probe_features`, and per request the (last second, seconds) they were read from,
-        taken together: a background rebuild adopted between two calls would give a span of another window."""
+        taken together."""
         self._check_open()
         rows, spans = [], []
         for request in requests:
@@ -500,7 +457,7 @@ class ModelRunner:
         return torch.stack(rows), spans
 
     def _last_second(self, patient_id: str) -> int:
-        """The last second a row started now reads (no rebuild is adopted here)."""
+        """The last second a row started now reads."""
         state = self._patients[patient_id]
         return state.prefix.last_second if state.prefix is not None else state.seconds[-1][0]
 

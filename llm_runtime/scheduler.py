@@ -8,7 +8,8 @@ cadence of patients below ``high_risk`` is stretched (up to ``max_stretch``) whi
 cadence, and the stretch factor is reported. Nothing queues without bound: a patient is either due or not.
 
 Capacity is measured, not configured: the forecast time per patient comes from the model worker's batches, and the
-upkeep (keeping a patient's cache current: encoding, feeding, rebuilds) from :meth:`ForecastScheduler.record_upkeep`.
+upkeep (keeping a patient's cache current: encoding, feeding, cache slides) from
+:meth:`ForecastScheduler.record_upkeep`.
 Upkeep runs every second of signal whatever the cadence, so stretching only divides the forecast part of the
 demand; when upkeep alone passes the budget, the stretch is at its cap and the capacity says how far over it is.
 """

@@ -26,7 +26,9 @@ class LlmSettings(StrictModel):
     num_threads: int = Field(0, ge=0, le=256, description="torch intra-op threads; 0 keeps torch's default")
     leads: tuple[str, ...] = Field(("ii", "v1"), min_length=1, max_length=12, description="Leads, in token order")
     window_s: int = Field(300, ge=10, le=3600, description="Seconds of ECG a forecast reads")
-    slack_s: int = Field(60, ge=1, le=3600, description="Cache may exceed the window by this much before a rebuild")
+    slack_s: int = Field(
+        60, ge=1, le=3600, description="Cache may exceed the window by this much before its oldest seconds are slid out"
+    )
     horizons_s: tuple[int, ...] = Field((60, 300), min_length=1, description="Forecast horizons, seconds")
     explain_max_tokens: int = Field(64, ge=1, le=1024, description="Longest generated rationale, tokens")
 

@@ -147,7 +147,7 @@ def eval_forecast(t: Trainable, items: list[ForecastItem]) -> dict[str, Any]:
     onset_q = {q.target: i for i, q in enumerate(questions) if q.kind == "onset" and q.horizon_s == h}
     truth, pred, onset_scores, onset_labels = [], [], [], []
     window = max(item.strip.window_s for item in items)
-    with ModelRunner(t.model, t.forecast_book, RunnerConfig("streaming", window, 60, "inline")) as runner:
+    with ModelRunner(t.model, t.forecast_book, RunnerConfig("streaming", window, 60, "rebuild")) as runner:
         for k, item in enumerate(items):
             strip = item.strip
             rows = ecg_rows(t.encoder, torch.from_numpy(strip.windows), False)  # (T*L, 64)

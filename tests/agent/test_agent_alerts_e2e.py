@@ -285,7 +285,7 @@ def test_trained_model_separates_precursor_from_stable_sinus(alert_model: AlertM
             "num_threads": 1,
         }
     )
-    engine = ForecastEngine.load(llm, rebuild="inline")
+    engine = ForecastEngine.load(llm, slide="rebuild")
     converting = CONVERTING.record()
     onset = int(onset_s(converting))
     cases = [(CONVERTING, converting, at, True) for at in (onset - 40, onset - 20, onset - 4)]

@@ -17,7 +17,7 @@ from llm_runtime.scheduler import ForecastScheduler, SchedulerSettings
 from llm_runtime.scoring import cache_layers
 from tests.llm_runtime.conftest import make_runner
 
-CONFIG = RunnerConfig(layout="streaming", window_s=12, slack_s=4, rebuild="inline")
+CONFIG = RunnerConfig(layout="streaming", window_s=12, slack_s=4, slide="rebuild")
 SECONDS = {"P1": 5, "P2": 9, "P3": 14}  # embedded seconds per patient: different cache lengths
 
 

@@ -40,7 +40,7 @@ def make_runner(config: RunnerConfig, horizons: tuple[int, ...] = (60,)) -> Mode
 
 @pytest.fixture
 def streaming_runner(tiny: Backbone) -> Iterator[ModelRunner]:
-    with make_runner(RunnerConfig(layout="streaming", window_s=12, slack_s=4, rebuild="inline")) as runner:
+    with make_runner(RunnerConfig(layout="streaming", window_s=12, slack_s=4, slide="rebuild")) as runner:
         yield runner
 
 

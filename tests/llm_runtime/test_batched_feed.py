@@ -2,12 +2,11 @@
 
 Two runners with the same weights are fed the same seconds, one patient per call and all patients per call; their
 caches and forecast probabilities must agree. Patients differ in cache length, in how many seconds they get, and in
-what the feed does besides appending (a first prefill, a rebuild, a finished background rebuild).
+what the feed does besides appending (a first prefill, a rebuild, an evicting slide).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import pytest
@@ -19,7 +18,7 @@ from llm_runtime.scoring import cache_layers
 
 KV_ATOL = 1e-5  # cached keys/values, float32: the padded batch only changes matrix shapes, hence rounding
 PROB_ATOL = 1e-6  # forecast probabilities
-INLINE = RunnerConfig(layout="streaming", window_s=12, slack_s=4, rebuild="inline")
+INLINE = RunnerConfig(layout="streaming", window_s=12, slack_s=4, slide="rebuild")
 
 # patient -> (first second, seconds fed before the batch, new seconds in the batch)
 PATIENTS = {
@@ -89,7 +88,7 @@ def test_batches_are_cut_at_feed_batch(
     make_runner: Callable[..., ModelRunner], ecg_seconds: Callable[..., torch.Tensor]
 ) -> None:
     """feed_batch 2 and four patients with caches: two padded forward passes, the same caches as one by one."""
-    small = RunnerConfig(layout="streaming", window_s=12, slack_s=4, rebuild="inline", feed_batch=2)
+    small = RunnerConfig(layout="streaming", window_s=12, slack_s=4, slide="rebuild", feed_batch=2)
     with make_runner(INLINE) as one_by_one, make_runner(small) as batched:
         singles, feeds = warm_up(one_by_one, ecg_seconds), warm_up(batched, ecg_seconds)
         for feed in singles.values():
@@ -99,30 +98,26 @@ def test_batches_are_cut_at_feed_batch(
         assert_same_caches(one_by_one, batched, list(PATIENTS))
 
 
-def test_a_finished_background_rebuild_is_adopted_in_a_batch(
+def test_an_evicting_slide_inside_a_batch_equals_one_call_per_patient(
     make_runner: Callable[..., ModelRunner], ecg_seconds: Callable[..., torch.Tensor]
 ) -> None:
-    """The rebuilt cache lacks the seconds fed while it ran; the batch appends them with the new ones."""
-    config = RunnerConfig(layout="streaming", window_s=8, slack_s=2, rebuild="background")
+    """The batch appends p1's new seconds, then slides its cache (window 8 + slack 2) as one call would."""
+    config = RunnerConfig(layout="streaming", window_s=8, slack_s=2)
     seconds = ecg_seconds(20)
-    with make_runner(config) as runner:
-        runner.extend_seconds("p1", seconds[:10], 0)
-        runner.extend_seconds("p1", seconds[10:11], 10)  # passes 10: a rebuild over seconds 3..10 starts
-        runner.extend_seconds("p2", seconds[:5], 0)
-        rebuild = runner._patients["p1"].rebuild
-        assert rebuild is not None
-        deadline = time.monotonic() + 30
-        while not rebuild.done() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        runner.extend_batch([NewSeconds("p1", seconds[11:13], 11), NewSeconds("p2", seconds[5:9], 5)])
-        assert runner._patients["p1"].rebuild is None
-        assert runner.cached_seconds("p1") == 10 and runner.cached_seconds("p2") == 9
+    with make_runner(config) as batched, make_runner(config) as alone:
+        for runner in (batched, alone):
+            runner.extend_seconds("p1", seconds[:9], 0)
+            runner.extend_seconds("p2", seconds[:5], 0)
+        batched.extend_batch([NewSeconds("p1", seconds[9:13], 9), NewSeconds("p2", seconds[5:9], 5)])
+        alone.extend_seconds("p1", seconds[9:13], 9)
+        alone.extend_seconds("p2", seconds[5:9], 5)
+        assert batched.stats.slides == alone.stats.slides == 1
         for pid in ("p1", "p2"):
-            request = [ScoreRequest(pid, "HR 60")]
-            cached, full = runner.score(request)[0], runner.score(request, prefill=True)[0]
-            for qa, qb in zip(cached.probs, full.probs, strict=True):
-                for key in qa:
-                    assert qa[key] == pytest.approx(qb[key], abs=1e-4)  # cached vs prefill, as test_runner's ATOL
+            a, b = batched._patients[pid].prefix, alone._patients[pid].prefix
+            assert a is not None and b is not None and torch.equal(a.meta.pos, b.meta.pos)
+            for (ka, va), (kb, vb) in zip(cache_layers(a.cache), cache_layers(b.cache), strict=True):
+                torch.testing.assert_close(ka, kb, atol=KV_ATOL, rtol=0)
+                torch.testing.assert_close(va, vb, atol=KV_ATOL, rtol=0)
 
 
 def test_extend_batch_checks_every_feed_before_changing_any_patient(
@@ -139,24 +134,3 @@ def test_extend_batch_checks_every_feed_before_changing_any_patient(
             runner.extend_batch([good, NewSeconds("p1", ecg_seconds(1), 9)])
         assert runner.cached_seconds("p1") == 3 and runner.patient_ids == ("p1",)
         runner.extend_batch([])  # nothing to do
-
-
-def test_rebuild_cost_is_estimated_from_measured_prefills(
-    make_runner: Callable[..., ModelRunner], ecg_seconds: Callable[..., torch.Tensor]
-) -> None:
-    """One window_s prefill per slack_s seconds of signal, at the measured time per prefill token."""
-    config = RunnerConfig(layout="streaming", window_s=12, slack_s=4, rebuild="background")
-    with make_runner(config) as runner:
-        assert runner.rebuild_s_per_patient_second() is None  # nothing measured yet
-        runner.extend_seconds("p1", ecg_seconds(3), 0)
-        stats = runner.stats
-        assert stats.prefills == 1 and stats.prefill_tokens == runner.prefill_tokens(3) and stats.prefill_s > 0
-        expected = stats.prefill_s / stats.prefill_tokens * runner.prefill_tokens(12) / 4
-        assert runner.rebuild_s_per_patient_second() == pytest.approx(expected)
-        first = stats.prefill_s_per_token
-        before = stats.prefill_s
-        runner.extend_seconds("p2", ecg_seconds(5), 0)
-        second = (stats.prefill_s - before) / runner.prefill_tokens(5)
-        assert stats.prefill_s_per_token == pytest.approx(first + 0.3 * (second - first))  # a running mean
-    with make_runner(INLINE) as inline:
-        assert inline.rebuild_s_per_patient_second() == 0.0  # inline rebuilds are inside the caller's own timing

@@ -40,7 +40,7 @@ def test_gemma_270m_scores_a_real_window_with_the_streaming_cache() -> None:
     window_s = 20
     seconds, evidence = encoded_window(window_s)
     settings = LlmSettings(window_s=window_s, slack_s=10, horizons_s=(60,), device="cpu", explain_max_tokens=8)
-    engine = ForecastEngine.load(settings, rebuild="inline")
+    engine = ForecastEngine.load(settings, slide="rebuild")
     assert engine.runner.model.lm.config.hidden_size == 640
     with engine.runner as runner:
         runner.prime("p1", seconds[:-3], first_second=100)

@@ -56,7 +56,7 @@ def test_engine_applies_the_adapters_calibration(tmp_path: Path) -> None:
     settings = LlmSettings(
         backbone="tiny-random", adapter_dir=adapter, window_s=12, slack_s=4, horizons_s=(60,), device="cpu"
     )
-    raw, calibrated = (ForecastEngine.load(settings, "inline", calibrated=c) for c in (False, True))
+    raw, calibrated = (ForecastEngine.load(settings, "rebuild", calibrated=c) for c in (False, True))
     assert raw.calibration is None and calibrated.calibration is not None
     out = []
     for engine in (raw, calibrated):
@@ -73,7 +73,7 @@ def test_engine_applies_the_adapters_calibration(tmp_path: Path) -> None:
 def test_with_rationale_adds_the_explanation_and_keeps_the_scores() -> None:
     """The agent asks for a rationale only when an alert is about to be raised, on an already scored forecast."""
     settings = LlmSettings(backbone="tiny-random", window_s=12, slack_s=4, horizons_s=(60,), device="cpu")
-    engine = ForecastEngine.load(settings, "inline")
+    engine = ForecastEngine.load(settings, "rebuild")
     with engine.runner as runner:
         runner.prime("p", ecg_seconds(12), 0)
         request = ScoreRequest("p", "heart rate 70 bpm")

@@ -33,7 +33,7 @@ def _model(seed: int = 0) -> EcgLanguageModel:
 def _runner(window_s: int = 12) -> ModelRunner:
     backbone = load_backbone("tiny-random")
     prompts = PromptBook(backbone.tokenizer, CHAT_FORMATS["gemma"], ("ii",), ())
-    return ModelRunner(_model(), prompts, RunnerConfig("streaming", window_s, 4, "inline"))
+    return ModelRunner(_model(), prompts, RunnerConfig("streaming", window_s, 4, "rebuild"))
 
 
 def _seconds(n: int, seed: int = 0) -> torch.Tensor:
@@ -146,7 +146,7 @@ def _settings(adapter: Path, **extra: object) -> LlmSettings:
 
 
 def test_engine_forecasts_with_the_head_and_different_ecg_gives_different_risk(tmp_path: Path) -> None:
-    engine = ForecastEngine.load(_settings(_probe_adapter(tmp_path, with_head=True)), rebuild="inline")
+    engine = ForecastEngine.load(_settings(_probe_adapter(tmp_path, with_head=True)), slide="rebuild")
     runner = engine.runner
     runner.prime("a", _seconds(12, seed=1), 0)
     runner.prime("b", _seconds(12, seed=2), 0)
@@ -162,17 +162,17 @@ def test_forecasts_carry_the_version_adapter_json_names(tmp_path: Path) -> None:
     """A new head ships by replacing probe_head.* and bumping adapter.json's version, not the weights file: the
     forecasts must say which head made them."""
     adapter = _probe_adapter(tmp_path, with_head=True)
-    assert ForecastEngine.load(_settings(adapter), rebuild="inline").model_version.endswith("/probe/test")
+    assert ForecastEngine.load(_settings(adapter), slide="rebuild").model_version.endswith("/probe/test")
     meta_path = adapter / "adapter.json"
     meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "version": "probe/test-head2"}))
-    assert ForecastEngine.load(_settings(adapter), rebuild="inline").model_version.endswith("/probe/test-head2")
+    assert ForecastEngine.load(_settings(adapter), slide="rebuild").model_version.endswith("/probe/test-head2")
 
 
 def test_a_head_that_reads_trends_gets_each_requests_own(tmp_path: Path) -> None:
     """The trend features travel with the request: two patients with the same ECG and evidence line but different
     trends get different risks; a request without trends (no measurements) is read as all missing."""
     n = len(TREND_FEATURE_NAMES)
-    engine = ForecastEngine.load(_settings(_probe_adapter(tmp_path, True, n_trends=n)), rebuild="inline")
+    engine = ForecastEngine.load(_settings(_probe_adapter(tmp_path, True, n_trends=n)), slide="rebuild")
     assert engine.probe is not None and engine.probe.reads_trends
     for pid in ("a", "b", "c"):
         engine.runner.prime(pid, _seconds(12, seed=1), 0)
@@ -188,11 +188,11 @@ def test_a_head_that_reads_trends_gets_each_requests_own(tmp_path: Path) -> None
 def test_engine_refuses_leads_the_adapter_was_not_trained_on(tmp_path: Path) -> None:
     adapter = _probe_adapter(tmp_path, with_head=True)
     with pytest.raises(ConfigError, match="differ from the adapter"):
-        ForecastEngine.load(_settings(adapter, leads=["ii", "v1"]), rebuild="inline")
+        ForecastEngine.load(_settings(adapter, leads=["ii", "v1"]), slide="rebuild")
 
 
 def test_engine_without_a_head_gives_features_but_refuses_to_forecast(tmp_path: Path) -> None:
-    engine = ForecastEngine.load(_settings(_probe_adapter(tmp_path, with_head=False)), rebuild="inline")
+    engine = ForecastEngine.load(_settings(_probe_adapter(tmp_path, with_head=False)), slide="rebuild")
     engine.runner.prime("a", _seconds(12), 0)
     assert engine.probe_features([ScoreRequest("a", "x")]).shape == (1, 2 * 64)
     with pytest.raises(ConfigError, match="without a forecast head"):
@@ -207,7 +207,7 @@ def test_the_probe_variant_asks_its_base_lm_for_a_note_and_drops_a_copied_one(
     from llm_runtime.prompts import RATIONALE_NOTES
     from llm_runtime.runner import Generation
 
-    engine = ForecastEngine.load(_settings(_probe_adapter(tmp_path, with_head=True)), rebuild="inline")
+    engine = ForecastEngine.load(_settings(_probe_adapter(tmp_path, with_head=True)), slide="rebuild")
     engine.runner.prime("a", _seconds(12), 0)
     request = ScoreRequest("a", "Lead II, 300 s: HR 72 bpm; PAC 3, PVC 0, couplets 0; longest V-run 0")
     (forecast,) = engine.forecast([request])
@@ -233,7 +233,7 @@ def test_the_probe_variant_asks_its_base_lm_for_a_note_and_drops_a_copied_one(
 
 
 def test_complete_line_stops_at_the_end_of_the_line_and_leaves_caches_alone(tmp_path: Path) -> None:
-    engine = ForecastEngine.load(_settings(_probe_adapter(tmp_path, with_head=True)), rebuild="inline")
+    engine = ForecastEngine.load(_settings(_probe_adapter(tmp_path, with_head=True)), slide="rebuild")
     engine.runner.prime("a", _seconds(12), 0)
     before = engine.runner.cached_seconds("a")
     ids = engine.runner.prompts.ids("Note: one\nNote: two\nNote:")
@@ -253,7 +253,7 @@ def test_a_note_citing_a_number_the_evidence_does_not_say_is_retried_then_droppe
     line = "Lead II, 300 s: HR 104 bpm; irregularity 0.13; PAC 52, PVC 13, couplets 0; longest V-run 1"
     assert ungrounded("HR 104 bpm, PAC 52, PVC 0 in 300 s: findings.", line) == "PVC 0"
     assert ungrounded("HR 104 bpm, PAC 52, PVC 13 in 300 s, irregularity 0.13: findings.", line) is None
-    engine = ForecastEngine.load(_settings(_probe_adapter(tmp_path, with_head=True)), rebuild="inline")
+    engine = ForecastEngine.load(_settings(_probe_adapter(tmp_path, with_head=True)), slide="rebuild")
     engine.runner.prime("a", _seconds(12), 0)
     request = ScoreRequest("a", line)
     (forecast,) = engine.forecast([request])

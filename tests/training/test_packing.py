@@ -55,7 +55,7 @@ def test_stage5_sequence_scores_like_the_runtime(tiny: Trainable, record) -> Non
         where = (seq.targets != IGNORE).nonzero().squeeze(1)
         logprobs = torch.log_softmax(tiny.model.logits(hidden[0, where]), dim=-1)
         ours = logprobs[torch.arange(where.numel()), seq.targets[where]]
-    with ModelRunner(tiny.model, tiny.forecast_book, RunnerConfig("streaming", 8, 4, "inline")) as runner:
+    with ModelRunner(tiny.model, tiny.forecast_book, RunnerConfig("streaming", 8, 4, "rebuild")) as runner:
         runner.prime("p", rows.reshape(8, 2, -1), strip.at_s - 8)  # (T*L, 64) -> (T, L, 64)
         (result,) = runner.score([ScoreRequest("p", strip.evidence)], prefill=True)
     theirs = torch.cat([result.option_logprobs[q][a] for q, a in enumerate(item.answers)])

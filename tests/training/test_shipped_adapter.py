@@ -78,7 +78,7 @@ def test_shipped_model_reads_the_ecg_af_windows_read_as_af() -> None:
 
     torch.set_num_threads(1)
     llm = load_settings().llm.model_copy(update={"window_s": 120})
-    engine = ForecastEngine.load(llm, rebuild="inline")
+    engine = ForecastEngine.load(llm, slide="rebuild")
     af_now, sinus_now = [], []
     for seed in (1, 7, 13):
         rec = generate_scenario("af_onset", seed=seed, minutes=MINUTES, leads=("II", "V1"), noise="low")
@@ -117,7 +117,7 @@ def test_converting_records_get_a_higher_af_onset_risk_than_stable_ones() -> Non
 
     torch.set_num_threads(1)
     llm = load_settings().llm
-    engine = ForecastEngine.load(llm, rebuild="inline")
+    engine = ForecastEngine.load(llm, slide="rebuild")
     converting, stable = [], []
     for seed, onset in _warned_af_onsets(6, llm.window_s):
         at = onset - 120

@@ -1,62 +1,129 @@
-"""Agent benchmark: forecasts per minute with the configured (shipped) model while ingesting N patients, and the
-largest patient count that gets a forecast at the default cadence in real time.
+"""Agent benchmark: N synthetic patients streamed to the real agent with the configured (shipped) model; does every
+patient get its forecast at the cadence, and is ingest still prompt?
 
-It runs the real agent against a private mosquitto, streams N synthetic patients at ``--speed`` times real time,
-and measures the model worker's costs: per forecast, per patient-second of KV-cache feeding, per patient-second of
-encoding, and of the KV-cache rebuild: the streaming cache may outgrow the forecast window by ``llm.slack_s``,
-then a full prefill of the window replaces it, once per slack per patient (a short run never reaches that point,
-so the bench times one rebuild of a full window directly). Real-time capacity at cadence C (seconds), slack S and
-utilisation U:
+It runs the real agent against a private mosquitto, streams N synthetic patients (2 leads, 250 Hz) at ``--speed``
+times real time, and measures, besides the model worker's own timers:
 
-    capacity = U * C / (forecast_s + C * (feed_s_per_patient_second + encode_s_per_patient_second)
-                        + (C / S) * rebuild_s)
+* forecast intervals: a subscriber records when each patient's forecasts arrive; per patient, the gaps between
+  consecutive forecasts (wall seconds x speed = seconds of signal), p50/p95/max over all patients;
+* ingest latency: from a chunk's scheduled publish time (the end of its last second) to its windows being ready
+  for the encoder, p50/p99, after the first ``--warmup`` seconds (every patient appears at once at the start);
+* the machine's load average at the start and the end (other jobs make every figure here slower).
 
-Usage: python bench/agent_bench.py [--patients 6] [--speed 10] [--minutes 6] [--config config/default.yaml]
+Real-time capacity from the worker's timers at cadence C (seconds) and utilisation U (the KV cache slides by
+eviction, so there is no rebuild term any more: docs/LLM_RUNTIME.md):
+
+    capacity = U * C / (forecast_s + C * (feed_s_per_patient_second + encode_s_per_patient_second))
+
+Usage: python bench/agent_bench.py [--patients 60] [--speed 1] [--minutes 10] [--config config/default.yaml]
 Writes bench/results/agent.json. Data: synthetic scenarios (simulators.scenarios); speed only, not accuracy.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from typing import Any
 
+import numpy as np
+import paho.mqtt.client as mqtt
 import torch
+from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.daemon import Agent, tune_process_for_streaming
 from agent.local_broker import LocalMosquitto
+from agent.patient import CompletedWindows
 from agent.settings import load_settings
 from core.logs import configure_logging
 from core.protocol import Topics
-from llm_runtime.runner import ModelRunner
 from simulators.faults import device_actions
 from simulators.publisher import MqttPublisher, replay_actions
 from simulators.scenarios import SCENARIO_NAMES, generate_scenario
 
 
-def time_rebuild(runner: ModelRunner, window_s: int, repeats: int = 2) -> float:
-    """Seconds for one full-window prefill, what a KV-cache rebuild costs (random embeddings: cost, not content)."""
-    n_leads, dim = len(runner.prompts.leads), runner.model.config.ecg_dim
-    seconds = torch.randn(window_s, n_leads, dim)
-    times = []
-    for k in range(repeats):
-        t0 = time.perf_counter()
-        runner.prime(f"rebuild-probe-{k}", seconds, 0)
-        times.append(time.perf_counter() - t0)
-        runner.finish([f"rebuild-probe-{k}"])
-    return min(times)
+class ForecastClock:
+    """Arrival times of every patient's forecasts (paho's network thread appends; read after it stops)."""
+
+    def __init__(self, url_port: int, topics: Topics) -> None:
+        self.arrivals: dict[str, list[float]] = {}
+        self._topics = topics
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-fc-{uuid.uuid4().hex[:6]}")
+        self._client.on_message = self._on_message
+        self._client.connect("127.0.0.1", url_port)
+        self._client.subscribe(topics.forecast("+"), qos=1)
+        self._client.loop_start()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        patient_id = self._topics.patient_of(message.topic, "forecast")
+        self.arrivals.setdefault(patient_id, []).append(time.monotonic())
+
+    def stop(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()
+
+    def intervals(self, speed: float) -> dict[str, Any]:
+        """Gaps between consecutive forecasts of each patient, in seconds of signal."""
+        gaps = [speed * (b - a) for times in self.arrivals.values() for a, b in itertools.pairwise(times)]
+        per_patient = [len(t) for t in self.arrivals.values()]
+        return {
+            "patients_forecast": len(self.arrivals),
+            "forecasts_per_patient_min_max": [min(per_patient, default=0), max(per_patient, default=0)],
+            "intervals": len(gaps),
+            "interval_p50_s": round(float(np.percentile(gaps, 50)), 1) if gaps else None,
+            "interval_p95_s": round(float(np.percentile(gaps, 95)), 1) if gaps else None,
+            "interval_max_s": round(max(gaps), 1) if gaps else None,
+        }
+
+
+class IngestLatency:
+    """Chunk publish-to-ready latencies, recorded by a window sink that then passes the windows on to the model.
+
+    A chunk's windows carry the device's timestamps, which run ``speed`` times faster than the wall clock from the
+    stream's start ``t0``; its scheduled publish time is when its last second ends on that clock."""
+
+    def __init__(self, speed: float) -> None:
+        self.speed = speed
+        self.t0 = 0.0  # the streams' start, Unix seconds (set before publishing)
+        self.samples: list[tuple[float, float]] = []  # (chunk end on the device clock, ready), Unix seconds
+
+    def sink(self, forward: Callable[[CompletedWindows], None]) -> Callable[[CompletedWindows], None]:
+        def record(batch: CompletedWindows) -> None:
+            self.samples.append((batch.windows[-1].t_start + 1.0, batch.ready_wall))
+            forward(batch)
+
+        return record
+
+    def percentiles(self, warmup_s: float) -> dict[str, Any]:
+        """p50/p99 of the chunks that end after ``warmup_s`` seconds of signal."""
+        kept = [
+            ready - (self.t0 + (end - self.t0) / self.speed) for end, ready in self.samples if end - self.t0 >= warmup_s
+        ]
+        if not kept:
+            return {"chunks": 0}
+        return {
+            "chunks": len(kept),
+            "warmup_s_excluded": warmup_s,
+            "p50_ms": round(1000 * float(np.percentile(kept, 50)), 1),
+            "p99_ms": round(1000 * float(np.percentile(kept, 99)), 1),
+            "max_ms": round(1000 * max(kept), 1),
+        }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--patients", type=int, default=6)
-    parser.add_argument("--speed", type=float, default=10.0)
-    parser.add_argument("--minutes", type=float, default=6.0)
+    parser.add_argument("--patients", type=int, default=60)
+    parser.add_argument("--speed", type=float, default=1.0)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=30.0, help="seconds of signal left out of ingest latency")
     parser.add_argument("--config", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path("bench/results/agent.json"))
     args = parser.parse_args()
@@ -69,7 +136,11 @@ def main() -> None:
         data["http"]["port"] = 0
         settings = type(base).model_validate(data)
         t_load = time.perf_counter()
-        agent = Agent(settings, clock=lambda: time.monotonic() * args.speed)
+        latency = IngestLatency(args.speed)
+        sink = latency.sink(lambda batch: agent.windows_ready.put_nowait(batch))  # then on to the model, as usual
+        agent = Agent(settings, sink, clock=lambda: time.monotonic() * args.speed)
+        forecasts = ForecastClock(broker.port, agent.topics)
+        load_start = os.getloadavg()[0]
         agent.start()
         model = agent.wait_for_model()
         load_s = time.perf_counter() - t_load
@@ -81,7 +152,7 @@ def main() -> None:
             )
             for i in range(args.patients)
         ]
-        t0 = time.time()
+        t0 = latency.t0 = time.time()
         streams = [
             device_actions(rec, pid, t_start=t0, encoding="b64", topics=Topics(settings.protocol.topic_prefix))
             for pid, rec in records
@@ -93,20 +164,33 @@ def main() -> None:
             time.sleep(0.2)
         time.sleep(settings.forecast.cadence_s / args.speed)
         wall = time.perf_counter() - wall
+        load_end = os.getloadavg()[0]
         stats = model.stats
         summary = model.scheduler.summary()
-        rebuild = time_rebuild(model.engine.runner, settings.llm.window_s)
+        runner_stats = asdict(model.engine.runner.stats)
         agent.stop()
+        forecasts.stop()
     patient_seconds = args.patients * args.minutes * 60
     per_forecast = stats.forecast_s / max(stats.forecasts, 1)
     feed = stats.feed_s / max(stats.seconds_fed, 1)
     encode = stats.encode_s / patient_seconds
-    cadence, util, slack = settings.forecast.cadence_s, settings.forecast.utilisation, settings.llm.slack_s
-    per_patient = per_forecast + cadence * (feed + encode) + (cadence / slack) * rebuild
+    cadence, util = settings.forecast.cadence_s, settings.forecast.utilisation
+    per_patient = per_forecast + cadence * (feed + encode)
     result = {
         "data": f"synthetic, {args.patients} patients x {args.minutes} min, 2 leads 250 Hz, {args.speed}x",
         "model_id": model.engine.model_id,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "gpu": "none"},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "gpu": "none",
+            "torch_threads": torch.get_num_threads(),
+            "load_avg_1m_start_end": [round(load_start, 2), round(load_end, 2)],
+        },
+        "window_s": settings.llm.window_s,
+        "leads_streamed": ["II", "V1"],
+        "lm_leads": list(settings.llm.leads),
+        "forecast_intervals": forecasts.intervals(args.speed),
+        "ingest_latency": latency.percentiles(args.warmup),
         "model_load_s": round(load_s, 1),
         "wall_s": round(wall, 1),
         "forecasts": stats.forecasts,
@@ -114,8 +198,7 @@ def main() -> None:
         "seconds_per_forecast": round(per_forecast, 3),
         "feed_s_per_patient_second": round(feed, 5),
         "encode_s_per_patient_second": round(encode, 6),
-        "rebuild_s_per_window": round(rebuild, 3),
-        "rebuilds_per_patient_per_cadence": round(cadence / slack, 3),
+        "runner": runner_stats,
         "scheduler": summary,
         "realtime_capacity_at_cadence": int(util * cadence / per_patient),
         "cadence_s": cadence,

@@ -297,6 +297,7 @@ def _windows_suffix(windows: tuple[int, ...]) -> str:
 
 
 def cmd_eval_probe_features(args: argparse.Namespace) -> int:
+    import numpy as np
     import torch
 
     from evaluation.data import EvalData, open_benchmark
@@ -312,7 +313,7 @@ def cmd_eval_probe_features(args: argparse.Namespace) -> int:
         merge_parts,
         parts_complete,
     )
-    from evaluation.slide_parity import SlidFeatures, split_pairs
+    from evaluation.slide_parity import SlideSchedule, SlidFeatures, split_pairs
     from llm_runtime.probe import PROBE_HORIZONS
     from llm_runtime.runner import Slide
     from llm_runtime.settings import LlmSettings
@@ -338,7 +339,8 @@ def cmd_eval_probe_features(args: argparse.Namespace) -> int:
     trends = input_trends(data, keys, donors)
     path = merge_parts(args.out / f"{name}-parts", keys, labels, engine.probe_layers, args.out / f"{name}.npz", trends)
     if args.slide_parity:
-        split_pairs(path)
+        schedule = SlideSchedule(args.feed_every_s, engine.runner.config.slack_s)
+        split_pairs(path, np.array([schedule.staleness(*schedule.span(data, k), k[2]) for k in keys]))
     print(json.dumps({"split": args.split, "inputs": len(keys), "features": str(path)}))
     return 0
 
@@ -352,8 +354,9 @@ def cmd_eval_slide_parity(args: argparse.Namespace) -> int:
     config = ProbeEvalConfig(args.adapter, args.features.parent, args.out, n_boot=args.n_boot, baseline=False)
     fresh = args.features.with_name(f"{args.features.stem}-fresh.npz")
     results = evaluate_slide(data, args.features, fresh, config)
-    print(json.dumps({k: v for k, v in results.items() if k not in ("slid", "fresh")}, indent=1, default=str))
-    print(json.dumps({k: {m: v for m, v in results[k].items() if m != "cells"} for k in ("slid", "fresh")}, indent=1))
+    variants = [k for k in ("fresh", "slid_as_read", "slid_corrected") if k in results]
+    print(json.dumps({k: v for k, v in results.items() if k not in variants}, indent=1, default=str))
+    print(json.dumps({k: {m: v for m, v in results[k].items() if m != "cells"} for k in variants}, indent=1))
     return 0
 
 

@@ -12,10 +12,15 @@ layers base 10k, global layers 1M); the angles come from the model's own rotary 
 The approximation: a kept token's keys and values at every layer after the first were computed while it attended
 to the seconds now evicted (hidden states mix the whole past), so the cache is close to, not equal to, the one a
 fresh prefill would give. The first layer's keys and values read the token alone and stay exact. The measured
-effect on the forecast head is in docs/LLM_RUNTIME.md ("Window slide by eviction").
+effect on the forecast head is in docs/LLM_RUNTIME.md ("Window slide by eviction"): mostly a shift of the head's
+features common to all inputs, which ``slide_shift.SlideShift`` removes in proportion to the cache's
+:meth:`ContextLedger.staleness` (how much evicted signal its tokens had read).
 """
 
 from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
 
 import torch
 from transformers.cache_utils import DynamicCache
@@ -26,7 +31,39 @@ from llm_runtime.layout import TokenKind, TokenMeta
 from llm_runtime.model import EcgLanguageModel
 from llm_runtime.scoring import cache_layers
 
-__all__ = ["evict_seconds_before"]
+__all__ = ["ContextLedger", "evict_seconds_before", "slide_point"]
+
+
+def slide_point(first_second: int, last_second: int, window_s: int, slack_s: int) -> int | None:
+    """The first second to keep once a cache over ``first_second … last_second`` has passed ``window_s +
+    slack_s`` seconds (the last ``window_s`` are kept), or None while it has not."""
+    if last_second - first_second + 1 <= window_s + slack_s:
+        return None
+    return last_second - window_s + 1
+
+
+@dataclass
+class ContextLedger:
+    """Per cached second, the first second the cache held when that second was appended: what it could read.
+
+    A fresh prefill's tokens read from the window's first second; a slid cache's tokens read from earlier. The
+    mean excess over the window's first second, as a share of ``window_s``, is the cache's *staleness*: 0 for a
+    fresh prefill, about 0.5 for a patient streamed for long (tokens read up to one window more than the window)."""
+
+    entries: deque[tuple[int, int]] = field(default_factory=deque)  # (second, first second it could read)
+
+    def append(self, seconds: list[int], reads_from: int) -> None:
+        self.entries.extend((t, reads_from) for t in seconds)
+
+    def evict_before(self, first_kept: int) -> None:
+        while self.entries and self.entries[0][0] < first_kept:
+            self.entries.popleft()
+
+    def staleness(self, first_second: int, window_s: int) -> float:
+        if not self.entries:
+            return 0.0
+        excess = sum(max(0, first_second - reads_from) for _, reads_from in self.entries)
+        return excess / len(self.entries) / window_s
 
 
 def evict_seconds_before(

@@ -25,6 +25,7 @@ from llm_runtime.probe import ProbeHead
 from llm_runtime.prompts import ARRHYTHMIAS, CHAT_FORMATS, PromptBook, Question, questions_for
 from llm_runtime.runner import ModelRunner, RunnerConfig, ScoreRequest, Slide
 from llm_runtime.settings import LlmSettings
+from llm_runtime.slide_shift import SlideShift
 
 __all__ = ["ForecastEngine", "resolve_device"]
 
@@ -119,6 +120,7 @@ class ForecastEngine:
     model_version: str
     calibration: OnsetCalibration | None = None  # the adapter's onset calibration (adapter.json), applied in forecast
     probe: ProbeHead | None = None  # the probe variant's forecast head; None: options are scored (generative)
+    slide_shift: SlideShift | None = None  # the head's correction for caches slid by eviction (slide_shift.py)
 
     @staticmethod
     def load(settings: LlmSettings, slide: Slide = "evict", calibrated: bool = True) -> ForecastEngine:
@@ -147,7 +149,9 @@ class ForecastEngine:
             dtype=settings.dtype,
             calibrated=calibration is not None,
         )
-        return ForecastEngine(runner, settings, model_id, f"{backbone.model_version}/{version}", calibration, probe)
+        shift = SlideShift.load(settings.adapter_dir) if probe is not None and settings.adapter_dir else None
+        version_id = f"{backbone.model_version}/{version}"
+        return ForecastEngine(runner, settings, model_id, version_id, calibration, probe, shift)
 
     def probe_features(self, requests: Sequence[ScoreRequest]) -> torch.Tensor:
         """What the forecast head reads, (B, F): a probe-variant adapter's features, with or without its head."""
@@ -170,9 +174,13 @@ class ForecastEngine:
             if self.probe is None:
                 raise ConfigError(f"{self.settings.adapter_dir}: probe adapter without a forecast head (train it)")
             wanted = self.settings.horizons_s
-            features, spans = self.runner.probe_read(requests, self.probe_layers)
+            read, spans = self.runner.probe_read(requests, self.probe_layers)
+            features = read.numpy().astype(np.float64)
+            if self.slide_shift is not None:
+                staleness = [self.runner.staleness(r.patient_id) for r in requests]
+                features = self.slide_shift.correct(features, staleness)
             trends = self._trends(requests) if self.probe.reads_trends or self.probe.precursor else None
-            out = self.probe.predict(features.numpy(), trends, [window_s for _, window_s in spans])
+            out = self.probe.predict(features, trends, [window_s for _, window_s in spans])
             return [
                 (*span, {h: r[h] for h in wanted}, {h: o[h] for h in wanted})
                 for span, (r, o) in zip(spans, out, strict=True)

@@ -32,7 +32,7 @@ import torch
 from transformers.cache_utils import DynamicCache
 
 from core.errors import LifecycleError, ModelError
-from llm_runtime.cache_slide import evict_seconds_before
+from llm_runtime.cache_slide import ContextLedger, evict_seconds_before, slide_point
 from llm_runtime.layout import Layout, TokenMeta
 from llm_runtime.model import EcgLanguageModel
 from llm_runtime.packing import (
@@ -141,6 +141,12 @@ class _Prefix:
     meta: TokenMeta  # (1, L)
     first_second: int
     last_second: int
+    ledger: ContextLedger  # what each cached second could read (slid caches read evicted seconds)
+
+    def appended(self, seconds: Sequence[tuple[int, torch.Tensor]]) -> None:
+        """Record ``seconds`` as appended on top of the current cache."""
+        self.ledger.append([t for t, _ in seconds], self.first_second)
+        self.last_second = seconds[-1][0]
 
 
 @dataclass
@@ -183,6 +189,12 @@ class ModelRunner:
     @property
     def patient_ids(self) -> tuple[str, ...]:
         return tuple(self._patients)
+
+    def staleness(self, patient_id: str) -> float:
+        """How much evicted signal the patient's cached tokens had read (``ContextLedger.staleness``): 0 for a
+        cache as a fresh prefill would make it."""
+        prefix = self._patients[patient_id].prefix
+        return 0.0 if prefix is None else prefix.ledger.staleness(prefix.first_second, self.config.window_s)
 
     def cached_seconds(self, patient_id: str) -> int:
         prefix = self._patients[patient_id].prefix
@@ -285,22 +297,25 @@ class ModelRunner:
         extend_caches(self.model, [(prefix.cache, prefix.meta) for prefix, _ in appends], packs, self._workspace)
         for (prefix, seconds), packed in zip(appends, packs, strict=True):
             prefix.meta = prefix.meta.cat(packed.meta)
-            prefix.last_second = seconds[-1][0]
+            prefix.appended(seconds)
         self.stats.batched_appends += 1
 
     def _slide_if_too_long(self, state: _Patient) -> None:
         """Once the cache passes ``window_s + slack_s`` seconds, keep only the last ``window_s``: evicted in place
         (``cache_slide``) or, with ``slide="rebuild"``, prefilled afresh."""
         prefix = state.prefix
-        if prefix is None or prefix.last_second - prefix.first_second + 1 <= self.config.window_s + self.config.slack_s:
+        if prefix is None:
             return
-        first_kept = prefix.last_second - self.config.window_s + 1
+        first_kept = slide_point(prefix.first_second, prefix.last_second, self.config.window_s, self.config.slack_s)
+        if first_kept is None:
+            return
         if self.config.slide == "rebuild":
             state.prefix = self._prefill([(t, emb) for t, emb in state.seconds if t >= first_kept])
             return
         start = time.perf_counter()
         prefix.meta, dropped = evict_seconds_before(self.model, prefix.cache, prefix.meta, first_kept)
         prefix.first_second = first_kept
+        prefix.ledger.evict_before(first_kept)
         self.stats.slides += 1
         self.stats.slid_tokens += dropped
         self.stats.slide_s += time.perf_counter() - start
@@ -326,7 +341,9 @@ class ModelRunner:
         self.stats.prefills += 1
         self.stats.prefill_tokens += packed.length
         self.stats.prefill_s += time.perf_counter() - start
-        return _Prefix(cache, packed.meta, first, last)
+        ledger = ContextLedger()
+        ledger.append([t for t, _ in seconds], first)
+        return _Prefix(cache, packed.meta, first, last, ledger)
 
     def _seconds_packed(self, prefix: _Prefix, seconds: Sequence[tuple[int, torch.Tensor]]) -> Packed:
         """The tokens of ``seconds`` (time-major), positioned after the cached prefix."""
@@ -343,7 +360,7 @@ class ModelRunner:
         keys = prefix.meta.cat(packed.meta)
         self.model.decode(self.model.embed(packed), packed.meta, keys, prefix.cache)
         prefix.meta = keys
-        prefix.last_second = seconds[-1][0]
+        prefix.appended(seconds)
 
     # --- scoring ---------------------------------------------------------------------------------------------
 

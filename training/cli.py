@@ -73,6 +73,14 @@ def _register_probe(stages: argparse._SubParsersAction) -> None:  # type: ignore
     pre.add_argument("--c", type=float, default=0.1, help="inverse L2 strength of the state classifier")
     pre.set_defaults(func=cmd_precursor_readout)
 
+    shift = stages.add_parser(
+        "slide-shift", help="probe variant: fit the head's correction for slid KV caches on validation slide pairs"
+    )
+    shift.add_argument("--pairs", type=Path, required=True, help="eval probe-features --slide-parity's val file")
+    shift.add_argument("--adapter", type=Path, required=True, help="the probe adapter whose head gets the shift")
+    shift.add_argument("--version", help="new adapter version (adapter.json), e.g. probe-2026-12-07e")
+    shift.set_defaults(func=cmd_slide_shift)
+
 
 def cmd_probe_adapter(args: argparse.Namespace) -> int:
     import numpy as np
@@ -90,6 +98,13 @@ def cmd_precursor_readout(args: argparse.Namespace) -> int:
     from training.precursor import attach_precursor_readout
 
     print(f"head: {attach_precursor_readout(args.adapter, args.table, args.features, args.c)}")
+    return 0
+
+
+def cmd_slide_shift(args: argparse.Namespace) -> int:
+    from training.slide_shift import attach_slide_shift
+
+    print(f"slide shift: {attach_slide_shift(args.adapter, args.pairs, args.version)}")
     return 0
 
 

@@ -67,8 +67,46 @@ def test_slide_parity_refuses_a_runner_that_rebuilds(tiny_bench: Path, random_en
 def test_pairs_split_into_two_files_with_the_same_rows(tmp_path: Path) -> None:
     path = tmp_path / "test-w300-slide.npz"
     np.savez(path, x=np.arange(12.0).reshape(2, 6), record_id=np.array(["a", "b"]), anchor_s=np.array([1.0, 2.0]))
-    slid, fresh = split_pairs(path)
+    slid, fresh = split_pairs(path, np.array([0.5, 0.25]))
     with np.load(slid) as a, np.load(fresh) as b:
         assert a["x"].tolist() == [[0, 1, 2], [6, 7, 8]] and b["x"].tolist() == [[3, 4, 5], [9, 10, 11]]
         assert a["record_id"].tolist() == b["record_id"].tolist() == ["a", "b"]
+        assert a["staleness"].tolist() == b["staleness"].tolist() == [0.5, 0.25]
     assert fresh.name == "test-w300-slide-fresh.npz"
+
+
+def test_staleness_replayed_from_the_schedule_is_the_runners_own(tiny_bench: Path, random_encoder: Path) -> None:
+    """The runner's ledger after feeding equals the schedule's replay (which needs no model), and a fresh prefill
+    of the same seconds reads 0."""
+    forecaster = _forecaster(tiny_bench, random_encoder, "evict")
+    record_id = forecaster.data.record_ids("test")[0]
+    slid = SlidFeatures(forecaster, feed_every_s=3)  # type: ignore[arg-type]
+    for anchor in (15.0, 33.0, 60.0):
+        key = (record_id, anchor, 10)
+        slid.features(key)
+        replayed = slid.schedule.staleness(*slid.schedule.span(forecaster.data, key), 10)
+        assert slid.last_staleness == pytest.approx(replayed)
+    assert slid.last_staleness > 0.3  # streamed from 2 windows back: the oldest kept tokens read a window more
+    runner = forecaster.engine.runner
+    runner.prime("fresh", torch.zeros(12, 1, 64), 0)
+    assert runner.staleness("fresh") == 0.0
+
+
+def test_the_slide_shift_is_the_least_squares_shift_per_unit_of_staleness(tmp_path: Path) -> None:
+    from llm_runtime.slide_shift import SlideShift
+
+    rng = np.random.default_rng(0)
+    fresh = rng.normal(size=(50, 4))
+    staleness = rng.uniform(0.2, 0.6, size=50)
+    true_shift = np.array([1.0, -2.0, 0.0, 0.5])
+    slid = fresh + staleness[:, None] * true_shift + rng.normal(scale=1e-3, size=(50, 4))
+    shift = SlideShift.fit(slid, fresh, staleness, {"pairs": "synthetic"})
+    np.testing.assert_allclose(shift.shift, true_shift, atol=0.01)
+    np.testing.assert_allclose(shift.correct(slid, staleness), fresh, atol=0.01)
+    shift.save(tmp_path)
+    again = SlideShift.load(tmp_path)
+    assert again is not None and again.fitted_on == {"pairs": "synthetic"}
+    np.testing.assert_array_equal(again.shift, shift.shift)
+    assert SlideShift.load(tmp_path / "none") is None
+    with pytest.raises(ValueError, match="staleness above 0"):
+        SlideShift.fit(slid, fresh, np.zeros(50), {})

@@ -266,3 +266,30 @@ def test_a_note_citing_a_number_the_evidence_does_not_say_is_retried_then_droppe
     dropped = engine.with_rationale(request, forecast, "af")
     assert dropped.explanation is None and "PVC 0, not in the measured evidence" in str(dropped.explanation_note)
     assert len(RATIONALE_TRIES) >= 2
+
+
+def test_a_slid_cache_is_corrected_by_the_adapters_slide_shift_and_a_fresh_one_is_not(tmp_path: Path) -> None:
+    """Window 12 + slack 4, sliding by eviction: after 40 seconds the cache's tokens had read evicted seconds
+    (staleness > 0) and the head reads features minus staleness x shift; a freshly primed cache reads as it is."""
+    from llm_runtime.slide_shift import SlideShift
+
+    adapter = _probe_adapter(tmp_path, with_head=True)
+    plain = ForecastEngine.load(_settings(adapter, slack_s=4), slide="evict")
+    width = 2 * plain.runner.model.config.hidden_size
+    SlideShift(np.full(width, 3.0), {"note": "test"}).save(adapter)
+    shifted = ForecastEngine.load(_settings(adapter, slack_s=4), slide="evict")
+    assert shifted.slide_shift is not None and plain.slide_shift is None
+    request = ScoreRequest("a", "heart rate 72 bpm")
+    for engine in (plain, shifted):
+        engine.runner.prime("a", _seconds(12), 0)
+    assert plain.runner.staleness("a") == 0.0
+    assert plain.forecast([request])[0].onset_probs == shifted.forecast([request])[0].onset_probs
+    for engine in (plain, shifted):
+        engine.runner.extend_seconds("a", _seconds(28, seed=4), 12)
+    staleness = shifted.runner.staleness("a")
+    assert staleness > 0.0 and shifted.runner.stats.slides > 0
+    features = plain.runner.probe_features([request], plain.probe_layers).numpy().astype(np.float64)
+    expected = plain.probe.predict(features - 3.0 * staleness, None, [plain.runner.window_span("a")[1]])  # type: ignore[union-attr]
+    (forecast,) = shifted.forecast([request])
+    assert forecast.onset_probs[60] == pytest.approx(expected[0][1][60])
+    assert forecast.onset_probs != plain.forecast([request])[0].onset_probs

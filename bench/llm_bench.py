@@ -162,7 +162,7 @@ def feeding_costs(
     that both see the same machine load; every round appends to the same patients' own caches."""
     headroom = runner.config.window_s + runner.config.slack_s - 2 * repeats * new_seconds
     if prime_s > headroom:
-        raise SystemExit(f"--feed-prime-s {prime_s}: at most {headroom}, or the timed feeds would trigger a rebuild")
+        raise SystemExit(f"--feed-prime-s {prime_s}: at most {headroom}, or the timed feeds would slide the window")
     pids = prime_patients(runner, "f", patients, prime_s)
     one_ms: list[float] = []
     batch_ms: list[float] = []

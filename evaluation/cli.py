@@ -124,21 +124,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     f.set_defaults(func=cmd_eval_probe_features)
 
     sp = inner.add_parser("slide-parity", help="score the slid-cache and fresh-prefill feature pairs with the head")
-    sp.add_argument("--adapter", type=Path, required=True, help="probe adapter directory (with its head)")
-    sp.add_argument("--features", type=Path, required=True, help="the -slide.npz written by probe-features")
-    sp.add_argument("--data", default="synthetic-v2-yardstick", help="spec name or built benchmark dir")
-    sp.add_argument("--bench-dir", type=Path, default=Path("runs/bench"), help="where specs are built")
-    sp.add_argument("--out", type=Path, required=True, help="writes slide_parity.json here")
-    sp.add_argument("--n-boot", type=int, default=200, help="patient-bootstrap resamples")
+    _head_scoring_args(sp, "the -slide.npz written by probe-features", "writes slide_parity.json here")
     sp.set_defaults(func=cmd_eval_slide_parity)
 
     q = inner.add_parser("probe", help="score a probe adapter's head on the frozen LM subsample vs GBT, with ablations")
-    q.add_argument("--adapter", type=Path, required=True, help="probe adapter directory (with its head)")
-    q.add_argument("--features", type=Path, required=True, help="directory with test.npz (and ablation files)")
-    q.add_argument("--data", default="synthetic-v2-yardstick", help="spec name or built benchmark dir")
-    q.add_argument("--bench-dir", type=Path, default=Path("runs/bench"), help="where specs are built")
-    q.add_argument("--out", type=Path, required=True, help="writes probe_results.json here")
-    q.add_argument("--n-boot", type=int, default=200, help="patient-bootstrap resamples")
+    _head_scoring_args(q, "directory with test.npz (and ablation files)", "writes probe_results.json here")
     q.add_argument("--baseline-only", action="store_true", help="only fit and cache the GBT on the frozen subsample")
     q.add_argument("--no-baseline", action="store_true", help="the head alone (a second source's test split: transfer)")
     q.set_defaults(func=cmd_eval_probe)
@@ -294,6 +284,16 @@ def _windows_suffix(windows: tuple[int, ...]) -> str:
     """The features file's name part for a window grid other than the default (``train-w330-360``), so runs over
     different grids never share part files."""
     return "" if tuple(windows) == PROBE_WINDOWS else "-w" + "-".join(str(w) for w in windows)
+
+
+def _head_scoring_args(parser: argparse.ArgumentParser, features_help: str, out_help: str) -> None:
+    """The arguments of a command that scores a probe head's features on a benchmark."""
+    parser.add_argument("--adapter", type=Path, required=True, help="probe adapter directory (with its head)")
+    parser.add_argument("--features", type=Path, required=True, help=features_help)
+    parser.add_argument("--data", default="synthetic-v2-yardstick", help="spec name or built benchmark dir")
+    parser.add_argument("--bench-dir", type=Path, default=Path("runs/bench"), help="where specs are built")
+    parser.add_argument("--out", type=Path, required=True, help=out_help)
+    parser.add_argument("--n-boot", type=int, default=200, help="patient-bootstrap resamples")
 
 
 def cmd_eval_probe_features(args: argparse.Namespace) -> int:

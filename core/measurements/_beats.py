@@ -8,7 +8,8 @@ The rules are deliberately simple and explainable, so a nurse-facing count can b
    shape (two single upright waves of different width still correlate ~0.8 after lag alignment), or if it is
    premature with a full compensatory pause in a regular rhythm and is wider and only loosely alike. Requiring
    width as well as shape keeps fibrillatory waves riding on a QRS (which lower its correlation) from turning
-   normal beats into PVCs.
+   normal beats into PVCs; and relatively wide counts only at ≥ 120 ms (the clinical wide-QRS bound) unless the
+   beat is early or in a VT-like run, since f-waves stretch a 60-ms conducted beat to 90-110 ms.
 1b. Wide dominant beat. Without a narrow cluster the normal beat is the largest wide cluster whose own rhythm is
    not VT-like (bundle-branch block: as wide as a PVC, so there width cannot separate the two, and shape alone, or
    timing with a QRS area ≥ 1.2× larger or smaller, decides). A wide beat is 'V' by rate when it sits in a
@@ -16,10 +17,10 @@ The rules are deliberately simple and explainable, so a nurse-facing count can b
    to the conducted beat on this lead. Sinus tachycardia with bundle-branch block ramps up and is not called VT.
 2. Irregular rhythm. Where the supraventricular RR intervals are irregularly irregular (AF-like), timing says
    nothing and f-waves riding on each QRS blur its shape and width, so a beat is 'V' only on stronger morphology:
-   unlike the normal template (< 0.85) *and* wide *and* carrying more QRS area than a normal beat (≥ 1.2×), with
-   the QRS standing clear of the atrial activity before it (pre-QRS peak-to-peak < 35 % of its own), unless its
-   area alone is ventricular (≥ 2×). Conducted AF beats are narrow and share the normal shape; only their timing
-   is irregular.
+   unlike the normal template (< 0.85) *and* wide (≥ 120 ms) *and* carrying more QRS area than a normal beat
+   (≥ 1.2×), with the QRS standing clear of the atrial activity before it (pre-QRS peak-to-peak < 35 % of its
+   own), unless its area alone is ventricular (≥ 2×). Conducted AF beats are narrow and share the normal shape;
+   only their timing is irregular.
 3. Timing. A beat of normal morphology is 'A' if its RR is short against the local median RR of supraventricular
    intervals (< 85 %), the interval before it was settled, and the local rhythm is not irregularly irregular
    (AF-like), where prematurity means nothing.
@@ -61,6 +62,8 @@ class ClassifierConfig:
     very_wide_ratio: float = 1.80  # this much wider is ventricular whatever the shape (normal beats: 99th pct 1.3)
     loose_corr: float = 0.93  # premature + compensatory pause + wider + correlation under this: ventricular
     wide_abs_ms: float = 130.0  # a QRS this wide is wide in absolute terms (normal conduction: < 120 ms)
+    min_wide_ms: float = 120.0  # relatively wide is not wide under this (the clinical wide-QRS bound): a 60-ms beat
+    #                             bent by f-waves measured 88-112 ms (1.5-1.9x); PVCs in generator v2's AF: >= 130 ms
     wide_abs_ratio: float = 1.20  # absolutely wide and this much wider than normal also counts as wide (the
     #                               normal QRS on a lead like V1 can measure wide itself)
     premature_ratio: float = 0.85  # RR under 85 % of the local median: premature (common Holter criterion)
@@ -363,13 +366,18 @@ def label_beats(features: BeatFeatures, config: ClassifierConfig | None = None) 
     dom = features.dominant_width_ms
     measurable = np.isfinite(corr)
     wider = width / dom
-    wide = (wider > cfg.wide_ratio) | ((width >= cfg.wide_abs_ms) & (wider > cfg.wide_abs_ratio))
+    # Wider than normal yet under the clinical wide-QRS bound: ventricular only if early (a PVC is premature) or in
+    # a VT-like run; f-waves stretch conducted beats that are neither. In AF-like rhythm, where early means nothing,
+    # never (below).
+    early = features.rr_prev_ms < cfg.premature_ratio * local_median(features.rr_prev_ms, cfg.reference_beats)
+    wide_enough = (width >= cfg.min_wide_ms) | early | _tachycardic_run(features.rr_prev_ms, cfg)
+    wide = ((wider > cfg.wide_ratio) & wide_enough) | ((width >= cfg.wide_abs_ms) & (wider > cfg.wide_abs_ratio))
     # A wide dominant beat: bundle-branch block, whose conducted beat is as wide as a PVC (so width cannot separate
     # them), or VT, which only its rate tells from it when the two look alike on this lead.
     wide_dominant = bool(dom > cfg.wide_abs_ms)
     wide = wide | wide_dominant
     vt_rate = measurable & wide_dominant & (width >= cfg.wide_abs_ms) & _tachycardic_run(features.rr_prev_ms, cfg)
-    odd_shape = measurable & (((corr < cfg.v_corr) & wide) | (wider > cfg.very_wide_ratio) | vt_rate)
+    odd_shape = measurable & (((corr < cfg.v_corr) & wide) | ((wider > cfg.very_wide_ratio) & wide_enough) | vt_rate)
     # RR intervals that touch an odd-shaped beat say nothing about the supraventricular rhythm.
     odd_before = np.concatenate(([False], odd_shape[:-1]))
     supra_rr = np.where(odd_shape | odd_before, np.nan, features.rr_prev_ms)
@@ -390,7 +398,10 @@ def label_beats(features: BeatFeatures, config: ClassifierConfig | None = None) 
     timing_says_v = premature & compensated & ~irregular & unlike
     ventricular = np.where(
         af_like,
-        measurable & wide & _ventricular_in_af(features, area_ratio, cfg),
+        measurable
+        & wide
+        & ((width >= cfg.min_wide_ms) | wide_dominant)
+        & _ventricular_in_af(features, area_ratio, cfg),
         odd_shape | (measurable & timing_says_v),
     )
     labels[ventricular] = "V"

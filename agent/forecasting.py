@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from agent.encoder_stage import EncoderStage, PatientEmbeddings, encode_ready
 from agent.forecast_message import ForecastWindow, forecast_message
 from agent.ingest_worker import IngestWorker, SignalSnapshot
+from agent.measured_windows import MeasuredWindow, MeasuredWindows
 from agent.patient import CompletedWindows
 from agent.worker_thread import WorkerThread
 from core.errors import BrokerError, LifecycleError
@@ -90,6 +91,8 @@ class ModelStats:
     encode_s: float = 0.0  # wall time in encoder ticks that had windows (from the wait for the first one)
     rationales: int = 0  # LM rationales generated (only for forecasts about to raise an alert)
     rationale_s: float = 0.0  # wall time spent generating them
+    earlier_reused: int = 0  # earlier (trend) windows taken from an earlier forecast's measurements
+    earlier_measured: int = 0  # earlier windows measured afresh
 
 
 class ModelWorker(WorkerThread):
@@ -126,6 +129,7 @@ class ModelWorker(WorkerThread):
         self._hold = hold
         self._leads = tuple(lead.lower() for lead in engine.settings.leads)
         self._feeds: dict[str, _Feed] = {}
+        self._measured = MeasuredWindows(window_s=float(engine.settings.window_s))
         self.stats = ModelStats()
         self.loaded = True
         super().__init__("model-worker")
@@ -233,6 +237,7 @@ class ModelWorker(WorkerThread):
         self.engine.runner.finish(patient_ids)
         for pid in patient_ids:
             self._feeds.pop(pid, None)
+            self._measured.forget(pid)
             self.stage.forget(pid)
             self.scheduler.evict(pid)
 
@@ -247,13 +252,25 @@ class ModelWorker(WorkerThread):
             n = round(window * snap.fs)
             analysis = analyse_best_lead(snap.p_signal[-n:], snap.fs, list(snap.leads))
             recent, spans = analysis.measurements, rhythm_spans(analysis)
+            if snap.p_signal.shape[0] >= n:  # a whole window: it may stand in for a later forecast's earlier one
+                self._measured.remember(pid, MeasuredWindow(snap.segment, snap.end_index, snap.fs, recent))
             if snap.p_signal.shape[0] >= 2 * n:
-                earlier = measure_leads(snap.p_signal[-2 * n : -n], snap.fs, list(snap.leads))
+                earlier = self._earlier_window(snap, n)
         quality = snap.quality if snap is not None else {}
         state = self.stage.patients.get(pid)
         t_end = float(state.ring.newest_second + 1) if state is not None else None  # stream seconds, as forecasts
         evidence = self._evidence(recent, earlier, quality, float(window), t_end, spans) if self._evidence else None
         return _Measured(snap, recent, evidence, analysis_trends(analysis))
+
+    def _earlier_window(self, snap: SignalSnapshot, n: int) -> Measurements:
+        """The window of ``n`` samples before the snapshot's last ``n``: an earlier forecast's measurements when one
+        ended there (agent.measured_windows), else measured now."""
+        kept = self._measured.ending_near(snap.patient_id, snap.segment, snap.end_index - n, snap.fs)
+        if kept is not None:
+            self.stats.earlier_reused += 1
+            return kept
+        self.stats.earlier_measured += 1
+        return measure_leads(snap.p_signal[-2 * n : -n], snap.fs, list(snap.leads))
 
     def _report_cannot_assess(self, pid: str) -> None:
         self.stats.cannot_assess += 1

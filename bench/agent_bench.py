@@ -196,6 +196,7 @@ def main() -> None:
         "forecasts": stats.forecasts,
         "forecasts_per_minute": round(60 * stats.forecasts / wall, 2),
         "seconds_per_forecast": round(per_forecast, 3),
+        "earlier_windows": {"reused": stats.earlier_reused, "measured": stats.earlier_measured},
         "feed_s_per_patient_second": round(feed, 5),
         "encode_s_per_patient_second": round(encode, 6),
         "runner": runner_stats,

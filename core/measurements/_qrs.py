@@ -8,6 +8,7 @@ Detection runs separately inside each usable segment (see :mod:`._quality`), so 
 
 from __future__ import annotations
 
+import statistics
 from collections import deque
 from dataclasses import dataclass
 
@@ -154,7 +155,9 @@ def _threshold_candidates(
             last_event = int(cand[k])
         thr = npki + 0.25 * (spki - npki)
         # Search back, repeatedly: at a VT onset several wide, low-slope beats in a row can fall under threshold.
-        while kept and len(recent_rr) >= 2 and cand[k] - cand[kept[-1]] > cfg.searchback_rr * np.median(recent_rr):
+        while (
+            kept and len(recent_rr) >= 2 and cand[k] - cand[kept[-1]] > cfg.searchback_rr * statistics.median(recent_rr)
+        ):
             back = _search_back(cand, height, kept[-1], k, 0.5 * thr, round(cfg.refractory_s * fs))
             if back is None:
                 break

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from agent.settings import Settings
     from llm_runtime.forecast import Forecast
 
-__all__ = ["register"]
+__all__ = ["register", "window_embeddings"]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -69,7 +69,7 @@ def _signal(args: argparse.Namespace, leads: tuple[str, ...]) -> tuple[npt.NDArr
     return np.asarray(p_signal[:, columns], dtype=np.float32), fs, wanted, name
 
 
-def _embeddings(
+def window_embeddings(
     settings: Settings, segment: npt.NDArray[np.float32], fs: float, names: list[str]
 ) -> npt.NDArray[np.float32]:
     """(sig_len, n_leads) mV -> (n_leads, T, 64) encoder embeddings, via the agent's own preprocessing."""
@@ -111,7 +111,7 @@ def _run(args: argparse.Namespace) -> Forecast:
     if start < 0 or end > p_signal.shape[0]:
         raise EcgcastError(f"window [{args.at - llm.window_s}, {args.at}] s is outside the record")
     segment = p_signal[start:end]
-    embeddings = torch.from_numpy(_embeddings(settings, segment, fs, names))
+    embeddings = torch.from_numpy(window_embeddings(settings, segment, fs, names))
     evidence = window_evidence(segment, fs, names)
     engine = ForecastEngine.load(llm, slide="rebuild")
     patient_id = args.patient_id or record_name

@@ -197,6 +197,7 @@ def main() -> None:
         "forecasts_per_minute": round(60 * stats.forecasts / wall, 2),
         "seconds_per_forecast": round(per_forecast, 3),
         "earlier_windows": {"reused": stats.earlier_reused, "measured": stats.earlier_measured},
+        "rationales": {"count": stats.rationales, "seconds": round(stats.rationale_s, 1)},
         "feed_s_per_patient_second": round(feed, 5),
         "encode_s_per_patient_second": round(encode, 6),
         "runner": runner_stats,

@@ -120,7 +120,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="pairs per input: the agent's slid KV cache (fed from 2w before the anchor) and a fresh prefill of "
         "the same seconds (writes SPLIT[-w<grid>]-slide.npz and -slide-fresh.npz; score with eval slide-parity)",
     )
-    f.add_argument("--feed-every-s", type=int, default=10, help="with --slide-parity: seconds per feed (agent's)")
+    f.add_argument(
+        "--feed-every-s", type=int, default=30, help="with --slide-parity: seconds per feed (the agent's default)"
+    )
     f.set_defaults(func=cmd_eval_probe_features)
 
     sp = inner.add_parser("slide-parity", help="score the slid-cache and fresh-prefill feature pairs with the head")

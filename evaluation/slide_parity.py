@@ -48,7 +48,7 @@ class SlideSchedule:
     """How an input's slid cache is fed: ``feed_every_s`` seconds at a time from ``2 * w`` before its anchor, in a
     runner of window ``w`` and slack ``slack_s`` (the agent's defaults)."""
 
-    feed_every_s: int = 10
+    feed_every_s: int = 30  # the agent's default (forecast.feed_every_s)
     slack_s: int = 60
 
     def span(self, data: EvalData, key: InputKey) -> tuple[int, int]:

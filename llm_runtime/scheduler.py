@@ -45,7 +45,7 @@ class SchedulerSettings(StrictModel):
     utilisation: float = Field(0.8, gt=0, le=1, description="Share of each cadence the model may be busy")
     max_stretch: float = Field(4.0, ge=1, le=60, description="Largest factor by which the cadence may be stretched")
     feed_every_s: int = Field(
-        10,
+        30,
         ge=1,
         le=600,
         description="New seconds gathered per patient before one forward pass appends them to its LM cache "

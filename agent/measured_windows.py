@@ -2,9 +2,9 @@
 
 Each forecast measures its window and, for trends (heart-rate change, ectopy per minute before), the window of the
 same length before it. At a 60-s cadence and a 300-s window, that earlier window is the forecast window of five
-forecasts ago. Measuring a 300-s window costs 0.19-0.27 s on the 2-core development machine, a fifth of a forecast
-(docs/BENCHMARKS.md, "Agent end to end"), so each patient's recent window measurements are kept and the nearest one
-stands in for the earlier window when it ended within ``tolerance_s`` of where it should.
+forecasts ago. Measuring a 300-s window of two leads costs ~0.16 s on the 2-core development machine, a third of a
+forecast (docs/BENCHMARKS.md, "Agent end to end"), so each patient's recent window measurements are kept and the
+nearest one stands in for the earlier window when it ended within ``tolerance_s`` of where it should.
 """
 
 from __future__ import annotations

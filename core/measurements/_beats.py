@@ -398,14 +398,16 @@ def label_beats(features: BeatFeatures, config: ClassifierConfig | None = None) 
     # Wider than normal yet under the clinical wide-QRS bound: ventricular only if early (a PVC is premature) or in
     # a VT-like run; f-waves stretch conducted beats that are neither. In AF-like rhythm, where early means nothing,
     # never (below).
-    early = features.rr_prev_ms < cfg.premature_ratio * local_median(features.rr_prev_ms, cfg.reference_beats)
-    wide_enough = (width >= cfg.min_wide_ms) | early | _tachycardic_run(features.rr_prev_ms, cfg)
+    all_ref_rr = local_median(features.rr_prev_ms, cfg.reference_beats)  # over every interval, ectopic ones too
+    in_vt_run = _tachycardic_run(features.rr_prev_ms, cfg)
+    early = features.rr_prev_ms < cfg.premature_ratio * all_ref_rr
+    wide_enough = (width >= cfg.min_wide_ms) | early | in_vt_run
     wide = ((wider > cfg.wide_ratio) & wide_enough) | ((width >= cfg.wide_abs_ms) & (wider > cfg.wide_abs_ratio))
     # A wide dominant beat: bundle-branch block, whose conducted beat is as wide as a PVC (so width cannot separate
     # them), or VT, which only its rate tells from it when the two look alike on this lead.
     wide_dominant = bool(dom > cfg.wide_abs_ms)
     wide = wide | wide_dominant
-    vt_rate = measurable & wide_dominant & (width >= cfg.wide_abs_ms) & _tachycardic_run(features.rr_prev_ms, cfg)
+    vt_rate = measurable & wide_dominant & (width >= cfg.wide_abs_ms) & in_vt_run
     odd_shape = measurable & (((corr < cfg.v_corr) & wide) | ((wider > cfg.very_wide_ratio) & wide_enough) | vt_rate)
     # RR intervals that touch an odd-shaped beat say nothing about the supraventricular rhythm.
     odd_before = np.concatenate(([False], odd_shape[:-1]))
@@ -417,9 +419,7 @@ def label_beats(features: BeatFeatures, config: ClassifierConfig | None = None) 
     irregular = irregularity > cfg.irregular_index
     # AF-like only where *all* intervals jump about too: inside VT, whose own intervals are regular, a few beats
     # mislabelled 'N' leave supraventricular-looking intervals that can look irregular; there the rules above hold.
-    all_irregularity = _local_irregularity(
-        features.rr_prev_ms, local_median(features.rr_prev_ms, cfg.reference_beats), cfg
-    )
+    all_irregularity = _local_irregularity(features.rr_prev_ms, all_ref_rr, cfg)
     af_like = irregular & np.isfinite(irregularity) & (all_irregularity > cfg.irregular_index) & ~vt_rate
     area_ratio = _area_ratio(features.qrs_area_mv_ms, ~odd_shape)
     resized = np.abs(np.log(area_ratio)) >= np.log(cfg.bbb_area_ratio)

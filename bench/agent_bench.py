@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import paho.mqtt.client as mqtt
 import torch
+from machine_info import cpu_description  # the sibling module
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.daemon import Agent, tune_process_for_streaming
@@ -180,7 +181,7 @@ def main() -> None:
         "data": f"synthetic, {args.patients} patients x {args.minutes} min, 2 leads 250 Hz, {args.speed}x",
         "model_id": model.engine.model_id,
         "machine": {
-            "cpus": os.cpu_count(),
+            **cpu_description(),
             "python": platform.python_version(),
             "gpu": "none",
             "torch_threads": torch.get_num_threads(),

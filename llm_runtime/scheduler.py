@@ -3,6 +3,12 @@
 Split the way vLLM splits its engine: this class decides (per-patient phase, due times, batch, degradation); the
 model worker runs the batch and hands back a ``RunnerOutput``; the alert policy turns forecasts into alerts.
 
+Due times keep to each patient's own grid: a forecast that came late does not push the next one back (a patient
+forecast at due + 5 s is due again at due + cadence, not at its completion + cadence), so intervals average the
+cadence instead of the cadence plus the model's time; due patients are served earliest due first, high-risk ones
+before the rest. A patient's first forecast sets its grid at its completion, which spreads a unit that starts at
+once (a restart: every patient due together) over the cadence.
+
 Degradation is explicit: when one cadence's worth of forecasts takes longer than ``utilisation`` of the cadence, the
 cadence of patients below ``high_risk`` is stretched (up to ``max_stretch``) while high-risk patients keep the base
 cadence, and the stretch factor is reported. Nothing queues without bound: a patient is either due or not.
@@ -73,7 +79,7 @@ class Readiness:
 class ForecastBatch:
     """One scheduling decision."""
 
-    patient_ids: list[str]  # to forecast now, highest risk first, at most max_batch
+    patient_ids: list[str]  # to forecast now: high-risk first, then earliest due; at most max_batch
     cannot_assess: list[str]  # due, but their signal is insufficient: report "cannot assess: signal quality"
     finished_patient_ids: list[str]  # evicted since the last batch: free their model state
     stretch: float  # 1.0 = on cadence; > 1 = degraded, low-risk cadence multiplied by this
@@ -127,15 +133,27 @@ class ForecastScheduler:
         return self.settings.cadence_s * stretch
 
     def schedule(self, now: float) -> ForecastBatch:
-        """Patients due now: ACTIVE ones by descending risk (capped), LEADS_OFF ones as cannot-assess."""
+        """Patients due now: ACTIVE ones most urgent first (capped), LEADS_OFF ones as cannot-assess."""
         due = [(pid, s) for pid, s in self._patients.items() if s.next_due <= now]
-        active = sorted((x for x in due if x[1].phase is PatientPhase.ACTIVE), key=lambda x: -x[1].risk)
+        active = sorted((x for x in due if x[1].phase is PatientPhase.ACTIVE), key=lambda x: self._urgency(x[1]))
         cannot = [pid for pid, s in due if s.phase is PatientPhase.LEADS_OFF]
         for pid in cannot:
             self._patients[pid].next_due = now + self.settings.cadence_s
         finished, self._finished = self._finished, []
         chosen = [pid for pid, _ in active[: self.settings.max_batch]]
         return ForecastBatch(chosen, cannot, finished, self.stretch)
+
+    def _urgency(self, state: _State) -> tuple[bool, float, float]:
+        """Sort key: high-risk patients first, then the longest overdue, then the higher risk."""
+        return state.risk < self.settings.high_risk, state.next_due, -state.risk
+
+    def _next_due(self, state: _State, now: float) -> float:
+        """The next point of the patient's grid, at least half a cadence after ``now``: a patient that fell more than
+        half a cadence behind (a stretch, a burst of work) starts a new grid instead of being forecast twice in a row."""
+        cadence = self._cadence(state)
+        if state.forecasts == 0:
+            return now + cadence
+        return max(state.next_due + cadence, now + cadence / 2)
 
     def update(self, output: RunnerOutput, now: float) -> None:
         """Record risks and the model's speed; re-plan due times and the stretch factor."""
@@ -149,8 +167,8 @@ class ForecastScheduler:
             if state is None:
                 continue  # evicted while the model ran: its result is dropped, its state already queued to free
             state.risk = output.onset_risk.get(pid, 0.0)
+            state.next_due = self._next_due(state, now)
             state.forecasts += 1
-            state.next_due = now + self._cadence(state)
 
     def record_upkeep(self, seconds_per_patient_second: float) -> None:
         """The model worker's measured cost of keeping one patient's cache current, per second of its signal."""

@@ -101,3 +101,24 @@ def test_cache_upkeep_counts_against_capacity_and_is_not_stretched() -> None:
     s.record_upkeep(0.3)  # upkeep alone (6 s) passes the budget: stretched to the cap
     s.update(RunnerOutput([], {}, elapsed_s=0.0), now=2.0)
     assert s.stretch == 4.0
+
+
+def test_a_late_forecast_does_not_push_the_next_one_back() -> None:
+    """Due times keep to the patient's grid: intervals average the cadence, not the cadence plus the model's time."""
+    s = scheduler()
+    s.observe([Readiness("p", 100, 1.0)], now=0.0)
+    s.update(RunnerOutput(["p"], {"p": 0.1}, elapsed_s=1.0), now=1.0)  # first forecast: grid at 1, 61, 121, ...
+    assert s.schedule(60.9).patient_ids == [] and s.schedule(61.0).patient_ids == ["p"]
+    s.update(RunnerOutput(["p"], {"p": 0.1}, elapsed_s=1.0), now=66.0)  # 5 s late
+    assert s.schedule(120.9).patient_ids == [] and s.schedule(121.0).patient_ids == ["p"]
+    s.update(RunnerOutput(["p"], {"p": 0.1}, elapsed_s=1.0), now=170.0)  # 49 s late: a new grid, half a cadence on
+    assert s.schedule(199.9).patient_ids == [] and s.schedule(200.0).patient_ids == ["p"]
+
+
+def test_due_patients_are_served_earliest_due_first_after_high_risk_ones() -> None:
+    s = scheduler(max_batch=3)
+    s.observe([Readiness(p, 100, 1.0) for p in ("a", "b", "c", "d")], now=0.0)
+    for pid, t, risk in (("a", 5.0, 0.3), ("b", 1.0, 0.1), ("c", 3.0, 0.2), ("d", 9.0, 0.9)):
+        s.update(RunnerOutput([pid], {pid: risk}, elapsed_s=0.5), now=t)
+    # due at 65, 61, 63, 69: all due at 100; "d" (high risk) first, then the low-risk ones by due time, not by risk
+    assert s.schedule(100.0).patient_ids == ["d", "b", "c"]

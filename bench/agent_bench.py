@@ -126,6 +126,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=30.0, help="seconds of signal left out of ingest latency")
     parser.add_argument("--config", type=Path, default=None)
+    parser.add_argument("--llm-dtype", choices=["float32", "bfloat16"], default=None, help="override llm.dtype")
     parser.add_argument("--out", type=Path, default=Path("bench/results/agent.json"))
     args = parser.parse_args()
     configure_logging("warning", "console")
@@ -135,6 +136,8 @@ def main() -> None:
         data["mqtt"].update(url=broker.url, client_id=f"bench-agent-{uuid.uuid4().hex[:6]}")
         data["alerts"]["store_path"] = Path(tmp) / "alerts.sqlite3"
         data["http"]["port"] = 0
+        if args.llm_dtype:
+            data["llm"]["dtype"] = args.llm_dtype
         settings = type(base).model_validate(data)
         t_load = time.perf_counter()
         latency = IngestLatency(args.speed)
@@ -190,6 +193,7 @@ def main() -> None:
         "window_s": settings.llm.window_s,
         "leads_streamed": ["II", "V1"],
         "lm_leads": list(settings.llm.leads),
+        "llm_dtype": settings.llm.dtype,
         "forecast_intervals": forecasts.intervals(args.speed),
         "ingest_latency": latency.percentiles(args.warmup),
         "model_load_s": round(load_s, 1),

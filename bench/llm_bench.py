@@ -20,7 +20,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -32,6 +31,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from machine_info import cpu_description  # the sibling module
+
+from core.config import DEFAULT_CONFIG_PATH
 from core.errors import EcgcastError
 from llm_runtime.engine import ForecastEngine
 from llm_runtime.runner import ModelRunner, NewSeconds, ScoreRequest
@@ -99,6 +101,68 @@ def streaming_costs(runner: ModelRunner, window: torch.Tensor, evidence: str, re
         "explain_32_tokens": summary(explain),
         "max_abs_logprob_diff_cached_vs_prefill": diff,
     }
+
+
+def probe_costs(engine: ForecastEngine, window: torch.Tensor, repeats: int, chunk_s: int) -> dict[str, object]:
+    """The shipped probe forecaster's read path: a forecast on the streamed cache (what the agent runs every cadence)
+    vs the same forecast on a fresh prefill of the same window (what it would cost without the cache); the window is
+    fed in ``chunk_s``-second chunks, as the agent feeds it, and stays within window + slack, so the two must agree
+    to float error."""
+    from evaluation.lm import window_evidence
+    from simulators.scenarios import generate_scenario
+
+    runner, n = engine.runner, window.shape[0]
+    rec = generate_scenario("sinus_stable", seed=1, minutes=n / 60, leads=("II", "V1"))
+    evidence = window_evidence(rec.p_signal[-round(n * rec.fs) :], rec.fs, ["II", "V1"])
+    request = [ScoreRequest("p0", evidence.text, evidence.trends)]
+
+    def fresh() -> object:
+        runner.prime("p0", window, first_second=0)
+        return engine.forecast(request)[0]
+
+    fresh_forecast = fresh()
+    prefill = timed(fresh, repeats)
+    runner.finish(["p0"])
+    for first in range(0, n, chunk_s):
+        runner.extend_seconds("p0", window[first : first + chunk_s], first)
+    cached = timed(lambda: engine.forecast(request), repeats)
+    streamed = engine.forecast(request)[0]
+    diff = max(
+        abs(getattr(streamed, kind)[h][c] - getattr(fresh_forecast, kind)[h][c])
+        for kind in ("rhythm_probs", "onset_probs")
+        for h in getattr(fresh_forecast, kind)
+        for c in getattr(fresh_forecast, kind)[h]
+    )
+    cached_row, _, _, _ = runner._row_start("p0", prefill=False)
+    fresh_row, _, _, _ = runner._row_start("p0", prefill=True)
+    context = len(runner.prompts.context(n, evidence.text))
+    runner.finish(["p0"])
+    return {
+        "forecast_cached": summary(cached),
+        "forecast_full_prefill": summary(prefill),
+        "speedup_forecast_time": round(statistics.median(prefill) / statistics.median(cached), 2),
+        "max_abs_prob_diff_streamed_vs_fresh": diff,
+        "tokens_full_prefill": len(fresh_row) + context,
+        "tokens_run_at_forecast_time": len(cached_row) + context,
+        "evidence_tokens_of_those": len(runner.prompts.ids(evidence.text)),
+        "feed_chunk_s": chunk_s,
+    }
+
+
+def shipped_probe_costs(args: argparse.Namespace) -> dict[str, object]:
+    """:func:`probe_costs` on the model ``--config`` ships (its adapter, leads and read-out), as the agent loads it."""
+    from agent.settings import load_settings
+
+    shipped = load_settings(args.config).llm
+    update = {"window_s": args.window_s, "num_threads": args.threads, "dtype": args.dtype}
+    settings = shipped.model_copy(update=update)
+    engine = ForecastEngine.load(settings)
+    if not engine.runner.prompts.probe:
+        raise SystemExit(f"{args.config}: its model has no probe read-out (llm.adapter_dir)")
+    window = torch.randn(args.window_s, len(settings.leads), 64, generator=torch.Generator().manual_seed(0))
+    with engine.runner:
+        out = probe_costs(engine, window, args.repeats, args.feed_seconds)
+    return {"model_id": engine.model_id, "model_version": engine.model_version, "leads": list(settings.leads), **out}
 
 
 def _score_one_by_one(runner: ModelRunner, requests: list[ScoreRequest]) -> None:
@@ -195,8 +259,15 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="repetitions of each single-patient timing")
     parser.add_argument("--batch-repeats", type=int, default=2, help="repetitions of each batched timing")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: stable on a shared 2-core box)")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="the LM's dtype")
     parser.add_argument("--batch-sizes", default="1,8,32")
-    parser.add_argument("--sections", default="single,batched,feed", help="any of single, batched, feed")
+    parser.add_argument(
+        "--sections",
+        default="single,batched,feed",
+        help="any of single, batched, feed (the generative read-out, untrained adapter) and probe (the shipped "
+        "forecaster of --config)",
+    )
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH, help="the probe section's model")
     parser.add_argument("--feed-patients", type=int, default=32, help="patients fed per round in the feed section")
     parser.add_argument("--feed-seconds", type=int, default=10, help="new seconds per patient per round")
     parser.add_argument("--feed-prime-s", type=int, default=240, help="seconds in each patient's cache at start")
@@ -212,6 +283,7 @@ def main() -> int:
         slack_s=60,
         horizons_s=(300,),
         num_threads=args.threads,
+        dtype=args.dtype,
     )
     start = time.perf_counter()
     engine = ForecastEngine.load(settings, slide="rebuild")
@@ -225,6 +297,8 @@ def main() -> int:
     sections = set(args.sections.split(","))
     load_at_start = os.getloadavg()
     measured: dict[str, object] = {}
+    if "probe" in sections:
+        measured["probe"] = shipped_probe_costs(args)
     with runner:
         if "single" in sections:
             measured["single_patient"] = streaming_costs(runner, window, evidence, args.repeats)
@@ -249,8 +323,7 @@ def main() -> int:
         "device": str(next(runner.model.parameters()).device),
         "dtype": settings.dtype,
         "torch_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "cpu": platform.processor() or platform.machine(),
+        "machine": cpu_description(),
         "torch": torch.__version__,
         "window_s": args.window_s,
         "leads": list(settings.leads),

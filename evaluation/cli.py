@@ -123,7 +123,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     f.add_argument(
         "--feed-every-s", type=int, default=30, help="with --slide-parity: seconds per feed (the agent's default)"
     )
+    f.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16"],
+        default="float32",
+        help="the ECG-LM's dtype (llm.dtype); bfloat16 writes SPLIT[-w<grid>]-bfloat16.npz (eval feature-parity)",
+    )
     f.set_defaults(func=cmd_eval_probe_features)
+
+    fp = inner.add_parser("feature-parity", help="the head on features computed another way vs its own, paired")
+    _head_scoring_args(fp, "the candidate features (e.g. -bfloat16.npz)", "writes feature_parity.json here")
+    fp.add_argument("--reference", type=Path, required=True, help="the same inputs' features as the head was fitted")
+    fp.set_defaults(func=cmd_eval_feature_parity)
 
     sp = inner.add_parser("slide-parity", help="score the slid-cache and fresh-prefill feature pairs with the head")
     _head_scoring_args(sp, "the -slide.npz written by probe-features", "writes slide_parity.json here")
@@ -324,12 +335,14 @@ def cmd_eval_probe_features(args: argparse.Namespace) -> int:
     data = EvalData(open_benchmark(args.data, args.bench_dir))
     keys = input_keys(data, args.split, args.windows, PROBE_HORIZONS, args.per_window)
     slide: Slide = "evict" if args.slide_parity else "rebuild"
-    engine = load_engine(LlmSettings.model_validate({}), args.adapter, max(args.windows), PROBE_HORIZONS[:1], slide)
+    base = LlmSettings.model_validate({"dtype": args.dtype})
+    engine = load_engine(base, args.adapter, max(args.windows), PROBE_HORIZONS[:1], slide)
     donors = evidence_donors(data, keys) if args.ablate == "swap-evidence" else None
     embedder = Embedder(args.adapter / "encoder.pt")
     forecaster = LmForecaster(engine, data, embedder, zero_ecg=args.ablate == "zero-ecg", evidence_from=donors)
     name = args.split + _windows_suffix(args.windows) + (f"-{args.ablate}" if args.ablate else "")
     name += "-slide" if args.slide_parity else ""
+    name += f"-{args.dtype}" if args.dtype != "float32" else ""
     provider = SlidFeatures(forecaster, args.feed_every_s) if args.slide_parity else forecaster
     extract(provider, keys, args.out / f"{name}-parts", from_end=args.from_end)
     if not parts_complete(args.out / f"{name}-parts", len(keys)):  # the other process is still on its last part
@@ -344,6 +357,18 @@ def cmd_eval_probe_features(args: argparse.Namespace) -> int:
         schedule = SlideSchedule(args.feed_every_s, engine.runner.config.slack_s)
         split_pairs(path, np.array([schedule.staleness(*schedule.span(data, k), k[2]) for k in keys]))
     print(json.dumps({"split": args.split, "inputs": len(keys), "features": str(path)}))
+    return 0
+
+
+def cmd_eval_feature_parity(args: argparse.Namespace) -> int:
+    from evaluation.data import EvalData, open_benchmark
+    from evaluation.feature_parity import evaluate_feature_parity
+    from evaluation.probe_eval import ProbeEvalConfig
+
+    data = EvalData(open_benchmark(args.data, args.bench_dir))
+    config = ProbeEvalConfig(args.adapter, args.features.parent, args.out, n_boot=args.n_boot, baseline=False)
+    results = evaluate_feature_parity(data, args.features, args.reference, config)
+    print(json.dumps({k: v for k, v in results.items() if k not in ("reference", "candidate")}, indent=1, default=str))
     return 0
 
 

@@ -18,11 +18,13 @@ from core.errors import EcgcastError
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
+    import torch
 
     from agent.settings import Settings
+    from evaluation.lm import WindowEvidence
     from llm_runtime.forecast import Forecast
 
-__all__ = ["register", "window_embeddings"]
+__all__ = ["register", "window_embeddings", "window_input"]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -84,12 +86,26 @@ def window_embeddings(
     return flat.reshape(n_leads, n_seconds, -1)  # (L*T, 64) -> (L, T, 64)
 
 
-def _run(args: argparse.Namespace) -> Forecast:
+def window_input(
+    settings: Settings, p_signal: npt.NDArray[np.float32], fs: float, names: list[str], at_s: float, window_s: int
+) -> tuple[torch.Tensor, WindowEvidence]:
+    """The ``window_s`` seconds before ``at_s`` as the runner reads them: (n_leads, T, 64) encoder embeddings and the
+    measured evidence (line and trend features) of the same samples."""
     import torch
 
+    from evaluation.lm import window_evidence
+
+    end = round(at_s * fs)
+    start = end - round(window_s * fs)
+    if start < 0 or end > p_signal.shape[0]:
+        raise EcgcastError(f"window [{at_s - window_s}, {at_s}] s is outside the record")
+    segment = p_signal[start:end]
+    return torch.from_numpy(window_embeddings(settings, segment, fs, names)), window_evidence(segment, fs, names)
+
+
+def _run(args: argparse.Namespace) -> Forecast:
     from agent.settings import load_settings
     from core.logs import configure_logging
-    from evaluation.lm import window_evidence
     from llm_runtime.engine import ForecastEngine
     from llm_runtime.runner import ScoreRequest
     from llm_runtime.settings import LlmSettings
@@ -106,13 +122,7 @@ def _run(args: argparse.Namespace) -> Forecast:
         {**settings.llm.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
     )
     p_signal, fs, names, record_name = _signal(args, llm.leads)
-    end = round(args.at * fs)
-    start = end - round(llm.window_s * fs)
-    if start < 0 or end > p_signal.shape[0]:
-        raise EcgcastError(f"window [{args.at - llm.window_s}, {args.at}] s is outside the record")
-    segment = p_signal[start:end]
-    embeddings = torch.from_numpy(window_embeddings(settings, segment, fs, names))
-    evidence = window_evidence(segment, fs, names)
+    embeddings, evidence = window_input(settings, p_signal, fs, names, args.at, llm.window_s)
     engine = ForecastEngine.load(llm, slide="rebuild")
     patient_id = args.patient_id or record_name
     first_second = int(args.at) - embeddings.shape[1]

@@ -136,6 +136,29 @@ def paired_cells(
     )
 
 
+def compare_to_reference(
+    data: EvalData, head: ProbeHead, variants: dict[str, ProbeInputs], reference: str, config: ProbeEvalConfig
+) -> dict[str, Any]:
+    """The head's scores on each feature set of the same inputs, and each one minus ``reference``'s, paired; with the
+    median feature gap to the reference in units of the head's scale (how far apart the inputs are, before scoring)."""
+    ref = variants[reference]
+    if any(inputs.keys != ref.keys for inputs in variants.values()):
+        raise ValueError(f"the feature sets compared with {reference!r} hold different inputs")
+    cells = cells_of(data, ref.keys, config.horizons_s)
+    preds = {}
+    for name, inputs in variants.items():
+        predict = head_predictions(head, inputs)
+        preds[name] = {c: predict(s) for c, s in cells.items()}
+    others = [name for name in variants if name != reference]
+    gaps = {name: float(np.median(np.abs(variants[name].x - ref.x) / head.scale[: ref.x.shape[1]])) for name in others}
+    return {
+        "inputs": len(ref.keys),
+        "feature_gap_over_head_scale_median": gaps,
+        **{name: probe_summary(cells, by_cell, config) for name, by_cell in preds.items()},
+        **{f"{name}_minus_{reference}": paired_cells(cells, preds[name], preds[reference], config) for name in others},
+    }
+
+
 def gbt_predictions(
     data: EvalData, cells: dict[Cell, list[Sample]], cache: Path, seed: int = 0
 ) -> dict[Cell, Predictions]:

@@ -25,14 +25,7 @@ import torch
 
 from evaluation.data import EvalData, InputKey
 from evaluation.lm import LmForecaster, input_evidence
-from evaluation.probe_eval import (
-    ProbeEvalConfig,
-    ProbeInputs,
-    cells_of,
-    head_predictions,
-    paired_cells,
-    probe_summary,
-)
+from evaluation.probe_eval import ProbeEvalConfig, ProbeInputs, compare_to_reference
 from llm_runtime.cache_slide import ContextLedger, slide_point
 from llm_runtime.probe import ProbeHead
 from llm_runtime.runner import ScoreRequest
@@ -128,37 +121,22 @@ def evaluate_slide(data: EvalData, slid: Path, fresh: Path, config: ProbeEvalCon
     head = ProbeHead.load(config.adapter)
     shift = SlideShift.load(config.adapter)
     slid_inputs, fresh_inputs = ProbeInputs.load(slid), ProbeInputs.load(fresh)
-    if slid_inputs.keys != fresh_inputs.keys:
-        raise ValueError(f"{slid} and {fresh} hold different inputs")
     with np.load(slid, allow_pickle=False) as pairs:
         staleness = np.asarray(pairs["staleness"], dtype=np.float64)
-    cells = cells_of(data, slid_inputs.keys, config.horizons_s)
     variants = {"fresh": fresh_inputs, "slid_as_read": slid_inputs}
     if shift is not None:
         variants["slid_corrected"] = replace(slid_inputs, x=shift.correct(slid_inputs.x, staleness))
-    preds = {}
-    for name, inputs in variants.items():
-        predict = head_predictions(head, inputs)
-        preds[name] = {c: predict(s) for c, s in cells.items()}
-    gaps = {
-        name: float(np.median(np.abs(inputs.x - fresh_inputs.x) / head.scale[: inputs.x.shape[1]]))
-        for name, inputs in variants.items()
-        if name != "fresh"
-    }
     results: dict[str, Any] = {
         "synthetic": True,
         "dataset": (data.meta.get("spec") or {}).get("name", str(data.bench.root)),
         "adapter": str(config.adapter),
         "slide_shift": None if shift is None else shift.fitted_on,
-        "inputs": len(slid_inputs.keys),
         "staleness": {
             "min": float(staleness.min()),
             "median": float(np.median(staleness)),
             "max": float(staleness.max()),
         },
-        "feature_gap_over_head_scale_median": gaps,
-        **{name: probe_summary(cells, by_cell, config) for name, by_cell in preds.items()},
-        **{f"{name}_minus_fresh": paired_cells(cells, preds[name], preds["fresh"], config) for name in gaps},
+        **compare_to_reference(data, head, variants, "fresh", config),
     }
     config.out.mkdir(parents=True, exist_ok=True)
     (config.out / "slide_parity.json").write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")

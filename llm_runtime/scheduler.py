@@ -149,7 +149,8 @@ class ForecastScheduler:
 
     def _next_due(self, state: _State, now: float) -> float:
         """The next point of the patient's grid, at least half a cadence after ``now``: a patient that fell more than
-        half a cadence behind (a stretch, a burst of work) starts a new grid instead of being forecast twice in a row."""
+        half a cadence behind (a stretch, a burst of work) starts a new grid rather than being forecast twice in a
+        row."""
         cadence = self._cadence(state)
         if state.forecasts == 0:
             return now + cadence
